@@ -1,0 +1,145 @@
+// wengert: differentiable ops on tape values. Each family lives in one file under
+// engine/src/ops/ with its shape rule, forward and backward side by side, and registers its
+// ops in the registry (registry.hpp).
+#pragma once
+
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "wengert/tape.hpp"
+
+namespace wengert {
+
+enum class Reduction { none, mean, sum };
+Reduction parse_reduction(const std::string& name, const char* op);
+
+// ---- elementwise arithmetic (ops/elementwise.cpp); NumPy broadcasting -----------------------
+Var add(Var a, Var b);
+Var sub(Var a, Var b);
+Var mul(Var a, Var b);
+Var div(Var a, Var b);
+Var neg(Var x);
+Var pow(Var x, Var exponent);          // x > 0 where exponent's gradient is needed
+Var pow(Var x, double exponent);
+Var maximum(Var a, Var b);             // gradient to a where a >= b
+Var minimum(Var a, Var b);             // gradient to a where a <= b
+Var clamp(Var x, std::optional<double> low, std::optional<double> high);
+Var where(Var mask, Var a, Var b);     // mask u8, True picks a
+// scalar forms: the scalar takes x's dtype
+Var add(Var x, double s);
+Var mul(Var x, double s);
+Var rsub(double s, Var x);             // s - x
+Var rdiv(double s, Var x);             // s / x
+
+inline Var operator+(Var a, Var b) { return add(a, b); }
+inline Var operator-(Var a, Var b) { return sub(a, b); }
+inline Var operator*(Var a, Var b) { return mul(a, b); }
+inline Var operator/(Var a, Var b) { return div(a, b); }
+inline Var operator-(Var x) { return neg(x); }
+inline Var operator+(Var x, double s) { return add(x, s); }
+inline Var operator+(double s, Var x) { return add(x, s); }
+inline Var operator-(Var x, double s) { return add(x, -s); }
+inline Var operator-(double s, Var x) { return rsub(s, x); }
+inline Var operator*(Var x, double s) { return mul(x, s); }
+inline Var operator*(double s, Var x) { return mul(x, s); }
+inline Var operator/(Var x, double s) { return mul(x, 1.0 / s); }
+inline Var operator/(double s, Var x) { return rdiv(s, x); }
+
+// comparisons: u8 results, no gradient
+Var eq(Var a, Var b);
+Var ne(Var a, Var b);
+Var lt(Var a, Var b);
+Var le(Var a, Var b);
+Var gt(Var a, Var b);
+Var ge(Var a, Var b);
+Var logical_not(Var mask);
+Var logical_and(Var a, Var b);
+// Stops gradients: the same value, as a new node with no backward.
+Var detach(Var x);
+// Converts dtype (f32 <-> f64 differentiable; to/from i64 and u8 carry no gradient).
+Var cast(Var x, DType dtype);
+
+// ---- unary (ops/unary.cpp) ------------------------------------------------------------------
+Var exp(Var x);
+Var log(Var x);
+Var sqrt(Var x);
+Var abs(Var x);
+Var tanh(Var x);
+Var sigmoid(Var x);
+Var relu(Var x);
+Var gelu(Var x, bool tanh_approximation = false);   // exact erf form by default, as PyTorch
+Var softplus(Var x, double beta = 1.0, double threshold = 20.0);
+
+// ---- reductions (ops/reduce.cpp); empty axes = all ------------------------------------------
+Var sum(Var x, std::vector<std::int64_t> axes = {}, bool keepdims = false);
+Var mean(Var x, std::vector<std::int64_t> axes = {}, bool keepdims = false);
+Var max(Var x, std::vector<std::int64_t> axes = {}, bool keepdims = false);   // gradient split among ties
+Var min(Var x, std::vector<std::int64_t> axes = {}, bool keepdims = false);
+Var logsumexp(Var x, std::vector<std::int64_t> axes = {}, bool keepdims = false);
+Var var(Var x, std::vector<std::int64_t> axes = {}, bool keepdims = false, std::int64_t correction = 0);
+
+// ---- shape (ops/shape.cpp) ------------------------------------------------------------------
+Var reshape(Var x, const Shape& shape);               // one -1 allowed
+Var permute(Var x, std::vector<int> axes);
+Var transpose(Var x, int a = -2, int b = -1);
+Var slice(Var x, int axis, std::int64_t start, std::int64_t stop, std::int64_t step = 1);
+Var concat(std::span<const Var> xs, int axis = 0);
+Var stack(std::span<const Var> xs, int axis = 0);
+Var expand(Var x, const Shape& shape);
+Var squeeze(Var x, int axis);
+Var unsqueeze(Var x, int axis);
+Var flatten(Var x, int start_axis = 1);               // (B, ...) -> (B, prod ...)
+
+// ---- products (ops/matmul.cpp) --------------------------------------------------------------
+// NumPy matmul: (..., n, k) x (..., k, m) -> (..., n, m), leading axes broadcast; a rank-1
+// operand is promoted as NumPy does. Strided and transposed views go to BLIS without copies.
+Var matmul(Var a, Var b);
+
+// ---- softmax family (ops/softmax.cpp) -------------------------------------------------------
+Var softmax(Var x, int axis = -1);                    // exp(x - logsumexp(x))
+Var log_softmax(Var x, int axis = -1);
+
+// ---- losses (ops/loss.cpp) ------------------------------------------------------------------
+// target: i64 class indices (shape of logits without the class axis) or probabilities (same
+// shape as logits). Class axis is the last one.
+Var cross_entropy(Var logits, Var target, double label_smoothing = 0.0, Reduction reduction = Reduction::mean);
+Var nll(Var log_probs, Var labels, Reduction reduction = Reduction::mean);
+// Log terms clamped at -100, as PyTorch does.
+Var bce(Var probs, Var target, Reduction reduction = Reduction::mean);
+Var bce_with_logits(Var logits, Var target, Reduction reduction = Reduction::mean);
+Var mse(Var prediction, Var target, Reduction reduction = Reduction::mean);
+
+// ---- indexing (ops/index.cpp) ---------------------------------------------------------------
+Var one_hot(Var labels, std::int64_t n_classes, DType dtype = DType::f32);   // no gradient
+Var argmax(Var x, int axis = -1, bool keepdims = false);                     // i64, no gradient
+// torch.gather: out[i][j] = x[i][index[i][j]] along `axis`; scatter-add backward.
+Var gather(Var x, int axis, Var index);
+// Rows of x along `axis` picked by a rank-1 i64 index; scatter-add backward.
+Var index_select(Var x, int axis, Var index);
+// table (V, D), ids (...) i64 -> (..., D); gradient to the rows read, none to ids.
+Var embedding(Var table, Var ids);
+
+// ---- masks (ops/mask.cpp); act on the last two axes -----------------------------------------
+// band_part keeps (m, n) iff (lower < 0 or m - n <= lower) and (upper < 0 or n - m <= upper).
+Var band_part(Var x, std::int64_t lower, std::int64_t upper);
+Var tril(Var x, std::int64_t k = 0);
+Var triu(Var x, std::int64_t k = 0);
+
+// ---- layers (ops/nn.cpp) --------------------------------------------------------------------
+// Inverted dropout; active only in Mode::train and p > 0. Draws from default_generator().
+Var dropout(Var x, double p);
+// Normalises over the last axis; gamma and beta (shape (D,)) are optional.
+Var layer_norm(Var x, std::optional<Var> gamma, std::optional<Var> beta, double eps = 1e-5);
+
+// ---- creation (ops/creation.cpp): new values on the current tape, no gradient ---------------
+Var zeros(const Shape& shape, DType dtype = DType::f32);
+Var ones(const Shape& shape, DType dtype = DType::f32);
+Var full(const Shape& shape, double value, DType dtype = DType::f32);
+Var eye(std::int64_t n, DType dtype = DType::f32);
+Var arange(double start, double stop, double step = 1.0, DType dtype = DType::f32);
+Var normal(const Shape& shape, double mean = 0.0, double stddev = 1.0, DType dtype = DType::f32);
+Var uniform(const Shape& shape, double low = 0.0, double high = 1.0, DType dtype = DType::f32);
+
+}  // namespace wengert

@@ -1,0 +1,319 @@
+// Elementwise arithmetic, comparisons, where, clamp, detach, cast.
+// Every binary op broadcasts as NumPy does; BackwardCtx::add sums gradients back to each
+// input's shape, so closures below only write the full-shape gradient.
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "../kernels/elementwise.hpp"
+#include "families.hpp"
+#include "wengert/kernels.hpp"
+#include "wengert/ops.hpp"
+
+namespace wengert {
+
+using detail::dispatch_all;
+using detail::dispatch_float;
+using detail::map1;
+using detail::map2;
+using detail::map3;
+
+namespace {
+
+Tape& tape_of(Var a) {
+    if (!a.defined()) throw AutogradError("an op was given an undefined value");
+    return *a.tape();
+}
+
+// A scalar as a 0-d tensor of x's dtype.
+Tensor scalar_like(const Var& x, double s) { return Tensor::scalar(s, x.dtype()); }
+
+}  // namespace
+
+// ---- add / sub ------------------------------------------------------------------------------
+// a (...), b (...) -> broadcast (...)
+Var add(Var a, Var b) {
+    Tensor out = kern::add(a.value(), b.value());
+    return tape_of(a).record("add", std::move(out), {a, b}, [](BackwardCtx& ctx) {
+        // out = a + b
+        ctx.add(0, ctx.grad_out());
+        ctx.add(1, ctx.grad_out());
+    });
+}
+
+Var sub(Var a, Var b) {
+    Tensor out = kern::sub(a.value(), b.value());
+    return tape_of(a).record("sub", std::move(out), {a, b}, [](BackwardCtx& ctx) {
+        // out = a - b
+        ctx.add(0, ctx.grad_out());
+        if (ctx.needs(1)) ctx.add(1, kern::neg(ctx.grad_out()));
+    });
+}
+
+Var add(Var x, double s) {
+    Tensor out = kern::add_scalar(x.value(), s);
+    return tape_of(x).record("add", std::move(out), {x}, [](BackwardCtx& ctx) { ctx.add(0, ctx.grad_out()); });
+}
+
+Var rsub(double s, Var x) {
+    Tensor out = kern::add_scalar(kern::neg(x.value()), s);
+    return tape_of(x).record("sub", std::move(out), {x}, [](BackwardCtx& ctx) { ctx.add(0, kern::neg(ctx.grad_out())); });
+}
+
+// ---- mul / div ------------------------------------------------------------------------------
+Var mul(Var a, Var b) {
+    Tensor out = kern::mul(a.value(), b.value());
+    Saved sa(a.value()), sb(b.value());
+    return tape_of(a).record("mul", std::move(out), {a, b}, [sa, sb](BackwardCtx& ctx) {
+        // out = a * b
+        if (ctx.needs(0)) ctx.add(0, kern::mul(ctx.grad_out(), sb.get("mul")));
+        if (ctx.needs(1)) ctx.add(1, kern::mul(ctx.grad_out(), sa.get("mul")));
+    });
+}
+
+Var mul(Var x, double s) {
+    Tensor out = kern::scale(x.value(), s);
+    return tape_of(x).record("mul", std::move(out), {x}, [s](BackwardCtx& ctx) { ctx.add(0, kern::scale(ctx.grad_out(), s)); });
+}
+
+Var div(Var a, Var b) {
+    Tensor out = kern::div(a.value(), b.value());
+    Saved sb(b.value()), sout(out);
+    return tape_of(a).record("div", out, {a, b}, [sb, sout](BackwardCtx& ctx) {
+        // out = a / b;  d/da = 1/b;  d/db = -out/b
+        const Tensor& bv = sb.get("div");
+        if (ctx.needs(0)) ctx.add(0, kern::div(ctx.grad_out(), bv));
+        if (ctx.needs(1)) ctx.add(1, kern::neg(kern::div(kern::mul(ctx.grad_out(), sout.get("div")), bv)));
+    });
+}
+
+Var rdiv(double s, Var x) {
+    Tensor out = kern::div(scalar_like(x, s), x.value());
+    Saved sx(x.value()), sout(out);
+    return tape_of(x).record("div", out, {x}, [sx, sout](BackwardCtx& ctx) {
+        // out = s / x;  d/dx = -out / x
+        ctx.add(0, kern::neg(kern::div(kern::mul(ctx.grad_out(), sout.get("div")), sx.get("div"))));
+    });
+}
+
+Var neg(Var x) {
+    Tensor out = kern::neg(x.value());
+    return tape_of(x).record("neg", std::move(out), {x}, [](BackwardCtx& ctx) { ctx.add(0, kern::neg(ctx.grad_out())); });
+}
+
+// ---- pow ------------------------------------------------------------------------------------
+Var pow(Var x, double p) {
+    Tensor out = dispatch_float(x.dtype(), "pow", [&](auto tag) {
+        using T = decltype(tag);
+        return map1<T, T>(x.value(), [p](T v) { return static_cast<T>(std::pow(v, static_cast<T>(p))); });
+    });
+    Saved sx(x.value());
+    return tape_of(x).record("pow", std::move(out), {x}, [sx, p](BackwardCtx& ctx) {
+        // out = x^p;  d/dx = p x^(p-1)
+        Tensor d = dispatch_float(ctx.grad_out().dtype(), "pow", [&](auto tag) {
+            using T = decltype(tag);
+            return map2<T, T>(ctx.grad_out(), sx.get("pow"), "pow", [p](T g, T v) {
+                return p == 0 ? T(0) : static_cast<T>(g * p * std::pow(v, static_cast<T>(p - 1)));
+            });
+        });
+        ctx.add(0, d);
+    });
+}
+
+Var pow(Var x, Var e) {
+    detail::require_same_dtype(x.value(), e.value(), "pow");
+    Tensor out = dispatch_float(x.dtype(), "pow", [&](auto tag) {
+        using T = decltype(tag);
+        return map2<T, T>(x.value(), e.value(), "pow", [](T v, T p) { return std::pow(v, p); });
+    });
+    Saved sx(x.value()), se(e.value()), sout(out);
+    return tape_of(x).record("pow", out, {x, e}, [sx, se, sout](BackwardCtx& ctx) {
+        // out = x^e;  d/dx = e x^(e-1);  d/de = out log x
+        dispatch_float(ctx.grad_out().dtype(), "pow", [&](auto tag) {
+            using T = decltype(tag);
+            const Tensor& xv = sx.get("pow");
+            const Tensor& ev = se.get("pow");
+            if (ctx.needs(0)) {
+                Tensor t = map2<T, T>(xv, ev, "pow", [](T v, T p) { return p == 0 ? T(0) : p * std::pow(v, p - 1); });
+                ctx.add(0, kern::mul(ctx.grad_out(), t));
+            }
+            if (ctx.needs(1)) {
+                Tensor t = map2<T, T>(sout.get("pow"), xv, "pow", [](T o, T v) { return o == 0 ? T(0) : o * std::log(v); });
+                ctx.add(1, kern::mul(ctx.grad_out(), t));
+            }
+        });
+    });
+}
+
+// ---- maximum / minimum / clamp --------------------------------------------------------------
+namespace {
+
+// pick_a: where the gradient goes to a (ties go to a)
+template <bool kMax> Var extremum(Var a, Var b, const char* op) {
+    detail::require_same_dtype(a.value(), b.value(), op);
+    Tensor out = dispatch_all(a.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        return map2<T, T>(a.value(), b.value(), op, [](T x, T y) { return kMax ? (x >= y ? x : y) : (x <= y ? x : y); });
+    });
+    Saved sa(a.value()), sb(b.value());
+    return tape_of(a).record(op, std::move(out), {a, b}, [sa, sb, op](BackwardCtx& ctx) {
+        // out = a where a (>= | <=) b, else b
+        Tensor pick_a = dispatch_all(sa.get(op).dtype(), [&](auto tag) {
+            using T = decltype(tag);
+            return map2<std::uint8_t, T>(sa.get(op), sb.get(op), op, [](T x, T y) -> std::uint8_t { return kMax ? x >= y : x <= y; });
+        });
+        Tensor zero = Tensor::scalar(0.0, ctx.grad_out().dtype());
+        dispatch_all(ctx.grad_out().dtype(), [&](auto tag) {
+            using T = decltype(tag);
+            auto sel = [](std::uint8_t m, T g, T z) { return m ? g : z; };
+            if (ctx.needs(0)) ctx.add(0, map3<T, std::uint8_t, T, T>(pick_a, ctx.grad_out(), zero, op, sel));
+            if (ctx.needs(1)) ctx.add(1, map3<T, std::uint8_t, T, T>(pick_a, zero, ctx.grad_out(), op, sel));
+        });
+    });
+}
+
+}  // namespace
+
+Var maximum(Var a, Var b) { return extremum<true>(a, b, "maximum"); }
+Var minimum(Var a, Var b) { return extremum<false>(a, b, "minimum"); }
+
+Var clamp(Var x, std::optional<double> low, std::optional<double> high) {
+    if (low && high && *low > *high) throw ShapeError("clamp", fmt::format("low {} is above high {}", *low, *high));
+    double lo = low.value_or(-INFINITY), hi = high.value_or(INFINITY);
+    Tensor out = dispatch_float(x.dtype(), "clamp", [&](auto tag) {
+        using T = decltype(tag);
+        return map1<T, T>(x.value(), [lo, hi](T v) { return static_cast<T>(v < lo ? lo : (v > hi ? hi : v)); });
+    });
+    Saved sx(x.value());
+    return tape_of(x).record("clamp", std::move(out), {x}, [sx, lo, hi](BackwardCtx& ctx) {
+        // out = clamp(x, lo, hi);  gradient passes where lo <= x <= hi
+        dispatch_float(ctx.grad_out().dtype(), "clamp", [&](auto tag) {
+            using T = decltype(tag);
+            ctx.add(0, map2<T, T>(ctx.grad_out(), sx.get("clamp"), "clamp",
+                                  [lo, hi](T g, T v) { return v >= lo && v <= hi ? g : T(0); }));
+        });
+    });
+}
+
+// ---- where ----------------------------------------------------------------------------------
+Var where(Var mask, Var a, Var b) {
+    if (mask.dtype() != DType::u8) {
+        throw ShapeError("where", fmt::format("mask must be u8 (bool), got {} {}", dtype_name(mask.dtype()), mask.shape().str()));
+    }
+    detail::require_same_dtype(a.value(), b.value(), "where");
+    Tensor out = dispatch_all(a.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        return map3<T, std::uint8_t, T, T>(mask.value(), a.value(), b.value(), "where",
+                                           [](std::uint8_t m, T x, T y) { return m ? x : y; });
+    });
+    Saved smask(mask.value());
+    return tape_of(a).record("where", std::move(out), {mask, a, b}, [smask](BackwardCtx& ctx) {
+        // out = mask ? a : b
+        Tensor zero = Tensor::scalar(0.0, ctx.grad_out().dtype());
+        dispatch_all(ctx.grad_out().dtype(), [&](auto tag) {
+            using T = decltype(tag);
+            auto sel = [](std::uint8_t m, T x, T y) { return m ? x : y; };
+            const Tensor& m = smask.get("where");
+            if (ctx.needs(1)) ctx.add(1, map3<T, std::uint8_t, T, T>(m, ctx.grad_out(), zero, "where", sel));
+            if (ctx.needs(2)) ctx.add(2, map3<T, std::uint8_t, T, T>(m, zero, ctx.grad_out(), "where", sel));
+        });
+    });
+}
+
+// ---- comparisons (no gradient) --------------------------------------------------------------
+namespace {
+
+template <class Cmp> Var compare(Var a, Var b, const char* op, Cmp cmp) {
+    detail::require_same_dtype(a.value(), b.value(), op);
+    Tensor out = dispatch_all(a.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        return map2<std::uint8_t, T>(a.value(), b.value(), op, [&](T x, T y) -> std::uint8_t { return cmp(x, y); });
+    });
+    return tape_of(a).record(op, std::move(out), {}, nullptr);
+}
+
+}  // namespace
+
+Var eq(Var a, Var b) { return compare(a, b, "eq", [](auto x, auto y) { return x == y; }); }
+Var ne(Var a, Var b) { return compare(a, b, "ne", [](auto x, auto y) { return x != y; }); }
+Var lt(Var a, Var b) { return compare(a, b, "lt", [](auto x, auto y) { return x < y; }); }
+Var le(Var a, Var b) { return compare(a, b, "le", [](auto x, auto y) { return x <= y; }); }
+Var gt(Var a, Var b) { return compare(a, b, "gt", [](auto x, auto y) { return x > y; }); }
+Var ge(Var a, Var b) { return compare(a, b, "ge", [](auto x, auto y) { return x >= y; }); }
+
+Var logical_not(Var mask) {
+    if (mask.dtype() != DType::u8) throw ShapeError("logical_not", fmt::format("expected a u8 mask, got {}", dtype_name(mask.dtype())));
+    Tensor out = map1<std::uint8_t, std::uint8_t>(mask.value(), [](std::uint8_t m) -> std::uint8_t { return !m; });
+    return tape_of(mask).record("logical_not", std::move(out), {}, nullptr);
+}
+
+Var logical_and(Var a, Var b) {
+    if (a.dtype() != DType::u8 || b.dtype() != DType::u8) {
+        throw ShapeError("logical_and", fmt::format("expected u8 masks, got {} and {}", dtype_name(a.dtype()), dtype_name(b.dtype())));
+    }
+    Tensor out = map2<std::uint8_t, std::uint8_t>(a.value(), b.value(), "logical_and",
+                                                  [](std::uint8_t x, std::uint8_t y) -> std::uint8_t { return x && y; });
+    return tape_of(a).record("logical_and", std::move(out), {}, nullptr);
+}
+
+Var detach(Var x) { return tape_of(x).record("detach", x.value(), {}, nullptr); }
+
+Var cast(Var x, DType dtype) {
+    Tensor out = x.value().to(dtype);
+    if (!is_floating(dtype) || !is_floating(x.dtype())) return tape_of(x).record("cast", std::move(out), {}, nullptr);
+    DType from = x.dtype();
+    return tape_of(x).record("cast", std::move(out), {x}, [from](BackwardCtx& ctx) { ctx.add(0, ctx.grad_out().to(from)); });
+}
+
+// ---- registry -------------------------------------------------------------------------------
+void register_elementwise(Registry& r) {
+    auto binary = [&](const char* name, Var (*f)(Var, Var), const char* doc, bool differentiable = true) {
+        r.add({name, {{"a", ArgKind::tensor, {}}, {"b", ArgKind::tensor, {}}}, doc, differentiable,
+               [f](const Args& a) { return f(a.tensor(0), a.tensor(1)); }});
+    };
+    binary("add", static_cast<Var (*)(Var, Var)>(&add), "a + b, broadcasting");
+    binary("sub", &sub, "a - b, broadcasting");
+    binary("mul", static_cast<Var (*)(Var, Var)>(&mul), "a * b, broadcasting");
+    binary("div", &div, "a / b, broadcasting");
+    binary("maximum", &maximum, "elementwise max; ties send the gradient to a");
+    binary("minimum", &minimum, "elementwise min; ties send the gradient to a");
+    binary("eq", &eq, "a == b as a u8 mask", false);
+    binary("ne", &ne, "a != b as a u8 mask", false);
+    binary("lt", &lt, "a < b as a u8 mask", false);
+    binary("le", &le, "a <= b as a u8 mask", false);
+    binary("gt", &gt, "a > b as a u8 mask", false);
+    binary("ge", &ge, "a >= b as a u8 mask", false);
+    binary("logical_and", &logical_and, "a and b for u8 masks", false);
+    r.add({"logical_not", {{"mask", ArgKind::tensor, {}}}, "not mask for a u8 mask", false,
+           [](const Args& a) { return logical_not(a.tensor(0)); }});
+    r.add({"neg", {{"x", ArgKind::tensor, {}}}, "-x", true, [](const Args& a) { return neg(a.tensor(0)); }});
+    r.add({"pow", {{"x", ArgKind::tensor, {}}, {"exponent", ArgKind::tensor, {}}}, "x ^ exponent (tensor exponent)", true,
+           [](const Args& a) { return pow(a.tensor(0), a.tensor(1)); }});
+    r.add({"pow_scalar", {{"x", ArgKind::tensor, {}}, {"exponent", ArgKind::number, {}}}, "x ^ p for a number p", true,
+           [](const Args& a) { return pow(a.tensor(0), a.number(1)); }});
+    r.add({"add_scalar", {{"x", ArgKind::tensor, {}}, {"s", ArgKind::number, {}}}, "x + s for a number s", true,
+           [](const Args& a) { return add(a.tensor(0), a.number(1)); }});
+    r.add({"mul_scalar", {{"x", ArgKind::tensor, {}}, {"s", ArgKind::number, {}}}, "x * s for a number s", true,
+           [](const Args& a) { return mul(a.tensor(0), a.number(1)); }});
+    r.add({"rsub_scalar", {{"s", ArgKind::number, {}}, {"x", ArgKind::tensor, {}}}, "s - x for a number s", true,
+           [](const Args& a) { return rsub(a.number(0), a.tensor(1)); }});
+    r.add({"rdiv_scalar", {{"s", ArgKind::number, {}}, {"x", ArgKind::tensor, {}}}, "s / x for a number s", true,
+           [](const Args& a) { return rdiv(a.number(0), a.tensor(1)); }});
+    r.add({"clamp",
+           {{"x", ArgKind::tensor, {}}, {"low", ArgKind::number, ArgValue{}}, {"high", ArgKind::number, ArgValue{}}},
+           "clamp x to [low, high]; either bound may be omitted", true,
+           [](const Args& a) {
+               return clamp(a.tensor(0), a.has(1) ? std::optional(a.number(1)) : std::nullopt,
+                            a.has(2) ? std::optional(a.number(2)) : std::nullopt);
+           }});
+    r.add({"where", {{"mask", ArgKind::tensor, {}}, {"a", ArgKind::tensor, {}}, {"b", ArgKind::tensor, {}}},
+           "mask ? a : b, broadcasting; mask is u8", true,
+           [](const Args& a) { return where(a.tensor(0), a.tensor(1), a.tensor(2)); }});
+    r.add({"detach", {{"x", ArgKind::tensor, {}}}, "x with no gradient flowing back (stop_gradient)", false,
+           [](const Args& a) { return detach(a.tensor(0)); }});
+    r.add({"cast", {{"x", ArgKind::tensor, {}}, {"dtype", ArgKind::string, {}}},
+           "x converted to dtype f32, f64, i64 or u8 (gradient between f32 and f64)", true,
+           [](const Args& a) { return cast(a.tensor(0), parse_dtype(a.string(1), "cast")); }});
+}
+
+}  // namespace wengert

@@ -1,0 +1,20 @@
+// Internal: each op family file registers its ops through one of these.
+#pragma once
+
+#include "wengert/registry.hpp"
+
+namespace wengert {
+
+void register_elementwise(Registry& r);
+void register_unary(Registry& r);
+void register_reduce(Registry& r);
+void register_shape(Registry& r);
+void register_matmul(Registry& r);
+void register_softmax(Registry& r);
+void register_loss(Registry& r);
+void register_index(Registry& r);
+void register_mask(Registry& r);
+void register_nn(Registry& r);
+void register_creation(Registry& r);
+
+}  // namespace wengert

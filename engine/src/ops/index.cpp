@@ -1,0 +1,8 @@
+// PLACEHOLDER: filled in by its owner; registers nothing yet.
+#include "families.hpp"
+
+namespace wengert {
+
+void register_index(Registry&) {}
+
+}  // namespace wengert

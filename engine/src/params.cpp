@@ -1,0 +1,2 @@
+// PLACEHOLDER: filled in by its owner.
+#include "wengert/params.hpp"

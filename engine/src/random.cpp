@@ -1,0 +1,144 @@
+#include "wengert/random.hpp"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <numbers>
+
+#include "dispatch.hpp"
+
+namespace wengert {
+
+// Philox-4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC 2011).
+std::array<std::uint32_t, 4> philox4x32(std::array<std::uint32_t, 4> c, std::array<std::uint32_t, 2> k) {
+    constexpr std::uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;
+    constexpr std::uint32_t kWeyl0 = 0x9E3779B9u, kWeyl1 = 0xBB67AE85u;
+    for (int round = 0; round < 10; ++round) {
+        std::uint64_t p0 = static_cast<std::uint64_t>(kMul0) * c[0];
+        std::uint64_t p1 = static_cast<std::uint64_t>(kMul1) * c[2];
+        c = {static_cast<std::uint32_t>(p1 >> 32) ^ c[1] ^ k[0], static_cast<std::uint32_t>(p1),
+             static_cast<std::uint32_t>(p0 >> 32) ^ c[3] ^ k[1], static_cast<std::uint32_t>(p0)};
+        k[0] += kWeyl0;
+        k[1] += kWeyl1;
+    }
+    return c;
+}
+
+namespace {
+
+std::array<std::uint32_t, 4> block(std::uint64_t seed, std::uint64_t counter) {
+    return philox4x32({static_cast<std::uint32_t>(counter), static_cast<std::uint32_t>(counter >> 32), 0u, 0u},
+                      {static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)});
+}
+
+// (0, 1]: never 0, so log() is safe.
+inline double to_unit(std::uint32_t x) { return (static_cast<double>(x) + 1.0) / 4294967296.0; }
+// 53-bit [0, 1) from two words.
+inline double to_unit53(std::uint32_t hi, std::uint32_t lo) {
+    return static_cast<double>((static_cast<std::uint64_t>(hi) << 21) ^ (lo >> 11)) / 9007199254740992.0;
+}
+
+// Calls f(i, block) for blocks covering n elements with `per_block` elements each, starting
+// at counter `first`; parallel for large n, identical results for any thread count.
+template <class F> void for_blocks(std::int64_t n, std::int64_t per_block, std::uint64_t seed, std::uint64_t first, F f) {
+    std::int64_t n_blocks = (n + per_block - 1) / per_block;
+    auto body = [&](std::int64_t lo, std::int64_t hi) {
+        for (std::int64_t b = lo; b < hi; ++b) f(b, block(seed, first + static_cast<std::uint64_t>(b)));
+    };
+    if (n < detail::kParallelGrain || max_threads() == 1) {
+        body(0, n_blocks);
+    } else {
+        tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n_blocks, 4096),
+                          [&](const tbb::blocked_range<std::int64_t>& r) { body(r.begin(), r.end()); });
+    }
+}
+
+Tensor& require_contiguous(Tensor& t, const char* op) {
+    if (!t.is_contiguous()) throw ShapeError(op, "random fills need a contiguous tensor");
+    return t;
+}
+
+}  // namespace
+
+std::uint64_t Generator::reserve(std::uint64_t n_blocks) {
+    std::uint64_t first = offset_;
+    offset_ += n_blocks;
+    return first;
+}
+
+void Generator::fill_uniform(Tensor& t, double low, double high) {
+    require_contiguous(t, "uniform");
+    std::int64_t n = t.numel();
+    std::uint64_t first = reserve(static_cast<std::uint64_t>((n + 1) / 2));
+    detail::dispatch_float(t.dtype(), "uniform", [&](auto tag) {
+        using T = decltype(tag);
+        T* p = t.data<T>();
+        for_blocks(n, 2, seed_, first, [&](std::int64_t b, const std::array<std::uint32_t, 4>& r) {
+            for (int j = 0; j < 2; ++j) {
+                std::int64_t i = b * 2 + j;
+                if (i < n) p[i] = static_cast<T>(low + (high - low) * to_unit53(r[2 * j], r[2 * j + 1]));
+            }
+        });
+    });
+    t.bump_version();
+}
+
+void Generator::fill_normal(Tensor& t, double mean, double stddev) {
+    require_contiguous(t, "normal");
+    std::int64_t n = t.numel();
+    std::uint64_t first = reserve(static_cast<std::uint64_t>((n + 1) / 2));
+    detail::dispatch_float(t.dtype(), "normal", [&](auto tag) {
+        using T = decltype(tag);
+        T* p = t.data<T>();
+        // Box-Muller: one block gives two normals.
+        for_blocks(n, 2, seed_, first, [&](std::int64_t b, const std::array<std::uint32_t, 4>& r) {
+            double u1 = 1.0 - to_unit53(r[0], r[1]);   // (0, 1]
+            double u2 = to_unit53(r[2], r[3]);
+            double radius = std::sqrt(-2.0 * std::log(u1));
+            double angle = 2.0 * std::numbers::pi * u2;
+            std::int64_t i = b * 2;
+            p[i] = static_cast<T>(mean + stddev * radius * std::cos(angle));
+            if (i + 1 < n) p[i + 1] = static_cast<T>(mean + stddev * radius * std::sin(angle));
+        });
+    });
+    t.bump_version();
+}
+
+void Generator::fill_bernoulli(Tensor& t, double keep) {
+    require_contiguous(t, "bernoulli");
+    if (t.dtype() != DType::u8) throw ShapeError("bernoulli", "the mask must be u8");
+    std::int64_t n = t.numel();
+    std::uint64_t first = reserve(static_cast<std::uint64_t>((n + 3) / 4));
+    std::uint8_t* p = t.data<std::uint8_t>();
+    for_blocks(n, 4, seed_, first, [&](std::int64_t b, const std::array<std::uint32_t, 4>& r) {
+        for (int j = 0; j < 4; ++j) {
+            std::int64_t i = b * 4 + j;
+            if (i < n) p[i] = to_unit(r[j]) <= keep ? 1 : 0;
+        }
+    });
+    t.bump_version();
+}
+
+std::uint64_t Generator::next_u64() {
+    auto r = block(seed_, reserve(1));
+    return (static_cast<std::uint64_t>(r[0]) << 32) | r[1];
+}
+
+std::vector<std::int64_t> Generator::permutation(std::int64_t n) {
+    std::vector<std::int64_t> perm(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) perm[static_cast<std::size_t>(i)] = i;
+    for (std::int64_t i = n - 1; i > 0; --i) {
+        auto j = static_cast<std::int64_t>(next_u64() % static_cast<std::uint64_t>(i + 1));
+        std::swap(perm[static_cast<std::size_t>(i)], perm[static_cast<std::size_t>(j)]);
+    }
+    return perm;
+}
+
+Generator& default_generator() {
+    static Generator gen(0);
+    return gen;
+}
+
+void manual_seed(std::uint64_t seed) { default_generator().set_state(seed, 0); }
+
+}  // namespace wengert

@@ -1,0 +1,133 @@
+#include "wengert/registry.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+
+#include "ops/families.hpp"
+#include "wengert/ops.hpp"
+
+namespace wengert {
+
+const char* arg_kind_name(ArgKind kind) {
+    switch (kind) {
+        case ArgKind::tensor: return "tensor";
+        case ArgKind::tensors: return "list of tensors";
+        case ArgKind::number: return "number";
+        case ArgKind::integer: return "integer";
+        case ArgKind::boolean: return "bool";
+        case ArgKind::ints: return "list of integers";
+        case ArgKind::string: return "string";
+    }
+    return "?";
+}
+
+double Args::number(std::size_t i) const {
+    const ArgValue& v = values_.at(i);
+    if (const auto* n = std::get_if<std::int64_t>(&v)) return static_cast<double>(*n);
+    return std::get<double>(v);
+}
+
+namespace {
+
+std::string value_text(const ArgValue& v) {
+    struct Visitor {
+        std::string operator()(std::monostate) const { return "none"; }
+        std::string operator()(const Var&) const { return "tensor"; }
+        std::string operator()(const std::vector<Var>&) const { return "tensors"; }
+        std::string operator()(double d) const { return fmt::format("{}", d); }
+        std::string operator()(std::int64_t n) const { return fmt::format("{}", n); }
+        std::string operator()(bool b) const { return b ? "true" : "false"; }
+        std::string operator()(const std::vector<std::int64_t>& xs) const { return fmt::format("({})", fmt::join(xs, ", ")); }
+        std::string operator()(const std::string& s) const { return fmt::format("\"{}\"", s); }
+    };
+    return std::visit(Visitor{}, v);
+}
+
+}  // namespace
+
+std::string OpSchema::signature() const {
+    std::string s = name + "(";
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        if (i) s += ", ";
+        s += args[i].name;
+        if (args[i].default_value) s += "=" + value_text(*args[i].default_value);
+    }
+    return s + ")";
+}
+
+void Registry::add(OpSchema schema) {
+    if (find(schema.name)) throw Error(fmt::format("op '{}' is registered twice", schema.name));
+    ops_.push_back(std::move(schema));
+}
+
+const OpSchema* Registry::find(const std::string& name) const {
+    for (const auto& op : ops_) if (op.name == name) return &op;
+    return nullptr;
+}
+
+const OpSchema& Registry::get(const std::string& name) const {
+    if (const OpSchema* op = find(name)) return *op;
+    std::vector<std::string> names;
+    for (const auto& op : ops_) names.push_back(op.name);
+    if (auto near = closest_name(name, names)) throw Error(fmt::format("unknown op '{}'; did you mean '{}'?", name, *near));
+    throw Error(fmt::format("unknown op '{}'; known ops: {}", name, fmt::join(names, ", ")));
+}
+
+const Registry& registry() {
+    static const Registry r = [] {
+        Registry reg;
+        register_elementwise(reg);
+        register_unary(reg);
+        register_reduce(reg);
+        register_shape(reg);
+        register_matmul(reg);
+        register_softmax(reg);
+        register_loss(reg);
+        register_index(reg);
+        register_mask(reg);
+        register_nn(reg);
+        register_creation(reg);
+        return reg;
+    }();
+    return r;
+}
+
+std::size_t edit_distance(const std::string& a, const std::string& b) {
+    std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
+    for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+        cur[0] = i;
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            std::size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost});
+        }
+        std::swap(prev, cur);
+    }
+    return prev[b.size()];
+}
+
+std::optional<std::string> closest_name(const std::string& name, const std::vector<std::string>& candidates) {
+    std::optional<std::string> best;
+    std::size_t best_d = 0;
+    for (const auto& c : candidates) {
+        std::size_t d = edit_distance(name, c);
+        if (!best || d < best_d) {
+            best = c;
+            best_d = d;
+        }
+    }
+    std::size_t limit = std::max<std::size_t>(1, name.size() / 3);
+    if (best && best_d <= limit) return best;
+    return std::nullopt;
+}
+
+Reduction parse_reduction(const std::string& name, const char* op) {
+    if (name == "mean") return Reduction::mean;
+    if (name == "sum") return Reduction::sum;
+    if (name == "none") return Reduction::none;
+    throw ShapeError(op, fmt::format("unknown reduction '{}'; expected mean, sum or none", name));
+}
+
+}  // namespace wengert

@@ -1,0 +1,248 @@
+#include "wengert/tape.hpp"
+
+#include <fmt/format.h>
+
+#include "wengert/kernels.hpp"
+#include "wengert/params.hpp"
+
+namespace wengert {
+
+namespace {
+thread_local Tape* t_current = nullptr;
+thread_local bool t_grad_enabled = true;
+thread_local Mode t_mode = Mode::train;
+}  // namespace
+
+// ---------------------------------------------------------------- Var, Saved, BackwardCtx
+
+const Tensor& Var::value() const {
+    if (!tape_) throw AutogradError("use of an undefined value");
+    return tape_->value(*this);
+}
+bool Var::requires_grad() const { return tape_ && tape_->requires_grad(*this); }
+Tensor Var::grad() const { return tape_ ? tape_->grad(*this) : Tensor(); }
+
+const Tensor& Saved::get(const char* op) const {
+    if (tensor_.version() != version_) {
+        throw AutogradError(fmt::format(
+            "{}: a tensor saved for backward was modified in place after it was saved (version {}, now {}); "
+            "compute the gradient before writing to it, or write to a copy",
+            op, version_, tensor_.version()));
+    }
+    return tensor_;
+}
+
+bool BackwardCtx::needs(int k) const { return tape_.nodes_[static_cast<std::size_t>(inputs_[k])].requires_grad; }
+
+const Tensor& BackwardCtx::input_value(int k) const { return tape_.nodes_[static_cast<std::size_t>(inputs_[k])].value; }
+
+void BackwardCtx::add(int k, const Tensor& g) {
+    std::int32_t id = inputs_[k];
+    const auto& node = tape_.nodes_[static_cast<std::size_t>(id)];
+    if (!node.requires_grad) return;
+    if (g.shape() == node.value.shape()) {
+        tape_.accumulate(id, g);
+    } else {
+        tape_.accumulate(id, kern::sum_to_shape(g, node.value.shape()));
+    }
+}
+
+// ---------------------------------------------------------------- Tape
+
+Tape::Tape() : previous_(t_current) {
+    t_current = this;
+    nodes_.reserve(256);
+    input_ids_.reserve(512);
+}
+
+Tape::~Tape() {
+    if (t_current == this) t_current = previous_;
+}
+
+Tape& Tape::current() {
+    if (!t_current) throw AutogradError("no tape is alive on this thread: create a wengert::Tape first");
+    return *t_current;
+}
+
+Var Tape::push(Node node, std::span<const Var> inputs) {
+    node.input_begin = static_cast<std::int32_t>(input_ids_.size());
+    node.input_count = static_cast<std::int32_t>(inputs.size());
+    for (const Var& v : inputs) {
+        if (v.tape() != this) {
+            throw AutogradError(fmt::format("{}: an input belongs to {} tape", node.op, v.tape() ? "another" : "no"));
+        }
+        input_ids_.push_back(v.id());
+    }
+    nodes_.push_back(std::move(node));
+    return Var(this, static_cast<std::int32_t>(nodes_.size() - 1));
+}
+
+Var Tape::input(Tensor value) {
+    Node n;
+    n.value = std::move(value);
+    return push(std::move(n), {});
+}
+
+Var Tape::leaf(Tensor value, bool requires_grad) {
+    Node n;
+    n.value = std::move(value);
+    n.op = "leaf";
+    n.requires_grad = requires_grad && grad_enabled();
+    n.retain = true;
+    return push(std::move(n), {});
+}
+
+Var Tape::param(Parameter& parameter) {
+    Node n;
+    n.value = parameter.value;
+    n.op = "param";
+    n.requires_grad = parameter.trainable && grad_enabled();
+    n.parameter = &parameter;
+    return push(std::move(n), {});
+}
+
+bool Tape::wants_grad(std::span<const Var> inputs) const {
+    if (!t_grad_enabled) return false;
+    for (const Var& v : inputs) {
+        if (v.tape() == this && nodes_[static_cast<std::size_t>(v.id())].requires_grad) return true;
+    }
+    return false;
+}
+
+bool Tape::wants_grad(std::initializer_list<Var> inputs) const {
+    return wants_grad(std::span<const Var>(inputs.begin(), inputs.size()));
+}
+
+Var Tape::record(const char* op, Tensor value, std::span<const Var> inputs, BackwardFn backward) {
+    Node n;
+    n.value = std::move(value);
+    n.op = op;
+    if (wants_grad(inputs)) {
+        n.requires_grad = true;
+        n.backward = std::move(backward);
+    }
+    return push(std::move(n), inputs);
+}
+
+Var Tape::record(const char* op, Tensor value, std::initializer_list<Var> inputs, BackwardFn backward) {
+    return record(op, std::move(value), std::span<const Var>(inputs.begin(), inputs.size()), std::move(backward));
+}
+
+void Tape::check(Var v) const {
+    if (v.tape() != this || v.id() < 0 || static_cast<std::size_t>(v.id()) >= nodes_.size()) {
+        throw AutogradError("a value from another (or a cleared) tape was used");
+    }
+}
+
+const Tensor& Tape::value(Var v) const {
+    check(v);
+    return nodes_[static_cast<std::size_t>(v.id())].value;
+}
+
+Tensor Tape::grad(Var v) const {
+    check(v);
+    return nodes_[static_cast<std::size_t>(v.id())].grad;
+}
+
+bool Tape::requires_grad(Var v) const {
+    check(v);
+    return nodes_[static_cast<std::size_t>(v.id())].requires_grad;
+}
+
+const char* Tape::op_name(Var v) const {
+    check(v);
+    return nodes_[static_cast<std::size_t>(v.id())].op;
+}
+
+std::span<const std::int32_t> Tape::inputs_of(Var v) const {
+    check(v);
+    const Node& n = nodes_[static_cast<std::size_t>(v.id())];
+    return {input_ids_.data() + n.input_begin, static_cast<std::size_t>(n.input_count)};
+}
+
+void Tape::retain_grad(Var v) {
+    check(v);
+    nodes_[static_cast<std::size_t>(v.id())].retain = true;
+}
+
+// Note [Gradient ownership]
+// The first gradient a node receives is stored as given, often a view of another node's
+// gradient. Only when a second one arrives is a fresh tensor made, which later ones are
+// added into in place. No gradient tensor is ever written while another node may read it.
+void Tape::accumulate(std::int32_t id, const Tensor& g) {
+    Node& n = nodes_[static_cast<std::size_t>(id)];
+    if (g.dtype() != n.value.dtype()) {
+        throw AutogradError(fmt::format("{}: gradient dtype {} differs from value dtype {}", n.op,
+                                        dtype_name(g.dtype()), dtype_name(n.value.dtype())));
+    }
+    if (!n.grad.defined()) {
+        n.grad = g;
+        n.grad_owned = false;
+    } else if (!n.grad_owned) {
+        n.grad = kern::add(n.grad, g);
+        n.grad_owned = true;
+    } else {
+        kern::add_(n.grad, g);
+    }
+}
+
+void Tape::backward(Var output) {
+    check(output);
+    const Tensor& v = value(output);
+    if (v.numel() != 1) {
+        throw AutogradError(fmt::format(
+            "backward of a non-scalar value of shape {} needs an explicit output gradient", v.shape().str()));
+    }
+    backward(output, Tensor::ones(v.shape(), v.dtype()));
+}
+
+void Tape::backward(Var output, const Tensor& grad_output) {
+    check(output);
+    Node& out = nodes_[static_cast<std::size_t>(output.id())];
+    if (!(grad_output.shape() == out.value.shape())) {
+        throw AutogradError(fmt::format("backward: output gradient of shape {} for a value of shape {}",
+                                        grad_output.shape().str(), out.value.shape().str()));
+    }
+    if (!out.requires_grad) {
+        throw AutogradError("backward: the value does not depend on anything that needs a gradient");
+    }
+    accumulate(output.id(), grad_output.to(out.value.dtype()));
+    for (std::int32_t id = output.id(); id >= 0; --id) {
+        Node& n = nodes_[static_cast<std::size_t>(id)];
+        if (!n.grad.defined()) continue;
+        if (n.backward) {
+            BackwardCtx ctx(*this, n.grad, {input_ids_.data() + n.input_begin, static_cast<std::size_t>(n.input_count)}, n.op);
+            n.backward(ctx);
+            if (!n.retain) n.grad = Tensor();
+        } else if (n.parameter) {
+            Parameter& p = *n.parameter;
+            if (!p.grad.defined()) p.grad = Tensor::zeros(p.value.shape(), p.value.dtype());
+            kern::add_(p.grad, n.grad);
+        }
+    }
+}
+
+void Tape::clear() {
+    nodes_.clear();
+    input_ids_.clear();
+}
+
+// ---------------------------------------------------------------- modes
+
+bool grad_enabled() { return t_grad_enabled; }
+NoGrad::NoGrad() : previous_(t_grad_enabled) { t_grad_enabled = false; }
+NoGrad::~NoGrad() { t_grad_enabled = previous_; }
+
+Mode current_mode() { return t_mode; }
+const char* mode_name(Mode mode) {
+    switch (mode) {
+        case Mode::train: return "train";
+        case Mode::eval: return "eval";
+        case Mode::predict: return "predict";
+    }
+    return "?";
+}
+ModeGuard::ModeGuard(Mode mode) : previous_(t_mode) { t_mode = mode; }
+ModeGuard::~ModeGuard() { t_mode = previous_; }
+
+}  // namespace wengert

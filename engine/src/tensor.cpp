@@ -1,0 +1,518 @@
+#include "wengert/tensor.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <numeric>
+
+#include "dispatch.hpp"
+
+namespace wengert {
+
+const char* dtype_name(DType dtype) {
+    switch (dtype) {
+        case DType::f32: return "f32";
+        case DType::f64: return "f64";
+        case DType::i64: return "i64";
+        case DType::u8: return "u8";
+    }
+    return "?";
+}
+
+std::size_t dtype_size(DType dtype) {
+    switch (dtype) {
+        case DType::f32: return 4;
+        case DType::f64: return 8;
+        case DType::i64: return 8;
+        case DType::u8: return 1;
+    }
+    return 1;
+}
+
+DType parse_dtype(const std::string& name, const char* op) {
+    if (name == "f32" || name == "float32") return DType::f32;
+    if (name == "f64" || name == "float64") return DType::f64;
+    if (name == "i64" || name == "int64") return DType::i64;
+    if (name == "u8" || name == "bool") return DType::u8;
+    throw ShapeError(op, fmt::format("unknown dtype '{}'; expected f32, f64, i64 or u8", name));
+}
+
+std::string fmt_dtype_mismatch(const char* want, const char* have) {
+    return fmt::format("tensor: expected dtype {}, got {}", want, have);
+}
+
+std::string fmt_count_mismatch(std::size_t count, const Shape& shape) {
+    return fmt::format("{} values do not fill shape {} ({} elements)", count, shape.str(), shape.numel());
+}
+
+// ---------------------------------------------------------------- Shape
+
+Shape::Shape(std::initializer_list<std::int64_t> dims) : Shape(std::span<const std::int64_t>(dims.begin(), dims.size())) {}
+
+Shape::Shape(std::span<const std::int64_t> dims) {
+    if (dims.size() > static_cast<std::size_t>(kMaxDims)) {
+        throw ShapeError("shape", fmt::format("{} dimensions; at most {} are supported", dims.size(), kMaxDims));
+    }
+    n_ = static_cast<int>(dims.size());
+    for (int i = 0; i < n_; ++i) d_[i] = dims[i];
+}
+
+void Shape::push_back(std::int64_t v) {
+    if (n_ == kMaxDims) throw ShapeError("shape", fmt::format("more than {} dimensions", kMaxDims));
+    d_[n_++] = v;
+}
+
+void Shape::insert(int pos, std::int64_t v) {
+    if (n_ == kMaxDims) throw ShapeError("shape", fmt::format("more than {} dimensions", kMaxDims));
+    for (int i = n_; i > pos; --i) d_[i] = d_[i - 1];
+    d_[pos] = v;
+    ++n_;
+}
+
+void Shape::erase(int pos) {
+    for (int i = pos; i + 1 < n_; ++i) d_[i] = d_[i + 1];
+    --n_;
+}
+
+void Shape::resize(int n, std::int64_t fill) {
+    if (n > kMaxDims) throw ShapeError("shape", fmt::format("more than {} dimensions", kMaxDims));
+    for (int i = n_; i < n; ++i) d_[i] = fill;
+    n_ = n;
+}
+
+std::int64_t Shape::numel() const {
+    std::int64_t n = 1;
+    for (int i = 0; i < n_; ++i) n *= d_[i];
+    return n;
+}
+
+std::string Shape::str() const { return fmt::format("[{}]", fmt::join(begin(), end(), ", ")); }
+
+bool operator==(const Shape& a, const Shape& b) {
+    if (a.n_ != b.n_) return false;
+    for (int i = 0; i < a.n_; ++i) if (a.d_[i] != b.d_[i]) return false;
+    return true;
+}
+
+int normalize_axis(std::int64_t axis, int ndim, const char* op) {
+    std::int64_t a = axis < 0 ? axis + ndim : axis;
+    if (a < 0 || a >= ndim) {
+        throw ShapeError(op, fmt::format("axis {} is out of range for a tensor of rank {}", axis, ndim));
+    }
+    return static_cast<int>(a);
+}
+
+Shape contiguous_strides(const Shape& shape) {
+    Shape s;
+    s.resize(shape.size());
+    std::int64_t acc = 1;
+    for (int i = shape.size() - 1; i >= 0; --i) {
+        s[i] = acc;
+        acc *= shape[i];
+    }
+    return s;
+}
+
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
+    if (a == b) return a;
+    int n = std::max(a.size(), b.size());
+    Shape out;
+    out.resize(n);
+    for (int i = 0; i < n; ++i) {
+        int ia = a.size() - n + i, ib = b.size() - n + i;
+        std::int64_t da = ia >= 0 ? a[ia] : 1, db = ib >= 0 ? b[ib] : 1;
+        if (da != db && da != 1 && db != 1) {
+            throw ShapeError(op, fmt::format("shapes {} and {} do not broadcast (axis {}: {} vs {})",
+                                             a.str(), b.str(), i - n, da, db));
+        }
+        out[i] = da == 1 ? db : da;
+    }
+    return out;
+}
+
+// ---------------------------------------------------------------- Storage
+
+Storage::Storage(std::size_t bytes) : nbytes(bytes) {
+    std::size_t rounded = ((bytes + 63) / 64) * 64;
+    data = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
+    if (!data) throw Error(fmt::format("out of memory allocating {} bytes", bytes));
+}
+
+Storage::~Storage() { std::free(data); }
+
+// ---------------------------------------------------------------- creation
+
+Tensor Tensor::empty(const Shape& shape, DType dtype) {
+    for (auto d : shape) {
+        if (d < 0) throw ShapeError("tensor", fmt::format("negative extent in shape {}", shape.str()));
+    }
+    Tensor t;
+    t.storage_ = std::make_shared<Storage>(static_cast<std::size_t>(shape.numel()) * dtype_size(dtype));
+    t.dtype_ = dtype;
+    t.shape_ = shape;
+    t.strides_ = contiguous_strides(shape);
+    return t;
+}
+
+Tensor Tensor::zeros(const Shape& shape, DType dtype) {
+    Tensor t = empty(shape, dtype);
+    std::memset(t.storage_->data, 0, t.storage_->nbytes);
+    return t;
+}
+
+Tensor Tensor::ones(const Shape& shape, DType dtype) { return full(shape, 1.0, dtype); }
+
+Tensor Tensor::full(const Shape& shape, double value, DType dtype) {
+    Tensor t = empty(shape, dtype);
+    t.fill(value);
+    return t;
+}
+
+Tensor Tensor::scalar(double value, DType dtype) { return full(Shape{}, value, dtype); }
+
+Tensor Tensor::eye(std::int64_t n, DType dtype) {
+    Tensor t = zeros(Shape{n, n}, dtype);
+    detail::dispatch_all(dtype, [&](auto tag) {
+        using T = decltype(tag);
+        T* p = t.data<T>();
+        for (std::int64_t i = 0; i < n; ++i) p[i * n + i] = T(1);
+    });
+    return t;
+}
+
+Tensor Tensor::arange(double start, double stop, double step, DType dtype) {
+    if (step == 0) throw ShapeError("arange", "step must not be zero");
+    auto n = static_cast<std::int64_t>(std::ceil((stop - start) / step));
+    Tensor t = empty(Shape{std::max<std::int64_t>(n, 0)}, dtype);
+    detail::dispatch_all(dtype, [&](auto tag) {
+        using T = decltype(tag);
+        T* p = t.data<T>();
+        for (std::int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<T>(start + static_cast<double>(i) * step);
+    });
+    return t;
+}
+
+Tensor Tensor::from_doubles(const std::vector<double>& values, const Shape& shape, DType dtype) {
+    if (static_cast<std::int64_t>(values.size()) != shape.numel()) {
+        throw ShapeError("tensor", fmt_count_mismatch(values.size(), shape));
+    }
+    Tensor t = empty(shape, dtype);
+    detail::dispatch_all(dtype, [&](auto tag) {
+        using T = decltype(tag);
+        T* p = t.data<T>();
+        for (std::size_t i = 0; i < values.size(); ++i) p[i] = static_cast<T>(values[i]);
+    });
+    return t;
+}
+
+// ---------------------------------------------------------------- metadata
+
+std::int64_t Tensor::size(std::int64_t axis) const { return shape_[normalize_axis(axis, ndim(), "size")]; }
+
+bool Tensor::is_contiguous() const {
+    std::int64_t expected = 1;
+    for (int i = ndim() - 1; i >= 0; --i) {
+        if (shape_[i] != 1 && strides_[i] != expected) return false;
+        expected *= shape_[i];
+    }
+    return true;
+}
+
+void* Tensor::raw() const {
+    return static_cast<char*>(storage_->data) + offset_ * static_cast<std::int64_t>(dtype_size(dtype_));
+}
+
+// ---------------------------------------------------------------- views
+
+// Resolves one -1 in `shape` against `numel`.
+static Shape infer_shape(const Shape& requested, std::int64_t numel, const Shape& from, const char* op) {
+    Shape s = requested;
+    int infer = -1;
+    std::int64_t known = 1;
+    for (int i = 0; i < s.size(); ++i) {
+        if (s[i] == -1) {
+            if (infer >= 0) throw ShapeError(op, fmt::format("more than one -1 in {}", requested.str()));
+            infer = i;
+        } else if (s[i] < 0) {
+            throw ShapeError(op, fmt::format("negative extent in {}", requested.str()));
+        } else {
+            known *= s[i];
+        }
+    }
+    if (infer >= 0) {
+        if (known == 0 || numel % known != 0) {
+            throw ShapeError(op, fmt::format("cannot reshape {} ({} elements) to {}", from.str(), numel, requested.str()));
+        }
+        s[infer] = numel / known;
+    }
+    if (s.numel() != numel) {
+        throw ShapeError(op, fmt::format("cannot reshape {} ({} elements) to {} ({} elements)", from.str(), numel,
+                                         s.str(), s.numel()));
+    }
+    return s;
+}
+
+// Strides for viewing (shape, strides) as `target` without copying, if possible. Old axes are
+// walked from the last, in chunks that are contiguous in themselves; each chunk must map onto
+// a run of new axes with the same element count.
+static bool view_strides(const Shape& shape, const Shape& strides, const Shape& target, Shape& out) {
+    out.resize(target.size());
+    if (shape.size() == 0 || shape.numel() == 0) {
+        out = contiguous_strides(target);
+        return true;
+    }
+    int view_d = target.size() - 1;
+    std::int64_t chunk_base_stride = strides.back();
+    std::int64_t tensor_numel = 1, view_numel = 1;
+    for (int tensor_d = shape.size() - 1; tensor_d >= 0; --tensor_d) {
+        tensor_numel *= shape[tensor_d];
+        bool chunk_ends = tensor_d == 0 ||
+                          (shape[tensor_d - 1] != 1 && strides[tensor_d - 1] != tensor_numel * chunk_base_stride);
+        if (!chunk_ends) continue;
+        while (view_d >= 0 && (view_numel < tensor_numel || target[view_d] == 1)) {
+            out[view_d] = view_numel * chunk_base_stride;
+            view_numel *= target[view_d];
+            --view_d;
+        }
+        if (view_numel != tensor_numel) return false;
+        if (tensor_d > 0) {
+            chunk_base_stride = strides[tensor_d - 1];
+            tensor_numel = 1;
+            view_numel = 1;
+        }
+    }
+    return view_d == -1;
+}
+
+Tensor Tensor::view(const Shape& shape) const {
+    Shape target = infer_shape(shape, numel(), shape_, "view");
+    Shape strides;
+    if (!view_strides(shape_, strides_, target, strides)) {
+        throw ShapeError("view", fmt::format("a tensor of shape {} with strides {} cannot be viewed as {} without a copy",
+                                             shape_.str(), strides_.str(), target.str()));
+    }
+    Tensor t = *this;
+    t.shape_ = target;
+    t.strides_ = strides;
+    return t;
+}
+
+Tensor Tensor::reshape(const Shape& shape) const {
+    Shape target = infer_shape(shape, numel(), shape_, "reshape");
+    Shape strides;
+    if (view_strides(shape_, strides_, target, strides)) {
+        Tensor t = *this;
+        t.shape_ = target;
+        t.strides_ = strides;
+        return t;
+    }
+    return contiguous().view(target);
+}
+
+Tensor Tensor::permute(std::span<const int> axes) const {
+    if (static_cast<int>(axes.size()) != ndim()) {
+        throw ShapeError("permute", fmt::format("{} axes given for a tensor of rank {}", axes.size(), ndim()));
+    }
+    Tensor t = *this;
+    bool seen[Shape::kMaxDims] = {};
+    for (int i = 0; i < ndim(); ++i) {
+        int a = normalize_axis(axes[i], ndim(), "permute");
+        if (seen[a]) throw ShapeError("permute", fmt::format("axis {} appears twice", a));
+        seen[a] = true;
+        t.shape_[i] = shape_[a];
+        t.strides_[i] = strides_[a];
+    }
+    return t;
+}
+
+Tensor Tensor::permute(std::initializer_list<int> axes) const {
+    return permute(std::span<const int>(axes.begin(), axes.size()));
+}
+
+Tensor Tensor::transpose(int a, int b) const {
+    a = normalize_axis(a, ndim(), "transpose");
+    b = normalize_axis(b, ndim(), "transpose");
+    Tensor t = *this;
+    std::swap(t.shape_[a], t.shape_[b]);
+    std::swap(t.strides_[a], t.strides_[b]);
+    return t;
+}
+
+Tensor Tensor::slice(int axis, std::int64_t start, std::int64_t stop, std::int64_t step) const {
+    axis = normalize_axis(axis, ndim(), "slice");
+    if (step <= 0) throw ShapeError("slice", fmt::format("step must be positive, got {}", step));
+    std::int64_t n = shape_[axis];
+    auto clampi = [n](std::int64_t v) { return std::clamp<std::int64_t>(v < 0 ? v + n : v, 0, n); };
+    start = clampi(start);
+    stop = clampi(stop);
+    std::int64_t count = stop > start ? (stop - start + step - 1) / step : 0;
+    Tensor t = *this;
+    t.offset_ += start * strides_[axis];
+    t.shape_[axis] = count;
+    t.strides_[axis] = strides_[axis] * step;
+    return t;
+}
+
+Tensor Tensor::expand(const Shape& shape) const {
+    if (shape.size() < ndim()) {
+        throw ShapeError("expand", fmt::format("cannot expand {} to fewer dimensions {}", shape_.str(), shape.str()));
+    }
+    Tensor t = *this;
+    t.shape_ = shape;
+    t.strides_.resize(shape.size());
+    int lead = shape.size() - ndim();
+    for (int i = 0; i < shape.size(); ++i) {
+        int src = i - lead;
+        if (src < 0) {
+            t.strides_[i] = 0;
+        } else if (shape_[src] == shape[i]) {
+            t.strides_[i] = strides_[src];
+        } else if (shape_[src] == 1) {
+            t.strides_[i] = 0;
+        } else {
+            throw ShapeError("expand", fmt::format("cannot expand {} to {} (axis {}: {} vs {})", shape_.str(), shape.str(),
+                                                   i, shape_[src], shape[i]));
+        }
+    }
+    return t;
+}
+
+Tensor Tensor::squeeze(int axis) const {
+    axis = normalize_axis(axis, ndim(), "squeeze");
+    if (shape_[axis] != 1) {
+        throw ShapeError("squeeze", fmt::format("axis {} of {} has extent {}, not 1", axis, shape_.str(), shape_[axis]));
+    }
+    Tensor t = *this;
+    t.shape_.erase(axis);
+    t.strides_.erase(axis);
+    return t;
+}
+
+Tensor Tensor::unsqueeze(int axis) const {
+    axis = normalize_axis(axis, ndim() + 1, "unsqueeze");
+    Tensor t = *this;
+    std::int64_t stride = axis < ndim() ? strides_[axis] * shape_[axis] : 1;
+    t.shape_.insert(axis, 1);
+    t.strides_.insert(axis, stride);
+    return t;
+}
+
+Tensor Tensor::select(int axis, std::int64_t index) const {
+    axis = normalize_axis(axis, ndim(), "select");
+    std::int64_t n = shape_[axis];
+    if (index < -n || index >= n) {
+        throw ShapeError("select", fmt::format("index {} is out of range for axis {} of extent {}", index, axis, n));
+    }
+    if (index < 0) index += n;
+    Tensor t = *this;
+    t.offset_ += index * strides_[axis];
+    t.shape_.erase(axis);
+    t.strides_.erase(axis);
+    return t;
+}
+
+// ---------------------------------------------------------------- copies
+
+void Tensor::copy_from(const Tensor& src_in) {
+    Tensor src = src_in.shape() == shape_ ? src_in : src_in.expand(shape_);
+    detail::dispatch_all(dtype_, [&](auto tag) {
+        using T = decltype(tag);
+        T* out = data<T>();
+        detail::dispatch_all(src.dtype(), [&](auto stag) {
+            using S = decltype(stag);
+            const S* in = src.data<S>();
+            detail::for_each_run<2>(shape_, {&strides_, &src.strides_}, [&](std::int64_t n, auto off, auto st) {
+                T* o = out + off[0];
+                const S* s = in + off[1];
+                if (st[0] == 1 && st[1] == 1) {
+                    for (std::int64_t i = 0; i < n; ++i) o[i] = static_cast<T>(s[i]);
+                } else {
+                    for (std::int64_t i = 0; i < n; ++i) o[i * st[0]] = static_cast<T>(s[i * st[1]]);
+                }
+            });
+        });
+    });
+    bump_version();
+}
+
+void Tensor::fill(double value) {
+    detail::dispatch_all(dtype_, [&](auto tag) {
+        using T = decltype(tag);
+        T* out = data<T>();
+        T v = static_cast<T>(value);
+        detail::for_each_run<1>(shape_, {&strides_}, [&](std::int64_t n, auto off, auto st) {
+            for (std::int64_t i = 0; i < n; ++i) out[off[0] + i * st[0]] = v;
+        });
+    });
+    bump_version();
+}
+
+Tensor Tensor::contiguous() const {
+    if (is_contiguous()) return *this;
+    return clone();
+}
+
+Tensor Tensor::clone() const {
+    Tensor t = empty(shape_, dtype_);
+    t.copy_from(*this);
+    return t;
+}
+
+Tensor Tensor::to(DType dtype) const {
+    if (dtype == dtype_) return *this;
+    Tensor t = empty(shape_, dtype);
+    t.copy_from(*this);
+    return t;
+}
+
+// ---------------------------------------------------------------- element access
+
+double Tensor::item() const {
+    if (numel() != 1) throw ShapeError("item", fmt::format("tensor of shape {} has {} elements, not 1", shape_.str(), numel()));
+    return detail::dispatch_all(dtype_, [&](auto tag) {
+        using T = decltype(tag);
+        return static_cast<double>(*data<T>());
+    });
+}
+
+double Tensor::at(std::initializer_list<std::int64_t> index) const {
+    if (static_cast<int>(index.size()) != ndim()) {
+        throw ShapeError("at", fmt::format("{} indices for a tensor of rank {}", index.size(), ndim()));
+    }
+    std::int64_t off = 0;
+    int i = 0;
+    for (auto v : index) {
+        if (v < 0 || v >= shape_[i]) throw ShapeError("at", fmt::format("index {} out of range for axis {} of {}", v, i, shape_.str()));
+        off += v * strides_[i++];
+    }
+    return detail::dispatch_all(dtype_, [&](auto tag) {
+        using T = decltype(tag);
+        return static_cast<double>(data<T>()[off]);
+    });
+}
+
+std::vector<double> Tensor::to_doubles() const {
+    Tensor c = contiguous();
+    std::vector<double> out(static_cast<std::size_t>(numel()));
+    detail::dispatch_all(dtype_, [&](auto tag) {
+        using T = decltype(tag);
+        const T* p = c.data<T>();
+        for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<double>(p[i]);
+    });
+    return out;
+}
+
+std::string Tensor::str(int max_elements) const {
+    auto values = to_doubles();
+    std::string body;
+    for (std::size_t i = 0; i < values.size() && static_cast<int>(i) < max_elements; ++i) {
+        body += fmt::format("{}{:.6g}", i ? ", " : "", values[i]);
+    }
+    if (static_cast<int>(values.size()) > max_elements) body += ", ...";
+    return fmt::format("tensor({} {}: [{}])", dtype_name(dtype_), shape_.str(), body);
+}
+
+}  // namespace wengert

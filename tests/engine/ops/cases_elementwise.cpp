@@ -1,0 +1,77 @@
+#include "cases.hpp"
+
+namespace wengert::test {
+
+WG_CASES(elementwise_cases) {
+    Shape s{3, 4};
+    auto a = random_tensor(s, 1);
+    auto b = random_tensor(s, 2);
+    auto pos = random_tensor(s, 3, 0.5, 2.0);
+    auto row = random_tensor(Shape{4}, 4);
+    auto col = random_tensor(Shape{3, 1}, 5, 0.5, 2.0);
+
+    cases.add_grad("add", "same shape", [](auto x) { return add(x[0], x[1]); }, {a, b});
+    cases.add_grad("add", "broadcast row", [](auto x) { return add(x[0], x[1]); }, {a, row});
+    cases.add_grad("add", "non-contiguous", [](auto x) { return add(x[0], x[1]); }, {noncontiguous(a), b});
+    cases.add_grad("add_scalar", "tensor + 2.5", [](auto x) { return x[0] + 2.5; }, {a});
+    cases.add_grad("sub", "broadcast column", [](auto x) { return sub(x[0], x[1]); }, {a, col});
+    cases.add_grad("rsub_scalar", "1 - x", [](auto x) { return 1.0 - x[0]; }, {a});
+    cases.add_grad("mul", "broadcast both ways", [](auto x) { return mul(x[0], x[1]); }, {col, row});
+    cases.add_grad("mul", "same value twice accumulates", [](auto x) { return mul(x[0], x[0]); }, {a});
+    cases.add_grad("mul_scalar", "x * -3", [](auto x) { return x[0] * -3.0; }, {a});
+    cases.add_grad("div", "broadcast column", [](auto x) { return div(x[0], x[1]); }, {a, col});
+    cases.add_grad("div", "non-contiguous", [](auto x) { return div(x[0], x[1]); }, {a, noncontiguous(pos)});
+    cases.add_grad("rdiv_scalar", "2 / x", [](auto x) { return 2.0 / x[0]; }, {pos});
+    cases.add_grad("neg", "-x", [](auto x) { return -x[0]; }, {a});
+    cases.add_grad("pow", "tensor exponent", [](auto x) { return pow(x[0], x[1]); }, {pos, b});
+    cases.add_grad("pow", "broadcast exponent", [](auto x) { return pow(x[0], x[1]); }, {pos, row});
+    cases.add_grad("pow_scalar", "x^3", [](auto x) { return pow(x[0], 3.0); }, {a});
+    cases.add_grad("pow_scalar", "x^0.5", [](auto x) { return pow(x[0], 0.5); }, {pos});
+    auto sa = spread_tensor(s, 6), sb = spread_tensor(s, 7, 0.05);
+    cases.add_grad("maximum", "no ties", [](auto x) { return maximum(x[0], x[1]); }, {sa, sb});
+    cases.add_grad("minimum", "broadcast", [](auto x) { return minimum(x[0], x[1]); }, {sa, spread_tensor(Shape{4}, 8, 0.03)});
+    cases.add_grad("clamp", "both bounds", [](auto x) { return clamp(x[0], -0.4, 0.3); }, {sa});
+    cases.add_grad("clamp", "low only", [](auto x) { return clamp(x[0], 0.0, std::nullopt); }, {sa});
+    cases.add_grad("where", "broadcast mask", [](auto x) {
+        Var mask = gt(x[0], x[1]);
+        return where(mask, x[0], x[1] * 2.0);
+    }, {sa, row});
+    cases.add_grad("cast", "f64 -> f32 -> f64 path", [](auto x) { return cast(x[0] * 2.0, DType::f64); }, {a});
+
+    auto check_mask = [](const char* op, Var (*f)(Var, Var), std::vector<double> want) {
+        Tape tape;
+        Var x = tape.input(Tensor::from(std::vector<double>{1, 2, 3}, Shape{3}));
+        Var y = tape.input(Tensor::from(std::vector<double>{2, 2, 2}, Shape{3}));
+        Var m = f(x, y);
+        REQUIRE(m.dtype() == DType::u8);
+        REQUIRE_FALSE(m.requires_grad());
+        INFO(op);
+        require_close(m.value(), want);
+    };
+    cases.add_forward("eq", "[1,2,3] == 2", [=] { check_mask("eq", &eq, {0, 1, 0}); });
+    cases.add_forward("ne", "[1,2,3] != 2", [=] { check_mask("ne", &ne, {1, 0, 1}); });
+    cases.add_forward("lt", "[1,2,3] < 2", [=] { check_mask("lt", &lt, {1, 0, 0}); });
+    cases.add_forward("le", "[1,2,3] <= 2", [=] { check_mask("le", &le, {1, 1, 0}); });
+    cases.add_forward("gt", "[1,2,3] > 2", [=] { check_mask("gt", &gt, {0, 0, 1}); });
+    cases.add_forward("ge", "[1,2,3] >= 2", [=] { check_mask("ge", &ge, {0, 1, 1}); });
+    cases.add_forward("logical_not", "not [1,0]", [] {
+        Tape tape;
+        Var m = tape.input(Tensor::from(std::vector<std::uint8_t>{1, 0}, Shape{2}));
+        require_close(logical_not(m).value(), {0, 1});
+    });
+    cases.add_forward("logical_and", "[1,1,0] and [1,0,0]", [] {
+        Tape tape;
+        Var a = tape.input(Tensor::from(std::vector<std::uint8_t>{1, 1, 0}, Shape{3}));
+        Var b = tape.input(Tensor::from(std::vector<std::uint8_t>{1, 0, 0}, Shape{3}));
+        require_close(logical_and(a, b).value(), {1, 0, 0});
+    });
+    cases.add_forward("detach", "same values, no gradient", [] {
+        Tape tape;
+        Var x = tape.leaf(Tensor::from(std::vector<double>{1, 2}, Shape{2}));
+        Var d = detach(x);
+        REQUIRE_FALSE(d.requires_grad());
+        require_close(d.value(), {1, 2});
+    });
+}
+
+}  // namespace wengert::test

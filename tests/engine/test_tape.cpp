@@ -1,0 +1,92 @@
+#include <catch2/catch.hpp>
+
+#include "wengert/ops.hpp"
+#include "wengert/params.hpp"
+
+using namespace wengert;
+
+static Tensor vec(std::vector<double> v) {
+    auto n = static_cast<std::int64_t>(v.size());
+    return Tensor::from(v, Shape{n});
+}
+
+TEST_CASE("the tape records in order and backward walks it in reverse", "[tape]") {
+    Tape tape;
+    Var x = tape.leaf(vec({1, 2, 3}));
+    Var y = tape.leaf(vec({4, 5, 6}));
+    Var z = x * y + x;                      // used twice: gradients accumulate
+    Var loss = sum(z);
+    CHECK(tape.size() == 5);
+    tape.backward(loss);
+    CHECK(x.grad().to_doubles() == std::vector<double>{5, 6, 7});
+    CHECK(y.grad().to_doubles() == std::vector<double>{1, 2, 3});
+}
+
+TEST_CASE("inputs that need no gradient are skipped", "[tape]") {
+    Tape tape;
+    Var x = tape.input(vec({1, 2}));
+    Var w = tape.leaf(vec({3, 4}));
+    Var z = x * w;
+    CHECK(z.requires_grad());
+    Var c = x * x;
+    CHECK_FALSE(c.requires_grad());
+    tape.backward(sum(z));
+    CHECK_FALSE(x.grad().defined());
+    CHECK(w.grad().to_doubles() == std::vector<double>{1, 2});
+}
+
+TEST_CASE("no-grad scope records no backward", "[tape]") {
+    Tape tape;
+    Var w = tape.leaf(vec({3, 4}));
+    NoGrad guard;
+    Var z = w * w;
+    CHECK_FALSE(z.requires_grad());
+}
+
+TEST_CASE("backward of a non-scalar needs an explicit output gradient", "[tape]") {
+    Tape tape;
+    Var w = tape.leaf(vec({3, 4}));
+    Var z = w * w;
+    CHECK_THROWS_WITH(tape.backward(z), "backward of a non-scalar value of shape [2] needs an explicit output gradient");
+    tape.backward(z, vec({1, 10}));
+    CHECK(w.grad().to_doubles() == std::vector<double>{6, 80});
+}
+
+TEST_CASE("modifying a saved tensor in place before backward is an error naming the op", "[tape]") {
+    Tape tape;
+    Tensor a = vec({1, 2});
+    Var x = tape.leaf(a);
+    Var y = tape.leaf(vec({3, 4}));
+    Var z = sum(x * y);
+    a.fill(5.0);
+    CHECK_THROWS_WITH(tape.backward(z), Catch::StartsWith("mul: a tensor saved for backward was modified in place"));
+}
+
+TEST_CASE("parameters receive accumulated gradients across backward passes", "[tape]") {
+    Parameter p;
+    p.name = "w";
+    p.value = vec({2, 3});
+    for (int i = 0; i < 2; ++i) {
+        Tape tape;
+        Var w = tape.param(p);
+        tape.backward(sum(w * w));
+    }
+    CHECK(p.grad.to_doubles() == std::vector<double>{8, 12});
+}
+
+TEST_CASE("a value from a destroyed tape's sibling is rejected", "[tape]") {
+    Tape a;
+    Var x = a.leaf(vec({1}));
+    Tape b;
+    Var y = b.leaf(vec({1}));
+    CHECK_THROWS_WITH(add(x, y), "add: an input belongs to another tape");
+}
+
+TEST_CASE("mode guard sets train, eval, predict", "[tape]") {
+    CHECK(current_mode() == Mode::train);
+    {
+        ModeGuard g(Mode::eval);
+        CHECK(current_mode() == Mode::eval);
+    }
+    CHECK(current_mode() == Mode::train);
+}
