@@ -1,8 +1,177 @@
-// PLACEHOLDER: filled in by its owner; registers nothing yet.
+// Unary elementwise functions: exp, log, sqrt, abs, tanh, sigmoid, relu, gelu, softplus.
+//
+// Note [Unary ops]
+// Each op is a pair of scalar functions: its value, and its local derivative written in terms
+// of the one tensor backward keeps, either the input x or the output y (whichever makes the
+// derivative cheaper). Backward is dx = grad_out * slope(kept).
+#include <fmt/format.h>
+
+#include <cmath>
+#include <numbers>
+
+#include "../kernels/elementwise.hpp"
 #include "families.hpp"
+#include "wengert/ops.hpp"
 
 namespace wengert {
 
-void register_unary(Registry&) {}
+using detail::dispatch_float;
+using detail::map1;
+using detail::map2;
+
+namespace {
+
+enum class Keep { input, output };
+
+// x (...) -> (...)
+template <class Value, class Slope> Var unary(const char* op, Var x, Keep keep, Value value, Slope slope) {
+    Tensor out = dispatch_float(x.dtype(), op, [&](auto tag) {
+        using T = decltype(tag);
+        return map1<T, T>(x.value(), [&](T v) { return static_cast<T>(value(v)); });
+    });
+    Saved kept(keep == Keep::input ? x.value() : out);
+    return x.tape()->record(op, std::move(out), {x}, [kept, slope, op](BackwardCtx& ctx) {
+        dispatch_float(ctx.grad_out().dtype(), op, [&](auto tag) {
+            using T = decltype(tag);
+            ctx.add(0, map2<T, T>(ctx.grad_out(), kept.get(op), op, [&](T g, T k) { return static_cast<T>(g * slope(k)); }));
+        });
+    });
+}
+
+// gelu's constants (Note [GELU])
+constexpr double kInvSqrt2 = 1.0 / std::numbers::sqrt2;
+constexpr double kInvSqrt2Pi = 0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2;  // 1 / sqrt(2 pi)
+constexpr double kSqrt2OverPi = std::numbers::sqrt2 * std::numbers::inv_sqrtpi;       // sqrt(2 / pi)
+constexpr double kCubic = 0.044715;
+
+// 1 / (1 + e^-v) without overflow for either sign of v.
+template <class T> T stable_sigmoid(T v) {
+    if (v >= T(0)) return T(1) / (T(1) + std::exp(-v));
+    T e = std::exp(v);
+    return e / (T(1) + e);
+}
+
+}  // namespace
+
+Var exp(Var x) {
+    return unary("exp", x, Keep::output, [](auto v) { return std::exp(v); },
+                 // y = exp(x);  dy/dx = y
+                 [](auto y) { return y; });
+}
+
+Var log(Var x) {
+    return unary("log", x, Keep::input, [](auto v) { return std::log(v); },
+                 // y = log(x);  dy/dx = 1 / x
+                 [](auto v) { return 1 / v; });
+}
+
+Var sqrt(Var x) {
+    return unary("sqrt", x, Keep::output, [](auto v) { return std::sqrt(v); },
+                 // y = sqrt(x);  dy/dx = 1 / (2 y)
+                 [](auto y) { return 1 / (2 * y); });
+}
+
+Var abs(Var x) {
+    return unary("abs", x, Keep::input, [](auto v) { return std::abs(v); },
+                 // y = |x|;  dy/dx = sign(x), 0 at 0
+                 [](auto v) { return v > 0 ? 1 : (v < 0 ? -1 : 0); });
+}
+
+Var tanh(Var x) {
+    return unary("tanh", x, Keep::output, [](auto v) { return std::tanh(v); },
+                 // y = tanh(x);  dy/dx = 1 - y^2
+                 [](auto y) { return 1 - y * y; });
+}
+
+Var sigmoid(Var x) {
+    return unary("sigmoid", x, Keep::output, [](auto v) { return stable_sigmoid(v); },
+                 // y = 1 / (1 + e^-x);  dy/dx = y (1 - y)
+                 [](auto y) { return y * (1 - y); });
+}
+
+Var relu(Var x) {
+    return unary("relu", x, Keep::output, [](auto v) { return v > 0 ? v : decltype(v)(0); },
+                 // y = max(x, 0);  dy/dx = [y > 0]
+                 [](auto y) { return y > 0 ? 1 : 0; });
+}
+
+// Note [GELU]
+// Exact (PyTorch's default): x Phi(x), Phi the standard normal CDF, 0.5 (1 + erf(x / sqrt 2)).
+// Tanh approximation (PyTorch approximate='tanh'): 0.5 x (1 + tanh(u)),
+// u = sqrt(2 / pi) (x + 0.044715 x^3).
+Var gelu(Var x, bool tanh_approximation) {
+    if (!tanh_approximation) {
+        return unary("gelu", x, Keep::input,
+                     [](auto v) {
+                         using T = decltype(v);
+                         return T(0.5) * v * (T(1) + std::erf(v * T(kInvSqrt2)));
+                     },
+                     // y = x Phi(x);  dy/dx = Phi(x) + x phi(x)
+                     [](auto v) {
+                         using T = decltype(v);
+                         T cdf = T(0.5) * (T(1) + std::erf(v * T(kInvSqrt2)));
+                         T pdf = T(kInvSqrt2Pi) * std::exp(T(-0.5) * v * v);
+                         return cdf + v * pdf;
+                     });
+    }
+    return unary("gelu", x, Keep::input,
+                 [](auto v) {
+                     using T = decltype(v);
+                     return T(0.5) * v * (T(1) + std::tanh(T(kSqrt2OverPi) * (v + T(kCubic) * v * v * v)));
+                 },
+                 // y = 0.5 x (1 + tanh(u));  dy/dx = 0.5 (1 + tanh(u)) + 0.5 x (1 - tanh(u)^2) du/dx
+                 [](auto v) {
+                     using T = decltype(v);
+                     T t = std::tanh(T(kSqrt2OverPi) * (v + T(kCubic) * v * v * v));
+                     T du = T(kSqrt2OverPi) * (T(1) + T(3 * kCubic) * v * v);
+                     return T(0.5) * (T(1) + t) + T(0.5) * v * (T(1) - t * t) * du;
+                 });
+}
+
+// As PyTorch: x where beta x > threshold, else log(1 + e^(beta x)) / beta, the latter computed
+// as (max(bx, 0) + log1p(e^-|bx|)) / beta so that no threshold can make it overflow.
+Var softplus(Var x, double beta, double threshold) {
+    if (beta == 0) throw ShapeError("softplus", fmt::format("beta must not be zero (x {})", x.shape().str()));
+    return unary("softplus", x, Keep::input,
+                 [beta, threshold](auto v) {
+                     using T = decltype(v);
+                     T bx = T(beta) * v;
+                     if (bx > T(threshold)) return v;
+                     return (std::max(bx, T(0)) + std::log1p(std::exp(-std::abs(bx)))) / T(beta);
+                 },
+                 // y = log(1 + e^(beta x)) / beta;  dy/dx = sigmoid(beta x)  (1 above the threshold)
+                 [beta, threshold](auto v) {
+                     using T = decltype(v);
+                     T bx = T(beta) * v;
+                     return bx > T(threshold) ? T(1) : stable_sigmoid(bx);
+                 });
+}
+
+void register_unary(Registry& r) {
+    auto fn = [&](const char* name, Var (*f)(Var), const char* doc) {
+        r.add({name, {{"x", ArgKind::tensor, {}}}, doc, true, [f](const Args& a) { return f(a.tensor(0)); }});
+    };
+    fn("exp", &exp, "e^x");
+    fn("log", &log, "natural logarithm");
+    fn("sqrt", &sqrt, "square root");
+    fn("abs", &abs, "|x|; gradient 0 at 0");
+    fn("tanh", &tanh, "hyperbolic tangent");
+    fn("sigmoid", &sigmoid, "1 / (1 + e^-x), stable for large |x|");
+    fn("relu", &relu, "max(x, 0)");
+    r.add({"gelu", {{"x", ArgKind::tensor, {}}, {"approximate", ArgKind::string, ArgValue{std::string("none")}}},
+           "x Phi(x); approximate=\"tanh\" for the tanh form (as PyTorch)", true, [](const Args& a) {
+               const std::string& form = a.string(1);
+               if (form != "none" && form != "tanh") {
+                   throw ShapeError("gelu", fmt::format("unknown approximate '{}'; expected \"none\" or \"tanh\"", form));
+               }
+               return gelu(a.tensor(0), form == "tanh");
+           }});
+    r.add({"softplus",
+           {{"x", ArgKind::tensor, {}},
+            {"beta", ArgKind::number, ArgValue{1.0}},
+            {"threshold", ArgKind::number, ArgValue{20.0}}},
+           "log(1 + e^(beta x)) / beta, and x where beta x > threshold (as PyTorch)", true,
+           [](const Args& a) { return softplus(a.tensor(0), a.number(1), a.number(2)); }});
+}
 
 }  // namespace wengert

@@ -1,0 +1,95 @@
+#include <cmath>
+
+#include "cases.hpp"
+
+namespace wengert::test {
+
+WG_CASES(unary_cases) {
+    Shape s{3, 4};
+    auto a = random_tensor(s, 21);
+    auto pos = random_tensor(s, 22, 0.2, 3.0);
+    auto spread = spread_tensor(s, 23);    // +-0.05, +-0.15, ..., +-0.55: away from the kinks at 0
+
+    cases.add_grad("exp", "random", [](auto x) { return exp(x[0]); }, {a});
+    cases.add_grad("exp", "non-contiguous", [](auto x) { return exp(x[0]); }, {noncontiguous(a)});
+    cases.add_grad("log", "positive", [](auto x) { return log(x[0]); }, {pos});
+    cases.add_grad("log", "non-contiguous", [](auto x) { return log(x[0]); }, {noncontiguous(pos)});
+    cases.add_grad("sqrt", "positive", [](auto x) { return sqrt(x[0]); }, {pos});
+    cases.add_grad("abs", "both signs", [](auto x) { return abs(x[0]); }, {spread});
+    cases.add_grad("tanh", "random", [](auto x) { return tanh(x[0] * 2.0); }, {a});
+    cases.add_grad("sigmoid", "random", [](auto x) { return sigmoid(x[0] * 3.0); }, {a});
+    cases.add_grad("sigmoid", "large |x|", [](auto x) { return sigmoid(x[0] * 40.0); }, {a});
+    cases.add_grad("relu", "both signs", [](auto x) { return relu(x[0]); }, {spread});
+    cases.add_grad("relu", "non-contiguous", [](auto x) { return relu(x[0]); }, {noncontiguous(spread)});
+    cases.add_grad("gelu", "exact", [](auto x) { return gelu(x[0] * 3.0); }, {a});
+    cases.add_grad("gelu", "tanh approximation", [](auto x) { return gelu(x[0] * 3.0, true); }, {a});
+    cases.add_grad("softplus", "default beta and threshold", [](auto x) { return softplus(x[0] * 3.0); }, {a});
+    // spread is +-0.05, +-0.15, ..., +-0.55: beta x > 0.6 for 0.35, 0.45, 0.55, both branches, none at the seam
+    cases.add_grad("softplus", "beta 2, threshold 0.6", [](auto x) { return softplus(x[0], 2.0, 0.6); }, {spread});
+    cases.add_grad("softplus", "negative beta", [](auto x) { return softplus(x[0], -1.5); }, {a});
+}
+
+namespace {
+
+Tensor values_f64() { return Tensor::from(std::vector<double>{-2.0, -0.5, 0.0, 1.0, 3.0}, Shape{5}); }
+
+}  // namespace
+
+TEST_CASE("unary values", "[unary]") {
+    Tape tape;
+    Var x = tape.input(values_f64());
+    Var p = tape.input(Tensor::from(std::vector<double>{0.25, 1.0, 4.0}, Shape{3}));
+    require_close(exp(x).value(), {std::exp(-2.0), std::exp(-0.5), 1.0, std::exp(1.0), std::exp(3.0)});
+    require_close(log(p).value(), {std::log(0.25), 0.0, std::log(4.0)});
+    require_close(sqrt(p).value(), {0.5, 1.0, 2.0});
+    require_close(abs(x).value(), {2.0, 0.5, 0.0, 1.0, 3.0});
+    require_close(tanh(x).value(), {std::tanh(-2.0), std::tanh(-0.5), 0.0, std::tanh(1.0), std::tanh(3.0)});
+    require_close(relu(x).value(), {0.0, 0.0, 0.0, 1.0, 3.0});
+}
+
+TEST_CASE("sigmoid, gelu and softplus match PyTorch 1.13", "[unary]") {
+    Tape tape;
+    Var x = tape.input(values_f64());
+    require_close(sigmoid(x).value(), {0.11920292202211755, 0.3775406687981454, 0.5, 0.7310585786300049, 0.9525741268224334});
+    require_close(gelu(x).value(), {-0.04550026389635842, -0.15426876936299344, 0.0, 0.841344746068543, 2.99595030590511});
+    require_close(gelu(x, true).value(),
+                  {-0.04540230591222494, -0.15428599017485606, 0.0, 0.8411919906082768, 2.996362607918227});
+    require_close(softplus(x).value(), {0.1269280110429725, 0.4740769841801067, 0.6931471805599453, 1.3132616875182228,
+                                        3.048587351573742});
+    // torch.nn.functional.softplus(x, beta=2, threshold=1): 1 and 3 are above the threshold
+    require_close(softplus(x, 2.0, 1.0).value(),
+                  {0.009074963958904869, 0.15663084375911143, 0.34657359027997264, 1.0, 3.0});
+}
+
+TEST_CASE("sigmoid and softplus stay finite for large |x| in f32", "[unary]") {
+    Tape tape;
+    Var x = tape.leaf(Tensor::from(std::vector<float>{-1e4f, -100.0f, 100.0f, 1e4f}, Shape{4}));
+    Var y = sigmoid(x);
+    require_close(y.value(), {0.0, std::exp(-100.0), 1.0, 1.0}, 1e-12);
+    tape.backward(sum(y));
+    require_close(x.grad(), {0.0, 0.0, 0.0, 0.0}, 1e-12);
+    require_close(softplus(x).value(), {0.0, std::exp(-100.0), 100.0, 1e4}, 1e-12);
+    // no threshold: log(1 + e^(x)) computed without overflow
+    require_close(softplus(x, 1.0, 1e30).value(), {0.0, std::exp(-100.0), 100.0, 1e4}, 1e-12);
+}
+
+TEST_CASE("abs and relu send no gradient at exactly 0", "[unary]") {
+    Tape tape;
+    Var x = tape.leaf(Tensor::from(std::vector<double>{-1.0, 0.0, 2.0}, Shape{3}));
+    tape.backward(sum(abs(x) + relu(x)));
+    require_close(x.grad(), {-1.0, 0.0, 2.0});
+}
+
+TEST_CASE("unary errors", "[unary]") {
+    Tape tape;
+    Var x = tape.input(values_f64());
+    Var labels = tape.input(Tensor::from(std::vector<std::int64_t>{1, 2}, Shape{2}));
+    CHECK_THROWS_WITH(log(labels), "log: expected a floating tensor (f32 or f64), got i64");
+    CHECK_THROWS_WITH(softplus(x, 0.0), "softplus: beta must not be zero (x [5])");
+    const OpSchema& op = registry().get("gelu");
+    CHECK(op.signature() == "gelu(x, approximate=\"none\")");
+    require_close(op.call(Args({x, std::string("tanh")})).value(), gelu(x, true).value().to_doubles(), 0.0);
+    CHECK_THROWS_WITH(op.call(Args({x, std::string("erf")})), "gelu: unknown approximate 'erf'; expected \"none\" or \"tanh\"");
+}
+
+}  // namespace wengert::test
