@@ -87,6 +87,11 @@ void Optimizer::set_base_lr(double lr) {
     lr_ = lr;
 }
 
+void Optimizer::set_schedule(Schedule schedule) {
+    require(static_cast<bool>(schedule), name_, "the learning-rate schedule is empty");
+    schedule_ = std::move(schedule);
+}
+
 void Optimizer::step(ParamStore& params) {
     const double lr = current_lr();
     for (Parameter* p : params.all()) {

@@ -52,7 +52,7 @@ public:
     const std::string& name() const { return name_; }   // "sgd", "adam", "adamw"
     double base_lr() const { return lr_; }
     void set_base_lr(double lr);
-    void set_schedule(Schedule schedule) { schedule_ = std::move(schedule); }
+    void set_schedule(Schedule schedule);
     // The learning rate the next step will use.
     double current_lr() const { return schedule_(lr_, steps_); }
     std::int64_t steps() const { return steps_; }
