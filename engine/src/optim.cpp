@@ -1,0 +1,250 @@
+// Optimizers, learning-rate schedules and gradient clipping (Note [Optimizer step]).
+// Updates run elementwise over contiguous parameters, in double, rounded once to the
+// parameter's dtype; large parameters are split over threads, each element computed the
+// same way whatever the split.
+#include "wengert/optim.hpp"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <numbers>
+
+#include "dispatch.hpp"
+#include "wengert/kernels.hpp"
+
+namespace wengert {
+
+namespace {
+
+// f(lo, hi) over [0, n), in parallel for large n.
+template <class F> void for_elements(std::int64_t n, F&& f) {
+    if (n < detail::kParallelGrain || max_threads() == 1) {
+        f(std::int64_t{0}, n);
+        return;
+    }
+    tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n, detail::kParallelGrain),
+                      [&](const tbb::blocked_range<std::int64_t>& r) { f(r.begin(), r.end()); });
+}
+
+void require(bool ok, const std::string& op, const std::string& detail) {
+    if (!ok) throw ShapeError(op, detail);
+}
+
+// Slot `slot` of parameter p: a tensor of p's shape and dtype, zeros when first asked for
+// (`created` then says so). A slot loaded from a checkpoint must match the parameter.
+Tensor& slot_like(const std::string& optimizer, std::map<std::string, Tensor>& slots, const std::string& slot,
+                  const Parameter& p, bool* created = nullptr) {
+    auto it = slots.find(slot);
+    if (created) *created = it == slots.end();
+    if (it == slots.end()) return slots[slot] = Tensor::zeros(p.value.shape(), p.value.dtype());
+    const Tensor& t = it->second;
+    if (!(t.shape() == p.value.shape()) || t.dtype() != p.value.dtype() || !t.is_contiguous()) {
+        throw ShapeError(optimizer, fmt::format("state '{}.{}.{}' is {} {} but the parameter is {} {}", optimizer, slot, p.name,
+                                                dtype_name(t.dtype()), t.shape().str(), dtype_name(p.value.dtype()),
+                                                p.value.shape().str()));
+    }
+    return it->second;
+}
+
+}  // namespace
+
+// ---- schedules ------------------------------------------------------------------------------
+Schedule constant_lr() {
+    return [](double base_lr, std::int64_t) { return base_lr; };
+}
+
+Schedule step_lr(std::int64_t step_size, double gamma) {
+    require(step_size > 0, "step_lr", fmt::format("step_size must be positive, got {}", step_size));
+    return [step_size, gamma](double base_lr, std::int64_t step) {
+        return base_lr * std::pow(gamma, static_cast<double>(step / step_size));
+    };
+}
+
+Schedule cosine_lr(std::int64_t total_steps, double min_lr) {
+    require(total_steps > 0, "cosine_lr", fmt::format("total_steps must be positive, got {}", total_steps));
+    return [total_steps, min_lr](double base_lr, std::int64_t step) {
+        double t = static_cast<double>(std::min(step, total_steps)) / static_cast<double>(total_steps);
+        return min_lr + (base_lr - min_lr) * (1 + std::cos(std::numbers::pi * t)) / 2;
+    };
+}
+
+Schedule linear_warmup(std::int64_t warmup_steps, Schedule after) {
+    require(warmup_steps >= 0, "linear_warmup", fmt::format("warmup_steps must not be negative, got {}", warmup_steps));
+    return [warmup_steps, after = std::move(after)](double base_lr, std::int64_t step) {
+        if (step < warmup_steps) return base_lr * static_cast<double>(step + 1) / static_cast<double>(warmup_steps);
+        return after(base_lr, step - warmup_steps);
+    };
+}
+
+// ---- Optimizer ------------------------------------------------------------------------------
+Optimizer::Optimizer(std::string name, double lr, std::vector<std::string> slot_names)
+    : name_(std::move(name)), slot_names_(std::move(slot_names)) {
+    set_base_lr(lr);
+}
+
+void Optimizer::set_base_lr(double lr) {
+    require(lr >= 0.0, name_, fmt::format("lr must not be negative, got {}", lr));
+    lr_ = lr;
+}
+
+void Optimizer::set_schedule(Schedule schedule) {
+    require(static_cast<bool>(schedule), name_, "the learning-rate schedule is empty");
+    schedule_ = std::move(schedule);
+}
+
+void Optimizer::step(ParamStore& params) {
+    const double lr = current_lr();
+    for (Parameter* p : params.all()) {
+        if (!p->trainable || !p->grad.defined()) continue;
+        if (!is_floating(p->value.dtype()) || !p->value.is_contiguous()) {
+            throw ShapeError(name_, fmt::format("parameter '{}' must be a contiguous f32 or f64 tensor, got {} {}", p->name,
+                                                dtype_name(p->value.dtype()), p->value.shape().str()));
+        }
+        if (!(p->grad.shape() == p->value.shape()) || p->grad.dtype() != p->value.dtype()) {
+            throw ShapeError(name_, fmt::format("parameter '{}' is {} {} but its gradient is {} {}", p->name,
+                                                dtype_name(p->value.dtype()), p->value.shape().str(),
+                                                dtype_name(p->grad.dtype()), p->grad.shape().str()));
+        }
+        update(*p, p->grad.contiguous(), lr, state_[p->name]);
+        p->value.bump_version();
+        for (const Constraint& c : p->constraints) c.project(p->value);
+    }
+    ++steps_;
+}
+
+NamedTensors Optimizer::state() const {
+    NamedTensors out;
+    out.emplace_back(name_ + ".step", Tensor::scalar(static_cast<double>(steps_), DType::i64));
+    for (const auto& [param, slots] : state_) {
+        for (const auto& [slot, t] : slots) out.emplace_back(fmt::format("{}.{}.{}", name_, slot, param), t.clone());
+    }
+    return out;
+}
+
+void Optimizer::load_state(const NamedTensors& state) {
+    std::map<std::string, std::map<std::string, Tensor>> loaded;
+    std::int64_t steps = 0;
+    const std::string prefix = name_ + ".";
+    for (const auto& [name, t] : state) {
+        if (name == name_ + ".step") {
+            require(t.numel() == 1, name_, fmt::format("state '{}' must hold one number, got shape {}", name, t.shape().str()));
+            steps = static_cast<std::int64_t>(t.item());
+            continue;
+        }
+        bool known = false;
+        for (const auto& slot : slot_names_) {
+            const std::string slot_prefix = prefix + slot + ".";
+            if (name.size() > slot_prefix.size() && name.compare(0, slot_prefix.size(), slot_prefix) == 0) {
+                loaded[name.substr(slot_prefix.size())][slot] = t.clone();
+                known = true;
+                break;
+            }
+        }
+        if (!known) {
+            std::string expected = prefix + "step";
+            for (const auto& slot : slot_names_) expected += ", " + prefix + slot + ".<param>";
+            throw ShapeError(name_, fmt::format("unknown state entry '{}'; expected {}", name, expected));
+        }
+    }
+    state_ = std::move(loaded);
+    steps_ = steps;
+}
+
+// ---- SGD ------------------------------------------------------------------------------------
+SGD::SGD(SGDOptions options) : Optimizer("sgd", options.lr, {"momentum"}), options_(options) {
+    require(options.momentum >= 0.0, "sgd", fmt::format("momentum must not be negative, got {}", options.momentum));
+    require(options.weight_decay >= 0.0, "sgd", fmt::format("weight_decay must not be negative, got {}", options.weight_decay));
+    require(!options.nesterov || (options.momentum > 0.0 && options.dampening == 0.0), "sgd",
+            fmt::format("nesterov needs momentum > 0 and dampening 0, got momentum {} and dampening {}", options.momentum,
+                        options.dampening));
+}
+
+void SGD::update(Parameter& p, const Tensor& grad, double lr, std::map<std::string, Tensor>& slots) {
+    const SGDOptions o = options_;
+    bool first = false;
+    Tensor* momentum = o.momentum != 0.0 ? &slot_like(name(), slots, "momentum", p, &first) : nullptr;
+    detail::dispatch_float(p.value.dtype(), "sgd", [&](auto tag) {
+        using T = decltype(tag);
+        T* w = p.value.data<T>();
+        const T* g = grad.data<T>();
+        T* buf = momentum ? momentum->data<T>() : nullptr;
+        for_elements(p.value.numel(), [&](std::int64_t lo, std::int64_t hi) {
+            for (std::int64_t i = lo; i < hi; ++i) {
+                double d = g[i] + o.weight_decay * w[i];
+                if (buf) {
+                    double b = first ? d : o.momentum * buf[i] + (1 - o.dampening) * d;
+                    buf[i] = static_cast<T>(b);
+                    d = o.nesterov ? d + o.momentum * b : b;
+                }
+                w[i] = static_cast<T>(w[i] - lr * d);
+            }
+        });
+    });
+    if (momentum) momentum->bump_version();
+}
+
+// ---- Adam / AdamW ---------------------------------------------------------------------------
+Adam::Adam(AdamOptions options) : Adam("adam", options, false) {}
+
+Adam::Adam(std::string name, AdamOptions options, bool decoupled_weight_decay)
+    : Optimizer(name, options.lr, {"m", "v", "step"}), options_(options), decoupled_(decoupled_weight_decay) {
+    require(options.beta1 >= 0.0 && options.beta1 < 1.0, name, fmt::format("beta1 must be in [0, 1), got {}", options.beta1));
+    require(options.beta2 >= 0.0 && options.beta2 < 1.0, name, fmt::format("beta2 must be in [0, 1), got {}", options.beta2));
+    require(options.eps >= 0.0, name, fmt::format("eps must not be negative, got {}", options.eps));
+    require(options.weight_decay >= 0.0, name, fmt::format("weight_decay must not be negative, got {}", options.weight_decay));
+}
+
+AdamW::AdamW(AdamWOptions o)
+    : Adam("adamw", AdamOptions{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay}, true) {}
+
+void Adam::update(Parameter& p, const Tensor& grad, double lr, std::map<std::string, Tensor>& slots) {
+    const AdamOptions o = options_;
+    Tensor& m_slot = slot_like(name(), slots, "m", p);
+    Tensor& v_slot = slot_like(name(), slots, "v", p);
+    auto step_it = slots.find("step");
+    const auto t = (step_it == slots.end() ? 0 : static_cast<std::int64_t>(step_it->second.item())) + 1;
+    slots["step"] = Tensor::scalar(static_cast<double>(t), DType::i64);
+    const double step_size = lr / (1 - std::pow(o.beta1, static_cast<double>(t)));
+    const double bias_correction2_sqrt = std::sqrt(1 - std::pow(o.beta2, static_cast<double>(t)));
+    const double decay = decoupled_ ? 1 - lr * o.weight_decay : 1.0;
+    const double l2 = decoupled_ ? 0.0 : o.weight_decay;
+    detail::dispatch_float(p.value.dtype(), name().c_str(), [&](auto tag) {
+        using T = decltype(tag);
+        T* w = p.value.data<T>();
+        const T* g = grad.data<T>();
+        T* m = m_slot.data<T>();
+        T* v = v_slot.data<T>();
+        for_elements(p.value.numel(), [&](std::int64_t lo, std::int64_t hi) {
+            for (std::int64_t i = lo; i < hi; ++i) {
+                double gi = g[i] + l2 * w[i];
+                double wi = w[i] * decay;
+                double mi = o.beta1 * m[i] + (1 - o.beta1) * gi;
+                double vi = o.beta2 * v[i] + (1 - o.beta2) * gi * gi;
+                m[i] = static_cast<T>(mi);
+                v[i] = static_cast<T>(vi);
+                w[i] = static_cast<T>(wi - step_size * mi / (std::sqrt(vi) / bias_correction2_sqrt + o.eps));
+            }
+        });
+    });
+    m_slot.bump_version();
+    v_slot.bump_version();
+}
+
+// ---- clipping -------------------------------------------------------------------------------
+double clip_grad_norm(ParamStore& params, double max_norm) {
+    require(max_norm >= 0.0, "clip_grad_norm", fmt::format("max_norm must not be negative, got {}", max_norm));
+    double sum_sq = 0;
+    for (const Parameter* p : params.all()) {
+        if (p->trainable && p->grad.defined()) sum_sq += kern::dot_all(p->grad, p->grad);
+    }
+    const double norm = std::sqrt(sum_sq);
+    const double coef = max_norm / (norm + 1e-6);
+    if (coef < 1.0) {
+        for (Parameter* p : params.all()) {
+            if (p->trainable && p->grad.defined()) kern::scale_(p->grad, coef);
+        }
+    }
+    return norm;
+}
+
+}  // namespace wengert

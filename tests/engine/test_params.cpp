@@ -1,0 +1,126 @@
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+
+#include "wengert/ops.hpp"
+#include "wengert/params.hpp"
+#include "wengert/random.hpp"
+
+using namespace wengert;
+
+namespace {
+
+struct Stats {
+    double max_abs = 0, mean = 0, stddev = 0;
+};
+
+Stats stats(const Tensor& t) {
+    auto v = t.to_doubles();
+    Stats s;
+    for (double x : v) {
+        s.max_abs = std::max(s.max_abs, std::abs(x));
+        s.mean += x;
+    }
+    s.mean /= static_cast<double>(v.size());
+    for (double x : v) s.stddev += (x - s.mean) * (x - s.mean);
+    s.stddev = std::sqrt(s.stddev / static_cast<double>(v.size()));
+    return s;
+}
+
+Tensor init(const Shape& shape, const Init& how, std::uint64_t seed = 1) {
+    Generator gen(seed);
+    Tensor t = Tensor::empty(shape, DType::f64);
+    initialize(t, how, gen);
+    return t;
+}
+
+}  // namespace
+
+TEST_CASE("fans follow Keras for dense and convolution kernels", "[params]") {
+    CHECK(fans(Shape{}) == std::pair{1.0, 1.0});
+    CHECK(fans(Shape{7}) == std::pair{7.0, 7.0});
+    CHECK(fans(Shape{784, 256}) == std::pair{784.0, 256.0});
+    CHECK(fans(Shape{3, 3, 16, 32}) == std::pair{144.0, 288.0});   // (kh, kw, in, out)
+}
+
+TEST_CASE("Glorot uniform: SPEC's limits 0.866025 (4x4) and 0.0765466 (512x512)", "[params]") {
+    // 512 x 512: 262,144 draws reach within 1e-4 of the limit and never past it.
+    Stats big = stats(init(Shape{512, 512}, Init::glorot_uniform()));
+    CHECK(big.max_abs <= 0.0765466 + 1e-7);
+    CHECK(big.max_abs >= 0.0765466 - 1e-4);
+    CHECK(std::abs(big.stddev - 0.0765466 / std::sqrt(3.0)) < 0.01 * big.stddev);
+    CHECK(std::abs(big.mean) < 1e-3);
+    // 4 x 4, drawn 200 times from one generator.
+    Generator gen(2);
+    double max_abs = 0;
+    for (int i = 0; i < 200; ++i) {
+        Tensor t = Tensor::empty(Shape{4, 4}, DType::f64);
+        initialize(t, Init::glorot_uniform(), gen);
+        max_abs = std::max(max_abs, stats(t).max_abs);
+    }
+    CHECK(max_abs <= 0.866025 + 1e-6);
+    CHECK(max_abs >= 0.86);
+}
+
+TEST_CASE("Glorot normal, He uniform and He normal: empirical spread", "[params]") {
+    Stats glorot_normal = stats(init(Shape{512, 512}, Init::glorot_normal()));
+    CHECK(std::abs(glorot_normal.stddev - std::sqrt(2.0 / 1024)) < 0.01 * glorot_normal.stddev);
+    Stats he_uniform = stats(init(Shape{512, 256}, Init::he_uniform()));
+    CHECK(he_uniform.max_abs <= std::sqrt(6.0 / 512) + 1e-7);
+    CHECK(he_uniform.max_abs >= std::sqrt(6.0 / 512) - 1e-4);
+    Stats he_normal = stats(init(Shape{3, 3, 64, 128}, Init::he_normal()));   // fan_in 576
+    CHECK(std::abs(he_normal.stddev - std::sqrt(2.0 / 576)) < 0.01 * he_normal.stddev);
+    Stats normal = stats(init(Shape{200, 200}, Init::normal(1.0, 0.5)));
+    CHECK(std::abs(normal.mean - 1.0) < 0.01);
+    CHECK(std::abs(normal.stddev - 0.5) < 0.01);
+    Stats uniform = stats(init(Shape{200, 200}, Init::uniform()));            // Keras's U(-0.05, 0.05)
+    CHECK(uniform.max_abs <= 0.05);
+    CHECK(uniform.max_abs >= 0.0499);
+}
+
+TEST_CASE("constant initializers and eye", "[params]") {
+    CHECK(init(Shape{3}, Init::zeros()).to_doubles() == std::vector<double>{0, 0, 0});
+    CHECK(init(Shape{2}, Init::ones()).to_doubles() == std::vector<double>{1, 1});
+    CHECK(init(Shape{2}, Init::constant(-1.5)).to_doubles() == std::vector<double>{-1.5, -1.5});
+    CHECK(init(Shape{2, 3}, Init::eye()).to_doubles() == std::vector<double>{1, 0, 0, 0, 1, 0});
+    CHECK_THROWS_WITH(init(Shape{2, 2, 2}, Init::eye()), "eye initializer: needs a matrix, got shape [2, 2, 2]");
+    CHECK_THROWS_WITH(init(Shape{2}, Init::uniform(1, 0)), "uniform initializer: low 1 is above high 0");
+    CHECK_THROWS_WITH(init(Shape{2}, Init::normal(0, -1)), "normal initializer: stddev must not be negative, got -1");
+}
+
+TEST_CASE("the store keeps parameters by name in creation order", "[params]") {
+    ParamStore store;
+    Generator gen(3);
+    Parameter& w = store.create("dense.w", Shape{3, 2}, DType::f32, Init::glorot_uniform(), gen);
+    store.create("dense.b", Shape{2}, DType::f32, Init::zeros(), gen);
+    store.add("q", Tensor::eye(3));
+    CHECK(store.size() == 3);
+    CHECK(store.count_elements() == 6 + 2 + 9);
+    std::vector<std::string> names;
+    for (const Parameter* p : store.all()) names.push_back(p->name);
+    CHECK(names == std::vector<std::string>{"dense.w", "dense.b", "q"});
+    // Asking again for the same name shares the parameter.
+    CHECK(&store.create("dense.w", Shape{3, 2}, DType::f32, Init::zeros(), gen) == &w);
+    CHECK(&store.get("dense.w") == &w);
+    CHECK(store.find("dense.x") == nullptr);
+    CHECK(store.contains("q"));
+    CHECK_THROWS_WITH(store.create("dense.w", Shape{2, 2}, DType::f32, Init::zeros(), gen),
+                      "param: parameter 'dense.w' exists as f32 [3, 2], requested as f32 [2, 2]");
+    CHECK_THROWS_WITH(store.add("q", Tensor::eye(2)), "param: parameter 'q' already exists");
+    CHECK_THROWS_WITH(store.get("dense.v"), "unknown parameter 'dense.v'; did you mean 'dense.w'?");
+    CHECK_THROWS_WITH(store.get("encoder.attention"), "unknown parameter 'encoder.attention' (the store holds 3 parameters)");
+}
+
+TEST_CASE("backward accumulates into parameters; zero_grad clears them", "[params]") {
+    ParamStore store;
+    Parameter& w = store.add("w", Tensor::from(std::vector<double>{1, 2}, Shape{2}));
+    for (int i = 0; i < 2; ++i) {
+        Tape tape;
+        Var wv = tape.param(w);
+        tape.backward(sum(wv * wv));
+    }
+    CHECK(w.grad.to_doubles() == std::vector<double>{4, 8});
+    store.zero_grad();
+    CHECK(w.grad.to_doubles() == std::vector<double>{0, 0});
+}
