@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <string>
 
 #include "../kernels/gemm.hpp"
 #include "families.hpp"
@@ -57,10 +58,9 @@ Var matmul(Var a, Var b) {
     Saved saved_lhs = b.requires_grad() ? Saved(lhs) : Saved();
     Saved saved_rhs = a.requires_grad() ? Saved(rhs) : Saved();
     Shape lhs_shape = lhs.shape(), rhs_shape = rhs.shape();
-    return a.tape()->record("matmul", std::move(out), {a, b},
-                            [=](BackwardCtx& ctx) {
-        // out = a @ b;  da = grad_out @ b^T;  db = a^T @ grad_out (each summed over a's or b's
-        // broadcast batch axes by batched_gemm)
+    return a.tape()->record("matmul", std::move(out), {a, b}, [=](BackwardCtx& ctx) {
+        // out = a @ b;  da = grad_out @ b^T;  db = a^T @ grad_out, each summed over the batch
+        // axes its operand was broadcast over (inside batched_gemm)
         Tensor grad_out = ctx.grad_out();
         if (b_vector) grad_out = grad_out.unsqueeze(grad_out.ndim());
         if (a_vector) grad_out = grad_out.unsqueeze(grad_out.ndim() - 1);
