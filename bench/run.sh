@@ -1,0 +1,40 @@
+#!/bin/sh
+# Runs every benchmark at 2 threads and prints the figures side by side. Figures only: nothing
+# here passes or fails. Usage: bench/run.sh [BUILD_DIR] (default: build), after
+# `meson setup BUILD_DIR && ninja -C BUILD_DIR`.
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+build=${1:-build}
+bin="$build/bench"
+for exe in bench-gemm bench-op-overhead bench-elementwise; do
+    if [ ! -x "$bin/$exe" ]; then
+        echo "run.sh: $bin/$exe not found; build first: meson setup $build && ninja -C $build" >&2
+        exit 64
+    fi
+done
+
+# One thread count for everyone: the engine (TBB and BLIS), and BLIS/OpenMP under PyTorch,
+# which read these when they load.
+export WENGERT_NUM_THREADS=2 BLIS_NUM_THREADS=2 OMP_NUM_THREADS=2
+
+echo "== gemm =="
+"$bin/bench-gemm"
+echo
+
+echo "== recording one small op =="
+ours=$("$bin/bench-op-overhead")
+echo "$ours"
+if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+    theirs=$(/usr/bin/python3 "$here/op_overhead.py")
+    echo "$theirs"
+    us() { echo "$1" | sed -n 's/.*: \([0-9.]*\) us\/op.*/\1/p'; }
+    awk -v a="$(us "$ours")" -v b="$(us "$theirs")" \
+        'BEGIN { printf "pytorch / wengert time per op: %.1fx\n", b / a }'
+else
+    echo "(PyTorch not importable by /usr/bin/python3: no comparison)"
+fi
+echo
+
+echo "== elementwise =="
+"$bin/bench-elementwise"

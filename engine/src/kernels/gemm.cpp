@@ -1,0 +1,270 @@
+#include "gemm.hpp"
+
+#include <blis.h>
+#include <fmt/format.h>
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "../dispatch.hpp"
+#include "wengert/kernels.hpp"
+#include "wengert/threading.hpp"
+
+namespace wengert::detail {
+
+namespace {
+
+// A matrix axis of extent 1 never has its stride read; give it one BLIS accepts.
+void settle_unit_strides(std::int64_t rows, std::int64_t cols, std::int64_t& rs, std::int64_t& cs) {
+    if (rows == 1 && cols == 1) {
+        rs = 1;
+        cs = 1;
+    } else if (rows == 1) {
+        rs = cols * cs;
+    } else if (cols == 1) {
+        cs = rows * rs;
+    }
+}
+
+}  // namespace
+
+bool blis_accepts_strides(std::int64_t rows, std::int64_t cols, std::int64_t rs, std::int64_t cs) {
+    if (rows == 0 || cols == 0) return true;
+    settle_unit_strides(rows, cols, rs, cs);
+    if (rs == 0 || cs == 0) return false;
+    if (rs != 1 && cs != 1) {
+        if (rs == cs) return rows == 1 || cols == 1;
+        return rs < cs ? rows * rs <= cs : cols * cs <= rs;
+    }
+    if (rs == 1 && cs == 1) return rows == 1 || cols == 1;
+    return rs == 1 ? cs >= rows : rs >= cols;
+}
+
+template <class T>
+void gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t rs_a, std::int64_t cs_a,
+          const T* b, std::int64_t rs_b, std::int64_t cs_b, T beta, T* c, std::int64_t rs_c, std::int64_t cs_c,
+          int threads) {
+    if (m == 0 || n == 0) return;
+    settle_unit_strides(m, k, rs_a, cs_a);
+    settle_unit_strides(k, n, rs_b, cs_b);
+    settle_unit_strides(m, n, rs_c, cs_c);
+    rntm_t rntm;
+    bli_rntm_init(&rntm);
+    bli_rntm_set_num_threads(threads, &rntm);
+    // BLIS's typed API takes non-const pointers; it never writes a or b.
+    T* pa = const_cast<T*>(a);
+    T* pb = const_cast<T*>(b);
+    if constexpr (std::is_same_v<T, float>) {
+        bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &alpha, pa, rs_a, cs_a, pb, rs_b, cs_b, &beta, c,
+                     rs_c, cs_c, nullptr, &rntm);
+    } else {
+        bli_dgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &alpha, pa, rs_a, cs_a, pb, rs_b, cs_b, &beta, c,
+                     rs_c, cs_c, nullptr, &rntm);
+    }
+}
+
+template void gemm<float>(std::int64_t, std::int64_t, std::int64_t, float, const float*, std::int64_t, std::int64_t,
+                          const float*, std::int64_t, std::int64_t, float, float*, std::int64_t, std::int64_t, int);
+template void gemm<double>(std::int64_t, std::int64_t, std::int64_t, double, const double*, std::int64_t, std::int64_t,
+                           const double*, std::int64_t, std::int64_t, double, double*, std::int64_t, std::int64_t, int);
+
+namespace {
+
+// Whether a batch axis stepping by `step` continues a matrix axis of `extent` and `stride`.
+bool continues(std::int64_t extent, std::int64_t stride, std::int64_t step) {
+    return step != 0 && (extent == 1 || step == extent * stride);
+}
+
+// Folds `axis` into m, n or k when the strides allow; false when it stays a loop.
+bool fold(GemmPlan& p, const BatchAxis& axis) {
+    std::int64_t e = axis.extent;
+    if (axis.b == 0 && axis.c != 0 && continues(p.m, p.rs_a, axis.a) && continues(p.m, p.rs_c, axis.c)) {
+        std::int64_t rs_a = p.m == 1 ? axis.a : p.rs_a, rs_c = p.m == 1 ? axis.c : p.rs_c;
+        if (!blis_accepts_strides(p.m * e, p.k, rs_a, p.cs_a) || !blis_accepts_strides(p.m * e, p.n, rs_c, p.cs_c)) return false;
+        p.m *= e;
+        p.rs_a = rs_a;
+        p.rs_c = rs_c;
+        return true;
+    }
+    if (axis.a == 0 && axis.c != 0 && continues(p.n, p.cs_b, axis.b) && continues(p.n, p.cs_c, axis.c)) {
+        std::int64_t cs_b = p.n == 1 ? axis.b : p.cs_b, cs_c = p.n == 1 ? axis.c : p.cs_c;
+        if (!blis_accepts_strides(p.k, p.n * e, p.rs_b, cs_b) || !blis_accepts_strides(p.m, p.n * e, p.rs_c, cs_c)) return false;
+        p.n *= e;
+        p.cs_b = cs_b;
+        p.cs_c = cs_c;
+        return true;
+    }
+    if (axis.c == 0 && continues(p.k, p.cs_a, axis.a) && continues(p.k, p.rs_b, axis.b)) {
+        std::int64_t cs_a = p.k == 1 ? axis.a : p.cs_a, rs_b = p.k == 1 ? axis.b : p.rs_b;
+        if (!blis_accepts_strides(p.m, p.k * e, p.rs_a, cs_a) || !blis_accepts_strides(p.k * e, p.n, rs_b, p.cs_b)) return false;
+        p.k *= e;
+        p.cs_a = cs_a;
+        p.rs_b = rs_b;
+        return true;
+    }
+    return false;
+}
+
+struct Offsets {
+    std::int64_t a = 0, b = 0, c = 0;
+};
+
+// The element offsets of batch index `index` (row-major over `axes`).
+Offsets offsets_of(const std::vector<BatchAxis>& axes, std::int64_t index) {
+    Offsets o;
+    for (auto it = axes.rbegin(); it != axes.rend(); ++it) {
+        std::int64_t i = index % it->extent;
+        index /= it->extent;
+        o.a += i * it->a;
+        o.b += i * it->b;
+        o.c += i * it->c;
+    }
+    return o;
+}
+
+std::int64_t count_of(const std::vector<BatchAxis>& axes) {
+    std::int64_t n = 1;
+    for (const auto& axis : axes) n *= axis.extent;
+    return n;
+}
+
+template <class T> void run(const GemmPlan& p, const T* a, const T* b, T* c, T alpha, T beta) {
+    std::int64_t n_outer = count_of(p.outer), n_summed = count_of(p.summed);
+    std::int64_t work = p.m * p.n * p.k;
+    auto product = [&](std::int64_t i, int threads) {
+        Offsets o = offsets_of(p.outer, i);
+        for (std::int64_t r = 0; r < n_summed; ++r) {
+            Offsets s = offsets_of(p.summed, r);
+            gemm<T>(p.m, p.n, p.k, alpha, a + o.a + s.a, p.rs_a, p.cs_a, b + o.b + s.b, p.rs_b, p.cs_b,
+                    r == 0 ? beta : T(1), c + o.c, p.rs_c, p.cs_c, threads);
+        }
+    };
+    // Note [Matmul threading]
+    int threads = max_threads();
+    if (threads == 1 || work * n_outer * n_summed < kThreadedGemmWork) {
+        for (std::int64_t i = 0; i < n_outer; ++i) product(i, 1);
+    } else if (n_outer >= threads) {
+        tbb::parallel_for(std::int64_t{0}, n_outer, [&](std::int64_t i) { product(i, 1); });
+    } else {
+        for (std::int64_t i = 0; i < n_outer; ++i) product(i, work >= kThreadedGemmWork ? threads : 1);
+    }
+}
+
+bool matrix_accepted(const Tensor& t) {
+    int r = t.ndim();
+    return blis_accepts_strides(t.shape()[r - 2], t.shape()[r - 1], t.strides()[r - 2], t.strides()[r - 1]);
+}
+
+// The operand itself, or (Note [Strided gemm]) a dense copy when BLIS refuses its strides.
+// Broadcast batch axes are narrowed to extent 1 first, so the copy does not expand them.
+Tensor blis_operand(const Tensor& t) {
+    if (matrix_accepted(t)) return t;
+    Tensor narrow = t;
+    for (int i = 0; i + 2 < t.ndim(); ++i) {
+        if (t.strides()[i] == 0) narrow = narrow.slice(i, 0, 1);
+    }
+    return narrow.contiguous();
+}
+
+// Extent and stride of operand `t` on batch axis `i` of `n_batch`, aligned from the right;
+// stride 0 where the operand has extent 1 there (broadcast or summed).
+std::pair<std::int64_t, std::int64_t> batch_axis_of(const Tensor& t, int i, int n_batch) {
+    int j = i - (n_batch - (t.ndim() - 2));
+    if (j < 0 || t.shape()[j] == 1) return {1, 0};
+    return {t.shape()[j], t.strides()[j]};
+}
+
+std::string operands_str(const Tensor& a, const Tensor& b, const Tensor& c) {
+    return fmt::format("a {} x b {} -> c {}", a.shape().str(), b.shape().str(), c.shape().str());
+}
+
+// The batch axes of extent > 1 with each operand's stride; `shown` are the operands as the
+// caller gave them, for errors.
+std::vector<BatchAxis> batch_axes(const Tensor& a, const Tensor& b, const Tensor& c, const Tensor& shown_a,
+                                  const Tensor& shown_b) {
+    int n_batch = std::max({a.ndim(), b.ndim(), c.ndim()}) - 2;
+    std::vector<BatchAxis> axes;
+    for (int i = 0; i < n_batch; ++i) {
+        auto [ea, sa] = batch_axis_of(a, i, n_batch);
+        auto [eb, sb] = batch_axis_of(b, i, n_batch);
+        auto [ec, sc] = batch_axis_of(c, i, n_batch);
+        std::int64_t e = std::max({ea, eb, ec});
+        if ((ea != 1 && ea != e) || (eb != 1 && eb != e) || (ec != 1 && ec != e)) {
+            throw ShapeError("gemm", "batch axes do not broadcast: " + operands_str(shown_a, shown_b, c));
+        }
+        if (e != 1) axes.push_back({e, sa, sb, sc});
+    }
+    return axes;
+}
+
+void check_operands(const Tensor& a, const Tensor& b, const Tensor& c) {
+    if (a.ndim() < 2 || b.ndim() < 2 || c.ndim() < 2) {
+        throw ShapeError("gemm", "operands need at least two axes: " + operands_str(a, b, c));
+    }
+    if (a.dtype() != c.dtype() || b.dtype() != c.dtype()) {
+        throw ShapeError("gemm", fmt::format("dtypes differ: {} {}, {} {}, {} {}", dtype_name(a.dtype()), a.shape().str(),
+                                             dtype_name(b.dtype()), b.shape().str(), dtype_name(c.dtype()), c.shape().str()));
+    }
+    if (a.size(-2) != c.size(-2) || b.size(-2) != a.size(-1) || b.size(-1) != c.size(-1)) {
+        throw ShapeError("gemm", "matrix axes do not fit: " + operands_str(a, b, c));
+    }
+    for (int i = 0; i < c.ndim(); ++i) {
+        if (c.shape()[i] > 1 && c.strides()[i] == 0 && c.numel() > 0) {
+            throw ShapeError("gemm", "the output is a broadcast view: " + operands_str(a, b, c));
+        }
+    }
+    batch_axes(a, b, c, a, b);
+}
+
+}  // namespace
+
+std::int64_t GemmPlan::calls() const { return count_of(outer) * count_of(summed); }
+
+GemmPlan plan_gemm(const Tensor& a_in, const Tensor& b_in, const Tensor& c) {
+    check_operands(a_in, b_in, c);
+    Tensor a = blis_operand(a_in), b = blis_operand(b_in);
+    std::vector<BatchAxis> axes = batch_axes(a, b, c, a_in, b_in);
+    int ra = a.ndim(), rb = b.ndim(), rc = c.ndim();
+    GemmPlan plan{a, b, c.size(-2), c.size(-1), a.size(-1),
+                  a.strides()[ra - 2], a.strides()[ra - 1], b.strides()[rb - 2], b.strides()[rb - 1],
+                  c.strides()[rc - 2], c.strides()[rc - 1], {}, {}};
+    for (bool folded = true; folded;) {
+        folded = false;
+        for (std::size_t i = axes.size(); i-- > 0;) {
+            if (fold(plan, axes[i])) {
+                axes.erase(axes.begin() + static_cast<std::ptrdiff_t>(i));
+                folded = true;
+            }
+        }
+    }
+    for (const auto& axis : axes) (axis.c != 0 ? plan.outer : plan.summed).push_back(axis);
+    return plan;
+}
+
+void batched_gemm(const Tensor& a, const Tensor& b, Tensor& c, double alpha, double beta) {
+    check_operands(a, b, c);
+    if (c.numel() == 0) return;
+    if (!matrix_accepted(c)) {
+        Tensor dense = beta == 0.0 ? Tensor::empty(c.shape(), c.dtype()) : c.clone();
+        batched_gemm(a, b, dense, alpha, beta);
+        c.copy_from(dense);
+        return;
+    }
+    if (a.size(-1) == 0) {
+        if (beta == 0.0) c.fill(0.0);
+        else kern::scale_(c, beta);
+        return;
+    }
+    GemmPlan plan = plan_gemm(a, b, c);
+    dispatch_float(c.dtype(), "gemm", [&](auto tag) {
+        using T = decltype(tag);
+        run<T>(plan, plan.a.data<T>(), plan.b.data<T>(), c.data<T>(), static_cast<T>(alpha), static_cast<T>(beta));
+    });
+    c.bump_version();
+}
+
+}  // namespace wengert::detail

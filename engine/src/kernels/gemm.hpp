@@ -1,0 +1,82 @@
+// Internal: every matrix product in the engine goes through here, to BLIS's typed API.
+//
+// Note [Strided gemm]
+// BLIS takes a row and a column stride for each of A, B and C, so a transposed operand is the
+// same memory with its two strides swapped, and a strided view (a slice, a permuted batch)
+// goes in as it is. An operand is copied only when BLIS refuses its two matrix strides
+// (bli_check_matrix_strides), that is when, after matrix axes of extent 1 are given strides
+// BLIS accepts:
+//   - a stride is 0 over more than one element (a broadcast view, e.g. the gradient of a sum), or
+//   - neither stride is 1 and the larger one is less than the extent times the smaller one,
+//     e.g. x[:, ::2] of a 4 x 5 row-major matrix: strides (5, 2) over 3 columns, 3 * 2 > 5.
+//     (x[:, ::2] of a 4 x 6 matrix, strides (6, 2), goes in without a copy.)
+// The copy is of that operand's own extent (a broadcast batch axis stays unexpanded), once per
+// call. The output C is written in place; it must not be a broadcast view.
+//
+// Batched products broadcast over leading axes as NumPy's matmul does. Before looping, batch
+// axes are folded into the product wherever the strides allow, so that fewer, larger gemms run:
+//   - an axis over which B is broadcast, along which A and C step by whole row blocks, joins M:
+//     (B, T, d) x (d, m) is ONE gemm of (B*T, d) x (d, m);
+//   - symmetrically, an axis over which A is broadcast joins N;
+//   - an axis summed into C (C has extent 1 there: the gradient of a broadcast operand), along
+//     which A and B step by whole column/row blocks, joins K: a dense layer's weight gradient
+//     x^T grad_out, (d, B*T) x (B*T, m), is one gemm.
+// What remains is a loop over the other axes; summed axes accumulate with beta = 1 in a fixed
+// order.
+//
+// Note [Matmul threading]
+// Following Note [Threading] (threading.hpp): one product, or a few products fewer than the
+// threads, runs in BLIS with max_threads() threads; a batch of at least max_threads() products
+// runs as a tbb::parallel_for over the batch with each BLIS call single-threaded. Work below
+// kThreadedGemmWork multiply-adds runs on the calling thread. BLIS never splits the k loop, so
+// every element of C is summed in the same order at any thread count: results are identical.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "wengert/tensor.hpp"
+
+namespace wengert::detail {
+
+// Multiply-adds below which a product (or a batch of them) runs on one thread.
+constexpr std::int64_t kThreadedGemmWork = std::int64_t{1} << 18;
+
+// c (m, n) = alpha * a (m, k) @ b (k, n) + beta * c, each matrix given by its row and column
+// stride in elements (a transpose swaps them). Strides must be ones BLIS accepts
+// (blis_accepts_strides); `threads` is BLIS's thread count for this call. beta = 0 overwrites c.
+template <class T>
+void gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t rs_a, std::int64_t cs_a,
+          const T* b, std::int64_t rs_b, std::int64_t cs_b, T beta, T* c, std::int64_t rs_c, std::int64_t cs_c,
+          int threads);
+
+// Whether BLIS takes a rows x cols matrix with these strides (its bli_check_matrix_strides).
+bool blis_accepts_strides(std::int64_t rows, std::int64_t cols, std::int64_t rs, std::int64_t cs);
+
+// a (..., m, k), b (..., k, n), c (..., m, n), all f32 or all f64, batch axes aligned from the
+// right; an operand with extent 1 (or missing) on a batch axis is broadcast over it.
+//   c = alpha * (a @ b, summed over the batch axes where c has extent 1) + beta * c
+// So c = a @ b is batched_gemm(a, b, c) into a fresh c, and the gradient of a broadcast operand
+// is reduced in the same call. Transposes are views (x.transpose(-1, -2)); see Note [Strided
+// gemm] and Note [Matmul threading]. Bumps c's version.
+void batched_gemm(const Tensor& a, const Tensor& b, Tensor& c, double alpha = 1.0, double beta = 0.0);
+
+// A batch axis left as a loop: its extent and each operand's stride along it (0 where the
+// operand is broadcast, or for c, summed).
+struct BatchAxis {
+    std::int64_t extent, a, b, c;
+};
+
+// How batched_gemm runs a product whose c BLIS accepts (Note [Strided gemm]): the operands BLIS
+// reads and the gemms left after folding batch axes into m, n and k.
+struct GemmPlan {
+    Tensor a, b;                       // the given operands, or dense copies BLIS accepts
+    std::int64_t m, n, k;
+    std::int64_t rs_a, cs_a, rs_b, cs_b, rs_c, cs_c;
+    std::vector<BatchAxis> outer;      // each index writes its own slice of c
+    std::vector<BatchAxis> summed;     // summed into the same slice of c
+    std::int64_t calls() const;        // BLIS calls per batched_gemm
+};
+GemmPlan plan_gemm(const Tensor& a, const Tensor& b, const Tensor& c);
+
+}  // namespace wengert::detail
