@@ -62,6 +62,11 @@ void initialize(Tensor& t, const Init& init, Generator& gen) {
             return;
         }
         case Init::Kind::he_normal: gen.fill_normal(t, 0.0, std::sqrt(2.0 / fan_in)); return;
+        case Init::Kind::fan_in_uniform: {
+            const double limit = 1.0 / std::sqrt(fan_in);
+            gen.fill_uniform(t, -limit, limit);
+            return;
+        }
     }
 }
 

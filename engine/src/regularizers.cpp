@@ -22,9 +22,7 @@ void require_penalty(double a, const char* name) {
     if (!(a >= 0.0 && std::isfinite(a))) throw ShapeError(name, fmt::format("the penalty factor must be a finite number >= 0, got {}", a));
 }
 
-// sum|x|, with |x| as the difference of x's positive and negative parts: the subgradient at
-// zero is 0, as abs's.
-Var sum_abs(Var x) { return sum(clamp(x, 0.0, std::nullopt) - clamp(x, std::nullopt, 0.0)); }
+Var sum_abs(Var x) { return sum(abs(x)); }
 
 Var sum_squares(Var x) { return sum(x * x); }
 
@@ -87,6 +85,38 @@ Constraint max_norm(double max_value, std::int64_t axis) {
                     const T m = static_cast<T>(max_value);
                     return map2<T, T>(w, norms, "max_norm", [m](T v, T n) { return v * std::min(n, m) / (T(1e-7) + n); });
                 }));
+            }};
+}
+
+// Note [Simplex projection]
+// Duchi et al. 2008: for each slice y along `axis`, sort u = y descending; rho is the largest j
+// with u_j + (1 - sum_{i<=j} u_i) / j > 0; lambda = (1 - sum_{i<=rho} u_i) / rho; the
+// projection is max(y + lambda, 0). It is the nearest point of the simplex in L2, which
+// clipping negatives and renormalising is not.
+Constraint simplex(std::int64_t axis) {
+    return {fmt::format("simplex(axis={})", axis), [axis](Tensor& w) {
+                int a = normalize_axis(axis, w.ndim(), "simplex");
+                Tensor moved = w.transpose(a, w.ndim() - 1).contiguous();
+                std::int64_t n = moved.shape().back();
+                std::int64_t slices = moved.numel() / std::max<std::int64_t>(n, 1);
+                dispatch_float(w.dtype(), "simplex", [&](auto tag) {
+                    using T = decltype(tag);
+                    T* p = moved.data<T>();
+                    std::vector<double> u(static_cast<std::size_t>(n));
+                    for (std::int64_t s = 0; s < slices; ++s) {
+                        T* y = p + s * n;
+                        for (std::int64_t j = 0; j < n; ++j) u[static_cast<std::size_t>(j)] = static_cast<double>(y[j]);
+                        std::sort(u.begin(), u.end(), std::greater<>());
+                        double cumulative = 0, lambda = 0;
+                        for (std::int64_t j = 0; j < n; ++j) {
+                            cumulative += u[static_cast<std::size_t>(j)];
+                            double candidate = (1.0 - cumulative) / static_cast<double>(j + 1);
+                            if (u[static_cast<std::size_t>(j)] + candidate > 0) lambda = candidate;
+                        }
+                        for (std::int64_t j = 0; j < n; ++j) y[j] = static_cast<T>(std::max(0.0, static_cast<double>(y[j]) + lambda));
+                    }
+                });
+                w.copy_from(moved.transpose(a, w.ndim() - 1));
             }};
 }
 

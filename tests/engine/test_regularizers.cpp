@@ -98,3 +98,27 @@ TEST_CASE("constraints: Keras's non_neg, unit_norm and max_norm", "[regularizers
     CHECK_THROWS_WITH(unit_norm(1).project(v), "unit_norm: axis 1 is out of range for a tensor of rank 1");
     CHECK_THROWS_WITH(max_norm(-1.0), "max_norm: max_value must not be negative, got -1");
 }
+
+TEST_CASE("simplex projection: SPEC's numbers, per column", "[regularizers]") {
+    auto project = [](std::vector<double> v) {
+        auto n = static_cast<std::int64_t>(v.size());
+        Tensor w = Tensor::from(v, Shape{n, 1});   // one column
+        simplex(0).project(w);
+        return w.to_doubles();
+    };
+    auto near = [](const std::vector<double>& a, const std::vector<double>& b) {
+        for (std::size_t i = 0; i < a.size(); ++i) if (std::abs(a[i] - b[i]) > 1e-9) return false;
+        return true;
+    };
+    CHECK(near(project({0.5, 0.8, -0.2}), {0.35, 0.65, 0}));
+    CHECK(near(project({1.2, 0.4, 0.1}), {0.9, 0.1, 0}));
+    CHECK(near(project({0.2, 0.2, 0.2}), {1.0 / 3, 1.0 / 3, 1.0 / 3}));
+    CHECK(near(project({2, 0, 0}), {1, 0, 0}));
+    // a 3x2 matrix: each column projected on its own; axis 1 projects rows instead
+    Tensor m = Tensor::from(std::vector<double>{0.5, 2, 0.8, 0, -0.2, 0}, Shape{3, 2});
+    simplex(0).project(m);
+    CHECK(near(m.to_doubles(), {0.35, 1, 0.65, 0, 0, 0}));
+    Tensor r = Tensor::from(std::vector<double>{0.5, 0.8, -0.2, 2, 0, 0}, Shape{2, 3});
+    simplex(1).project(r);
+    CHECK(near(r.to_doubles(), {0.35, 0.65, 0, 1, 0, 0}));
+}

@@ -68,4 +68,8 @@ struct CsvTable {
 // (or a label that is not an integer) is an IOError naming its line and column, both from 1.
 CsvTable load_csv(const std::string& path, const CsvOptions& options = {});
 
+// ---- any file ----
+// Writes `bytes` to `path` atomically (see Note [Atomic writes] in src/io/bytes.hpp).
+void write_file_atomic(const std::string& path, const std::string& bytes);
+
 }  // namespace wengert

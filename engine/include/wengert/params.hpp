@@ -38,6 +38,7 @@ struct Init {
     enum class Kind {
         zeros, ones, constant, eye, normal, uniform,
         glorot_uniform, glorot_normal, he_uniform, he_normal,
+        fan_in_uniform,   // U(±1/sqrt(fan_in)): PyTorch's default for Linear and Conv
     };
     Kind kind = Kind::glorot_uniform;
     double a = 0.0;   // constant value; normal mean; uniform low
@@ -53,6 +54,7 @@ struct Init {
     static Init glorot_normal() { return {Kind::glorot_normal}; }
     static Init he_uniform() { return {Kind::he_uniform}; }
     static Init he_normal() { return {Kind::he_normal}; }
+    static Init fan_in_uniform() { return {Kind::fan_in_uniform}; }
 };
 
 // Fan-in and fan-out of a kernel shape: (in, out) for rank 2; for rank > 2 the last two axes

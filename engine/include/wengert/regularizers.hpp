@@ -35,5 +35,8 @@ Regularizer l1_l2(double l1 = 0.01, double l2 = 0.01);
 Constraint non_neg();
 Constraint unit_norm(std::int64_t axis = 0);
 Constraint max_norm(double max_value = 2.0, std::int64_t axis = 0);
+// Euclidean projection of every slice along `axis` onto the probability simplex (entries >= 0,
+// summing to 1): simplex(0) keeps a matrix column-stochastic (SPEC.md section 5).
+Constraint simplex(std::int64_t axis = 0);
 
 }  // namespace wengert

@@ -133,6 +133,9 @@ public:
     // ---- copies ----
     Tensor contiguous() const;                    // self when already contiguous
     Tensor clone() const;                         // always a fresh contiguous copy
+    // A copy with storage of its own and the same strides (a transposed view stays transposed);
+    // a broadcast view (a stride 0) becomes contiguous, as clone().
+    Tensor clone_layout() const;
     Tensor to(DType dtype) const;                 // self when already that dtype
     void copy_from(const Tensor& src);            // same shape (src broadcast allowed); bumps version
     void fill(double value);                      // bumps version

@@ -1,6 +1,8 @@
 // The byte-level layer under every file format: see bytes.hpp.
 #include "bytes.hpp"
 
+#include "wengert/io.hpp"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -222,3 +224,13 @@ void AtomicFile::commit() {
 }
 
 }  // namespace wengert::io
+
+namespace wengert {
+
+void write_file_atomic(const std::string& path, const std::string& bytes) {
+    io::AtomicFile file(path);
+    file.write(bytes);
+    file.commit();
+}
+
+}  // namespace wengert

@@ -16,7 +16,7 @@
 
 #include "../kernels/elementwise.hpp"
 #include "families.hpp"
-#include "rows.hpp"
+#include "../kernels/rows.hpp"
 #include "wengert/kernels.hpp"
 #include "wengert/ops.hpp"
 #include "wengert/random.hpp"

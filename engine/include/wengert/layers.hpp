@@ -1,0 +1,116 @@
+// wengert: layers as values, and Trax's data-stack combinators.
+//
+// Note [Layers and the data stack]
+// A layer takes n_in values from the top of a data stack and pushes n_out back (SPEC.md
+// section 1; the top is index 0). Serial, Parallel, Branch, Select and Residual compose
+// layers exactly as Trax does, so a Trax model ports line by line.
+//
+// Note [Parameter names]
+// A layer's parameters are named by its path: the name it was given (set_path) followed by
+// its position inside composites, "<child kind>" or "<child kind>_<i>" when siblings share a
+// kind, e.g. "attn.parallel.dense_1.w". Parameters are created on first use (their shapes
+// depend on the inputs) and looked up by name afterwards, so applying one layer value twice
+// shares its parameters, and a call site evaluated again reuses its own. Each parameter's
+// initial value is drawn from a generator keyed by (seed, name), so adding a layer never
+// changes another layer's initial values.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "wengert/params.hpp"
+#include "wengert/tape.hpp"
+
+namespace wengert {
+
+// What a layer needs besides its inputs.
+struct LayerContext {
+    explicit LayerContext(ParamStore& store, std::uint64_t seed_ = 0, DType dtype_ = DType::f32)
+        : params(store), seed(seed_), dtype(dtype_) {}
+
+    ParamStore& params;
+    std::uint64_t seed = 0;
+    DType dtype = DType::f32;
+    // Penalties a layer adds (activity/kernel regularizers): summed into the objective by the
+    // caller, each logged under its name.
+    std::vector<std::pair<std::string, Var>> added_losses;
+
+    // The parameter `name` (full path), created with `init` on first use.
+    Var param(const std::string& name, const Shape& shape, const Init& init);
+};
+
+std::uint64_t hash_name(std::uint64_t seed, const std::string& name);
+
+class Layer {
+public:
+    virtual ~Layer() = default;
+    virtual int n_in() const = 0;
+    virtual int n_out() const = 0;
+    // The layer's kind, as the language names it: "dense", "serial", ...
+    virtual std::string kind() const = 0;
+    // Applies the layer to exactly n_in() values; returns n_out() values.
+    virtual std::vector<Var> forward(std::span<const Var> inputs, LayerContext& ctx) = 0;
+    // Names this layer and (recursively) its sublayers.
+    virtual void set_path(const std::string& path) { path_ = path; }
+    const std::string& path() const { return path_; }
+    // Sublayers, for parameter tables and graphs.
+    virtual std::vector<std::shared_ptr<Layer>> children() const { return {}; }
+
+    // Applies to inputs and returns the single output (n_out must be 1).
+    Var operator()(std::span<const Var> inputs, LayerContext& ctx);
+
+protected:
+    std::string path_;
+};
+
+using LayerPtr = std::shared_ptr<Layer>;
+
+// Runs a layer over a data stack (top = index 0): pops n_in, pushes the outputs.
+void apply_to_stack(Layer& layer, std::vector<Var>& stack, LayerContext& ctx);
+
+// ---- combinators ------------------------------------------------------------------------------
+LayerPtr serial(std::vector<LayerPtr> layers);
+LayerPtr parallel(std::vector<LayerPtr> layers);
+LayerPtr branch(std::vector<LayerPtr> layers);
+// n_in defaults to max(indices) + 1.
+LayerPtr select(std::vector<int> indices, std::optional<int> n_in = std::nullopt);
+// Serial(Branch(shortcut, Serial(layers)), Add()); shortcut null means identity.
+LayerPtr residual(std::vector<LayerPtr> layers, LayerPtr shortcut = nullptr);
+LayerPtr add_layer();          // (x0, x1) -> x0 + x1
+LayerPtr subtract_top();       // (x0, x1) -> x1 - x0
+LayerPtr dup();                // x -> (x, x)
+LayerPtr swap();               // (x0, x1) -> (x1, x0)
+LayerPtr drop();               // x -> ()
+LayerPtr identity();           // an empty serial
+
+// A layer from a function of its inputs (activations, user functions, op wrappers).
+using LayerFn = std::function<std::vector<Var>(std::span<const Var>, LayerContext&, const std::string& path)>;
+LayerPtr fn_layer(std::string kind, int n_in, int n_out, LayerFn fn);
+
+// ---- parameterised layers -----------------------------------------------------------------------
+struct DenseOptions {
+    bool use_bias = true;
+    // Applied to x @ W + b before the activity regularizer sees the output (Keras's
+    // activation argument).
+    std::function<Var(Var)> activation;
+    Init kernel_init = Init::glorot_uniform();
+    Init bias_init = Init::zeros();
+    // Keras-style penalties, named "<path>.kernel_regularizer" etc. in added_losses.
+    std::function<Var(Var)> kernel_regularizer;
+    std::function<Var(Var)> bias_regularizer;
+    std::function<Var(Var)> activity_regularizer;   // divided by the batch size (first axis)
+};
+// y = x @ W + b over the last axis; W (d_in, n_units) named "<path>.w", b "<path>.b".
+LayerPtr dense(std::int64_t n_units, DenseOptions options = {});
+// table (vocab, d) named "<path>.table"; ids i64 (...) -> (..., d).
+LayerPtr embedding_layer(std::int64_t vocab, std::int64_t d, Init init = Init::normal(0.0, 1.0));
+// Layer norm over the last axis with "<path>.gamma" (ones) and "<path>.beta" (zeros).
+LayerPtr layer_norm_layer(double eps = 1e-6);
+LayerPtr dropout_layer(double rate);
+
+}  // namespace wengert

@@ -1,0 +1,343 @@
+#include "wengert/layers.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "wengert/ops.hpp"
+#include "wengert/random.hpp"
+
+namespace wengert {
+
+// ---------------------------------------------------------------- context
+
+std::uint64_t hash_name(std::uint64_t seed, const std::string& name) {
+    // FNV-1a over the name, mixed with the seed (splitmix64 finaliser).
+    std::uint64_t h = 1469598103934665603ull;
+    for (unsigned char c : name) {
+        h ^= c;
+        h *= 1099511628211ull;
+    }
+    h ^= seed + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2);
+    h ^= h >> 30;
+    h *= 0xBF58476D1CE4E5B9ull;
+    h ^= h >> 27;
+    h *= 0x94D049BB133111EBull;
+    h ^= h >> 31;
+    return h;
+}
+
+Var LayerContext::param(const std::string& name, const Shape& shape, const Init& init) {
+    Parameter* p = params.find(name);
+    if (!p) {
+        Generator gen(hash_name(seed, name));
+        p = &params.create(name, shape, dtype, init, gen);
+    } else if (!(p->value.shape() == shape)) {
+        throw ShapeError(name, fmt::format("parameter has shape {} but this use needs {} (a layer value applied to "
+                                           "inputs of a different size shares its parameters)",
+                                           p->value.shape().str(), shape.str()));
+    }
+    return Tape::current().param(*p);
+}
+
+Var Layer::operator()(std::span<const Var> inputs, LayerContext& ctx) {
+    if (n_out() != 1) {
+        throw ShapeError(kind(), fmt::format("layer has {} outputs; call forward() to get them all", n_out()));
+    }
+    return forward(inputs, ctx).at(0);
+}
+
+void apply_to_stack(Layer& layer, std::vector<Var>& stack, LayerContext& ctx) {
+    auto n = static_cast<std::size_t>(layer.n_in());
+    if (stack.size() < n) {
+        throw ShapeError(layer.kind(), fmt::format("needs {} inputs but the data stack holds {}", n, stack.size()));
+    }
+    std::vector<Var> inputs(stack.begin(), stack.begin() + static_cast<std::ptrdiff_t>(n));
+    std::vector<Var> outputs = layer.forward(inputs, ctx);
+    stack.erase(stack.begin(), stack.begin() + static_cast<std::ptrdiff_t>(n));
+    stack.insert(stack.begin(), outputs.begin(), outputs.end());
+}
+
+namespace {
+
+void require_inputs(const Layer& layer, std::span<const Var> inputs) {
+    if (static_cast<int>(inputs.size()) != layer.n_in()) {
+        throw ShapeError(layer.kind(), fmt::format("takes {} input{} but was given {}", layer.n_in(),
+                                                   layer.n_in() == 1 ? "" : "s", inputs.size()));
+    }
+}
+
+// Names children "<kind>" or "<kind>_<i>" (i counting siblings of that kind).
+void name_children(const std::string& path, const std::vector<LayerPtr>& children) {
+    std::map<std::string, int> total, seen;
+    for (const auto& c : children) ++total[c->kind()];
+    for (const auto& c : children) {
+        std::string k = c->kind();
+        std::string child = total[k] > 1 ? fmt::format("{}_{}", k, seen[k]++) : k;
+        c->set_path(path.empty() ? child : path + "." + child);
+    }
+}
+
+// ---------------------------------------------------------------- combinators
+
+class Composite : public Layer {
+public:
+    explicit Composite(std::vector<LayerPtr> layers) : layers_(std::move(layers)) {}
+    void set_path(const std::string& path) override {
+        path_ = path;
+        name_children(path, layers_);
+    }
+    std::vector<LayerPtr> children() const override { return layers_; }
+
+protected:
+    std::vector<LayerPtr> layers_;
+};
+
+class Serial : public Composite {
+public:
+    explicit Serial(std::vector<LayerPtr> layers) : Composite(std::move(layers)) {
+        // total += n_in; max = max(max, total); total -= n_out
+        int total = 0, most = 0;
+        for (const auto& l : layers_) {
+            total += l->n_in();
+            most = std::max(most, total);
+            total -= l->n_out();
+        }
+        if (layers_.empty()) {
+            n_in_ = n_out_ = 1;
+        } else {
+            n_in_ = most;
+            n_out_ = most - total;
+        }
+    }
+    int n_in() const override { return n_in_; }
+    int n_out() const override { return n_out_; }
+    std::string kind() const override { return "serial"; }
+    std::vector<Var> forward(std::span<const Var> inputs, LayerContext& ctx) override {
+        require_inputs(*this, inputs);
+        std::vector<Var> stack(inputs.begin(), inputs.end());
+        for (const auto& l : layers_) apply_to_stack(*l, stack, ctx);
+        return stack;
+    }
+
+private:
+    int n_in_ = 1, n_out_ = 1;
+};
+
+class Parallel : public Composite {
+public:
+    using Composite::Composite;
+    int n_in() const override {
+        int n = 0;
+        for (const auto& l : layers_) n += l->n_in();
+        return n;
+    }
+    int n_out() const override {
+        int n = 0;
+        for (const auto& l : layers_) n += l->n_out();
+        return n;
+    }
+    std::string kind() const override { return "parallel"; }
+    std::vector<Var> forward(std::span<const Var> inputs, LayerContext& ctx) override {
+        require_inputs(*this, inputs);
+        std::vector<Var> out;
+        std::size_t at = 0;
+        for (const auto& l : layers_) {
+            auto n = static_cast<std::size_t>(l->n_in());
+            auto ys = l->forward(inputs.subspan(at, n), ctx);
+            out.insert(out.end(), ys.begin(), ys.end());
+            at += n;
+        }
+        return out;
+    }
+};
+
+class Select : public Layer {
+public:
+    Select(std::vector<int> indices, int n_in) : indices_(std::move(indices)), n_in_(n_in) {
+        for (int i : indices_) {
+            if (i < 0 || i >= n_in_) {
+                throw ShapeError("select", fmt::format("index {} is out of range for n_in = {}", i, n_in_));
+            }
+        }
+    }
+    int n_in() const override { return n_in_; }
+    int n_out() const override { return static_cast<int>(indices_.size()); }
+    std::string kind() const override { return "select"; }
+    std::vector<Var> forward(std::span<const Var> inputs, LayerContext&) override {
+        require_inputs(*this, inputs);
+        std::vector<Var> out;
+        for (int i : indices_) out.push_back(inputs[static_cast<std::size_t>(i)]);
+        return out;
+    }
+
+private:
+    std::vector<int> indices_;
+    int n_in_;
+};
+
+class FnLayer : public Layer {
+public:
+    FnLayer(std::string kind, int n_in, int n_out, LayerFn fn)
+        : kind_(std::move(kind)), n_in_(n_in), n_out_(n_out), fn_(std::move(fn)) {}
+    int n_in() const override { return n_in_; }
+    int n_out() const override { return n_out_; }
+    std::string kind() const override { return kind_; }
+    std::vector<Var> forward(std::span<const Var> inputs, LayerContext& ctx) override {
+        require_inputs(*this, inputs);
+        auto out = fn_(inputs, ctx, path_);
+        if (static_cast<int>(out.size()) != n_out_) {
+            throw ShapeError(kind_, fmt::format("returned {} values but declares {} outputs", out.size(), n_out_));
+        }
+        return out;
+    }
+
+private:
+    std::string kind_;
+    int n_in_, n_out_;
+    LayerFn fn_;
+};
+
+}  // namespace
+
+LayerPtr serial(std::vector<LayerPtr> layers) { return std::make_shared<Serial>(std::move(layers)); }
+LayerPtr parallel(std::vector<LayerPtr> layers) { return std::make_shared<Parallel>(std::move(layers)); }
+
+LayerPtr select(std::vector<int> indices, std::optional<int> n_in) {
+    int n = n_in.value_or(indices.empty() ? 0 : *std::max_element(indices.begin(), indices.end()) + 1);
+    return std::make_shared<Select>(std::move(indices), n);
+}
+
+// Branch(layers) = Serial(Select(...), Parallel(layers)): each layer sees copies of the top
+// max(n_in) items.
+LayerPtr branch(std::vector<LayerPtr> layers) {
+    int n_in = 0;
+    for (const auto& l : layers) n_in = std::max(n_in, l->n_in());
+    std::vector<int> indices;
+    for (const auto& l : layers) {
+        for (int i = 0; i < l->n_in(); ++i) indices.push_back(i);
+    }
+    class Branch : public Serial {
+    public:
+        using Serial::Serial;
+        std::string kind() const override { return "branch"; }
+        void set_path(const std::string& path) override {
+            path_ = path;
+            // name the branches directly under the branch's own path
+            name_children(path, layers_.back()->children());
+        }
+    };
+    return std::make_shared<Branch>(std::vector<LayerPtr>{select(indices, n_in), parallel(std::move(layers))});
+}
+
+LayerPtr residual(std::vector<LayerPtr> layers, LayerPtr shortcut) {
+    LayerPtr body = layers.size() == 1 ? layers.front() : serial(std::move(layers));
+    class Residual : public Serial {
+    public:
+        Residual(std::vector<LayerPtr> parts, LayerPtr body) : Serial(std::move(parts)), body_(std::move(body)) {}
+        std::string kind() const override { return "residual"; }
+        void set_path(const std::string& path) override {
+            path_ = path;
+            body_->set_path(path.empty() ? body_->kind() : path + "." + body_->kind());
+        }
+
+    private:
+        LayerPtr body_;
+    };
+    LayerPtr first = branch({shortcut ? shortcut : identity(), body});
+    return std::make_shared<Residual>(std::vector<LayerPtr>{first, add_layer()}, body);
+}
+
+LayerPtr fn_layer(std::string kind, int n_in, int n_out, LayerFn fn) {
+    return std::make_shared<FnLayer>(std::move(kind), n_in, n_out, std::move(fn));
+}
+
+LayerPtr add_layer() {
+    return fn_layer("add", 2, 1, [](std::span<const Var> x, LayerContext&, const std::string&) {
+        return std::vector<Var>{add(x[0], x[1])};
+    });
+}
+
+LayerPtr subtract_top() {
+    return fn_layer("subtract_top", 2, 1, [](std::span<const Var> x, LayerContext&, const std::string&) {
+        return std::vector<Var>{sub(x[1], x[0])};
+    });
+}
+
+LayerPtr dup() {
+    return fn_layer("dup", 1, 2, [](std::span<const Var> x, LayerContext&, const std::string&) {
+        return std::vector<Var>{x[0], x[0]};
+    });
+}
+
+LayerPtr swap() {
+    return fn_layer("swap", 2, 2, [](std::span<const Var> x, LayerContext&, const std::string&) {
+        return std::vector<Var>{x[1], x[0]};
+    });
+}
+
+LayerPtr drop() {
+    return fn_layer("drop", 1, 0, [](std::span<const Var>, LayerContext&, const std::string&) {
+        return std::vector<Var>{};
+    });
+}
+
+LayerPtr identity() { return serial({}); }
+
+// ---------------------------------------------------------------- parameterised layers
+
+LayerPtr dense(std::int64_t n_units, DenseOptions options) {
+    if (n_units <= 0) throw ShapeError("dense", fmt::format("n_units must be positive, got {}", n_units));
+    return fn_layer("dense", 1, 1, [n_units, options](std::span<const Var> x, LayerContext& ctx, const std::string& path) {
+        // x (..., d_in), w (d_in, n_units), b (n_units) -> (..., n_units)
+        if (x[0].ndim() < 1) throw ShapeError("dense", "input must have at least one axis");
+        std::int64_t d_in = x[0].shape().back();
+        std::string prefix = path.empty() ? "dense" : path;
+        Var w = ctx.param(prefix + ".w", Shape{d_in, n_units}, options.kernel_init);
+        Var y = matmul(x[0], w);
+        if (options.kernel_regularizer) ctx.added_losses.emplace_back(prefix + ".kernel_regularizer", options.kernel_regularizer(w));
+        if (options.use_bias) {
+            // PyTorch draws a Linear bias from U(±1/sqrt(fan_in)) with the kernel's fan_in
+            Init bias_init = options.bias_init.kind == Init::Kind::fan_in_uniform
+                                 ? Init::uniform(-1.0 / std::sqrt(static_cast<double>(d_in)), 1.0 / std::sqrt(static_cast<double>(d_in)))
+                                 : options.bias_init;
+            Var b = ctx.param(prefix + ".b", Shape{n_units}, bias_init);
+            y = add(y, b);
+            if (options.bias_regularizer) ctx.added_losses.emplace_back(prefix + ".bias_regularizer", options.bias_regularizer(b));
+        }
+        if (options.activation) y = options.activation(y);
+        if (options.activity_regularizer) {
+            // tf.keras divides the activity penalty by the batch size
+            double batch = static_cast<double>(y.ndim() > 1 ? y.shape()[0] : 1);
+            ctx.added_losses.emplace_back(prefix + ".activity_regularizer", options.activity_regularizer(y) / batch);
+        }
+        return std::vector<Var>{y};
+    });
+}
+
+LayerPtr embedding_layer(std::int64_t vocab, std::int64_t d, Init init) {
+    return fn_layer("embedding", 1, 1, [vocab, d, init](std::span<const Var> x, LayerContext& ctx, const std::string& path) {
+        Var table = ctx.param((path.empty() ? "embedding" : path) + ".table", Shape{vocab, d}, init);
+        return std::vector<Var>{embedding(table, x[0])};
+    });
+}
+
+LayerPtr layer_norm_layer(double eps) {
+    return fn_layer("layer_norm", 1, 1, [eps](std::span<const Var> x, LayerContext& ctx, const std::string& path) {
+        std::int64_t d = x[0].shape().back();
+        std::string prefix = path.empty() ? "layer_norm" : path;
+        Var gamma = ctx.param(prefix + ".gamma", Shape{d}, Init::ones());
+        Var beta = ctx.param(prefix + ".beta", Shape{d}, Init::zeros());
+        return std::vector<Var>{layer_norm(x[0], gamma, beta, eps)};
+    });
+}
+
+LayerPtr dropout_layer(double rate) {
+    return fn_layer("dropout", 1, 1, [rate](std::span<const Var> x, LayerContext&, const std::string&) {
+        return std::vector<Var>{dropout(x[0], rate)};
+    });
+}
+
+}  // namespace wengert

@@ -1,0 +1,103 @@
+#include <catch2/catch.hpp>
+
+#include "wengert/layers.hpp"
+#include "wengert/ops.hpp"
+
+using namespace wengert;
+
+namespace {
+
+// A parameterless layer of a given arity, for combinator arithmetic.
+LayerPtr arity(int n_in, int n_out) {
+    return fn_layer("f", n_in, n_out, [n_out](std::span<const Var> x, LayerContext&, const std::string&) {
+        std::vector<Var> out;
+        for (int i = 0; i < n_out; ++i) out.push_back(x.empty() ? Var() : x[0]);
+        return out;
+    });
+}
+
+Tensor scalar(double v) { return Tensor::scalar(v, DType::f64); }
+
+}  // namespace
+
+TEST_CASE("Trax combinator arity", "[layers]") {
+    auto b = branch({arity(1, 1), arity(3, 1), arity(2, 2)});
+    CHECK(b->n_in() == 3);
+    CHECK(b->n_out() == 4);
+    auto r = residual({arity(1, 1)});
+    CHECK(r->n_in() == 1);
+    CHECK(r->n_out() == 1);
+    auto p = parallel({arity(1, 1), arity(2, 1), arity(1, 3)});
+    CHECK(p->n_in() == 4);
+    CHECK(p->n_out() == 5);
+    auto s = serial({arity(2, 1), arity(2, 1)});      // needs one more input for the second
+    CHECK(s->n_in() == 3);
+    CHECK(s->n_out() == 1);
+    CHECK(serial({})->n_in() == 1);
+    CHECK(serial({})->n_out() == 1);
+    auto sel = select({0, 0, 0});
+    CHECK(sel->n_in() == 1);
+    CHECK(sel->n_out() == 3);
+    CHECK(select({2, 0})->n_in() == 3);
+    CHECK(select({1}, 4)->n_in() == 4);
+    CHECK_THROWS_WITH(select({3}, 2), "select: index 3 is out of range for n_in = 2");
+}
+
+TEST_CASE("data stack semantics: top is index 0", "[layers]") {
+    ParamStore params;
+    LayerContext ctx(params);
+    Tape tape;
+    Var a = tape.input(scalar(1)), b = tape.input(scalar(10)), c = tape.input(scalar(100));
+    std::vector<Var> in{a, b, c};
+    // SubtractTop on a stack (1, 10, 100) pops (1, 10) and pushes 10 - 1, leaving (9, 100).
+    std::vector<Var> stack = in;
+    apply_to_stack(*subtract_top(), stack, ctx);
+    REQUIRE(stack.size() == 2);
+    CHECK(stack[0].item() == 9);
+    CHECK(stack[1].item() == 100);
+    // Serial(Add, Add) sums the top three: its n_in is 3
+    auto sum3 = serial({add_layer(), add_layer()});
+    CHECK(sum3->n_in() == 3);
+    CHECK(sum3->forward(in, ctx).at(0).item() == 111);
+    // Swap then Add: (1, 10) -> (10, 1) -> 11
+    auto sw = serial({swap(), add_layer()})->forward(std::vector<Var>{a, b}, ctx);
+    CHECK(sw.at(0).item() == 11);
+    // Branch(Add, SubtractTop) on (1, 10): both see copies of the top two: (11, 9)
+    auto br = branch({add_layer(), subtract_top()})->forward(std::vector<Var>{a, b}, ctx);
+    REQUIRE(br.size() == 2);
+    CHECK(br[0].item() == 11);
+    CHECK(br[1].item() == 9);
+    // Residual(Dup, Add): x + (x + x)
+    auto res = residual({dup(), add_layer()})->forward(std::vector<Var>{b}, ctx);
+    CHECK(res.at(0).item() == 30);
+    // Select([1, 0, 2]) permutes the top three
+    auto s = select({1, 0, 2})->forward(in, ctx);
+    CHECK(s[0].item() == 10);
+    CHECK(s[1].item() == 1);
+    // Drop removes the top
+    std::vector<Var> two{a, b};
+    apply_to_stack(*drop(), two, ctx);
+    REQUIRE(two.size() == 1);
+    CHECK(two[0].item() == 10);
+    CHECK(serial({drop()})->n_out() == 0);
+}
+
+TEST_CASE("a layer given the wrong number of inputs says so", "[layers]") {
+    ParamStore params;
+    LayerContext ctx(params);
+    Tape tape;
+    Var a = tape.input(scalar(1));
+    CHECK_THROWS_WITH(add_layer()->forward(std::vector<Var>{a}, ctx), "add: takes 2 inputs but was given 1");
+}
+
+TEST_CASE("parameter paths inside composites", "[layers]") {
+    auto attn = serial({parallel({dense(4), dense(4), dense(4)}), add_layer(), dense(4)});
+    attn->set_path("attn");
+    auto kids = attn->children();
+    CHECK(kids[0]->path() == "attn.parallel");
+    CHECK(kids[0]->children()[1]->path() == "attn.parallel.dense_1");
+    CHECK(kids[2]->path() == "attn.dense");
+    auto r = residual({dense(3)});
+    r->set_path("block");
+    CHECK(r->path() == "block");
+}
