@@ -28,7 +28,7 @@ struct ThreadState {
         n = threads;
         control = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism,
                                                         static_cast<std::size_t>(threads));
-        bli_thread_set_num_threads(threads);
+        bli_thread_set_num_threads(1);   // Note [Matmul threading]: TBB splits products
     }
 };
 

@@ -1,12 +1,11 @@
 // wengert: one threading policy for the whole engine.
 //
 // Note [Threading]
-// oneTBB runs elementwise and reduction loops over large tensors; BLIS runs matrix products
-// with its own threads. The two never nest: a TBB task never calls a multithreaded BLIS
-// product (batched products split over TBB call BLIS single-threaded), and BLIS is never
-// called from inside a TBB loop with more than one thread. set_num_threads(n) sets both:
-// TBB's global parallelism limit and BLIS's thread count. The default is the machine's
-// core count, or WENGERT_NUM_THREADS when set.
+// oneTBB is the only thread pool: it runs elementwise and reduction loops over large tensors,
+// and splits matrix products into single-threaded BLIS calls (Note [Matmul threading] in
+// src/kernels/gemm.hpp). BLIS's own OpenMP threads are never used, so nothing oversubscribes
+// the cores and no thread spins at a BLIS barrier. set_num_threads(n) sets TBB's global
+// parallelism limit. The default is the machine's core count, or WENGERT_NUM_THREADS.
 #pragma once
 
 namespace wengert {

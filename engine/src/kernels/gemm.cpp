@@ -44,17 +44,14 @@ bool blis_accepts_strides(std::int64_t rows, std::int64_t cols, std::int64_t rs,
     return rs == 1 ? cs >= rows : rs >= cols;
 }
 
+namespace {
+
 template <class T>
-void gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t rs_a, std::int64_t cs_a,
-          const T* b, std::int64_t rs_b, std::int64_t cs_b, T beta, T* c, std::int64_t rs_c, std::int64_t cs_c,
-          int threads) {
-    if (m == 0 || n == 0) return;
-    settle_unit_strides(m, k, rs_a, cs_a);
-    settle_unit_strides(k, n, rs_b, cs_b);
-    settle_unit_strides(m, n, rs_c, cs_c);
+void blis_gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t rs_a, std::int64_t cs_a,
+               const T* b, std::int64_t rs_b, std::int64_t cs_b, T beta, T* c, std::int64_t rs_c, std::int64_t cs_c) {
     rntm_t rntm;
     bli_rntm_init(&rntm);
-    bli_rntm_set_num_threads(threads, &rntm);
+    bli_rntm_set_num_threads(1, &rntm);
     // BLIS's typed API takes non-const pointers; it never writes a or b.
     T* pa = const_cast<T*>(a);
     T* pb = const_cast<T*>(b);
@@ -65,6 +62,35 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, s
         bli_dgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &alpha, pa, rs_a, cs_a, pb, rs_b, cs_b, &beta, c,
                      rs_c, cs_c, nullptr, &rntm);
     }
+}
+
+}  // namespace
+
+template <class T>
+void gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t rs_a, std::int64_t cs_a,
+          const T* b, std::int64_t rs_b, std::int64_t cs_b, T beta, T* c, std::int64_t rs_c, std::int64_t cs_c,
+          int threads) {
+    if (m == 0 || n == 0) return;
+    settle_unit_strides(m, k, rs_a, cs_a);
+    settle_unit_strides(k, n, rs_b, cs_b);
+    settle_unit_strides(m, n, rs_c, cs_c);
+    if (threads <= 1) {
+        blis_gemm(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
+        return;
+    }
+    // Note [Matmul threading]: blocks of rows of C (or of columns, when C is wide), one
+    // single-threaded BLIS call each.
+    bool by_rows = m >= n;
+    std::int64_t extent = by_rows ? m : n;
+    std::int64_t blocks = std::min<std::int64_t>(threads, extent);
+    tbb::parallel_for(std::int64_t{0}, blocks, [&](std::int64_t i) {
+        std::int64_t lo = extent * i / blocks, hi = extent * (i + 1) / blocks;
+        if (by_rows) {
+            blis_gemm(hi - lo, n, k, alpha, a + lo * rs_a, rs_a, cs_a, b, rs_b, cs_b, beta, c + lo * rs_c, rs_c, cs_c);
+        } else {
+            blis_gemm(m, hi - lo, k, alpha, a, rs_a, cs_a, b + lo * cs_b, rs_b, cs_b, beta, c + lo * cs_c, rs_c, cs_c);
+        }
+    });
 }
 
 template void gemm<float>(std::int64_t, std::int64_t, std::int64_t, float, const float*, std::int64_t, std::int64_t,
