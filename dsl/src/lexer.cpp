@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 #include <system_error>
 
@@ -82,7 +83,7 @@ bool is_name_char(char c) { return is_name_start(c) || is_digit(c); }
 // Tokens after which a line break does not end the statement: they cannot end an expression.
 bool continues_line(TokenKind kind) {
     switch (kind) {
-        case TokenKind::comma: case TokenKind::colon: case TokenKind::equal: case TokenKind::dot:
+        case TokenKind::comma: case TokenKind::colon: case TokenKind::dot:
         case TokenKind::plus: case TokenKind::minus: case TokenKind::star: case TokenKind::slash:
         case TokenKind::caret: case TokenKind::percent: case TokenKind::at:
         case TokenKind::equal_equal: case TokenKind::bang_equal: case TokenKind::less:
@@ -114,18 +115,33 @@ public:
             if (at_end()) break;
             scan_token();
         }
+        force_close(0);
         Token eof = make(TokenKind::end_of_file);
         eof.loc.length = 0;
-        tokens_.push_back(eof);
-        return std::move(tokens_);
+        emit(eof);
+        std::vector<Token> tokens;
+        for (std::size_t i = 0; i < tokens_.size(); ++i) {
+            if (!held_[i]) tokens.push_back(std::move(tokens_[i]));
+        }
+        return tokens;
     }
 
 private:
     const SourceFile& file_;
     std::string_view text_;
     DiagnosticSink& sink_;
+    // Note [Held line breaks]
+    // A line break inside ( ) or [ ] is held: kept in tokens_ but marked in held_, dropped at
+    // the end if its bracket closes, and made a real newline if the bracket never closes
+    // (the file ends, a '}' or ')' closes an outer bracket past it, a keyword closes it). So
+    // `h = relu(x` followed by more lines costs one error, not every line after it.
     std::vector<Token> tokens_;
-    std::vector<char> open_brackets_;  // '(', '[' and '{' not yet closed, innermost last
+    std::vector<bool> held_;
+    struct OpenBracket {
+        char bracket;                             // '(', '[' or '{'
+        std::vector<std::size_t> held_newlines;  // indices into tokens_
+    };
+    std::vector<OpenBracket> open_brackets_;  // innermost last
 
     // Where the scanner is, and where the token being scanned started.
     std::size_t pos_ = 0;
@@ -175,7 +191,29 @@ private:
         return token;
     }
 
-    void emit(Token token) { tokens_.push_back(std::move(token)); }
+    void emit(Token token) {
+        tokens_.push_back(std::move(token));
+        held_.push_back(false);
+    }
+
+    // The last token emitted and not held, if any.
+    const Token* last_token() const {
+        for (std::size_t i = tokens_.size(); i-- > 0;) {
+            if (!held_[i]) return &tokens_[i];
+        }
+        return nullptr;
+    }
+
+    bool inside_brackets() const { return !open_brackets_.empty() && open_brackets_.back().bracket != '{'; }
+
+    // Closes the brackets from open_brackets_[first] inwards that never got their closer: their
+    // held line breaks become real (see Note [Held line breaks]).
+    void force_close(std::size_t first) {
+        for (std::size_t i = first; i < open_brackets_.size(); ++i) {
+            for (std::size_t newline : open_brackets_[i].held_newlines) held_[newline] = false;
+        }
+        open_brackets_.resize(std::min(first, open_brackets_.size()));
+    }
 
     void skip_blanks_and_comments() {
         for (;;) {
@@ -191,24 +229,33 @@ private:
         }
     }
 
-    bool newline_is_significant() const {
-        if (tokens_.empty()) return false;
-        TokenKind last = tokens_.back().kind;
-        if (last == TokenKind::newline || continues_line(last)) return false;
-        return open_brackets_.empty() || open_brackets_.back() == '{';
+    // A line break ends a statement unless it is the first thing in the file, follows another
+    // line break, or follows a token that continues the line; inside ( ) or [ ] it is held.
+    void scan_newline() {
+        const Token* last = last_token();
+        if (last == nullptr || last->kind == TokenKind::newline || continues_line(last->kind)) return;
+        if (!tokens_.empty() && tokens_.back().kind == TokenKind::newline) return;  // one held per run
+        Token newline = make(TokenKind::newline);
+        newline.loc.length = 0;
+        emit(newline);
+        if (inside_brackets()) {
+            held_.back() = true;
+            open_brackets_.back().held_newlines.push_back(tokens_.size() - 1);
+        }
     }
 
     void open(char bracket, TokenKind kind) {
-        open_brackets_.push_back(bracket);
+        open_brackets_.push_back(OpenBracket{bracket, {}});
         emit(make(kind));
     }
 
-    // Closes the innermost matching bracket and any left open inside it; a closer without
-    // an opener is left for the parser to report.
+    // Closes the innermost matching bracket, force-closing any left open inside it; a closer
+    // without an opener is left for the parser to report.
     void close(char opener, TokenKind kind) {
         for (std::size_t i = open_brackets_.size(); i-- > 0;) {
-            if (open_brackets_[i] == opener) {
-                open_brackets_.resize(i);
+            if (open_brackets_[i].bracket == opener) {
+                force_close(i + 1);
+                open_brackets_.pop_back();
                 break;
             }
         }
@@ -218,13 +265,7 @@ private:
     void scan_token() {
         char c = advance();
         switch (c) {
-            case '\n':
-                if (newline_is_significant()) {
-                    Token newline = make(TokenKind::newline);
-                    newline.loc.length = 0;
-                    emit(newline);
-                }
-                return;
+            case '\n': scan_newline(); return;
             case '(': open('(', TokenKind::left_paren); return;
             case '[': open('[', TokenKind::left_bracket); return;
             case '{': open('{', TokenKind::left_brace); return;
@@ -333,18 +374,21 @@ private:
         emit(make(kind));
     }
 
-    // See lex(): a declaration keyword first on its line closes every open bracket, a
+    // See lex(): a declaration keyword first on its line force-closes every open bracket, a
     // statement keyword the ones opened inside the current { } block; either starts a new
     // line. (Anywhere else the keyword is a plain syntax error for the parser.)
     void recover_line_structure(TokenKind kind) {
-        if (!tokens_.empty() && tokens_.back().loc.line == start_line_) return;
-        bool in_expression = !open_brackets_.empty() && open_brackets_.back() != '{';
+        const Token* last = last_token();
+        if (last == nullptr || last->loc.line == start_line_) return;
         if (starts_declaration(kind)) {
-            open_brackets_.clear();
+            force_close(0);
         } else {
-            while (!open_brackets_.empty() && open_brackets_.back() != '{') open_brackets_.pop_back();
+            std::size_t first = open_brackets_.size();
+            while (first > 0 && open_brackets_[first - 1].bracket != '{') --first;
+            force_close(first);
         }
-        if (in_expression && !tokens_.empty()) {
+        last = last_token();
+        if (last->kind != TokenKind::newline) {
             Token newline = make(TokenKind::newline);
             newline.lexeme = {};
             newline.loc.length = 0;
@@ -405,7 +449,8 @@ private:
             if (at_end() || peek() == '\n') {
                 Location quote{&file_, start_line_, start_column_, 1};
                 sink_.error(quote, "unterminated string");
-                break;
+                emit(make(TokenKind::error));
+                return;
             }
             char c = advance();
             if (c == '"') break;

@@ -130,8 +130,9 @@ private:
         return advance();
     }
 
-    void skip_newlines() {
-        while (match(TokenKind::newline)) {}
+    // A '{' may open the line after the header it belongs to.
+    void skip_newline_before_brace() {
+        if (check(TokenKind::newline) && peek(1).kind == TokenKind::left_brace) advance();
     }
 
     void skip_separators() {
@@ -140,18 +141,23 @@ private:
 
     // ---- errors (see Note [Error recovery])
 
-    // Where "expected ..." points: at the current token, unless that is the end of a line or
-    // of the file, or on a later line than the token before it: then what is missing is
-    // missing at the end of that earlier line, just after its last token.
+    // Where "expected ..." points: at the current token, unless what is missing is missing at
+    // the end of a line: when the current token is a line break or the end of the file, or
+    // sits on a later line with no line break token before it (the line was continued). Then
+    // the error points just after the last token of that line.
     Location expected_location() const {
         const Token& token = peek();
+        bool line_ended = token.kind == TokenKind::newline || token.kind == TokenKind::end_of_file;
+        if (!line_ended && current_ > 0) {
+            const Token& before = tokens_[current_ - 1];
+            line_ended = before.kind != TokenKind::newline && token.loc.line > before.loc.line;
+        }
+        if (!line_ended) return token.loc;
         for (std::size_t i = current_; i-- > 0;) {
             const Token& last = tokens_[i];
-            if (last.kind == TokenKind::newline) continue;
-            bool line_ended = token.kind == TokenKind::newline || token.kind == TokenKind::end_of_file ||
-                              token.loc.line > last.loc.line;
-            if (!line_ended) break;
-            return Location{last.loc.file, last.loc.line, last.loc.column + last.loc.length, 0};
+            if (last.kind != TokenKind::newline) {
+                return Location{last.loc.file, last.loc.line, last.loc.column + last.loc.length, 0};
+            }
         }
         return token.loc;
     }
@@ -203,9 +209,9 @@ private:
         }
     }
 
-    // Skips the rest of a declaration after a syntax error, including any { } body it has: to
-    // the end of its line at brace depth 0 (unless a '{' opens the next line), or to a
-    // declaration keyword.
+    // Skips the rest of a declaration after a syntax error, including any { } body it has, to
+    // a declaration keyword or to a line break at brace depth 0 followed by a line that starts
+    // in column 1 (an indented line or a brace still belongs to the broken declaration).
     void synchronize_declaration() {
         int depth = 0;
         for (;;) {
@@ -217,9 +223,11 @@ private:
                 ++depth;
             } else if (token.kind == TokenKind::right_brace) {
                 depth = std::max(0, depth - 1);
-            } else if (depth == 0 && (token.kind == TokenKind::newline || token.kind == TokenKind::semicolon) &&
-                       !check(TokenKind::left_brace)) {
-                return;
+            } else if (depth == 0 && (token.kind == TokenKind::newline || token.kind == TokenKind::semicolon)) {
+                const Token& next = peek();
+                bool belongs_to_declaration = next.kind == TokenKind::left_brace ||
+                                              next.kind == TokenKind::right_brace || next.loc.column > 1;
+                if (token.kind == TokenKind::semicolon || !belongs_to_declaration) return;
             }
         }
     }
@@ -278,6 +286,21 @@ private:
 
     ExprPtr expression() { return parse_precedence(Precedence::logical_or); }
 
+    // The value after the '=' of a definition, assignment, attribute or setting, which may
+    // start on the next line; unless that line starts a statement of its own (`name =`,
+    // `a, b =`, a keyword): then the value is missing, and the error points after the '='.
+    ExprPtr assigned_value() {
+        if (check(TokenKind::newline)) {
+            const Token& next = peek(1);
+            bool starts_statement = is_keyword(next.kind) || next.kind == TokenKind::right_brace ||
+                                    (next.kind == TokenKind::identifier &&
+                                     (peek(2).kind == TokenKind::equal || peek(2).kind == TokenKind::comma));
+            if (starts_statement) fail_expected("expected an expression");
+            advance();
+        }
+        return expression();
+    }
+
     // Parses an expression whose operators bind at least as tightly as `precedence`.
     ExprPtr parse_precedence(Precedence precedence) {
         if (nesting_ >= max_expression_height) fail(peek().loc, too_deep());
@@ -287,6 +310,11 @@ private:
             ~Unnest() { --nesting; }
         } unnest{nesting_};
 
+        // `name =` opening a continued line is the next statement: the operand is missing.
+        bool on_later_line = current_ > 0 && peek().loc.line > tokens_[current_ - 1].loc.line;
+        if (on_later_line && check(TokenKind::identifier) && peek(1).kind == TokenKind::equal) {
+            fail_expected("expected an expression");
+        }
         PrefixRule prefix = rule(peek().kind).prefix;
         if (prefix == nullptr) {
             const Token& token = peek();
@@ -526,7 +554,7 @@ private:
         bool has_params = check(TokenKind::left_paren);
         if (has_params) layer.params = parameters(advance(), owner);
         consume(TokenKind::equal, fmt::format("expected '=' after the {} of {}", has_params ? "parameters" : "name", owner));
-        layer.body = expression();
+        layer.body = assigned_value();
         expect_end("declaration", false);
         return Decl{name.loc, std::move(layer)};
     }
@@ -538,7 +566,7 @@ private:
         std::string owner = fmt::format("function '{}'", name.lexeme);
         const Token& open = consume(TokenKind::left_paren, fmt::format("expected '(' after the name of {}", owner));
         FunctionDef def{text(name), parameters(open, owner), {}};
-        skip_newlines();
+        skip_newline_before_brace();
         const Token& brace = consume(TokenKind::left_brace, fmt::format("expected '{{' before the body of {}", owner));
         def.body = body(brace, owner);
         expect_end("declaration", false);
@@ -553,13 +581,13 @@ private:
         TypeAnnotation type = annotation();
         consume(TokenKind::equal,
                 fmt::format("expected '=' and an initializer after the type of param '{}'", name.lexeme));
-        ParamDecl param{text(name), std::move(type), expression(), {}};
+        ParamDecl param{text(name), std::move(type), assigned_value(), {}};
         while (match(TokenKind::comma)) {
             const Token& key = consume(TokenKind::identifier,
                                        fmt::format("expected an attribute name after ',' in param '{}'", name.lexeme));
             consume(TokenKind::equal, fmt::format("expected '=' after attribute '{}'", key.lexeme));
             check_unique(param.attributes, key, "attribute");
-            ExprPtr value = expression();
+            ExprPtr value = assigned_value();
             param.attributes.push_back(KeywordArg{key.loc, text(key), std::move(value)});
         }
         expect_end("declaration", false);
@@ -571,7 +599,7 @@ private:
         advance();
         const Token& target = consume(TokenKind::identifier, "expected the name of a def after 'train'");
         std::string owner = fmt::format("'train {}'", target.lexeme);
-        skip_newlines();
+        skip_newline_before_brace();
         const Token& brace = consume(TokenKind::left_brace, fmt::format("expected '{{' after {}", owner));
         TrainBlock train{text(target), {}};
         for (;;) {
@@ -581,7 +609,7 @@ private:
                 const Token& key = consume(TokenKind::identifier, "expected a setting name");
                 consume(TokenKind::equal, fmt::format("expected '=' after setting '{}'", key.lexeme));
                 check_unique(train.settings, key, "setting");
-                ExprPtr value = expression();
+                ExprPtr value = assigned_value();
                 expect_end("setting", true);
                 train.settings.push_back(KeywordArg{key.loc, text(key), std::move(value)});
             } catch (const SyntaxError&) {
@@ -602,7 +630,7 @@ private:
             fail_expected(fmt::format("expected '=' after '{}'", name.lexeme), {}, std::move(suggestions));
         }
         advance();
-        Constant constant{text(name), expression()};
+        Constant constant{text(name), assigned_value()};
         expect_end("declaration", false);
         return Decl{name.loc, std::move(constant)};
     }
@@ -667,7 +695,7 @@ private:
                           {}, std::move(suggestions));
         }
         advance();
-        Assign assign{std::move(targets), expression()};
+        Assign assign{std::move(targets), assigned_value()};
         expect_end("statement", true);
         return Stmt{first.loc, std::move(assign)};
     }
@@ -678,7 +706,7 @@ private:
         bool is_loss = keyword.kind == TokenKind::kw_loss;
         const Token& name = consume(TokenKind::identifier, fmt::format("expected a name after '{}'", keyword.lexeme));
         consume(TokenKind::equal, fmt::format("expected '=' after the name of {} '{}'", keyword.lexeme, name.lexeme));
-        ExprPtr value = expression();
+        ExprPtr value = assigned_value();
         expect_end("statement", true);
         if (is_loss) return Stmt{name.loc, LossTerm{text(name), std::move(value)}};
         return Stmt{name.loc, MetricTerm{text(name), std::move(value)}};

@@ -101,7 +101,7 @@ TEST_CASE("line breaks end statements except inside ( ) and [ ] and after an ope
     CHECK(lexemes("f(a,\n  b)\n[1,\n 2]\n") == "f ( a , b ) \\n [ 1 , 2 ] \\n $");
     CHECK(lexemes("x = a +\n b\ny = a -\n b\n") == "x = a + b \\n y = a - b \\n $");
     CHECK(lexemes("x = a\n + b") == "x = a \\n + b $");
-    CHECK(lexemes("layer l =\n  dense(3)\n") == "layer l = dense ( 3 ) \\n $");
+    CHECK(lexemes("layer l =\n  dense(3)\n") == "layer l = \\n dense ( 3 ) \\n $");  // the parser allows it
     CHECK(lexemes("a, \nb = f(x) and\n not y") == "a , b = f ( x ) and not y $");
     CHECK(lexemes("def f(\n x\n) {\n a = 1\n}\n") == "def f ( x ) { \\n a = 1 \\n } \\n $");
     CHECK(lexemes("x = a;b = 2") == "x = a ; b = 2 $");
@@ -111,10 +111,19 @@ TEST_CASE("braces inside brackets make line breaks count again until they close"
     CHECK(lexemes("(\n{\na\n}\nb\n)") == "( { \\n a \\n } b ) $");
 }
 
+TEST_CASE("line breaks inside a bracket that never closes count after all", "[dsl][lexer]") {
+    CHECK(lexemes("h = relu(x\nz = 1\n") == "h = relu ( x \\n z = 1 \\n $");
+    CHECK(lexemes("{ a = (1\n b = [2\n\n}\nc") == "{ a = ( 1 \\n b = [ 2 \\n } \\n c $");
+    CHECK(lexemes("f((a\n b)\n c") == "f ( ( a b ) \\n c $");
+    // Closed, however late, the bracket joins its lines.
+    CHECK(lexemes("x = f(\n a\n b\n)\n") == "x = f ( a b ) \\n $");
+}
+
 TEST_CASE("a declaration or statement keyword opening a line closes brackets left open", "[dsl][lexer]") {
     CHECK(lexemes("h = f(x\ndef g() {}") == "h = f ( x \\n def g ( ) { } $");
     CHECK(lexemes("def g() {\n a = f(x\n return a\n}") == "def g ( ) { \\n a = f ( x \\n return a \\n } $");
     CHECK(lexemes("a = [f(x\n  loss l = 1\n") == "a = [ f ( x \\n loss l = 1 \\n $");
+    CHECK(lexemes("y = 1 +\nreturn y") == "y = 1 + \\n return y $");
     // Not first on its line, a keyword is left for the parser to reject.
     CHECK(lexemes("d = load(split = train)\n") == "d = load ( split = train ) \\n $");
 }
@@ -187,7 +196,8 @@ TEST_CASE("C-style logic operators suggest the keywords", "[dsl][lexer]") {
     CHECK(format_headline(sink.diagnostics()[3]) == "t.wg:1:18: error: unexpected character '&'");
 }
 
-TEST_CASE("bad characters become error tokens, malformed literals keep their kind", "[dsl][lexer]") {
+TEST_CASE("bad characters and unterminated strings become error tokens, malformed numbers do not", "[dsl][lexer]") {
     using K = TokenKind;
-    CHECK(kinds("$ 1e+ \"ab") == std::vector<K>{K::error, K::floating, K::string, K::end_of_file});
+    CHECK(kinds("$ 1e+ 12ab \"ab)") == std::vector<K>{K::error, K::floating, K::integer, K::error, K::end_of_file});
+    CHECK(lexemes("f(\"ab)\n") == "f ( \"ab) \\n $");
 }

@@ -25,7 +25,7 @@ enum class TokenKind {
     equal_equal, bang_equal, less, less_equal, greater, greater_equal,
     // structure
     newline, end_of_file,
-    // a character that starts no token; the lexer has already reported it
+    // a bad character or an unterminated string; the lexer has already reported it
     error,
 };
 
@@ -47,16 +47,18 @@ struct Token {
 
 // Splits `file` into tokens, ending with one end_of_file token. Lexical errors go to `sink`;
 // lexing always runs to the end of the file. A malformed number still yields a number token
-// (value 0) and an unterminated string yields a string token, so parsing continues without
-// knock-on errors; a character that starts no token yields an `error` token.
+// (value 0), so parsing goes on around it; a character that starts no token and an
+// unterminated string (which runs to the end of its line, closers included) yield an `error`
+// token, and the parser skips the statement holding one without a knock-on error.
 //
 // Newlines separate statements, so they are tokens, with three exceptions where a line
 // continues: inside ( ) and [ ] (but not inside { }, which hold statements), after a token
-// that cannot end an expression (an operator, ',', '=', ':', '.'), and on blank or
-// comment-only lines (runs of newlines collapse into one). A keyword that can only start a
-// declaration or statement (import, layer, def, param, train, loss, metric, return), first on
-// its line, closes any ( and [ left open before it and starts a new line, so one missing ')'
-// cannot swallow the rest of the file.
+// that cannot end an expression (an operator, ',', ':', '.'), and on blank or comment-only
+// lines (runs of newlines collapse into one). Two rules keep one missing closer from
+// swallowing the rest of the file: the line breaks inside a ( or [ that never closes count
+// after all, and a keyword that can only start a declaration or statement (import, layer,
+// def, param, train, loss, metric, return), first on its line, closes any ( and [ left open
+// before it and starts a new line.
 std::vector<Token> lex(const SourceFile& file, DiagnosticSink& sink);
 
 }  // namespace wengert::dsl
