@@ -165,6 +165,8 @@ private:
         return c;
     }
 
+    bool at_line_break() const { return peek() == '\n' || (peek() == '\r' && peek(1) == '\n'); }
+
     bool match(char expected) {
         if (peek() != expected || at_end()) return false;
         advance();
@@ -219,10 +221,10 @@ private:
         for (;;) {
             char c = peek();
             if (at_end()) return;
-            if (c == ' ' || c == '\t' || c == '\r') {
+            if (c == ' ' || c == '\t' || (c == '\r' && peek(1) != '\n')) {
                 advance();
             } else if (c == '#') {
-                while (!at_end() && peek() != '\n') advance();
+                while (!at_end() && !at_line_break()) advance();
             } else {
                 return;
             }
@@ -265,6 +267,10 @@ private:
     void scan_token() {
         char c = advance();
         switch (c) {
+            case '\r':  // only ever the start of "\r\n": skip_blanks_and_comments eats any other
+                advance();
+                scan_newline();
+                return;
             case '\n': scan_newline(); return;
             case '(': open('(', TokenKind::left_paren); return;
             case '[': open('[', TokenKind::left_bracket); return;
@@ -446,7 +452,7 @@ private:
     void scan_string() {
         std::string value;
         for (;;) {
-            if (at_end() || peek() == '\n') {
+            if (at_end() || at_line_break()) {
                 Location quote{&file_, start_line_, start_column_, 1};
                 sink_.error(quote, "unterminated string");
                 emit(make(TokenKind::error));
@@ -458,7 +464,7 @@ private:
                 value += c;
                 continue;
             }
-            if (at_end() || peek() == '\n') continue;
+            if (at_end() || at_line_break()) continue;
             Location escape{&file_, line_, column_ - 1, 2};
             char escaped = advance();
             switch (escaped) {

@@ -174,13 +174,12 @@ private:
         fail(expected_location(), std::move(message), std::move(notes), std::move(suggestions));
     }
 
+    // For a token that cannot start a statement or declaration, or cannot follow one (never a
+    // line break or the end of the file: the loops calling this have skipped or stopped at
+    // those).
     [[noreturn]] void fail_unexpected(const Token& token) {
-        switch (token.kind) {
-            case TokenKind::error: throw SyntaxError{};
-            case TokenKind::newline: fail(expected_location(), "unexpected end of line");
-            case TokenKind::end_of_file: fail(expected_location(), "unexpected end of file");
-            default: fail(token.loc, fmt::format("unexpected token '{}'", token.lexeme));
-        }
+        if (token.kind == TokenKind::error) throw SyntaxError{};
+        fail(token.loc, fmt::format("unexpected token '{}'", token.lexeme));
     }
 
     Diagnostic& report(Location loc, std::string message, std::vector<std::string> suggestions = {}) {
@@ -314,6 +313,9 @@ private:
         bool on_later_line = current_ > 0 && peek().loc.line > tokens_[current_ - 1].loc.line;
         if (on_later_line && check(TokenKind::identifier) && peek(1).kind == TokenKind::equal) {
             fail_expected("expected an expression");
+        }
+        if (check(TokenKind::kw_not) && precedence > Precedence::logical_not) {
+            fail(peek().loc, "'not' inside an operand needs parentheses: '(not ...)'");
         }
         PrefixRule prefix = rule(peek().kind).prefix;
         if (prefix == nullptr) {

@@ -39,7 +39,7 @@ std::string_view SourceFile::line(int line) const {
     std::size_t begin = line_starts_[static_cast<std::size_t>(line - 1)];
     std::size_t end = line < line_count() ? line_starts_[static_cast<std::size_t>(line)] - 1 : text_.size();
     std::string_view text(text_.data() + begin, end - begin);
-    if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
+    if (line < line_count() && !text.empty() && text.back() == '\r') text.remove_suffix(1);  // "\r\n"
     return text;
 }
 

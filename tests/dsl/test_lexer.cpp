@@ -95,6 +95,20 @@ TEST_CASE("tokens know their line, column and length in characters", "[dsl][lexe
     CHECK(eof.loc.column == 2);
 }
 
+TEST_CASE("a \\r\\n line break is one newline token where the line's text ends", "[dsl][lexer]") {
+    SourceFile file("t.wg", "a = 1 # c\r\nb\r\n");
+    DiagnosticSink sink;
+    std::vector<Token> tokens = lex(file, sink);
+    REQUIRE(tokens.size() == 7);
+    CHECK(tokens[3].kind == TokenKind::newline);
+    CHECK(tokens[3].loc.line == 1);
+    CHECK(tokens[3].loc.column == 10);
+    CHECK(tokens[3].lexeme == "\r\n");
+    CHECK(tokens[5].kind == TokenKind::newline);
+    CHECK(tokens[5].loc.column == 2);
+    CHECK(lexemes("a\r = \"b\r\n") == "a = \"b \\n $");
+}
+
 TEST_CASE("line breaks end statements except inside ( ) and [ ] and after an operator", "[dsl][lexer]") {
     CHECK(lexemes("a = 1\nb = 2\n") == "a = 1 \\n b = 2 \\n $");
     CHECK(lexemes("\n\n# header\n\na = 1\n\n  \n# c\nb = 2") == "a = 1 \\n b = 2 $");

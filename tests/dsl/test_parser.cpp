@@ -90,6 +90,11 @@ TEST_CASE("'not' binds looser than comparisons and tighter than 'and'", "[dsl][p
     CHECK(expr("not a and b") == "(and (not a) b)");
     CHECK(expr("a and not b or c") == "(or (and a (not b)) c)");
     CHECK(expr("not not a") == "(not (not a))");
+    CHECK(expr("a == (not b)") == "(== a (not b))");
+    CHECK(errors("e = a == not b\nf = -not b\ng = a + not b") ==
+          V{"t.wg:1:10: error: 'not' inside an operand needs parentheses: '(not ...)'",
+            "t.wg:2:6: error: 'not' inside an operand needs parentheses: '(not ...)'",
+            "t.wg:3:9: error: 'not' inside an operand needs parentheses: '(not ...)'"});
 }
 
 TEST_CASE("calls, calls of calls and keyword arguments", "[dsl][parser]") {

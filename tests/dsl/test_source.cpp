@@ -18,6 +18,9 @@ TEST_CASE("source lines exclude their line break, \\r\\n included", "[dsl][sourc
     CHECK(file.line(4) == "last");
     CHECK(file.line(0) == "");
     CHECK(file.line(5) == "");
+    SourceFile unfinished("m.wg", "a\r\nb\r");
+    CHECK(unfinished.line(1) == "a");
+    CHECK(unfinished.line(2) == "b\r");  // a lone '\r' is no line break
 }
 
 TEST_CASE("locations are 1-based and count characters, not bytes", "[dsl][source]") {

@@ -3,9 +3,10 @@
 // Every node carries the Location of the token that identifies it: a name or literal
 // itself, the operator of a unary or binary expression, the '(' of a call, the '[' of an
 // index, the name after '.' of an attribute, the ':' of a slice, the opening bracket of a
-// tuple or list; for statements and declarations, the name they define (the keyword of a
-// return, the imported path or name of an import). The tree owns its children; a parsed
-// tree never holds a null child except where a comment says it may be absent.
+// tuple or list, the dtype of a shape annotation; for statements and declarations, the
+// name they define (the first target of an assignment, the keyword of a return, the
+// imported path or name of an import). The tree owns its children; a parsed tree never
+// holds a null child except where a comment says it may be absent.
 #pragma once
 
 #include <cstdint>
@@ -117,7 +118,7 @@ struct Dim {
     std::variant<std::int64_t, std::string> size;
 };
 
-// f32[B, 784]: loc is the dtype's. An empty dims list is a scalar (f32[]).
+// f32[B, 784]: loc is the dtype's. dims is empty for f32[].
 struct TypeAnnotation {
     Location loc;
     std::string dtype;

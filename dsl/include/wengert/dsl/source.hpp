@@ -38,7 +38,8 @@ public:
     const std::string& text() const { return text_; }
     int line_count() const { return static_cast<int>(line_starts_.size()); }
 
-    // Line `line` (1-based) without its line break; empty outside 1..line_count().
+    // Line `line` (1-based) without its line break ("\n" or "\r\n"); empty outside
+    // 1..line_count().
     std::string_view line(int line) const;
 
     // The location of the byte at `offset` (offset == text().size() is the end of the file).
