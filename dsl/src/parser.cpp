@@ -70,7 +70,7 @@ public:
     Parser(const SourceFile& file, std::vector<Token> tokens, DiagnosticSink& sink)
         : file_(file), tokens_(std::move(tokens)), sink_(sink) {}
 
-    Module module() {
+    Module parse_module() {
         Module module{&file_, {}};
         for (;;) {
             skip_separators();
@@ -352,6 +352,7 @@ private:
             case TokenKind::string: return make(token.loc, StringLiteral{token.string});
             case TokenKind::kw_true: return make(token.loc, BoolLiteral{true});
             case TokenKind::kw_false: return make(token.loc, BoolLiteral{false});
+            case TokenKind::kw_none:
             default: return make(token.loc, NoneLiteral{});
         }
     }
@@ -419,7 +420,9 @@ private:
                 ExprPtr value = expression();
                 call.kwargs.push_back(KeywordArg{key.loc, text(key), std::move(value)});
             } else {
-                if (!call.kwargs.empty()) report(peek().loc, "positional argument follows keyword argument");
+                if (!call.kwargs.empty() && !check(TokenKind::error)) {
+                    report(peek().loc, "positional argument follows keyword argument");
+                }
                 call.args.push_back(expression());
             }
             if (!match(TokenKind::comma)) break;
@@ -731,7 +734,7 @@ private:
 Module parse(const SourceFile& file, DiagnosticSink& sink) {
     DiagnosticSink found;
     std::vector<Token> tokens = lex(file, found);
-    Module module = Parser(file, std::move(tokens), found).module();
+    Module module = Parser(file, std::move(tokens), found).parse_module();
     // The lexer ran over the whole file first: put its errors and the parser's in source order.
     std::vector<Diagnostic> diagnostics = found.diagnostics();
     std::stable_sort(diagnostics.begin(), diagnostics.end(), [](const Diagnostic& a, const Diagnostic& b) {
