@@ -1,0 +1,75 @@
+// wengert language: diagnostics are values with fields, formatted once.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "wengert/dsl/source.hpp"
+
+namespace wengert::dsl {
+
+enum class Severity { error, warning, note };
+
+const char* severity_name(Severity severity);
+
+// A secondary message attached to a diagnostic, usually pointing elsewhere in the source
+// ("to match this '('").
+struct Note {
+    Location loc;
+    std::string message;
+};
+
+struct Diagnostic {
+    Severity severity = Severity::error;
+    Location loc;
+    std::string message;
+    std::vector<Note> notes;
+    // Names close to the one that was not understood, printed as "did you mean 'a' or 'b'?".
+    std::vector<std::string> suggestions;
+};
+
+// The compiler-style rendering, every line ending in '\n':
+//
+//   model.wg:12:15: error: expected ')' after arguments
+//       h = relu(dense(256)(x)
+//                             ^
+//   model.wg:12:13: note: to match this '('
+//       h = relu(dense(256)(x)
+//               ^
+//   help: did you mean 'dense'?
+//
+// The caret line keeps the source line's tabs so the caret stays under the column; a known
+// length is underlined as `^~~~`. A location without a file prints no position or source.
+std::string format_diagnostic(const Diagnostic& diagnostic);
+
+// Only the first line of format_diagnostic, without the line break.
+std::string format_headline(const Diagnostic& diagnostic);
+
+// Collects diagnostics in the order they are reported.
+class DiagnosticSink {
+public:
+    // The returned reference is valid until the next report: use it to add notes and
+    // suggestions right away.
+    Diagnostic& report(Diagnostic diagnostic);
+    Diagnostic& error(Location loc, std::string message);
+
+    const std::vector<Diagnostic>& diagnostics() const { return diagnostics_; }
+    std::size_t error_count() const;
+    bool has_errors() const { return error_count() > 0; }
+
+    // Every diagnostic, formatted, in order.
+    std::string format_all() const;
+
+private:
+    std::vector<Diagnostic> diagnostics_;
+};
+
+// The candidates closest to `name` by edit distance (insertions, deletions, substitutions
+// and swaps of neighbours each count one), if they are close enough to be a plausible typo:
+// at most a third of the name's length (but at least one edit) and fewer edits than the name
+// has characters. Sorted, without `name` itself.
+std::vector<std::string> closest_names(std::string_view name, const std::vector<std::string>& candidates);
+
+}  // namespace wengert::dsl

@@ -1,0 +1,132 @@
+#include "wengert/dsl/diagnostics.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace wengert::dsl {
+
+const char* severity_name(Severity severity) {
+    switch (severity) {
+        case Severity::error: return "error";
+        case Severity::warning: return "warning";
+        case Severity::note: return "note";
+    }
+    return "?";
+}
+
+namespace {
+
+bool is_continuation_byte(char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; }
+
+std::string headline(const Location& loc, const char* severity, const std::string& message) {
+    if (loc.file == nullptr) return fmt::format("{}: {}", severity, message);
+    if (loc.line < 1) return fmt::format("{}: {}: {}", loc.file->path(), severity, message);
+    return fmt::format("{}:{}:{}: {}: {}", loc.file->path(), loc.line, loc.column, severity, message);
+}
+
+// The source line, then a caret under loc.column, underlined with '~' up to loc.length
+// characters (never past the end of the line, except for the caret itself, which may sit
+// just after the last character).
+void append_excerpt(std::string& out, const Location& loc) {
+    if (loc.file == nullptr || loc.line < 1 || loc.line > loc.file->line_count()) return;
+    std::string_view line = loc.file->line(loc.line);
+    out.append(line);
+    out += '\n';
+    int column = 1;
+    std::size_t i = 0;
+    for (; i < line.size() && column < loc.column; ++i) {
+        if (is_continuation_byte(line[i])) continue;
+        out += line[i] == '\t' ? '\t' : ' ';
+        ++column;
+    }
+    out += '^';
+    int remaining_chars = count_chars(line.substr(i)) - 1;
+    int tildes = std::min(loc.length - 1, remaining_chars);
+    if (tildes > 0) out.append(static_cast<std::size_t>(tildes), '~');
+    out += '\n';
+}
+
+std::string did_you_mean(const std::vector<std::string>& suggestions) {
+    std::string text = "did you mean ";
+    for (std::size_t i = 0; i < suggestions.size(); ++i) {
+        if (i > 0) text += i + 1 == suggestions.size() ? " or " : ", ";
+        text += fmt::format("'{}'", suggestions[i]);
+    }
+    return text + "?";
+}
+
+// Optimal string alignment distance: Levenshtein plus swaps of adjacent characters.
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+    std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
+    for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+    for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            std::size_t substitution = a[i - 1] == b[j - 1] ? 0 : 1;
+            d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + substitution});
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+                d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    return d[a.size()][b.size()];
+}
+
+}  // namespace
+
+std::string format_headline(const Diagnostic& diagnostic) {
+    return headline(diagnostic.loc, severity_name(diagnostic.severity), diagnostic.message);
+}
+
+std::string format_diagnostic(const Diagnostic& diagnostic) {
+    std::string out = format_headline(diagnostic) + '\n';
+    append_excerpt(out, diagnostic.loc);
+    for (const Note& note : diagnostic.notes) {
+        out += headline(note.loc, severity_name(Severity::note), note.message) + '\n';
+        append_excerpt(out, note.loc);
+    }
+    if (!diagnostic.suggestions.empty()) out += "help: " + did_you_mean(diagnostic.suggestions) + '\n';
+    return out;
+}
+
+Diagnostic& DiagnosticSink::report(Diagnostic diagnostic) {
+    diagnostics_.push_back(std::move(diagnostic));
+    return diagnostics_.back();
+}
+
+Diagnostic& DiagnosticSink::error(Location loc, std::string message) {
+    return report(Diagnostic{Severity::error, loc, std::move(message), {}, {}});
+}
+
+std::size_t DiagnosticSink::error_count() const {
+    return static_cast<std::size_t>(std::count_if(diagnostics_.begin(), diagnostics_.end(),
+                                                  [](const Diagnostic& d) { return d.severity == Severity::error; }));
+}
+
+std::string DiagnosticSink::format_all() const {
+    std::string out;
+    for (const Diagnostic& diagnostic : diagnostics_) out += format_diagnostic(diagnostic);
+    return out;
+}
+
+std::vector<std::string> closest_names(std::string_view name, const std::vector<std::string>& candidates) {
+    std::size_t max_distance = std::max<std::size_t>(1, name.size() / 3);
+    std::size_t best = max_distance + 1;
+    std::vector<std::string> closest;
+    for (const std::string& candidate : candidates) {
+        if (candidate == name) continue;
+        std::size_t distance = edit_distance(name, candidate);
+        if (distance >= name.size() || distance > max_distance || distance > best) continue;
+        if (distance < best) {
+            best = distance;
+            closest.clear();
+        }
+        closest.push_back(candidate);
+    }
+    std::sort(closest.begin(), closest.end());
+    closest.erase(std::unique(closest.begin(), closest.end()), closest.end());
+    return closest;
+}
+
+}  // namespace wengert::dsl
