@@ -1,0 +1,126 @@
+// wengert language: the interpreter. It loads .wg files (with their imports and the standard
+// library), and runs a `def` on tensors by building the tape from engine ops.
+//
+// Note [Paths]
+// Every named value and every layer has a path: the names of the statements being executed,
+// outermost first, joined by dots. In the model function the statement `h1 = relu(dense(256)(x))`
+// names its value "h1", and the dense layer created and applied inside it "h1.dense" (a second
+// dense in the same statement is "h1.dense_1"), so its parameters are "h1.dense.w" and
+// "h1.dense.b". A function called from a statement `a = block(x)` runs its own statements under
+// "a": "a.h", "a.h.dense.w". A layer bound to a name (`enc = attention_qkv(64)`) takes that
+// name as its path, and keeps it wherever it is applied: reusing a layer value shares its
+// parameters. Running the model again (the next training step) rebuilds the same paths, so a
+// call site reuses its own parameters. A `param` declaration's parameter is named as declared.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "wengert/dsl/ast.hpp"
+#include "wengert/dsl/diagnostics.hpp"
+#include "wengert/dsl/value.hpp"
+#include "wengert/params.hpp"
+
+namespace wengert::dsl {
+
+// An error while evaluating, at a place in the source. The CLI formats it like a compiler.
+class EvalError : public std::runtime_error {
+public:
+    EvalError(Location loc, const std::string& message, std::vector<std::string> suggestions = {})
+        : std::runtime_error(message), loc(loc), suggestions(std::move(suggestions)) {}
+    Location loc;
+    std::vector<std::string> suggestions;
+    std::vector<Note> notes;
+};
+
+struct InterpreterOptions {
+    std::uint64_t seed = 1;
+    DType dtype = DType::f32;
+    // Where `import name` finds the standard library; empty means the built-in default.
+    std::string stdlib_dir;
+};
+
+// What one run of a model function produced.
+struct RunResult {
+    std::vector<std::pair<std::string, Var>> losses;    // every `loss` term and layer penalty, in order
+    std::vector<std::pair<std::string, Var>> metrics;
+    std::vector<Value> outputs;                          // the function's return values
+    Var objective;                                       // the sum of the losses (undefined if none)
+};
+
+struct NamedValue {
+    std::string path;
+    Value value;
+    Location loc;
+};
+
+class Interpreter {
+public:
+    Interpreter(DiagnosticSink& sink, ParamStore& params, InterpreterOptions options = {});
+    ~Interpreter();
+
+    // Parses `path` and everything it imports; reports syntax and declaration errors to the
+    // sink. Returns false when there were errors.
+    bool load_file(const std::string& path);
+    // The same, for text already in memory (tests).
+    bool load_source(const std::string& path, const std::string& text);
+
+    // The declarations of the loaded main file.
+    const Module& main_module() const;
+    // Every loaded module: the main file first, then imports and the standard library.
+    std::vector<const Module*> modules() const;
+    // Rewrites every error message reported in check mode (the check's symbolic sizes).
+    void set_message_filter(std::function<std::string(const std::string&)> filter);
+    const FunctionDef* find_function(const std::string& name) const;
+    // The train block of the main file (the first, if several); null when it has none.
+    const TrainBlock* train_block() const;
+    const ParamDecl* find_param_decl(const std::string& name) const;
+
+    // Runs function `name` on `inputs` on the current tape, in `mode`. Throws EvalError.
+    RunResult run(const std::string& name, const std::vector<Tensor>& inputs, Mode mode);
+    // In check mode a failing statement is reported to the sink instead of thrown, and the
+    // statements that do not depend on it still run.
+    void set_check_mode(bool on);
+    // Values named during the last run, in execution order.
+    const std::vector<NamedValue>& named_values() const { return named_; }
+
+    // Evaluates a top-level expression (a train block setting) in the global scope.
+    Value eval_global(const Expr& expr);
+
+    ParamStore& params() { return params_; }
+    const InterpreterOptions& options() const { return options_; }
+    DiagnosticSink& sink() { return sink_; }
+
+    // ---- used by builtins ----
+    Value call(const Value& callee, CallArgs& args);
+    // A value used where a layer is expected: a layer, or a function that can act as one.
+    LayerPtr as_layer(const Value& value, Location loc);
+    Var as_tensor(const Value& value, Location loc, const char* what);
+    LayerContext& layer_context();
+    // Names an unnamed layer at the current path, as it is applied.
+    void name_layer(Layer& layer);
+    std::int64_t current_batch() const { return batch_; }
+    void record_loss(const std::string& name, Var value);
+
+    struct Impl;
+
+private:
+    bool finish_load();
+    DiagnosticSink& sink_;
+    ParamStore& params_;
+    InterpreterOptions options_;
+    std::unique_ptr<Impl> impl_;
+    std::vector<NamedValue> named_;
+    std::int64_t batch_ = 0;
+};
+
+// Lists every builtin name (for "did you mean" and the docs).
+std::vector<std::string> builtin_names();
+
+}  // namespace wengert::dsl

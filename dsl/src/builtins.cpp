@@ -1,0 +1,568 @@
+// The language's builtins: every engine op from the registry, layer constructors and
+// combinators, regularizers, metrics, and the records a train block reads (optimizers,
+// schedules, datasets, initializers, constraints).
+#include "builtins.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "wengert/ops.hpp"
+#include "wengert/regularizers.hpp"
+#include "wengert/registry.hpp"
+
+namespace wengert::dsl {
+
+// ---------------------------------------------------------------- argument binding
+
+std::map<std::string, Value> bind_builtin(const std::string& fname, const std::vector<BuiltinParam>& params,
+                                          const CallArgs& args) {
+    std::map<std::string, Value> bound;
+    if (args.positional.size() > params.size()) {
+        throw EvalError(args.positional_locs[params.size()],
+                        fmt::format("{} takes at most {} positional argument{}, got {}", fname, params.size(),
+                                    params.size() == 1 ? "" : "s", args.positional.size()));
+    }
+    for (std::size_t i = 0; i < args.positional.size(); ++i) bound[params[i].name] = args.positional[i];
+    std::vector<std::string> names;
+    for (const auto& p : params) names.push_back(p.name);
+    for (std::size_t k = 0; k < args.keywords.size(); ++k) {
+        const auto& [name, value] = args.keywords[k];
+        if (std::find(names.begin(), names.end(), name) == names.end()) {
+            std::string hint = names.empty() ? "it takes no keywords"
+                                             : fmt::format("it takes {}", fmt::join(names, ", "));
+            throw EvalError(args.keyword_locs[k], fmt::format("{} has no keyword '{}'; {}", fname, name, hint),
+                            closest_names(name, names));
+        }
+        if (bound.count(name)) throw EvalError(args.keyword_locs[k], fmt::format("{}: argument '{}' given twice", fname, name));
+        bound[name] = value;
+    }
+    for (const auto& p : params) {
+        if (bound.count(p.name)) continue;
+        if (!p.default_value) throw EvalError(args.loc, fmt::format("{}: missing argument '{}'", fname, p.name));
+        bound[p.name] = *p.default_value;
+    }
+    return bound;
+}
+
+Location arg_loc(const CallArgs& args, const std::vector<BuiltinParam>& params, const std::string& name) {
+    for (std::size_t k = 0; k < args.keywords.size(); ++k) if (args.keywords[k].first == name) return args.keyword_locs[k];
+    for (std::size_t i = 0; i < args.positional.size() && i < params.size(); ++i) {
+        if (params[i].name == name) return args.positional_locs[i];
+    }
+    return args.loc;
+}
+
+namespace {
+
+Location find_loc(const CallArgs& args, const std::string& name, std::size_t position_hint) {
+    for (std::size_t k = 0; k < args.keywords.size(); ++k) if (args.keywords[k].first == name) return args.keyword_locs[k];
+    if (position_hint < args.positional_locs.size()) return args.positional_locs[position_hint];
+    return args.loc;
+}
+
+[[noreturn]] void kind_error(const std::string& fname, const std::string& name, const char* want, const Value& got,
+                             const CallArgs& args) {
+    throw EvalError(find_loc(args, name, 99), fmt::format("{}: '{}' must be {}, got {}", fname, name, want, describe(got)));
+}
+
+}  // namespace
+
+double number_arg(const std::map<std::string, Value>& bound, const std::string& fname, const std::string& name,
+                  const CallArgs& args) {
+    const Value& v = bound.at(name);
+    if (!v.is_number()) kind_error(fname, name, "a number", v, args);
+    return v.number();
+}
+
+std::int64_t integer_arg(const std::map<std::string, Value>& bound, const std::string& fname, const std::string& name,
+                         const CallArgs& args) {
+    const Value& v = bound.at(name);
+    if (!v.is<std::int64_t>()) kind_error(fname, name, "an integer", v, args);
+    return v.get<std::int64_t>();
+}
+
+bool bool_arg(const std::map<std::string, Value>& bound, const std::string& fname, const std::string& name,
+              const CallArgs& args) {
+    const Value& v = bound.at(name);
+    if (!v.is<bool>()) kind_error(fname, name, "true or false", v, args);
+    return v.get<bool>();
+}
+
+std::string string_arg(const std::map<std::string, Value>& bound, const std::string& fname, const std::string& name,
+                       const CallArgs& args) {
+    const Value& v = bound.at(name);
+    if (!v.is<std::string>()) kind_error(fname, name, "a string", v, args);
+    return v.get<std::string>();
+}
+
+namespace {
+
+using Table = std::map<std::string, Value>;
+
+std::shared_ptr<Function> make(std::string name, std::string doc, std::function<Value(Interpreter&, CallArgs&)> call) {
+    auto f = std::make_shared<Function>();
+    f->name = std::move(name);
+    f->doc = std::move(doc);
+    f->call = std::move(call);
+    return f;
+}
+
+// A record builtin: binds its keywords and returns Record{kind, name, fields}.
+void record_builtin(Table& t, const std::string& kind, const std::string& name, std::vector<BuiltinParam> params,
+                    std::string doc) {
+    t[name] = Value(make(name, std::move(doc), [kind, name, params](Interpreter&, CallArgs& args) {
+        auto r = std::make_shared<Record>();
+        r->kind = kind;
+        r->name = name;
+        r->fields = bind_builtin(name, params, args);
+        r->loc = args.loc;
+        return Value(r);
+    }));
+}
+
+// ---------------------------------------------------------------- registry ops
+
+ArgValue to_arg(Interpreter& in, const Value& v, const ArgSpec& spec, const std::string& op, Location loc) {
+    auto bad = [&](const char* want) -> ArgValue {
+        throw EvalError(loc, fmt::format("{}: '{}' must be {}, got {}", op, spec.name, want, describe(v)));
+    };
+    if (v.is_none()) return std::monostate{};
+    switch (spec.kind) {
+        case ArgKind::tensor: return in.as_tensor(v, loc, op.c_str());
+        case ArgKind::tensors: {
+            if (!v.is<std::shared_ptr<TupleValue>>()) return bad("a tuple of tensors");
+            std::vector<Var> xs;
+            for (const auto& e : *v.get<std::shared_ptr<TupleValue>>()) xs.push_back(in.as_tensor(e, loc, op.c_str()));
+            return xs;
+        }
+        case ArgKind::number:
+            if (!v.is_number()) return bad("a number");
+            return v.number();
+        case ArgKind::integer:
+            if (!v.is<std::int64_t>()) return bad("an integer");
+            return v.get<std::int64_t>();
+        case ArgKind::boolean:
+            if (!v.is<bool>()) return bad("true or false");
+            return v.get<bool>();
+        case ArgKind::ints: {
+            if (v.is<std::int64_t>()) return std::vector<std::int64_t>{v.get<std::int64_t>()};
+            if (!v.is<std::shared_ptr<TupleValue>>()) return bad("an integer or a tuple of integers");
+            std::vector<std::int64_t> xs;
+            for (const auto& e : *v.get<std::shared_ptr<TupleValue>>()) {
+                if (!e.is<std::int64_t>()) return bad("an integer or a tuple of integers");
+                xs.push_back(e.get<std::int64_t>());
+            }
+            return xs;
+        }
+        case ArgKind::string:
+            if (!v.is<std::string>()) return bad("a string");
+            return v.get<std::string>();
+    }
+    return std::monostate{};
+}
+
+Value from_arg(const ArgValue& a) {
+    struct Visitor {
+        Value operator()(std::monostate) const { return Value(); }
+        Value operator()(const Var& x) const { return Value(x); }
+        Value operator()(const std::vector<Var>& xs) const {
+            TupleValue t;
+            for (const auto& x : xs) t.push_back(Value(x));
+            return Value(std::move(t));
+        }
+        Value operator()(double d) const { return Value(d); }
+        Value operator()(std::int64_t n) const { return Value(n); }
+        Value operator()(bool b) const { return Value(b); }
+        Value operator()(const std::vector<std::int64_t>& xs) const {
+            TupleValue t;
+            for (auto x : xs) t.push_back(Value(x));
+            return Value(std::move(t));
+        }
+        Value operator()(const std::string& s) const { return Value(s); }
+    };
+    return std::visit(Visitor{}, a);
+}
+
+// Note [Ops as layers]
+// An op called without any of its tensor arguments is partially applied: log_softmax(axis = 0)
+// is a layer taking the missing tensors, in order, from the data stack. A bare op name used
+// where a layer is expected (serial(dense(10), relu)) is the same with every default.
+Value call_op(Interpreter& in, const OpSchema& op, CallArgs& args) {
+    const auto& specs = op.args;
+    std::vector<Value> values(specs.size());
+    std::vector<bool> given(specs.size(), false);
+    std::vector<Location> locs(specs.size(), args.loc);
+    if (args.positional.size() > specs.size()) {
+        throw EvalError(args.positional_locs[specs.size()],
+                        fmt::format("{} takes at most {} arguments, got {}", op.signature(), specs.size(), args.positional.size()));
+    }
+    for (std::size_t i = 0; i < args.positional.size(); ++i) {
+        values[i] = args.positional[i];
+        given[i] = true;
+        locs[i] = args.positional_locs[i];
+    }
+    std::vector<std::string> names;
+    for (const auto& s : specs) names.push_back(s.name);
+    for (std::size_t k = 0; k < args.keywords.size(); ++k) {
+        const auto& [name, value] = args.keywords[k];
+        auto it = std::find(names.begin(), names.end(), name);
+        if (it == names.end()) {
+            throw EvalError(args.keyword_locs[k], fmt::format("{} has no keyword '{}'; it takes {}", op.name, name, op.signature()),
+                            closest_names(name, names));
+        }
+        auto i = static_cast<std::size_t>(it - names.begin());
+        if (given[i]) throw EvalError(args.keyword_locs[k], fmt::format("{}: argument '{}' given twice", op.name, name));
+        values[i] = value;
+        given[i] = true;
+        locs[i] = args.keyword_locs[k];
+    }
+    bool any_tensor_given = false, any_tensor_param = false;
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+        if (specs[i].kind == ArgKind::tensor || specs[i].kind == ArgKind::tensors) {
+            any_tensor_param = true;
+            if (given[i]) any_tensor_given = true;
+        }
+    }
+    if (any_tensor_param && !any_tensor_given) {
+        // partial application: a layer over the missing required tensors
+        std::vector<std::size_t> slots;
+        for (std::size_t i = 0; i < specs.size(); ++i) {
+            if (specs[i].kind == ArgKind::tensor && !specs[i].default_value) slots.push_back(i);
+        }
+        const OpSchema* schema = &op;
+        Location loc = args.loc;
+        return Value(fn_layer(op.name, static_cast<int>(slots.size()), 1,
+                              [&in, schema, values, given, slots, loc](std::span<const Var> xs, LayerContext&, const std::string&) {
+                                  CallArgs inner;
+                                  inner.loc = loc;
+                                  std::vector<Value> filled = values;
+                                  std::vector<bool> set = given;
+                                  for (std::size_t j = 0; j < slots.size(); ++j) {
+                                      filled[slots[j]] = Value(xs[j]);
+                                      set[slots[j]] = true;
+                                  }
+                                  for (std::size_t i = 0; i < filled.size(); ++i) {
+                                      if (!set[i]) continue;
+                                      inner.keywords.emplace_back(schema->args[i].name, filled[i]);
+                                      inner.keyword_locs.push_back(loc);
+                                  }
+                                  Value out = call_op(in, *schema, inner);
+                                  return std::vector<Var>{out.get<Var>()};
+                              }));
+    }
+    std::vector<ArgValue> bound(specs.size());
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+        if (given[i]) {
+            bound[i] = to_arg(in, values[i], specs[i], op.name, locs[i]);
+        } else if (specs[i].default_value) {
+            bound[i] = *specs[i].default_value;
+        } else {
+            throw EvalError(args.loc, fmt::format("{}: missing argument '{}' ({})", op.name, specs[i].name, op.signature()));
+        }
+    }
+    return Value(op.call(Args(std::move(bound))));
+}
+
+void install_ops(Table& t) {
+    for (const auto& op : registry().all()) {
+        const OpSchema* schema = &op;
+        auto f = make(op.name, op.doc, [schema](Interpreter& in, CallArgs& args) { return call_op(in, *schema, args); });
+        for (const auto& a : op.args) {
+            f->params.push_back(a.name);
+            f->has_default.push_back(a.default_value.has_value());
+        }
+        int tensors = 0;
+        bool layerable = true;
+        for (const auto& a : op.args) {
+            if (a.kind == ArgKind::tensor && !a.default_value) ++tensors;
+            if (a.kind == ArgKind::tensors) layerable = false;
+        }
+        f->layer_inputs = layerable && tensors > 0 ? tensors : -1;
+        t[op.name] = Value(f);
+    }
+    // The raw lookup op keeps a name of its own: `embedding` is the layer constructor.
+    if (auto it = t.find("embedding"); it != t.end()) t["embedding_lookup"] = it->second;
+}
+
+// ---------------------------------------------------------------- layers
+
+std::vector<LayerPtr> layers_of(Interpreter& in, const CallArgs& args, const std::string& fname) {
+    if (!args.keywords.empty() && fname != "residual") {
+        throw EvalError(args.keyword_locs[0], fmt::format("{} takes layers only, not keyword '{}'", fname, args.keywords[0].first));
+    }
+    std::vector<LayerPtr> layers;
+    for (std::size_t i = 0; i < args.positional.size(); ++i) layers.push_back(in.as_layer(args.positional[i], args.positional_locs[i]));
+    return layers;
+}
+
+std::function<Var(Var)> penalty_fn(Interpreter& in, const Value& v, Location loc, const std::string& what) {
+    if (v.is_none()) return nullptr;
+    if (!v.is<std::shared_ptr<Function>>()) {
+        throw EvalError(loc, fmt::format("dense: '{}' must be a regularizer such as l2(1e-4), got {}", what, describe(v)));
+    }
+    auto f = v.get<std::shared_ptr<Function>>();
+    return [&in, f, loc](Var x) {
+        CallArgs args;
+        args.loc = loc;
+        args.positional.push_back(Value(x));
+        args.positional_locs.push_back(loc);
+        return in.as_tensor(f->call(in, args), loc, f->name.c_str());
+    };
+}
+
+std::function<Var(Var)> activation_fn(Interpreter& in, const Value& v, Location loc) {
+    if (v.is_none()) return nullptr;
+    LayerPtr layer = in.as_layer(v, loc);
+    if (layer->n_in() != 1 || layer->n_out() != 1) {
+        throw EvalError(loc, fmt::format("dense: an activation takes one tensor and gives one; {} takes {} and gives {}",
+                                         layer->kind(), layer->n_in(), layer->n_out()));
+    }
+    return [&in, layer](Var x) {
+        std::vector<Var> xs{x};
+        return layer->forward(xs, in.layer_context()).at(0);
+    };
+}
+
+void install_layers(Table& t) {
+    std::vector<BuiltinParam> dense_params = {
+        {"n_units", std::nullopt},      {"activation", Value()},      {"use_bias", Value(true)},
+        {"kernel_init", Value(std::string("glorot_uniform"))},          {"bias_init", Value(std::string("zeros"))},
+        {"kernel", Value()},            {"bias", Value()},            {"activity", Value()},
+    };
+    t["dense"] = Value(make("dense", "dense(n_units): y = x @ w + b over the last axis", [dense_params](Interpreter& in, CallArgs& args) {
+        auto b = bind_builtin("dense", dense_params, args);
+        DenseOptions o;
+        o.use_bias = bool_arg(b, "dense", "use_bias", args);
+        o.kernel_init = init_from_value(b["kernel_init"], arg_loc(args, dense_params, "kernel_init"));
+        o.bias_init = init_from_value(b["bias_init"], arg_loc(args, dense_params, "bias_init"));
+        o.activation = activation_fn(in, b["activation"], arg_loc(args, dense_params, "activation"));
+        o.kernel_regularizer = penalty_fn(in, b["kernel"], arg_loc(args, dense_params, "kernel"), "kernel");
+        o.bias_regularizer = penalty_fn(in, b["bias"], arg_loc(args, dense_params, "bias"), "bias");
+        o.activity_regularizer = penalty_fn(in, b["activity"], arg_loc(args, dense_params, "activity"), "activity");
+        std::int64_t n = integer_arg(b, "dense", "n_units", args);
+        if (n <= 0) throw EvalError(arg_loc(args, dense_params, "n_units"), fmt::format("dense: n_units must be positive, got {}", n));
+        return Value(dense(n, o));
+    }));
+
+    std::vector<BuiltinParam> emb_params = {{"vocab", std::nullopt}, {"d", std::nullopt}, {"init", Value(std::string("normal"))}};
+    t["embedding"] = Value(make("embedding", "embedding(vocab, d): ids (...) -> (..., d)", [emb_params](Interpreter&, CallArgs& args) {
+        auto b = bind_builtin("embedding", emb_params, args);
+        return Value(embedding_layer(integer_arg(b, "embedding", "vocab", args), integer_arg(b, "embedding", "d", args),
+                                     init_from_value(b["init"], arg_loc(args, emb_params, "init"))));
+    }));
+
+    std::vector<BuiltinParam> ln_params = {{"eps", Value(1e-6)}};
+    auto ln = make("layer_norm", "layer_norm(eps=1e-6): a layer normalising the last axis, with learned gamma and beta",
+                   [ln_params](Interpreter&, CallArgs& args) {
+                       auto b = bind_builtin("layer_norm", ln_params, args);
+                       return Value(layer_norm_layer(number_arg(b, "layer_norm", "eps", args)));
+                   });
+    ln->layer_factory = true;
+    t["layer_norm"] = Value(ln);
+
+    auto combinator = [&](const std::string& name, LayerPtr (*f)(std::vector<LayerPtr>), const char* doc) {
+        t[name] = Value(make(name, doc, [name, f](Interpreter& in, CallArgs& args) { return Value(f(layers_of(in, args, name))); }));
+    };
+    combinator("serial", &serial, "serial(layers...): each layer takes its inputs from the top of the data stack");
+    combinator("parallel", &parallel, "parallel(layers...): layers side by side over consecutive inputs");
+    combinator("branch", &branch, "branch(layers...): every layer sees copies of the same top inputs");
+
+    std::vector<BuiltinParam> sel_params = {{"indices", std::nullopt}, {"n_in", Value()}};
+    t["select"] = Value(make("select", "select(indices, n_in): copies and reorders stack items", [sel_params](Interpreter&, CallArgs& args) {
+        auto b = bind_builtin("select", sel_params, args);
+        const Value& iv = b["indices"];
+        if (!iv.is<std::shared_ptr<TupleValue>>()) {
+            throw EvalError(arg_loc(args, sel_params, "indices"), fmt::format("select: indices must be a list of integers, got {}", describe(iv)));
+        }
+        std::vector<int> indices;
+        for (const auto& e : *iv.get<std::shared_ptr<TupleValue>>()) {
+            if (!e.is<std::int64_t>()) throw EvalError(arg_loc(args, sel_params, "indices"), "select: indices must be integers");
+            indices.push_back(static_cast<int>(e.get<std::int64_t>()));
+        }
+        std::optional<int> n_in;
+        if (!b["n_in"].is_none()) n_in = static_cast<int>(integer_arg(b, "select", "n_in", args));
+        return Value(select(indices, n_in));
+    }));
+
+    t["residual"] = Value(make("residual", "residual(layers..., shortcut=none): x + layers(x)", [](Interpreter& in, CallArgs& args) {
+        LayerPtr shortcut;
+        for (std::size_t k = 0; k < args.keywords.size(); ++k) {
+            if (args.keywords[k].first != "shortcut") {
+                throw EvalError(args.keyword_locs[k], fmt::format("residual has no keyword '{}'; it takes shortcut", args.keywords[k].first),
+                                closest_names(args.keywords[k].first, {"shortcut"}));
+            }
+            if (!args.keywords[k].second.is_none()) shortcut = in.as_layer(args.keywords[k].second, args.keyword_locs[k]);
+        }
+        std::vector<LayerPtr> layers;
+        for (std::size_t i = 0; i < args.positional.size(); ++i) layers.push_back(in.as_layer(args.positional[i], args.positional_locs[i]));
+        if (layers.empty()) throw EvalError(args.loc, "residual needs at least one layer");
+        return Value(residual(std::move(layers), shortcut));
+    }));
+
+    auto stack_layer = [&](const std::string& name, LayerPtr (*f)(), const char* doc) {
+        auto fn = make(name, doc, [name, f](Interpreter&, CallArgs& args) {
+            bind_builtin(name, {}, args);
+            return Value(f());
+        });
+        fn->layer_factory = true;
+        t[name] = Value(fn);
+    };
+    stack_layer("dup", &dup, "dup: x -> (x, x)");
+    stack_layer("swap", &swap, "swap: (a, b) -> (b, a)");
+    stack_layer("drop", &drop, "drop: removes the top of the stack");
+    stack_layer("subtract_top", &subtract_top, "subtract_top: (a, b) -> b - a");
+    stack_layer("identity", &identity, "identity: x -> x");
+}
+
+// ---------------------------------------------------------------- regularizers and metrics
+
+void install_regularizers(Table& t) {
+    // Keras: l1(a) = a * sum|x|; l2(a) = a * sum x^2 (no 1/2); l1_l2 both; defaults 0.01.
+    auto reg = [&](const std::string& name, std::vector<BuiltinParam> params, const char* doc) {
+        t[name] = Value(make(name, doc, [name, params](Interpreter&, CallArgs& args) {
+            auto b = bind_builtin(name, params, args);
+            Regularizer reg = name == "l1"   ? wengert::l1(number_arg(b, name, "l1", args))
+                              : name == "l2" ? wengert::l2(number_arg(b, name, "l2", args))
+                                             : wengert::l1_l2(number_arg(b, name, "l1", args), number_arg(b, name, "l2", args));
+            auto penalty = make(reg.name, "a penalty on one tensor", [reg](Interpreter& in, CallArgs& a) {
+                if (a.positional.size() != 1 || !a.keywords.empty()) {
+                    throw EvalError(a.loc, fmt::format("the penalty {} takes one tensor", reg.name));
+                }
+                return Value(reg(in.as_tensor(a.positional[0], a.positional_locs[0], reg.name.c_str())));
+            });
+            penalty->layer_inputs = 1;
+            return Value(penalty);
+        }));
+    };
+    reg("l1", {{"l1", Value(0.01)}}, "l1(l1=0.01): a * sum(|x|), as Keras");
+    reg("l2", {{"l2", Value(0.01)}}, "l2(l2=0.01): a * sum(x^2), as Keras (no 1/2)");
+    reg("l1_l2", {{"l1", Value(0.01)}, {"l2", Value(0.01)}}, "l1_l2(l1=0.01, l2=0.01): both terms, as Keras");
+
+    std::vector<BuiltinParam> acc_params = {{"logits", std::nullopt}, {"labels", std::nullopt}};
+    t["accuracy"] = Value(make("accuracy", "accuracy(logits, labels): the fraction whose argmax is the label",
+                               [acc_params](Interpreter& in, CallArgs& args) {
+                                   auto b = bind_builtin("accuracy", acc_params, args);
+                                   Var logits = in.as_tensor(b["logits"], arg_loc(args, acc_params, "logits"), "accuracy");
+                                   Var labels = in.as_tensor(b["labels"], arg_loc(args, acc_params, "labels"), "accuracy");
+                                   Var hits = eq(argmax(logits, -1), labels);
+                                   return Value(mean(cast(hits, in.options().dtype)));
+                               }));
+}
+
+// ---------------------------------------------------------------- records
+
+void install_records(Table& t) {
+    record_builtin(t, "optimizer", "sgd",
+                   {{"lr", Value(0.01)}, {"momentum", Value(0.0)}, {"nesterov", Value(false)}, {"weight_decay", Value(0.0)}},
+                   "sgd(lr=0.01, momentum=0, nesterov=false, weight_decay=0): PyTorch's SGD");
+    record_builtin(t, "optimizer", "adam",
+                   {{"lr", Value(1e-3)}, {"beta1", Value(0.9)}, {"beta2", Value(0.999)}, {"eps", Value(1e-8)}, {"weight_decay", Value(0.0)}},
+                   "adam(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0): PyTorch's Adam");
+    record_builtin(t, "optimizer", "adamw",
+                   {{"lr", Value(1e-3)}, {"beta1", Value(0.9)}, {"beta2", Value(0.999)}, {"eps", Value(1e-8)}, {"weight_decay", Value(1e-2)}},
+                   "adamw(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01): PyTorch's AdamW");
+    record_builtin(t, "schedule", "constant_lr", {}, "constant_lr(): the optimizer's lr throughout");
+    record_builtin(t, "schedule", "step_lr", {{"step_size", std::nullopt}, {"gamma", Value(0.1)}},
+                   "step_lr(step_size, gamma=0.1): lr * gamma^(step / step_size)");
+    record_builtin(t, "schedule", "cosine_lr", {{"t_max", Value()}, {"min_lr", Value(0.0)}},
+                   "cosine_lr(t_max=total steps, min_lr=0): cosine decay");
+    record_builtin(t, "schedule", "warmup", {{"steps", std::nullopt}, {"then", Value()}},
+                   "warmup(steps, then=constant_lr()): linear warm-up, then another schedule");
+    record_builtin(t, "dataset", "fashion_mnist", {{"split", Value(std::string("train"))}, {"layout", Value(std::string("flat"))}, {"dir", Value()}},
+                   "fashion_mnist(split=\"train\", layout=\"flat\"|\"image\", dir): images scaled to [0, 1] and labels");
+    record_builtin(t, "dataset", "npz_data", {{"path", std::nullopt}, {"fields", Value()}},
+                   "npz_data(path, fields=(names...)): arrays of an .npz file, first axis = examples");
+    record_builtin(t, "dataset", "csv_data", {{"path", std::nullopt}, {"label", Value()}, {"header", Value(true)}, {"delimiter", Value(std::string(","))}},
+                   "csv_data(path, label=column, header=true, delimiter=\",\"): numeric columns, and a label column as i64");
+    record_builtin(t, "init", "normal_init", {{"mean", Value(0.0)}, {"stddev", Value(1.0)}}, "normal_init(mean=0, stddev=1)");
+    record_builtin(t, "init", "uniform_init", {{"low", Value(-0.05)}, {"high", Value(0.05)}}, "uniform_init(low=-0.05, high=0.05)");
+    record_builtin(t, "init", "constant_init", {{"value", std::nullopt}}, "constant_init(value)");
+    record_builtin(t, "constraint", "non_neg", {}, "non_neg(): w * (w >= 0) after each step");
+    record_builtin(t, "constraint", "unit_norm", {{"axis", Value(0)}}, "unit_norm(axis=0): w / (1e-7 + ||w||) after each step");
+    record_builtin(t, "constraint", "max_norm", {{"max_value", Value(2.0)}, {"axis", Value(0)}},
+                   "max_norm(max_value=2, axis=0): rescales columns whose norm exceeds max_value");
+    record_builtin(t, "constraint", "simplex", {{"axis", Value(0)}},
+                   "simplex(axis=0): Euclidean projection of each slice onto the probability simplex");
+
+    t["shape"] = Value(make("shape", "shape(x): the extents of x as a tuple", [](Interpreter& in, CallArgs& args) {
+        auto b = bind_builtin("shape", {{"x", std::nullopt}}, args);
+        Var x = in.as_tensor(b["x"], args.loc, "shape");
+        TupleValue out;
+        for (auto d : x.shape()) out.push_back(Value(d));
+        return Value(std::move(out));
+    }));
+}
+
+}  // namespace
+
+void install_builtins(Table& table) {
+    install_ops(table);
+    install_layers(table);
+    install_regularizers(table);
+    install_records(table);
+}
+
+std::vector<std::string> builtin_names() {
+    Table t;
+    install_builtins(t);
+    std::vector<std::string> names;
+    for (const auto& [k, _] : t) names.push_back(k);
+    names.push_back("batch");
+    return names;
+}
+
+Init init_from_value(const Value& value, Location loc) {
+    if (value.is<std::string>()) {
+        const std::string& name = value.get<std::string>();
+        static const std::map<std::string, Init> named = {
+            {"zeros", Init::zeros()},
+            {"ones", Init::ones()},
+            {"eye", Init::eye()},
+            {"normal", Init::normal()},
+            {"uniform", Init::uniform()},
+            {"glorot_uniform", Init::glorot_uniform()},
+            {"xavier_uniform", Init::glorot_uniform()},
+            {"glorot_normal", Init::glorot_normal()},
+            {"xavier_normal", Init::glorot_normal()},
+            {"he_uniform", Init::he_uniform()},
+            {"kaiming_uniform", Init::he_uniform()},
+            {"he_normal", Init::he_normal()},
+            {"kaiming_normal", Init::he_normal()},
+            {"torch", Init::fan_in_uniform()},
+        };
+        auto it = named.find(name);
+        if (it != named.end()) return it->second;
+        std::vector<std::string> names;
+        for (const auto& [k, _] : named) names.push_back(k);
+        throw EvalError(loc, fmt::format("unknown initializer \"{}\"", name), closest_names(name, names));
+    }
+    if (value.is<std::shared_ptr<Record>>() && value.get<std::shared_ptr<Record>>()->kind == "init") {
+        const Record& r = *value.get<std::shared_ptr<Record>>();
+        if (r.name == "normal_init") return Init::normal(r.fields.at("mean").number(), r.fields.at("stddev").number());
+        if (r.name == "uniform_init") return Init::uniform(r.fields.at("low").number(), r.fields.at("high").number());
+        return Init::constant(r.fields.at("value").number());
+    }
+    throw EvalError(loc, fmt::format("expected an initializer (a name such as \"glorot_uniform\", or normal_init(...)), got {}",
+                                     describe(value)));
+}
+
+Constraint constraint_from_value(const Value& value, Location loc) {
+    if (!value.is<std::shared_ptr<Record>>() || value.get<std::shared_ptr<Record>>()->kind != "constraint") {
+        throw EvalError(loc, fmt::format("expected a constraint such as non_neg() or simplex(axis = 0), got {}", describe(value)));
+    }
+    const Record& r = *value.get<std::shared_ptr<Record>>();
+    auto axis = [&] {
+        const Value& a = r.fields.at("axis");
+        if (!a.is<std::int64_t>()) throw EvalError(r.loc, fmt::format("{}: axis must be an integer", r.name));
+        return a.get<std::int64_t>();
+    };
+    if (r.name == "non_neg") return non_neg();
+    if (r.name == "unit_norm") return unit_norm(axis());
+    if (r.name == "max_norm") return max_norm(r.fields.at("max_value").number(), axis());
+    return simplex(axis());
+}
+
+}  // namespace wengert::dsl

@@ -1,0 +1,47 @@
+// Internal: the language's builtin names.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "wengert/dsl/interpreter.hpp"
+#include "wengert/dsl/value.hpp"
+#include "wengert/params.hpp"
+
+namespace wengert::dsl {
+
+void install_builtins(std::map<std::string, Value>& table);
+
+// An initializer named by a string ("glorot_uniform") or made by a builtin (normal_init(...)).
+Init init_from_value(const Value& value, Location loc);
+// A constraint record (simplex(axis = 0), non_neg(), ...) as the engine's projection.
+Constraint constraint_from_value(const Value& value, Location loc);
+
+// A builtin's parameter: required when it has no default.
+struct BuiltinParam {
+    std::string name;
+    std::optional<Value> default_value;
+};
+
+// Binds a call's arguments to a builtin's parameters: positional first, then keywords.
+// Unknown keywords (with "did you mean"), duplicates, missing and surplus arguments are
+// EvalErrors at the offending argument.
+std::map<std::string, Value> bind_builtin(const std::string& fname, const std::vector<BuiltinParam>& params,
+                                          const CallArgs& args);
+
+// Typed reads of a bound argument; the wrong kind is an EvalError naming the function,
+// the parameter and what it got.
+double number_arg(const std::map<std::string, Value>& bound, const std::string& fname, const std::string& name,
+                  const CallArgs& args);
+std::int64_t integer_arg(const std::map<std::string, Value>& bound, const std::string& fname, const std::string& name,
+                         const CallArgs& args);
+bool bool_arg(const std::map<std::string, Value>& bound, const std::string& fname, const std::string& name,
+              const CallArgs& args);
+std::string string_arg(const std::map<std::string, Value>& bound, const std::string& fname, const std::string& name,
+                       const CallArgs& args);
+// Where an argument was written (the call itself when it was left to its default).
+Location arg_loc(const CallArgs& args, const std::vector<BuiltinParam>& params, const std::string& name);
+
+}  // namespace wengert::dsl

@@ -1,0 +1,341 @@
+#include "check.hpp"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <map>
+#include <regex>
+#include <set>
+#include <utility>
+
+#include "wengert/kernels.hpp"
+#include "wengert/ops.hpp"
+#include "wengert/random.hpp"
+
+namespace wengert::dsl {
+
+namespace {
+
+void collect_integers(const Expr& e, std::set<std::int64_t>& out) {
+    if (const auto* n = e.as<IntegerLiteral>()) out.insert(n->value);
+    else if (const auto* u = e.as<Unary>()) collect_integers(*u->operand, out);
+    else if (const auto* b = e.as<Binary>()) {
+        collect_integers(*b->lhs, out);
+        collect_integers(*b->rhs, out);
+    } else if (const auto* c = e.as<Call>()) {
+        collect_integers(*c->callee, out);
+        for (const auto& a : c->args) collect_integers(*a, out);
+        for (const auto& k : c->kwargs) collect_integers(*k.value, out);
+    } else if (const auto* s = e.as<Slice>()) {
+        for (const ExprPtr* p : {&s->lower, &s->upper, &s->step}) if (*p) collect_integers(**p, out);
+    } else if (const auto* ix = e.as<Index>()) {
+        collect_integers(*ix->target, out);
+        for (const auto& i : ix->indices) collect_integers(*i, out);
+    } else if (const auto* a = e.as<Attribute>()) {
+        collect_integers(*a->target, out);
+    } else if (const auto* t = e.as<Tuple>()) {
+        for (const auto& el : t->elements) collect_integers(*el, out);
+    } else if (const auto* l = e.as<List>()) {
+        for (const auto& el : l->elements) collect_integers(*el, out);
+    }
+}
+
+std::set<std::int64_t> model_integers(const Interpreter& in) {
+    std::set<std::int64_t> out;
+    for (const Module* m : in.modules()) {
+        for (const auto& decl : m->decls) {
+            if (const auto* f = decl.as<FunctionDef>()) {
+                for (const auto& p : f->params) {
+                    if (p.default_value) collect_integers(*p.default_value, out);
+                    if (p.type) for (const auto& d : p.type->dims) if (const auto* n = std::get_if<std::int64_t>(&d.size)) out.insert(*n);
+                }
+                for (const auto& st : f->body) {
+                    if (const auto* a = st.as<Assign>()) collect_integers(*a->value, out);
+                    else if (const auto* l = st.as<LossTerm>()) collect_integers(*l->value, out);
+                    else if (const auto* mt = st.as<MetricTerm>()) collect_integers(*mt->value, out);
+                    else if (const auto* r = st.as<Return>()) for (const auto& v : r->values) collect_integers(*v, out);
+                }
+            } else if (const auto* l = decl.as<LayerDef>()) {
+                collect_integers(*l->body, out);
+                for (const auto& p : l->params) if (p.default_value) collect_integers(*p.default_value, out);
+            } else if (const auto* c = decl.as<Constant>()) {
+                collect_integers(*c->value, out);
+            } else if (const auto* pd = decl.as<ParamDecl>()) {
+                collect_integers(*pd->init, out);
+                for (const auto& d : pd->type.dims) if (const auto* n = std::get_if<std::int64_t>(&d.size)) out.insert(*n);
+            }
+        }
+    }
+    return out;
+}
+
+// Symbolic sizes of a function's annotations, B first, each mapped to a prime the model
+// does not mention.
+std::vector<std::pair<std::string, std::int64_t>> symbolic_sizes(const Interpreter& in, const FunctionDef& def) {
+    std::vector<std::string> names{"B"};
+    for (const auto& p : def.params) {
+        if (!p.type) continue;
+        for (const auto& d : p.type->dims) {
+            if (const auto* s = std::get_if<std::string>(&d.size)) {
+                if (std::find(names.begin(), names.end(), *s) == names.end()) names.push_back(*s);
+            }
+        }
+    }
+    std::set<std::int64_t> used = model_integers(in);
+    std::vector<std::pair<std::string, std::int64_t>> out;
+    std::int64_t candidate = 37;
+    auto is_prime = [](std::int64_t n) {
+        for (std::int64_t k = 2; k * k <= n; ++k) if (n % k == 0) return false;
+        return true;
+    };
+    for (const auto& name : names) {
+        while (!is_prime(candidate) || used.count(candidate)) ++candidate;
+        out.emplace_back(name, candidate++);
+    }
+    return out;
+}
+
+std::string symbolic_text(const std::string& text, const std::vector<std::pair<std::string, std::int64_t>>& sizes) {
+    std::string out = text;
+    for (const auto& [name, value] : sizes) {
+        out = std::regex_replace(out, std::regex("\\b" + std::to_string(value) + "\\b"), name);
+    }
+    return out;
+}
+
+std::vector<Tensor> inputs_for(Interpreter& in, const FunctionDef& def,
+                               const std::map<std::string, std::int64_t>& sizes, std::uint64_t seed, bool random) {
+    std::vector<Tensor> out;
+    Generator gen(seed);
+    for (const auto& p : def.params) {
+        if (!p.type) {
+            throw EvalError(p.loc, fmt::format("{}: parameter '{}' has no type annotation such as f32[B, 784], so it "
+                                               "cannot be checked without data", def.name, p.name));
+        }
+        Shape shape;
+        for (const auto& d : p.type->dims) {
+            if (const auto* n = std::get_if<std::int64_t>(&d.size)) shape.push_back(*n);
+            else shape.push_back(sizes.at(std::get<std::string>(d.size)));
+        }
+        DType dtype = parse_dtype(p.type->dtype, "annotation");
+        if (is_floating(dtype)) {
+            Tensor t = Tensor::zeros(shape, in.options().dtype);
+            if (random) gen.fill_uniform(t, 0.0, 1.0);
+            out.push_back(t);
+        } else if (dtype == DType::u8) {
+            out.push_back(Tensor::ones(shape, DType::u8));
+        } else {
+            out.push_back(Tensor::zeros(shape, DType::i64));
+        }
+    }
+    return out;
+}
+
+const FunctionDef& require_function(const Interpreter& in, const std::string& name) {
+    const FunctionDef* def = in.find_function(name);
+    if (!def) throw EvalError(Location{}, fmt::format("the model has no function '{}'", name));
+    return *def;
+}
+
+std::string group_thousands(std::int64_t n) {
+    std::string s = std::to_string(n), out;
+    int count = 0;
+    for (auto it = s.rbegin(); it != s.rend(); ++it) {
+        if (count && count % 3 == 0) out.insert(out.begin(), ',');
+        out.insert(out.begin(), *it);
+        ++count;
+    }
+    return out;
+}
+
+}  // namespace
+
+CheckReport check_model(Interpreter& in, std::optional<std::string> function) {
+    std::vector<std::string> targets;
+    if (function) targets.push_back(*function);
+    else if (const TrainBlock* tb = in.train_block()) targets.push_back(tb->target);
+    else {
+        for (const auto& d : in.main_module().decls) {
+            const auto* f = d.as<FunctionDef>();
+            if (f && std::all_of(f->params.begin(), f->params.end(), [](const Param& p) { return p.type.has_value(); })) {
+                targets.push_back(f->name);
+            }
+        }
+    }
+    CheckReport rep;
+    std::string values_table, params_table;
+    for (const auto& name : targets) {
+        const FunctionDef& def = require_function(in, name);
+        auto sizes = symbolic_sizes(in, def);
+        std::map<std::string, std::int64_t> size_map(sizes.begin(), sizes.end());
+        auto filter = [sizes](const std::string& s) { return symbolic_text(s, sizes); };
+        in.set_message_filter(filter);
+        in.set_check_mode(true);
+        Tape tape;
+        NoGrad no_grad;
+        RunResult result;
+        try {
+            result = in.run(name, inputs_for(in, def, size_map, in.options().seed, false), Mode::train);
+        } catch (const EvalError& e) {
+            auto& d = in.sink().error(e.loc, filter(e.what()));
+            d.suggestions = e.suggestions;
+        } catch (const Error& e) {
+            in.sink().error(def.params.empty() ? Location{} : def.params[0].loc, filter(e.what()));
+        }
+        in.set_check_mode(false);
+        in.set_message_filter(nullptr);
+        values_table += fmt::format("{}\n  {:<32} {:<20} {}\n", name, "value", "shape", "dtype");
+        for (const auto& nv : in.named_values()) {
+            std::string shape = "-", dtype = kind_name(nv.value);
+            if (nv.value.is<Var>()) {
+                shape = symbolic_text(nv.value.get<Var>().shape().str(), sizes);
+                dtype = dtype_name(nv.value.get<Var>().dtype());
+            } else if (nv.value.is<LayerPtr>()) {
+                dtype = fmt::format("layer {}", nv.value.get<LayerPtr>()->kind());
+            }
+            values_table += fmt::format("  {:<32} {:<20} {}\n", nv.path, shape, dtype);
+        }
+        for (const auto& [loss, v] : result.losses) values_table += fmt::format("  {:<32} {:<20} {}\n", "loss " + loss, "[]", dtype_name(v.dtype()));
+        for (const auto& [metric, v] : result.metrics) values_table += fmt::format("  {:<32} {:<20} {}\n", "metric " + metric, "[]", dtype_name(v.dtype()));
+    }
+    // parameters grouped by layer: the name up to its last dot
+    std::vector<std::pair<std::string, std::vector<const Parameter*>>> layers;
+    for (const Parameter* p : std::as_const(in.params()).all()) {
+        auto dot = p->name.rfind('.');
+        std::string layer = dot == std::string::npos ? p->name : p->name.substr(0, dot);
+        if (layers.empty() || layers.back().first != layer) layers.push_back({layer, {}});
+        layers.back().second.push_back(p);
+    }
+    params_table += fmt::format("parameters\n  {:<32} {:>12}  {}\n", "layer", "count", "shapes");
+    for (const auto& [layer, ps] : layers) {
+        std::int64_t count = 0;
+        std::string shapes;
+        for (const Parameter* p : ps) {
+            count += p->value.numel();
+            auto dot = p->name.rfind('.');
+            shapes += fmt::format("{}{} {}", shapes.empty() ? "" : ", ", dot == std::string::npos ? p->name : p->name.substr(dot + 1),
+                                  p->value.shape().str());
+        }
+        rep.total_params += count;
+        params_table += fmt::format("  {:<32} {:>12}  {}\n", layer, group_thousands(count), shapes);
+    }
+    params_table += fmt::format("  {:<32} {:>12}\n", "total", group_thousands(rep.total_params));
+    rep.table = values_table + "\n" + params_table;
+    return rep;
+}
+
+std::vector<Tensor> example_inputs(Interpreter& in, const std::string& function, std::int64_t batch, std::uint64_t seed) {
+    const FunctionDef& def = require_function(in, function);
+    std::map<std::string, std::int64_t> sizes;
+    for (const auto& p : def.params) {
+        if (!p.type) continue;
+        for (const auto& d : p.type->dims) if (const auto* s = std::get_if<std::string>(&d.size)) sizes[*s] = 3;
+    }
+    sizes["B"] = batch;
+    return inputs_for(in, def, sizes, seed, true);
+}
+
+GradcheckReport gradcheck_model(Interpreter& in, const std::string& function, const std::vector<Tensor>& inputs,
+                                std::int64_t max_elements, double eps) {
+    std::uint64_t seed = in.options().seed;
+    auto objective = [&]() {
+        manual_seed(seed);
+        Tape tape;
+        NoGrad no_grad;
+        RunResult r = in.run(function, inputs, Mode::train);
+        if (!r.objective.defined()) throw EvalError(Location{}, fmt::format("{} has no loss terms to check", function));
+        return r.objective.item();
+    };
+    {
+        manual_seed(seed);
+        Tape tape;
+        RunResult r = in.run(function, inputs, Mode::train);
+        if (!r.objective.defined()) throw EvalError(Location{}, fmt::format("{} has no loss terms to check", function));
+        in.params().zero_grad();
+        tape.backward(r.objective);
+    }
+    GradcheckReport rep;
+    rep.table = fmt::format("{:<36} {:>9} {:>12} {:>12} {:>14} {:>14}  {}\n", "parameter", "checked", "max abs err", "max rel err",
+                            "tape", "numeric", "worst element");
+    for (Parameter* p : in.params().all()) {
+        if (!p->trainable) continue;
+        Tensor grad = p->grad.defined() ? p->grad.contiguous() : Tensor::zeros(p->value.shape(), DType::f64);
+        std::int64_t n = p->value.numel();
+        std::int64_t count = std::min(n, max_elements);
+        double worst_abs = 0, worst_rel = 0, worst_tape = 0, worst_num = 0;
+        std::int64_t worst_at = 0;
+        bool ok = true;
+        double* values = p->value.data<double>();
+        const double* g = grad.data<double>();
+        for (std::int64_t k = 0; k < count; ++k) {
+            std::int64_t i = count == n ? k : (k * n) / count;
+            double orig = values[i];
+            values[i] = orig + eps;
+            p->value.bump_version();
+            double up = objective();
+            values[i] = orig - eps;
+            p->value.bump_version();
+            double down = objective();
+            values[i] = orig;
+            p->value.bump_version();
+            double numeric = (up - down) / (2 * eps);
+            double err = std::abs(numeric - g[i]);
+            double rel = err / std::max(1e-12, std::max(std::abs(numeric), std::abs(g[i])));
+            if (!(err <= 1e-5 + 1e-4 * std::abs(numeric))) ok = false;
+            if (err > worst_abs || k == 0) {
+                worst_abs = err;
+                worst_rel = rel;
+                worst_tape = g[i];
+                worst_num = numeric;
+                worst_at = i;
+            }
+        }
+        std::string where;
+        std::int64_t rem = worst_at;
+        std::vector<std::int64_t> index(static_cast<std::size_t>(p->value.ndim()));
+        for (int a = p->value.ndim() - 1; a >= 0; --a) {
+            index[static_cast<std::size_t>(a)] = rem % p->value.shape()[a];
+            rem /= p->value.shape()[a];
+        }
+        for (std::size_t a = 0; a < index.size(); ++a) where += fmt::format("{}{}", a ? ", " : "", index[a]);
+        rep.table += fmt::format("{:<36} {:>9} {:>12.3e} {:>12.3e} {:>14.8g} {:>14.8g}  [{}]{}\n", p->name, count, worst_abs, worst_rel,
+                                 worst_tape, worst_num, where, ok ? "" : "  MISMATCH");
+        if (!ok) rep.ok = false;
+    }
+    rep.table += rep.ok ? "all gradients agree with finite differences\n" : "some gradients disagree with finite differences\n";
+    return rep;
+}
+
+std::string graph_dot(Interpreter& in, const std::string& function) {
+    const FunctionDef& def = require_function(in, function);
+    auto sizes = symbolic_sizes(in, def);
+    std::map<std::string, std::int64_t> size_map(sizes.begin(), sizes.end());
+    Tape tape;
+    NoGrad no_grad;
+    in.run(function, inputs_for(in, def, size_map, in.options().seed, false), Mode::eval);
+    std::map<std::int32_t, std::string> names;
+    for (const auto& nv : in.named_values()) {
+        if (nv.value.is<Var>() && nv.value.get<Var>().tape() == &tape) names[nv.value.get<Var>().id()] = nv.path;
+    }
+    std::map<const void*, std::string> param_names;
+    for (const Parameter* p : std::as_const(in.params()).all()) param_names[p->value.storage().get()] = p->name;
+    std::string out = fmt::format("digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\", fontsize=10];\n", function);
+    for (std::size_t id = 0; id < tape.size(); ++id) {
+        Var v(&tape, static_cast<std::int32_t>(id));
+        std::string op = tape.op_name(v);
+        std::string label = op;
+        if (op == std::string("param")) {
+            auto it = param_names.find(v.value().storage().get());
+            if (it != param_names.end()) label = it->second;
+        }
+        if (auto it = names.find(static_cast<std::int32_t>(id)); it != names.end()) label = fmt::format("{}\\n{}", it->second, op);
+        std::string shape = symbolic_text(v.shape().str(), sizes);
+        const char* style = op == std::string("param") ? ", style=filled, fillcolor=\"#e8f0ff\"" : (op == std::string("input") ? ", style=dashed" : "");
+        out += fmt::format("  n{} [label=\"{}\\n{} {}\"{}];\n", id, label, shape, dtype_name(v.dtype()), style);
+        for (auto src : tape.inputs_of(v)) out += fmt::format("  n{} -> n{};\n", src, id);
+    }
+    out += "}\n";
+    return out;
+}
+
+}  // namespace wengert::dsl

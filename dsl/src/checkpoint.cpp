@@ -1,0 +1,160 @@
+#include "checkpoint.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "wengert/io.hpp"
+#include "wengert/random.hpp"
+
+namespace wengert::dsl {
+
+namespace fs = std::filesystem;
+
+std::string text_hash(const std::string& text) {
+    std::uint64_t h = 1469598103934665603ull;
+    for (unsigned char c : text) {
+        h ^= c;
+        h *= 1099511628211ull;
+    }
+    return fmt::format("{:016x}", h);
+}
+
+namespace {
+
+Json shape_json(const Shape& s) {
+    Json::Array a;
+    for (auto d : s) a.push_back(Json(d));
+    return Json(std::move(a));
+}
+
+}  // namespace
+
+void save_checkpoint(const std::string& dir, const CheckpointInfo& info, const ParamStore& params, const Optimizer* optimizer) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) throw IOError(dir, fmt::format("cannot create the checkpoint folder: {}", ec.message()));
+    std::string manifest_path = (fs::path(dir) / "manifest.json").string();
+    // files of the checkpoint being replaced, removed once the new manifest is in place
+    std::vector<std::string> old_files;
+    if (fs::exists(manifest_path)) {
+        try {
+            std::ifstream in(manifest_path);
+            std::stringstream ss;
+            ss << in.rdbuf();
+            Json old = Json::parse(ss.str());
+            for (const char* key : {"params_file", "optimizer_file"}) {
+                if (old.contains(key) && old.at(key).is_string()) old_files.push_back(old.at(key).as_string());
+            }
+        } catch (const Error&) {
+            // an unreadable old manifest is simply replaced
+        }
+    }
+
+    std::string params_file = fmt::format("params-{:08d}.npz", info.step);
+    std::string optimizer_file = fmt::format("optimizer-{:08d}.npz", info.step);
+    NamedTensors values;
+    Json::Array param_list;
+    for (const Parameter* p : params.all()) {
+        values.emplace_back(p->name, p->value);
+        Json entry;
+        entry["name"] = p->name;
+        entry["shape"] = shape_json(p->value.shape());
+        entry["dtype"] = dtype_name(p->value.dtype());
+        param_list.push_back(entry);
+    }
+    save_npz((fs::path(dir) / params_file).string(), values);
+    if (optimizer) save_npz((fs::path(dir) / optimizer_file).string(), optimizer->state());
+
+    Json m;
+    m["format"] = "wengert-checkpoint";
+    m["version"] = 1;
+    m["model"] = info.model;
+    m["model_hash"] = info.model_hash;
+    m["step"] = info.step;
+    m["epoch"] = info.epoch;
+    m["seed"] = Json(static_cast<std::uint64_t>(info.seed));
+    m["dtype"] = info.dtype;
+    m["rng"]["seed"] = fmt::format("{}", info.rng_seed);
+    m["rng"]["offset"] = fmt::format("{}", info.rng_offset);
+    m["optimizer"] = info.optimizer;
+    m["params_file"] = params_file;
+    if (optimizer) m["optimizer_file"] = optimizer_file;
+    m["params"] = Json(std::move(param_list));
+    write_file_atomic(manifest_path, m.dump() + "\n");
+
+    for (const auto& f : old_files) {
+        if (f != params_file && f != optimizer_file) fs::remove(fs::path(dir) / f, ec);
+    }
+}
+
+LoadedCheckpoint load_checkpoint(const std::string& dir) {
+    std::string manifest_path = (fs::path(dir) / "manifest.json").string();
+    if (!fs::is_directory(dir)) throw IOError(dir, "no such checkpoint folder");
+    std::ifstream in(manifest_path);
+    if (!in) throw IOError(manifest_path, "not found: this folder holds no checkpoint");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    LoadedCheckpoint out;
+    try {
+        Json m = Json::parse(ss.str());
+        if (!m.contains("format") || m.at("format").as_string() != "wengert-checkpoint") {
+            throw IOError(manifest_path, "not a wengert checkpoint manifest (no \"format\": \"wengert-checkpoint\")");
+        }
+        if (m.at("version").as_int() != 1) {
+            throw IOError(manifest_path, fmt::format("checkpoint version {} is not supported (this wengert reads version 1)",
+                                                     m.at("version").as_int()));
+        }
+        CheckpointInfo& info = out.info;
+        info.model = m.at("model").as_string();
+        info.model_hash = m.at("model_hash").as_string();
+        info.step = m.at("step").as_int();
+        info.epoch = m.at("epoch").as_int();
+        info.seed = static_cast<std::uint64_t>(m.at("seed").as_number());
+        info.dtype = m.at("dtype").as_string();
+        info.rng_seed = std::stoull(m.at("rng").at("seed").as_string());
+        info.rng_offset = std::stoull(m.at("rng").at("offset").as_string());
+        info.optimizer = m.at("optimizer").as_string();
+        out.params = load_npz((fs::path(dir) / m.at("params_file").as_string()).string());
+        if (m.contains("optimizer_file")) out.optimizer_state = load_npz((fs::path(dir) / m.at("optimizer_file").as_string()).string());
+    } catch (const IOError&) {
+        throw;
+    } catch (const std::exception& e) {
+        throw IOError(manifest_path, fmt::format("corrupt manifest: {}", e.what()));
+    }
+    return out;
+}
+
+void assign_params(ParamStore& params, const NamedTensors& values, const std::string& source) {
+    std::vector<std::string> missing, extra, misshapen;
+    std::set<std::string> seen;
+    for (const auto& [name, t] : values) {
+        seen.insert(name);
+        Parameter* p = params.find(name);
+        if (!p) {
+            extra.push_back(name);
+        } else if (!(p->value.shape() == t.shape())) {
+            misshapen.push_back(fmt::format("{} (model {}, file {})", name, p->value.shape().str(), t.shape().str()));
+        }
+    }
+    for (const Parameter* p : params.all()) if (!seen.count(p->name)) missing.push_back(p->name);
+    if (!missing.empty() || !extra.empty() || !misshapen.empty()) {
+        std::string msg = "parameters do not match the model:";
+        if (!missing.empty()) msg += fmt::format("\n  missing from the file: {}", fmt::join(missing, ", "));
+        if (!extra.empty()) msg += fmt::format("\n  not in the model: {}", fmt::join(extra, ", "));
+        if (!misshapen.empty()) msg += fmt::format("\n  wrong shape: {}", fmt::join(misshapen, ", "));
+        throw IOError(source, msg);
+    }
+    for (const auto& [name, t] : values) {
+        Parameter* p = params.find(name);
+        p->value.copy_from(t.to(p->value.dtype()));
+    }
+}
+
+}  // namespace wengert::dsl

@@ -1,0 +1,53 @@
+// Internal: checkpoints. A folder holding manifest.json, which names the parameter and
+// optimizer .npz files of one step.
+//
+// Note [Atomic checkpoints]
+// The .npz files of step S are written under new names (params-S.npz, optimizer-S.npz), each
+// atomically (temporary file, fsync, rename); the manifest is written last, atomically, and only
+// then are the previous step's files removed. A crash at any point leaves a manifest that
+// names complete files: the last checkpoint or the new one, never a mixture.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "wengert/json.hpp"
+#include "wengert/optim.hpp"
+#include "wengert/params.hpp"
+
+namespace wengert::dsl {
+
+struct CheckpointInfo {
+    std::string model;            // the model file's path as given
+    std::string model_hash;       // of the model's source text
+    std::int64_t step = 0;        // optimizer steps taken
+    std::int64_t epoch = 0;       // completed epochs
+    std::uint64_t seed = 0;
+    std::string dtype;
+    std::uint64_t rng_seed = 0, rng_offset = 0;   // the default generator's state
+    std::string optimizer;        // "adam", ... or empty
+};
+
+// Writes `dir` (created if missing) as described in Note [Atomic checkpoints].
+void save_checkpoint(const std::string& dir, const CheckpointInfo& info, const ParamStore& params,
+                     const Optimizer* optimizer);
+
+struct LoadedCheckpoint {
+    CheckpointInfo info;
+    NamedTensors params;
+    NamedTensors optimizer_state;
+};
+
+// Reads a checkpoint folder; a missing or corrupt manifest or file is an IOError saying which.
+LoadedCheckpoint load_checkpoint(const std::string& dir);
+
+// Copies named tensors into the store. With `exact`, parameters of the model missing from
+// `values`, entries the model does not have, and shape mismatches are one error listing them
+// all; `source` names where the values came from.
+void assign_params(ParamStore& params, const NamedTensors& values, const std::string& source);
+
+// FNV-1a of a text, as 16 hex digits.
+std::string text_hash(const std::string& text);
+
+}  // namespace wengert::dsl

@@ -1,0 +1,490 @@
+// The `wengert` command: train, eval, check, run, gradcheck and graph a .wg model.
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "../checkpoint.hpp"
+#include "../data.hpp"
+#include "../train.hpp"
+#include "../check.hpp"
+#include "wengert/dsl/interpreter.hpp"
+#include "wengert/io.hpp"
+#include "wengert/kernels.hpp"
+#include "wengert/random.hpp"
+#include "wengert/threading.hpp"
+
+using namespace wengert;
+using namespace wengert::dsl;
+
+namespace {
+
+// sysexits.h
+constexpr int kExitUsage = 64, kExitModel = 65, kExitInternal = 70, kExitIO = 74;
+
+struct UsageError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+const char* kMainHelp = R"(wengert: train and run models written in the .wg language
+
+usage: wengert <command> FILE [options]
+
+commands:
+  train FILE       train the model as its train block says
+  eval FILE        evaluate a checkpoint on the evaluation data (--checkpoint DIR)
+  check FILE       check the model without touching data: every named value's shape,
+                   every layer's parameters, totals
+  run FILE         one forward and backward on given tensors (--inputs in.npz)
+  gradcheck FILE   compare the tape's gradients with finite differences in f64
+  graph FILE       print the computation graph as Graphviz DOT
+
+common options:
+  --threads N      threads for the engine (default: all cores or WENGERT_NUM_THREADS)
+  --seed N         random seed (overrides the train block's)
+  --dtype f32|f64  the precision the model runs in (default f32)
+  --data DIR       where datasets are read from (default: WENGERT_DATA or the Debian
+                   package's folder)
+  --help           help for a command: wengert <command> --help
+
+exit codes: 0 ok, 64 usage, 65 error in the model or training, 70 internal error, 74 I/O error
+)";
+
+const std::map<std::string, std::string> kCommandHelp = {
+    {"train", R"(usage: wengert train FILE [--epochs N] [--steps N] [--batch N] [--lr X] [--seed N]
+                     [--checkpoint DIR] [--resume] [--log FILE] [--no-progress] [common options]
+
+Trains the function the model's train block names. Flags override the block's settings.
+A progress bar on a terminal, one line per epoch otherwise; a JSONL metrics log (--log, or
+DIR/metrics.jsonl with a checkpoint folder); a checkpoint at the end of every epoch.
+--resume continues from DIR's checkpoint exactly as an uninterrupted run would.
+)"},
+    {"eval", R"(usage: wengert eval FILE --checkpoint DIR [--batch N] [common options]
+
+Loads the parameters of DIR's checkpoint and reports every loss term and metric, averaged over
+the evaluation data (the train block's eval_data, or the test split of its data).
+)"},
+    {"check", R"(usage: wengert check FILE [common options]
+
+Parses and checks the model without reading any data: names, arguments, and the shape of every
+value for a symbolic batch B. Prints every named value's shape and every layer's parameter
+count. Exits 65 when there are errors, each printed as file:line:col with the source line.
+)"},
+    {"run", R"(usage: wengert run FILE --inputs in.npz [--function NAME] [--params p.npz] [--save-params p.npz]
+                   [--dump NAME=out.npy ...] [--grads out.npz] [--eval] [common options]
+
+Runs the model function once on the arrays of in.npz (matched to its parameters by name, or in
+order), prints each loss term, and with a loss runs backward. --params loads every parameter
+from p.npz (missing, extra or misshapen ones are an error listing them); --save-params writes
+them; --dump writes a named value (e.g. h1, or a.h inside a called function); --grads writes
+every parameter's gradient by name.
+)"},
+    {"gradcheck", R"(usage: wengert gradcheck FILE [--inputs in.npz] [--function NAME] [--max-elements N] [--eps X]
+                         [common options]
+
+Runs the model in float64 and compares the tape's gradient of the summed loss with central
+finite differences for every parameter (at most N elements each, default 64), naming the worst
+element. Without --inputs, random inputs are made from the function's annotations (batch 3).
+)"},
+    {"graph", R"(usage: wengert graph FILE [--function NAME] [common options]
+
+Prints the tape of one forward pass (batch B) as Graphviz DOT, with every value's op and shape.
+)"},
+};
+
+struct Cli {
+    std::string command;
+    std::string file;
+    std::map<std::string, std::vector<std::string>> options;
+    std::set<std::string> flags;
+
+    bool has(const std::string& k) const { return options.count(k) > 0; }
+    std::string get(const std::string& k) const { return options.at(k).back(); }
+    std::optional<std::int64_t> integer(const std::string& k) const {
+        if (!has(k)) return std::nullopt;
+        try {
+            std::size_t used = 0;
+            std::int64_t v = std::stoll(get(k), &used);
+            if (used != get(k).size()) throw std::invalid_argument(k);
+            return v;
+        } catch (const std::exception&) {
+            throw UsageError(fmt::format("--{} expects an integer, got '{}'", k, get(k)));
+        }
+    }
+    std::optional<double> number(const std::string& k) const {
+        if (!has(k)) return std::nullopt;
+        try {
+            std::size_t used = 0;
+            double v = std::stod(get(k), &used);
+            if (used != get(k).size()) throw std::invalid_argument(k);
+            return v;
+        } catch (const std::exception&) {
+            throw UsageError(fmt::format("--{} expects a number, got '{}'", k, get(k)));
+        }
+    }
+};
+
+// Options that take a value, per command; flags take none.
+const std::map<std::string, std::set<std::string>> kValueOptions = {
+    {"train", {"epochs", "steps", "batch", "lr", "seed", "checkpoint", "log", "threads", "dtype", "data"}},
+    {"eval", {"checkpoint", "batch", "threads", "dtype", "data", "seed"}},
+    {"check", {"threads", "dtype", "seed", "data"}},
+    {"run", {"inputs", "function", "params", "save-params", "dump", "grads", "threads", "dtype", "seed", "data"}},
+    {"gradcheck", {"inputs", "function", "max-elements", "eps", "threads", "seed", "data"}},
+    {"graph", {"function", "threads", "dtype", "seed", "data"}},
+};
+const std::map<std::string, std::set<std::string>> kFlags = {
+    {"train", {"resume", "no-progress"}}, {"eval", {}}, {"check", {}}, {"run", {"eval"}}, {"gradcheck", {}}, {"graph", {}},
+};
+
+Cli parse_cli(int argc, char** argv) {
+    Cli cli;
+    if (argc < 2) throw UsageError("no command given");
+    cli.command = argv[1];
+    if (cli.command == "--help" || cli.command == "-h" || cli.command == "help") {
+        cli.flags.insert("help");
+        return cli;
+    }
+    if (!kValueOptions.count(cli.command)) {
+        std::vector<std::string> names;
+        for (const auto& [k, _] : kValueOptions) names.push_back(k);
+        auto near = closest_names(cli.command, names);
+        throw UsageError(fmt::format("unknown command '{}'{}", cli.command,
+                                     near.empty() ? "" : fmt::format("; did you mean '{}'?", near.front())));
+    }
+    const auto& values = kValueOptions.at(cli.command);
+    const auto& flags = kFlags.at(cli.command);
+    for (int i = 2; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "--help" || a == "-h") {
+            cli.flags.insert("help");
+            continue;
+        }
+        if (a.rfind("--", 0) == 0) {
+            std::string key = a.substr(2), value;
+            bool inline_value = false;
+            if (auto eq = key.find('='); eq != std::string::npos && values.count(key.substr(0, eq))) {
+                value = key.substr(eq + 1);
+                key = key.substr(0, eq);
+                inline_value = true;
+            }
+            if (flags.count(key)) {
+                cli.flags.insert(key);
+            } else if (values.count(key)) {
+                if (!inline_value) {
+                    if (i + 1 >= argc) throw UsageError(fmt::format("--{} needs a value", key));
+                    value = argv[++i];
+                }
+                cli.options[key].push_back(value);
+            } else {
+                std::vector<std::string> known(values.begin(), values.end());
+                known.insert(known.end(), flags.begin(), flags.end());
+                auto near = closest_names(key, known);
+                throw UsageError(fmt::format("{}: unknown option --{}{}", cli.command, key,
+                                             near.empty() ? "" : fmt::format("; did you mean --{}?", near.front())));
+            }
+        } else if (cli.file.empty()) {
+            cli.file = a;
+        } else {
+            throw UsageError(fmt::format("{}: unexpected argument '{}'", cli.command, a));
+        }
+    }
+    if (cli.file.empty() && !cli.flags.count("help")) throw UsageError(fmt::format("{}: no model file given", cli.command));
+    return cli;
+}
+
+std::string read_text(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) throw IOError(path, "cannot read the model file");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+void print_diagnostics(const DiagnosticSink& sink) {
+    std::fputs(sink.format_all().c_str(), stderr);
+    std::size_t n = sink.error_count();
+    if (n > 0) fmt::print(stderr, "{} error{} generated.\n", n, n == 1 ? "" : "s");
+}
+
+void report(const EvalError& e) {
+    DiagnosticSink sink;
+    auto& d = sink.error(e.loc, e.what());
+    d.suggestions = e.suggestions;
+    d.notes = e.notes;
+    print_diagnostics(sink);
+}
+
+InterpreterOptions interpreter_options(const Cli& cli, DType default_dtype = DType::f32) {
+    InterpreterOptions o;
+    o.dtype = cli.has("dtype") ? parse_dtype(cli.get("dtype"), "--dtype") : default_dtype;
+    if (!is_floating(o.dtype)) throw UsageError("--dtype must be f32 or f64");
+    if (auto seed = cli.integer("seed")) o.seed = static_cast<std::uint64_t>(*seed);
+    return o;
+}
+
+// The function a command runs: --function, else the train block's target, else the only def.
+std::string target_function(const Interpreter& in, const Cli& cli) {
+    if (cli.has("function")) {
+        if (!in.find_function(cli.get("function"))) throw UsageError(fmt::format("the model has no function '{}'", cli.get("function")));
+        return cli.get("function");
+    }
+    if (const TrainBlock* tb = in.train_block()) return tb->target;
+    std::vector<std::string> defs;
+    for (const auto& d : in.main_module().decls) if (const auto* f = d.as<FunctionDef>()) defs.push_back(f->name);
+    if (defs.size() == 1) return defs[0];
+    throw UsageError(fmt::format("the model has no train block; say which function with --function ({})", fmt::join(defs, ", ")));
+}
+
+// Inputs for the target from an .npz: by parameter name when every name is there, else in order.
+std::vector<Tensor> inputs_from_npz(const Interpreter& in, const std::string& fname, const std::string& path) {
+    NamedTensors arrays = load_npz(path);
+    const FunctionDef* def = in.find_function(fname);
+    std::vector<Tensor> out;
+    bool by_name = true;
+    for (const auto& p : def->params) {
+        if (std::none_of(arrays.begin(), arrays.end(), [&](const auto& a) { return a.first == p.name; })) by_name = false;
+    }
+    if (by_name) {
+        for (const auto& p : def->params) {
+            for (const auto& a : arrays) if (a.first == p.name) out.push_back(a.second);
+        }
+        return out;
+    }
+    if (arrays.size() != def->params.size()) {
+        std::vector<std::string> want, have;
+        for (const auto& p : def->params) want.push_back(p.name);
+        for (const auto& a : arrays) have.push_back(a.first);
+        throw IOError(path, fmt::format("{} takes ({}) but the file holds ({})", fname, fmt::join(want, ", "), fmt::join(have, ", ")));
+    }
+    for (const auto& a : arrays) out.push_back(a.second);
+    return out;
+}
+
+// ------------------------------------------------------------------ commands
+
+int cmd_check(const Cli& cli) {
+    DiagnosticSink sink;
+    ParamStore params;
+    Interpreter in(sink, params, interpreter_options(cli));
+    if (!in.load_file(cli.file)) {
+        print_diagnostics(sink);
+        return kExitModel;
+    }
+    CheckReport rep = check_model(in, cli.has("function") ? std::optional(cli.get("function")) : std::nullopt);
+    if (sink.has_errors()) {
+        print_diagnostics(sink);
+        return kExitModel;
+    }
+    fmt::print("{}", rep.table);
+    return 0;
+}
+
+int cmd_train(const Cli& cli) {
+    DiagnosticSink sink;
+    ParamStore params;
+    InterpreterOptions options = interpreter_options(cli);
+    Interpreter in(sink, params, options);
+    if (!in.load_file(cli.file)) {
+        print_diagnostics(sink);
+        return kExitModel;
+    }
+    TrainOverrides o;
+    o.epochs = cli.integer("epochs");
+    o.steps = cli.integer("steps");
+    o.batch = cli.integer("batch");
+    if (auto seed = cli.integer("seed")) o.seed = static_cast<std::uint64_t>(*seed);
+    o.lr = cli.number("lr");
+    if (cli.has("checkpoint")) o.checkpoint = cli.get("checkpoint");
+    if (cli.has("log")) o.log = cli.get("log");
+    o.resume = cli.flags.count("resume") > 0;
+    o.progress = cli.flags.count("no-progress") == 0;
+    for (const auto* v : {&o.epochs, &o.steps, &o.batch}) {
+        if (*v && **v <= 0) throw UsageError("--epochs, --steps and --batch must be positive");
+    }
+    TrainSettings s = read_train_settings(in, o);
+    // the model's own seed decides parameter initialisation too
+    InterpreterOptions seeded = options;
+    seeded.seed = s.seed;
+    DiagnosticSink sink2;
+    Interpreter trained(sink2, params, seeded);
+    trained.load_file(cli.file);
+    DataOptions data;
+    data.dtype = options.dtype;
+    if (cli.has("data")) data.data_dir = cli.get("data");
+    return train(trained, cli.file, read_text(cli.file), s, o, data);
+}
+
+int cmd_eval(const Cli& cli) {
+    if (!cli.has("checkpoint")) throw UsageError("eval: --checkpoint DIR is required");
+    DiagnosticSink sink;
+    ParamStore params;
+    Interpreter in(sink, params, interpreter_options(cli));
+    if (!in.load_file(cli.file)) {
+        print_diagnostics(sink);
+        return kExitModel;
+    }
+    LoadedCheckpoint ck = load_checkpoint(cli.get("checkpoint"));
+    for (const auto& [name, t] : ck.params) params.add(name, t.to(in.options().dtype).clone());
+    TrainOverrides o;
+    TrainSettings s = read_train_settings(in, o);
+    DataOptions data;
+    data.dtype = in.options().dtype;
+    if (cli.has("data")) data.data_dir = cli.get("data");
+    std::optional<Dataset> eval_data = s.eval_data ? std::optional(load_dataset(*s.eval_data, data)) : companion_eval_dataset(*s.data, data);
+    if (!eval_data) throw UsageError("eval: the train block has no eval_data and its data has no test split");
+    std::int64_t batch = cli.integer("batch").value_or(s.batch);
+    std::size_t before = params.size();
+    EvalSummary e = evaluate(in, s.target, *eval_data, batch);
+    if (params.size() != before) {
+        throw IOError(cli.get("checkpoint"), "the checkpoint lacks parameters this model uses (was it made by another model?)");
+    }
+    fmt::print("eval on {} ({} examples, checkpoint step {})\n", eval_data->description, e.examples, ck.info.step);
+    fmt::print("  loss {:.6f}\n", e.objective);
+    for (const auto& [name, v] : e.losses) fmt::print("  {} {:.6f}\n", name, v);
+    for (const auto& [name, v] : e.metrics) fmt::print("  {} {:.6f}\n", name, v);
+    return 0;
+}
+
+int cmd_run(const Cli& cli) {
+    if (!cli.has("inputs")) throw UsageError("run: --inputs in.npz is required");
+    DiagnosticSink sink;
+    ParamStore params;
+    Interpreter in(sink, params, interpreter_options(cli));
+    if (!in.load_file(cli.file)) {
+        print_diagnostics(sink);
+        return kExitModel;
+    }
+    std::string fname = target_function(in, cli);
+    std::vector<Tensor> inputs = inputs_from_npz(in, fname, cli.get("inputs"));
+    Mode mode = cli.flags.count("eval") ? Mode::eval : Mode::train;
+    manual_seed(in.options().seed);
+    if (cli.has("params")) {
+        {   // a first pass creates the model's parameters, so the file can be matched against them
+            Tape tape;
+            NoGrad no_grad;
+            in.run(fname, inputs, mode);
+        }
+        assign_params(params, load_npz(cli.get("params")), cli.get("params"));
+        manual_seed(in.options().seed);
+    }
+    Tape tape;
+    RunResult r = in.run(fname, inputs, mode);
+    for (const auto& [name, v] : r.losses) fmt::print("loss {} = {:.9g}\n", name, v.item());
+    for (const auto& [name, v] : r.metrics) fmt::print("metric {} = {:.9g}\n", name, v.item());
+    if (r.objective.defined()) {
+        fmt::print("objective = {:.9g}\n", r.objective.item());
+        if (r.objective.requires_grad()) tape.backward(r.objective);
+    }
+    for (const auto& spec : cli.has("dump") ? cli.options.at("dump") : std::vector<std::string>{}) {
+        auto eq = spec.find('=');
+        if (eq == std::string::npos) throw UsageError(fmt::format("--dump expects NAME=FILE, got '{}'", spec));
+        std::string name = spec.substr(0, eq), path = spec.substr(eq + 1);
+        const NamedValue* found = nullptr;
+        for (const auto& nv : in.named_values()) if (nv.path == name) found = &nv;
+        if (!found) {
+            std::vector<std::string> names;
+            for (const auto& nv : in.named_values()) names.push_back(nv.path);
+            auto near = closest_names(name, names);
+            throw UsageError(fmt::format("--dump: no value named '{}'{}", name, near.empty() ? "" : fmt::format("; did you mean '{}'?", near.front())));
+        }
+        if (!found->value.is<Var>()) throw UsageError(fmt::format("--dump: '{}' is {}, not a tensor", name, describe(found->value)));
+        save_npy(path, found->value.get<Var>().value());
+    }
+    if (cli.has("grads")) {
+        NamedTensors grads;
+        for (const Parameter* p : params.all()) {
+            grads.emplace_back(p->name, p->grad.defined() ? p->grad : Tensor::zeros(p->value.shape(), p->value.dtype()));
+        }
+        save_npz(cli.get("grads"), grads);
+    }
+    if (cli.has("save-params")) {
+        NamedTensors values;
+        for (const Parameter* p : params.all()) values.emplace_back(p->name, p->value);
+        save_npz(cli.get("save-params"), values);
+    }
+    return 0;
+}
+
+int cmd_gradcheck(const Cli& cli) {
+    DiagnosticSink sink;
+    ParamStore params;
+    InterpreterOptions options = interpreter_options(cli, DType::f64);
+    options.dtype = DType::f64;
+    Interpreter in(sink, params, options);
+    if (!in.load_file(cli.file)) {
+        print_diagnostics(sink);
+        return kExitModel;
+    }
+    std::string fname = target_function(in, cli);
+    std::vector<Tensor> inputs = cli.has("inputs") ? inputs_from_npz(in, fname, cli.get("inputs")) : example_inputs(in, fname, 3, options.seed);
+    std::int64_t max_elements = cli.integer("max-elements").value_or(64);
+    double eps = cli.number("eps").value_or(1e-6);
+    GradcheckReport rep = gradcheck_model(in, fname, inputs, max_elements, eps);
+    fmt::print("{}", rep.table);
+    return rep.ok ? 0 : kExitModel;
+}
+
+int cmd_graph(const Cli& cli) {
+    DiagnosticSink sink;
+    ParamStore params;
+    Interpreter in(sink, params, interpreter_options(cli));
+    if (!in.load_file(cli.file)) {
+        print_diagnostics(sink);
+        return kExitModel;
+    }
+    std::string fname = target_function(in, cli);
+    fmt::print("{}", graph_dot(in, fname));
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Cli cli;
+    try {
+        cli = parse_cli(argc, argv);
+        if (cli.flags.count("help")) {
+            if (cli.command.empty() || !kCommandHelp.count(cli.command)) fmt::print("{}", kMainHelp);
+            else fmt::print("{}", kCommandHelp.at(cli.command));
+            return 0;
+        }
+        if (auto threads = cli.integer("threads")) {
+            if (*threads < 1) throw UsageError("--threads must be at least 1");
+            set_num_threads(static_cast<int>(*threads));
+        }
+        if (cli.command == "check") return cmd_check(cli);
+        if (cli.command == "train") return cmd_train(cli);
+        if (cli.command == "eval") return cmd_eval(cli);
+        if (cli.command == "run") return cmd_run(cli);
+        if (cli.command == "gradcheck") return cmd_gradcheck(cli);
+        if (cli.command == "graph") return cmd_graph(cli);
+    } catch (const UsageError& e) {
+        fmt::print(stderr, "wengert: {}\n(run `wengert {}--help` for usage)\n", e.what(), cli.command.empty() ? "" : cli.command + " ");
+        return kExitUsage;
+    } catch (const EvalError& e) {
+        report(e);
+        return kExitModel;
+    } catch (const IOError& e) {
+        fmt::print(stderr, "wengert: error: {}\n", e.what());
+        return kExitIO;
+    } catch (const wengert::Error& e) {
+        fmt::print(stderr, "wengert: error: {}\n", e.what());
+        return kExitModel;
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "wengert: internal error: {}\n", e.what());
+        return kExitInternal;
+    }
+    return kExitUsage;
+}

@@ -1,0 +1,1044 @@
+#include "wengert/dsl/interpreter.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "builtins.hpp"
+#include "wengert/dsl/parser.hpp"
+#include "wengert/ops.hpp"
+#include "wengert/random.hpp"
+
+#ifndef WENGERT_STDLIB_DIR
+#define WENGERT_STDLIB_DIR ""
+#endif
+
+namespace wengert::dsl {
+
+namespace fs = std::filesystem;
+
+std::string kind_name(const Value& value) {
+    struct Visitor {
+        std::string operator()(std::monostate) const { return "none"; }
+        std::string operator()(bool) const { return "bool"; }
+        std::string operator()(std::int64_t) const { return "integer"; }
+        std::string operator()(double) const { return "number"; }
+        std::string operator()(const std::string&) const { return "string"; }
+        std::string operator()(const Var&) const { return "tensor"; }
+        std::string operator()(const LayerPtr&) const { return "layer"; }
+        std::string operator()(const std::shared_ptr<Function>&) const { return "function"; }
+        std::string operator()(const std::shared_ptr<TupleValue>&) const { return "tuple"; }
+        std::string operator()(const std::shared_ptr<Record>& r) const { return r->kind; }
+    };
+    return std::visit(Visitor{}, value.v);
+}
+
+std::string describe(const Value& value) {
+    if (value.is<Var>()) {
+        const Var& x = value.get<Var>();
+        return fmt::format("tensor {} {}", dtype_name(x.dtype()), x.shape().str());
+    }
+    if (value.is<LayerPtr>()) return fmt::format("layer {}", value.get<LayerPtr>()->kind());
+    if (value.is<std::shared_ptr<Function>>()) return fmt::format("function {}", value.get<std::shared_ptr<Function>>()->name);
+    if (value.is<std::shared_ptr<TupleValue>>()) return fmt::format("tuple of {}", value.get<std::shared_ptr<TupleValue>>()->size());
+    if (value.is<std::shared_ptr<Record>>()) {
+        const auto& r = value.get<std::shared_ptr<Record>>();
+        return fmt::format("{} {}", r->kind, r->name);
+    }
+    return kind_name(value);
+}
+
+namespace {
+
+// A `layer name(...) = expr` definition, applied: behaves as its body's layer, under its own
+// kind so paths read "y.attention_qkv.parallel.dense_0".
+class DefinedLayer : public Layer {
+public:
+    DefinedLayer(std::string kind, LayerPtr inner) : kind_(std::move(kind)), inner_(std::move(inner)) {}
+    int n_in() const override { return inner_->n_in(); }
+    int n_out() const override { return inner_->n_out(); }
+    std::string kind() const override { return kind_; }
+    std::vector<Var> forward(std::span<const Var> inputs, LayerContext& ctx) override { return inner_->forward(inputs, ctx); }
+    void set_path(const std::string& path) override {
+        path_ = path;
+        inner_->set_path(path);
+    }
+    std::vector<LayerPtr> children() const override { return inner_->children(); }
+
+private:
+    std::string kind_;
+    LayerPtr inner_;
+};
+
+struct Scope {
+    std::map<std::string, Value> vars;
+    const Scope* parent = nullptr;
+    const Value* find(const std::string& name) const {
+        for (const Scope* s = this; s; s = s->parent) {
+            auto it = s->vars.find(name);
+            if (it != s->vars.end()) return &it->second;
+        }
+        return nullptr;
+    }
+};
+
+struct ReturnSignal {
+    std::vector<Value> values;
+};
+
+// Thrown when an expression reads a name whose statement already failed (check mode): the
+// statement is skipped without a second, knock-on error.
+struct Poisoned {};
+
+int count_returns(const FunctionDef& def) {
+    for (const auto& stmt : def.body) {
+        if (const auto* r = stmt.as<Return>()) return static_cast<int>(r->values.size());
+    }
+    return 0;
+}
+
+}  // namespace
+
+struct Interpreter::Impl {
+    Interpreter& self;
+    std::vector<std::unique_ptr<SourceFile>> sources;
+    std::vector<std::unique_ptr<Module>> modules;
+    Module* main = nullptr;
+    std::set<std::string> loaded;
+    std::map<std::string, Value> globals;                  // defs and layer defs
+    std::map<std::string, Location> global_locs;
+    std::map<std::string, const Constant*> constants;
+    std::map<std::string, Value> constant_values;
+    std::map<std::string, const ParamDecl*> param_decls;
+    std::map<std::string, Value> builtins;
+    std::vector<const TrainBlock*> train_blocks;
+    std::map<std::string, const FunctionDef*> function_defs;
+
+    // run state
+    std::vector<std::string> path;
+    std::map<std::string, int> kind_counts;
+    std::unique_ptr<LayerContext> ctx;
+    RunResult* result = nullptr;
+    int depth = 0;
+    bool check_mode = false;
+    std::function<std::string(const std::string&)> message_filter;
+
+    explicit Impl(Interpreter& s) : self(s) { install_builtins(builtins); }
+
+    std::string joined() const { return fmt::format("{}", fmt::join(path, ".")); }
+
+    // ------------------------------------------------------------ loading
+
+    bool load(const std::string& path_name, const std::string* text, Location import_loc) {
+        std::error_code ec;
+        fs::path p = fs::weakly_canonical(fs::path(path_name), ec);
+        std::string key = ec ? path_name : p.string();
+        if (loaded.count(key)) return true;
+        loaded.insert(key);
+        std::unique_ptr<SourceFile> file;
+        if (text) {
+            file = std::make_unique<SourceFile>(path_name, *text);
+        } else {
+            std::ifstream in(path_name, std::ios::binary);
+            if (!in || fs::is_directory(path_name)) {
+                std::string why = fs::exists(path_name) ? "cannot be read" : "no such file";
+                if (import_loc.file) self.sink_.error(import_loc, fmt::format("cannot import '{}': {}", path_name, why));
+                else self.sink_.error(Location{}, fmt::format("{}: {}", path_name, why));
+                return false;
+            }
+            std::stringstream contents;
+            contents << in.rdbuf();
+            file = std::make_unique<SourceFile>(path_name, contents.str());
+        }
+        auto module = std::make_unique<Module>(parse(*file, self.sink_));
+        Module* m = module.get();
+        bool is_main = main == nullptr && !import_loc.file;
+        if (is_main) main = m;
+        sources.push_back(std::move(file));
+        modules.push_back(std::move(module));
+        for (const auto& decl : m->decls) declare(decl, *m, is_main);
+        return !self.sink_.has_errors();
+    }
+
+    void define(const std::string& name, Location loc) {
+        auto it = global_locs.find(name);
+        if (it != global_locs.end()) {
+            auto& d = self.sink_.error(loc, fmt::format("'{}' is already defined", name));
+            d.notes.push_back({it->second, "first defined here"});
+            return;
+        }
+        global_locs[name] = loc;
+    }
+
+    void declare(const Decl& decl, const Module& m, bool is_main) {
+        if (const auto* imp = decl.as<Import>()) {
+            std::string target = imp->target;
+            std::string resolved;
+            if (imp->is_path) {
+                fs::path base = fs::path(m.file->path()).parent_path();
+                resolved = (base / target).string();
+            } else {
+                resolved = (fs::path(stdlib_dir()) / (target + ".wg")).string();
+                if (!fs::exists(resolved)) {
+                    self.sink_.error(decl.loc, fmt::format("no standard library module '{}' (looked for {})", target, resolved));
+                    return;
+                }
+            }
+            load(resolved, nullptr, decl.loc);
+        } else if (const auto* fn = decl.as<FunctionDef>()) {
+            define(fn->name, decl.loc);
+            function_defs[fn->name] = fn;
+            globals[fn->name] = make_function(*fn);
+        } else if (const auto* ld = decl.as<LayerDef>()) {
+            define(ld->name, decl.loc);
+            globals[ld->name] = make_layer_def(*ld);
+        } else if (const auto* pd = decl.as<ParamDecl>()) {
+            define(pd->name, decl.loc);
+            param_decls[pd->name] = pd;
+        } else if (const auto* c = decl.as<Constant>()) {
+            define(c->name, decl.loc);
+            constants[c->name] = c;
+        } else if (const auto* tb = decl.as<TrainBlock>()) {
+            if (is_main) train_blocks.push_back(tb);
+        }
+    }
+
+    // ------------------------------------------------------------ static names
+
+    // Note [Static names]
+    // Before anything runs, every name in every function, layer definition, constant, param
+    // initializer and train setting must resolve: to a parameter or an earlier statement of
+    // its function, a top-level definition, or a builtin. Keywords of calls to functions whose
+    // parameters are known (definitions and engine ops) must exist. All such errors are reported.
+    void resolve_all() {
+        for (const auto& m : modules) {
+            for (const auto& decl : m->decls) {
+                std::set<std::string> local;
+                if (const auto* fn = decl.as<FunctionDef>()) {
+                    for (const auto& p : fn->params) {
+                        if (p.default_value) resolve(*p.default_value, local);
+                        local.insert(p.name);
+                    }
+                    for (const auto& stmt : fn->body) {
+                        if (const auto* a = stmt.as<Assign>()) {
+                            resolve(*a->value, local);
+                            for (const auto& t : a->targets) local.insert(t.name);
+                        } else if (const auto* l = stmt.as<LossTerm>()) {
+                            resolve(*l->value, local);
+                            local.insert(l->name);
+                        } else if (const auto* mt = stmt.as<MetricTerm>()) {
+                            resolve(*mt->value, local);
+                            local.insert(mt->name);
+                        } else if (const auto* r = stmt.as<Return>()) {
+                            for (const auto& v : r->values) resolve(*v, local);
+                        }
+                    }
+                } else if (const auto* ld = decl.as<LayerDef>()) {
+                    for (const auto& p : ld->params) {
+                        if (p.default_value) resolve(*p.default_value, local);
+                        local.insert(p.name);
+                    }
+                    resolve(*ld->body, local);
+                } else if (const auto* c = decl.as<Constant>()) {
+                    resolve(*c->value, local);
+                } else if (const auto* pd = decl.as<ParamDecl>()) {
+                    resolve(*pd->init, local);
+                    for (const auto& a : pd->attributes) resolve(*a.value, local);
+                } else if (const auto* tb = decl.as<TrainBlock>()) {
+                    for (const auto& st : tb->settings) resolve(*st.value, local);
+                    if (!function_defs.count(tb->target)) {
+                        std::vector<std::string> names;
+                        for (const auto& [k, _] : function_defs) names.push_back(k);
+                        self.sink_.error(decl.loc, fmt::format("train names '{}', which is not a function of this model", tb->target))
+                            .suggestions = closest_names(tb->target, names);
+                    }
+                }
+            }
+        }
+    }
+
+    bool known(const std::string& name, const std::set<std::string>& local) const {
+        return local.count(name) || global_locs.count(name) || builtins.count(name) || name == "batch";
+    }
+
+    void resolve(const Expr& e, const std::set<std::string>& local) {
+        if (const auto* n = e.as<Name>()) {
+            if (!known(n->id, local)) {
+                std::vector<std::string> names(local.begin(), local.end());
+                for (const auto& [k, _] : global_locs) names.push_back(k);
+                for (const auto& [k, _] : builtins) names.push_back(k);
+                self.sink_.error(e.loc, fmt::format("unknown name '{}'", n->id)).suggestions = closest_names(n->id, names);
+            }
+        } else if (const auto* u = e.as<Unary>()) {
+            resolve(*u->operand, local);
+        } else if (const auto* b = e.as<Binary>()) {
+            resolve(*b->lhs, local);
+            resolve(*b->rhs, local);
+        } else if (const auto* c = e.as<Call>()) {
+            resolve(*c->callee, local);
+            for (const auto& a : c->args) resolve(*a, local);
+            for (const auto& k : c->kwargs) resolve(*k.value, local);
+            check_keywords(*c, local);
+        } else if (const auto* s = e.as<Slice>()) {
+            for (const ExprPtr* p : {&s->lower, &s->upper, &s->step}) if (*p) resolve(**p, local);
+        } else if (const auto* ix = e.as<Index>()) {
+            resolve(*ix->target, local);
+            for (const auto& i : ix->indices) resolve(*i, local);
+        } else if (const auto* a = e.as<Attribute>()) {
+            resolve(*a->target, local);
+        } else if (const auto* t = e.as<Tuple>()) {
+            for (const auto& el : t->elements) resolve(*el, local);
+        } else if (const auto* l = e.as<List>()) {
+            for (const auto& el : l->elements) resolve(*el, local);
+        }
+    }
+
+    void check_keywords(const Call& c, const std::set<std::string>& local) {
+        const auto* callee = c.callee->as<Name>();
+        if (!callee || local.count(callee->id)) return;
+        const Value* f = nullptr;
+        if (auto it = globals.find(callee->id); it != globals.end()) f = &it->second;
+        else if (auto b = builtins.find(callee->id); b != builtins.end() && !global_locs.count(callee->id)) f = &b->second;
+        if (!f || !f->is<std::shared_ptr<Function>>()) return;
+        const Function& fn = *f->get<std::shared_ptr<Function>>();
+        if (fn.params.empty()) return;
+        for (const auto& k : c.kwargs) {
+            if (std::find(fn.params.begin(), fn.params.end(), k.name) == fn.params.end()) {
+                self.sink_.error(k.loc, fmt::format("{} has no parameter '{}'; it takes {}", fn.name, k.name, fmt::join(fn.params, ", ")))
+                    .suggestions = closest_names(k.name, fn.params);
+            }
+        }
+        if (c.args.size() > fn.params.size()) {
+            self.sink_.error(c.args[fn.params.size()]->loc, fmt::format("{} takes at most {} argument{}, got {}", fn.name,
+                                                                          fn.params.size(), fn.params.size() == 1 ? "" : "s", c.args.size()));
+        }
+    }
+
+    std::string stdlib_dir() const {
+        if (!self.options_.stdlib_dir.empty()) return self.options_.stdlib_dir;
+        if (const char* env = std::getenv("WENGERT_STDLIB")) return env;
+        return WENGERT_STDLIB_DIR;
+    }
+
+    // ------------------------------------------------------------ functions
+
+    Value make_function(const FunctionDef& def) {
+        auto f = std::make_shared<Function>();
+        f->name = def.name;
+        int required = 0;
+        for (const auto& p : def.params) {
+            f->params.push_back(p.name);
+            f->has_default.push_back(p.default_value != nullptr);
+            if (!p.default_value) ++required;
+        }
+        f->layer_inputs = required;
+        f->layer_outputs = std::max(1, count_returns(def));
+        const FunctionDef* d = &def;
+        f->call = [this, d](Interpreter&, CallArgs& args) { return call_def(*d, args); };
+        return Value(f);
+    }
+
+    Value make_layer_def(const LayerDef& def) {
+        auto f = std::make_shared<Function>();
+        f->name = def.name;
+        for (const auto& p : def.params) {
+            f->params.push_back(p.name);
+            f->has_default.push_back(p.default_value != nullptr);
+        }
+        f->layer_factory = true;
+        const LayerDef* d = &def;
+        f->call = [this, d](Interpreter&, CallArgs& args) {
+            Scope scope;
+            bind_params(d->name, d->params, args, scope);
+            Value body = eval(*d->body, scope);
+            return Value(LayerPtr(std::make_shared<DefinedLayer>(d->name, self.as_layer(body, d->body->loc))));
+        };
+        return Value(f);
+    }
+
+    void bind_params(const std::string& fname, const std::vector<Param>& params, CallArgs& args, Scope& scope) {
+        if (args.positional.size() > params.size()) {
+            throw EvalError(args.loc, fmt::format("{} takes {} argument{} but was given {}", fname, params.size(),
+                                                  params.size() == 1 ? "" : "s", args.positional.size()));
+        }
+        std::vector<bool> set(params.size(), false);
+        for (std::size_t i = 0; i < args.positional.size(); ++i) {
+            scope.vars[params[i].name] = args.positional[i];
+            set[i] = true;
+        }
+        std::vector<std::string> names;
+        for (const auto& p : params) names.push_back(p.name);
+        for (std::size_t k = 0; k < args.keywords.size(); ++k) {
+            const auto& [name, value] = args.keywords[k];
+            auto it = std::find(names.begin(), names.end(), name);
+            if (it == names.end()) {
+                throw EvalError(args.keyword_locs[k], fmt::format("{} has no parameter '{}'", fname, name), closest_names(name, names));
+            }
+            auto i = static_cast<std::size_t>(it - names.begin());
+            if (set[i]) throw EvalError(args.keyword_locs[k], fmt::format("{}: argument '{}' given twice", fname, name));
+            scope.vars[name] = value;
+            set[i] = true;
+        }
+        for (std::size_t i = 0; i < params.size(); ++i) {
+            if (set[i]) continue;
+            if (!params[i].default_value) {
+                throw EvalError(args.loc, fmt::format("{}: missing argument '{}'", fname, params[i].name));
+            }
+            scope.vars[params[i].name] = eval(*params[i].default_value, scope);
+        }
+        for (std::size_t i = 0; i < params.size(); ++i) {
+            if (params[i].type) check_annotation(fname, params[i], scope.vars[params[i].name], scope);
+        }
+    }
+
+    // Checks a tensor argument against `x: f32[B, 784]`; symbolic sizes bind on first use
+    // (B is also bound to the batch size).
+    void check_annotation(const std::string& fname, const Param& param, const Value& value, Scope& scope) {
+        const TypeAnnotation& t = *param.type;
+        if (!value.is<Var>()) {
+            throw EvalError(param.loc, fmt::format("{}: parameter '{}' is declared {} but was given {}", fname, param.name,
+                                                   annotation_text(t), describe(value)));
+        }
+        const Var& x = value.get<Var>();
+        DType want = parse_dtype(t.dtype, "annotation");
+        bool ok = x.ndim() == static_cast<int>(t.dims.size());
+        bool dtype_ok = want == x.dtype() || (is_floating(want) && is_floating(x.dtype()));
+        for (std::size_t i = 0; ok && i < t.dims.size(); ++i) {
+            std::int64_t actual = x.shape()[static_cast<int>(i)];
+            if (const auto* n = std::get_if<std::int64_t>(&t.dims[i].size)) {
+                ok = *n == actual;
+            } else {
+                const std::string& sym = std::get<std::string>(t.dims[i].size);
+                std::string key = "$dim:" + sym;
+                if (const Value* bound = scope.find(key)) ok = bound->get<std::int64_t>() == actual;
+                else if (sym == "B") ok = actual == self.batch_;
+                else scope.vars[key] = Value(actual);
+            }
+        }
+        if (!ok || !dtype_ok) {
+            throw EvalError(param.loc, fmt::format("{}: parameter '{}' is declared {} but was given {} {}", fname, param.name,
+                                                   annotation_text(t), dtype_name(x.dtype()), shape_text(x.shape())));
+        }
+    }
+
+    std::string annotation_text(const TypeAnnotation& t) const {
+        std::vector<std::string> dims;
+        for (const auto& d : t.dims) {
+            if (const auto* n = std::get_if<std::int64_t>(&d.size)) dims.push_back(std::to_string(*n));
+            else dims.push_back(std::get<std::string>(d.size));
+        }
+        return fmt::format("{}[{}]", t.dtype, fmt::join(dims, ", "));
+    }
+
+    std::string shape_text(const Shape& s) const { return s.str(); }
+
+    Value call_def(const FunctionDef& def, CallArgs& args) {
+        if (++depth > 64) {
+            --depth;
+            throw EvalError(args.loc, fmt::format("{}: calls nest more than 64 deep (recursion?)", def.name));
+        }
+        struct Guard {
+            int& d;
+            ~Guard() { --d; }
+        } guard{depth};
+        Scope scope;
+        bind_params(def.name, def.params, args, scope);
+        for (const auto& stmt : def.body) {
+            if (auto r = exec(stmt, scope)) {
+                if (r->values.size() == 1) return r->values[0];
+                return Value(TupleValue(r->values));
+            }
+        }
+        return Value();
+    }
+
+    // ------------------------------------------------------------ statements
+
+    // Note [Checking every statement]
+    // In check mode a statement that fails is reported and the names it defines are poisoned;
+    // later statements that read a poisoned name are skipped silently, the others still run.
+    // So one `wengert check` reports every independent error.
+    std::optional<ReturnSignal> exec(const Stmt& stmt, Scope& scope) {
+        if (!check_mode) return exec_statement(stmt, scope);
+        try {
+            return exec_statement(stmt, scope);
+        } catch (const EvalError& e) {
+            report(e);
+        } catch (const Poisoned&) {
+        }
+        for (const std::string& name : names_defined(stmt)) scope.vars[name] = poison_value();
+        if (stmt.as<Return>()) return ReturnSignal{};
+        return std::nullopt;
+    }
+
+    static std::vector<std::string> names_defined(const Stmt& stmt) {
+        if (const auto* a = stmt.as<Assign>()) {
+            std::vector<std::string> out;
+            for (const auto& t : a->targets) out.push_back(t.name);
+            return out;
+        }
+        if (const auto* l = stmt.as<LossTerm>()) return {l->name};
+        if (const auto* m = stmt.as<MetricTerm>()) return {m->name};
+        return {};
+    }
+
+    // A record no builtin makes: reading it throws Poisoned.
+    Value poison_value() {
+        static const auto poison = std::make_shared<Record>(Record{"$poison", "", {}, {}});
+        return Value(poison);
+    }
+
+    void report(const EvalError& e) {
+        auto& d = self.sink_.error(e.loc, message_filter ? message_filter(e.what()) : std::string(e.what()));
+        d.suggestions = e.suggestions;
+        d.notes = e.notes;
+    }
+
+    std::optional<ReturnSignal> exec_statement(const Stmt& stmt, Scope& scope) {
+        if (const auto* a = stmt.as<Assign>()) {
+            Value v = in_path(a->targets[0].name, [&] { return eval(*a->value, scope); });
+            if (a->targets.size() == 1) {
+                bind(a->targets[0].name, v, a->targets[0].loc, scope);
+            } else {
+                if (!v.is<std::shared_ptr<TupleValue>>() || v.get<std::shared_ptr<TupleValue>>()->size() != a->targets.size()) {
+                    throw EvalError(stmt.loc, fmt::format("{} names on the left but the right side gives {}", a->targets.size(),
+                                                          v.is<std::shared_ptr<TupleValue>>()
+                                                              ? fmt::format("{} values", v.get<std::shared_ptr<TupleValue>>()->size())
+                                                              : describe(v)));
+                }
+                const auto& values = *v.get<std::shared_ptr<TupleValue>>();
+                for (std::size_t i = 0; i < values.size(); ++i) bind(a->targets[i].name, values[i], a->targets[i].loc, scope);
+            }
+            return std::nullopt;
+        }
+        if (const auto* l = stmt.as<LossTerm>()) {
+            Value v = in_path(l->name, [&] { return eval(*l->value, scope); });
+            Var x = scalar_term(v, stmt.loc, "loss", l->name);
+            bind(l->name, v, stmt.loc, scope);
+            record_loss(path_for(l->name), x);
+            return std::nullopt;
+        }
+        if (const auto* m = stmt.as<MetricTerm>()) {
+            Value v = in_path(m->name, [&] { return eval(*m->value, scope); });
+            Var x = scalar_term(v, stmt.loc, "metric", m->name);
+            bind(m->name, v, stmt.loc, scope);
+            if (result) result->metrics.emplace_back(path_for(m->name), x);
+            return std::nullopt;
+        }
+        const auto& r = std::get<Return>(stmt.node);
+        ReturnSignal signal;
+        for (const auto& e : r.values) signal.values.push_back(eval(*e, scope));
+        return signal;
+    }
+
+    Var scalar_term(const Value& v, Location loc, const char* what, const std::string& name) {
+        if (v.is_number()) return Tape::current().input(Tensor::scalar(v.number(), self.options_.dtype));
+        if (!v.is<Var>() || v.get<Var>().numel() != 1) {
+            throw EvalError(loc, fmt::format("{} '{}' must be a scalar, got {}", what, name, describe(v)));
+        }
+        Var x = v.get<Var>();
+        return x.ndim() == 0 ? x : reshape(x, Shape{});
+    }
+
+    void record_loss(const std::string& name, Var x) {
+        if (result) result->losses.emplace_back(name, x);
+    }
+
+    std::string path_for(const std::string& name) const { return path.empty() ? name : joined() + "." + name; }
+
+    template <class F> Value in_path(const std::string& name, F&& f) {
+        path.push_back(name);
+        try {
+            Value v = f();
+            path.pop_back();
+            return v;
+        } catch (...) {
+            path.pop_back();
+            throw;
+        }
+    }
+
+    void bind(const std::string& name, const Value& v, Location loc, Scope& scope) {
+        if (v.is<LayerPtr>() && v.get<LayerPtr>()->path().empty()) v.get<LayerPtr>()->set_path(path_for(name));
+        scope.vars[name] = v;
+        self.named_.push_back({path_for(name), v, loc});
+    }
+
+    // ------------------------------------------------------------ expressions
+
+    Value lookup(const std::string& name, Location loc, const Scope& scope) {
+        if (const Value* v = scope.find(name)) {
+            if (v->is<std::shared_ptr<Record>>() && v->get<std::shared_ptr<Record>>()->kind == "$poison") throw Poisoned{};
+            return *v;
+        }
+        if (auto it = globals.find(name); it != globals.end()) return it->second;
+        if (auto it = param_decls.find(name); it != param_decls.end()) return Value(declared_param(*it->second));
+        if (auto it = constants.find(name); it != constants.end()) {
+            auto cv = constant_values.find(name);
+            if (cv != constant_values.end()) return cv->second;
+            Scope empty;
+            Value v = eval(*it->second->value, empty);
+            constant_values[name] = v;
+            return v;
+        }
+        if (name == "batch") return Value(self.batch_);
+        if (auto it = builtins.find(name); it != builtins.end()) return it->second;
+        std::vector<std::string> known;
+        for (const Scope* s = &scope; s; s = s->parent) for (const auto& [k, _] : s->vars) if (k[0] != '$') known.push_back(k);
+        for (const auto& [k, _] : globals) known.push_back(k);
+        for (const auto& [k, _] : param_decls) known.push_back(k);
+        for (const auto& [k, _] : constants) known.push_back(k);
+        for (const auto& [k, _] : builtins) known.push_back(k);
+        throw EvalError(loc, fmt::format("unknown name '{}'", name), closest_names(name, known));
+    }
+
+    Var declared_param(const ParamDecl& decl) {
+        Parameter* p = self.params_.find(decl.name);
+        if (!p) p = &create_declared_param(decl);
+        return Tape::current().param(*p);
+    }
+
+    Parameter& create_declared_param(const ParamDecl& decl);
+
+    Value eval(const Expr& e, Scope& scope) {
+        try {
+            return eval_inner(e, scope);
+        } catch (const EvalError&) {
+            throw;
+        } catch (const wengert::Error& err) {
+            throw EvalError(e.loc, err.what());
+        }
+    }
+
+    Value eval_inner(const Expr& e, Scope& scope) {
+        if (const auto* n = e.as<IntegerLiteral>()) return Value(n->value);
+        if (const auto* f = e.as<FloatLiteral>()) return Value(f->value);
+        if (const auto* s = e.as<StringLiteral>()) return Value(s->value);
+        if (const auto* b = e.as<BoolLiteral>()) return Value(b->value);
+        if (e.as<NoneLiteral>()) return Value();
+        if (const auto* n = e.as<Name>()) return lookup(n->id, e.loc, scope);
+        if (const auto* u = e.as<Unary>()) return unary(u->op, eval(*u->operand, scope), e.loc);
+        if (const auto* b = e.as<Binary>()) return binary(b->op, eval(*b->lhs, scope), eval(*b->rhs, scope), e.loc);
+        if (const auto* c = e.as<Call>()) {
+            Value callee = eval(*c->callee, scope);
+            CallArgs args;
+            args.loc = e.loc;
+            for (const auto& a : c->args) {
+                args.positional.push_back(eval(*a, scope));
+                args.positional_locs.push_back(a->loc);
+            }
+            for (const auto& k : c->kwargs) {
+                args.keywords.emplace_back(k.name, eval(*k.value, scope));
+                args.keyword_locs.push_back(k.loc);
+            }
+            return self.call(callee, args);
+        }
+        if (const auto* t = e.as<Tuple>()) {
+            TupleValue out;
+            for (const auto& el : t->elements) out.push_back(eval(*el, scope));
+            return Value(std::move(out));
+        }
+        if (const auto* l = e.as<List>()) {
+            TupleValue out;
+            for (const auto& el : l->elements) out.push_back(eval(*el, scope));
+            return Value(std::move(out));
+        }
+        if (const auto* a = e.as<Attribute>()) return attribute(eval(*a->target, scope), a->name, e.loc);
+        if (const auto* ix = e.as<Index>()) return index(*ix, scope, e.loc);
+        throw EvalError(e.loc, "a slice (a:b) is only allowed inside [ ]");
+    }
+
+    Value attribute(const Value& target, const std::string& name, Location loc) {
+        if (target.is<Var>()) {
+            const Var& x = target.get<Var>();
+            if (name == "shape") {
+                TupleValue t;
+                for (auto d : x.shape()) t.push_back(Value(d));
+                return Value(std::move(t));
+            }
+            if (name == "ndim") return Value(static_cast<std::int64_t>(x.ndim()));
+            if (name == "dtype") return Value(std::string(dtype_name(x.dtype())));
+            throw EvalError(loc, fmt::format("a tensor has no attribute '{}'", name), closest_names(name, {"shape", "ndim", "dtype"}));
+        }
+        if (target.is<LayerPtr>()) {
+            const auto& l = target.get<LayerPtr>();
+            if (name == "n_in") return Value(static_cast<std::int64_t>(l->n_in()));
+            if (name == "n_out") return Value(static_cast<std::int64_t>(l->n_out()));
+            throw EvalError(loc, fmt::format("a layer has no attribute '{}'", name), closest_names(name, {"n_in", "n_out"}));
+        }
+        throw EvalError(loc, fmt::format("{} has no attribute '{}'", describe(target), name));
+    }
+
+    std::int64_t integer_of(const Expr& e, Scope& scope, const char* what) {
+        Value v = eval(e, scope);
+        if (!v.is<std::int64_t>()) throw EvalError(e.loc, fmt::format("{} must be an integer, got {}", what, describe(v)));
+        return v.get<std::int64_t>();
+    }
+
+    Value index(const Index& ix, Scope& scope, Location loc) {
+        Value target = eval(*ix.target, scope);
+        if (target.is<std::shared_ptr<TupleValue>>()) {
+            const auto& t = *target.get<std::shared_ptr<TupleValue>>();
+            if (ix.indices.size() != 1 || ix.indices[0]->as<Slice>()) throw EvalError(loc, "a tuple takes one integer index");
+            std::int64_t i = integer_of(*ix.indices[0], scope, "a tuple index");
+            auto n = static_cast<std::int64_t>(t.size());
+            if (i < -n || i >= n) throw EvalError(ix.indices[0]->loc, fmt::format("index {} is out of range for a tuple of {}", i, n));
+            return t[static_cast<std::size_t>(i < 0 ? i + n : i)];
+        }
+        Var x = self.as_tensor(target, ix.target->loc, "indexing");
+        if (static_cast<int>(ix.indices.size()) > x.ndim()) {
+            throw EvalError(loc, fmt::format("{} indices for a tensor of rank {} {}", ix.indices.size(), x.ndim(), x.shape().str()));
+        }
+        int axis = 0;
+        for (const auto& idx : ix.indices) {
+            if (const auto* s = idx->as<Slice>()) {
+                std::int64_t n = x.shape()[axis];
+                std::int64_t lo = s->lower ? integer_of(*s->lower, scope, "a slice bound") : 0;
+                std::int64_t hi = s->upper ? integer_of(*s->upper, scope, "a slice bound") : n;
+                std::int64_t step = s->step ? integer_of(*s->step, scope, "a slice step") : 1;
+                x = slice(x, axis, lo, hi, step);
+                ++axis;
+            } else {
+                std::int64_t i = integer_of(*idx, scope, "an index");
+                std::int64_t n = x.shape()[axis];
+                if (i < -n || i >= n) {
+                    throw EvalError(idx->loc, fmt::format("index {} is out of range for axis {} of {}", i, axis, x.shape().str()));
+                }
+                if (i < 0) i += n;
+                x = squeeze(slice(x, axis, i, i + 1), axis);
+            }
+        }
+        return Value(x);
+    }
+
+    Value unary(UnaryOp op, const Value& v, Location loc) {
+        if (op == UnaryOp::negate) {
+            if (v.is<std::int64_t>()) return Value(-v.get<std::int64_t>());
+            if (v.is<double>()) return Value(-v.get<double>());
+            return Value(neg(self.as_tensor(v, loc, "'-'")));
+        }
+        if (v.is<bool>()) return Value(!v.get<bool>());
+        return Value(logical_not(self.as_tensor(v, loc, "'not'")));
+    }
+
+    Value binary(BinaryOp op, const Value& a, const Value& b, Location loc) {
+        if (a.is_number() && b.is_number()) return numeric(op, a, b, loc);
+        if ((op == BinaryOp::logical_and || op == BinaryOp::logical_or) && a.is<bool>() && b.is<bool>()) {
+            return Value(op == BinaryOp::logical_and ? (a.get<bool>() && b.get<bool>()) : (a.get<bool>() || b.get<bool>()));
+        }
+        if (!(a.is<Var>() || a.is_number()) || !(b.is<Var>() || b.is_number())) {
+            throw EvalError(loc, fmt::format("'{}' cannot combine {} and {}", op_text(op), describe(a), describe(b)));
+        }
+        // tensor with number: scalar forms keep the tensor's dtype
+        if (a.is<Var>() && b.is_number()) {
+            Var x = a.get<Var>();
+            double s = b.number();
+            switch (op) {
+                case BinaryOp::add: return Value(x + s);
+                case BinaryOp::subtract: return Value(x - s);
+                case BinaryOp::multiply: return Value(x * s);
+                case BinaryOp::divide: return Value(x / s);
+                case BinaryOp::power: return Value(pow(x, s));
+                default: break;
+            }
+        }
+        if (a.is_number() && b.is<Var>()) {
+            Var x = b.get<Var>();
+            double s = a.number();
+            switch (op) {
+                case BinaryOp::add: return Value(s + x);
+                case BinaryOp::subtract: return Value(s - x);
+                case BinaryOp::multiply: return Value(s * x);
+                case BinaryOp::divide: return Value(s / x);
+                default: break;
+            }
+        }
+        Var x = as_operand(a, b), y = as_operand(b, a);
+        switch (op) {
+            case BinaryOp::add: return Value(x + y);
+            case BinaryOp::subtract: return Value(x - y);
+            case BinaryOp::multiply: return Value(x * y);
+            case BinaryOp::divide: return Value(x / y);
+            case BinaryOp::power: return Value(pow(x, y));
+            case BinaryOp::matmul: return Value(matmul(x, y));
+            case BinaryOp::equal: return Value(eq(x, y));
+            case BinaryOp::not_equal: return Value(ne(x, y));
+            case BinaryOp::less: return Value(lt(x, y));
+            case BinaryOp::less_equal: return Value(le(x, y));
+            case BinaryOp::greater: return Value(gt(x, y));
+            case BinaryOp::greater_equal: return Value(ge(x, y));
+            case BinaryOp::logical_and: return Value(logical_and(x, y));
+            case BinaryOp::logical_or: return Value(logical_not(logical_and(logical_not(x), logical_not(y))));
+            case BinaryOp::modulo: break;
+        }
+        throw EvalError(loc, fmt::format("'{}' is not defined for tensors", op_text(op)));
+    }
+
+    // A number beside a tensor becomes a 0-d tensor of the tensor's dtype.
+    Var as_operand(const Value& v, const Value& other) {
+        if (v.is<Var>()) return v.get<Var>();
+        DType dtype = other.is<Var>() ? other.get<Var>().dtype() : self.options_.dtype;
+        return Tape::current().input(Tensor::scalar(v.number(), dtype));
+    }
+
+    Value numeric(BinaryOp op, const Value& a, const Value& b, Location loc) {
+        bool ints = a.is<std::int64_t>() && b.is<std::int64_t>();
+        double x = a.number(), y = b.number();
+        switch (op) {
+            case BinaryOp::add: return ints ? Value(a.get<std::int64_t>() + b.get<std::int64_t>()) : Value(x + y);
+            case BinaryOp::subtract: return ints ? Value(a.get<std::int64_t>() - b.get<std::int64_t>()) : Value(x - y);
+            case BinaryOp::multiply: return ints ? Value(a.get<std::int64_t>() * b.get<std::int64_t>()) : Value(x * y);
+            case BinaryOp::divide:
+                if (y == 0) throw EvalError(loc, "division by zero");
+                return Value(x / y);
+            case BinaryOp::modulo:
+                if (!ints) throw EvalError(loc, "'%' needs integers");
+                if (b.get<std::int64_t>() == 0) throw EvalError(loc, "division by zero");
+                return Value(a.get<std::int64_t>() % b.get<std::int64_t>());
+            case BinaryOp::power: return Value(std::pow(x, y));
+            case BinaryOp::equal: return Value(x == y);
+            case BinaryOp::not_equal: return Value(x != y);
+            case BinaryOp::less: return Value(x < y);
+            case BinaryOp::less_equal: return Value(x <= y);
+            case BinaryOp::greater: return Value(x > y);
+            case BinaryOp::greater_equal: return Value(x >= y);
+            default: break;
+        }
+        throw EvalError(loc, fmt::format("'{}' is not defined for numbers", op_text(op)));
+    }
+};
+
+// ---------------------------------------------------------------- Interpreter
+
+Interpreter::Interpreter(DiagnosticSink& sink, ParamStore& params, InterpreterOptions options)
+    : sink_(sink), params_(params), options_(std::move(options)), impl_(std::make_unique<Impl>(*this)) {}
+
+Interpreter::~Interpreter() = default;
+
+bool Interpreter::load_file(const std::string& path) {
+    impl_->load(path, nullptr, Location{});
+    return finish_load();
+}
+
+bool Interpreter::load_source(const std::string& path, const std::string& text) {
+    impl_->load(path, &text, Location{});
+    return finish_load();
+}
+
+bool Interpreter::finish_load() {
+    if (!impl_->main) return false;
+    std::string prelude = (std::filesystem::path(impl_->stdlib_dir()) / "prelude.wg").string();
+    if (std::filesystem::exists(prelude)) impl_->load(prelude, nullptr, Location{impl_->main->file, 0, 0, 0});
+    if (!sink_.has_errors()) impl_->resolve_all();
+    return !sink_.has_errors();
+}
+
+const Module& Interpreter::main_module() const { return *impl_->main; }
+
+std::vector<const Module*> Interpreter::modules() const {
+    std::vector<const Module*> out;
+    for (const auto& m : impl_->modules) out.push_back(m.get());
+    return out;
+}
+
+void Interpreter::set_message_filter(std::function<std::string(const std::string&)> filter) {
+    impl_->message_filter = std::move(filter);
+}
+
+const FunctionDef* Interpreter::find_function(const std::string& name) const {
+    auto it = impl_->function_defs.find(name);
+    return it == impl_->function_defs.end() ? nullptr : it->second;
+}
+
+const TrainBlock* Interpreter::train_block() const {
+    return impl_->train_blocks.empty() ? nullptr : impl_->train_blocks.front();
+}
+
+const ParamDecl* Interpreter::find_param_decl(const std::string& name) const {
+    auto it = impl_->param_decls.find(name);
+    return it == impl_->param_decls.end() ? nullptr : it->second;
+}
+
+RunResult Interpreter::run(const std::string& name, const std::vector<Tensor>& inputs, Mode mode) {
+    const FunctionDef* def = find_function(name);
+    if (!def) throw EvalError(Location{}, fmt::format("no function '{}' in the model", name));
+    ModeGuard mode_guard(mode);
+    named_.clear();
+    impl_->path.clear();
+    impl_->kind_counts.clear();
+    impl_->ctx = std::make_unique<LayerContext>(params_, options_.seed, options_.dtype);
+    RunResult result;
+    impl_->result = &result;
+    batch_ = inputs.empty() || inputs[0].ndim() == 0 ? 1 : inputs[0].shape()[0];
+    CallArgs args;
+    args.loc = Location{impl_->main->file, 0, 0, 0};
+    Tape& tape = Tape::current();
+    for (const auto& t : inputs) {
+        Tensor x = is_floating(t.dtype()) && t.dtype() != options_.dtype ? t.to(options_.dtype) : t;
+        args.positional.push_back(Value(tape.input(x)));
+        args.positional_locs.push_back(Location{});
+    }
+    if (inputs.size() != def->params.size()) {
+        throw EvalError(Location{impl_->main->file, 0, 0, 0},
+                        fmt::format("{} takes {} inputs but the data gives {}", name, def->params.size(), inputs.size()));
+    }
+    Value out;
+    try {
+        out = impl_->call_def(*def, args);
+    } catch (...) {
+        impl_->result = nullptr;
+        throw;
+    }
+    impl_->result = nullptr;
+    for (auto& [loss_name, v] : impl_->ctx->added_losses) result.losses.emplace_back(loss_name, v);
+    if (out.is<std::shared_ptr<TupleValue>>()) result.outputs = *out.get<std::shared_ptr<TupleValue>>();
+    else if (!out.is_none()) result.outputs.push_back(out);
+    for (const auto& [_, v] : result.losses) result.objective = result.objective.defined() ? add(result.objective, v) : v;
+    return result;
+}
+
+Value Interpreter::eval_global(const Expr& expr) {
+    Scope empty;
+    return impl_->eval(expr, empty);
+}
+
+Value Interpreter::call(const Value& callee, CallArgs& args) {
+    if (callee.is<std::shared_ptr<Function>>()) return callee.get<std::shared_ptr<Function>>()->call(*this, args);
+    if (callee.is<LayerPtr>()) {
+        const LayerPtr& layer = callee.get<LayerPtr>();
+        if (!args.keywords.empty()) {
+            throw EvalError(args.keyword_locs[0], fmt::format("a {} layer is applied to tensors only; keyword '{}' belongs "
+                                                              "where the layer is made", layer->kind(), args.keywords[0].first));
+        }
+        if (static_cast<int>(args.positional.size()) != layer->n_in()) {
+            throw EvalError(args.loc, fmt::format("{} takes {} input{} but was given {}", layer->kind(), layer->n_in(),
+                                                  layer->n_in() == 1 ? "" : "s", args.positional.size()));
+        }
+        std::vector<Var> xs;
+        for (std::size_t i = 0; i < args.positional.size(); ++i) {
+            xs.push_back(as_tensor(args.positional[i], args.positional_locs[i], layer->kind().c_str()));
+        }
+        name_layer(*layer);
+        std::vector<Var> ys = layer->forward(xs, layer_context());
+        if (ys.size() == 1) return Value(ys[0]);
+        TupleValue t;
+        for (const auto& y : ys) t.push_back(Value(y));
+        return Value(std::move(t));
+    }
+    throw EvalError(args.loc, fmt::format("{} cannot be called", describe(callee)));
+}
+
+LayerPtr Interpreter::as_layer(const Value& value, Location loc) {
+    if (value.is<LayerPtr>()) return value.get<LayerPtr>();
+    if (value.is<std::shared_ptr<Function>>()) {
+        auto f = value.get<std::shared_ptr<Function>>();
+        if (f->layer_factory) {
+            CallArgs none;
+            none.loc = loc;
+            return as_layer(f->call(*this, none), loc);
+        }
+        if (f->layer_inputs >= 0) {
+            return fn_layer(f->name, f->layer_inputs, f->layer_outputs,
+                            [this, f, loc](std::span<const Var> xs, LayerContext&, const std::string& path) {
+                                CallArgs args;
+                                args.loc = loc;
+                                for (const auto& x : xs) {
+                                    args.positional.push_back(Value(x));
+                                    args.positional_locs.push_back(loc);
+                                }
+                                if (!path.empty()) impl_->path.push_back(path);
+                                Value out;
+                                try {
+                                    out = f->call(*this, args);
+                                } catch (...) {
+                                    if (!path.empty()) impl_->path.pop_back();
+                                    throw;
+                                }
+                                if (!path.empty()) impl_->path.pop_back();
+                                std::vector<Var> ys;
+                                if (out.is<std::shared_ptr<TupleValue>>()) {
+                                    for (const auto& v : *out.get<std::shared_ptr<TupleValue>>()) ys.push_back(as_tensor(v, loc, f->name.c_str()));
+                                } else {
+                                    ys.push_back(as_tensor(out, loc, f->name.c_str()));
+                                }
+                                return ys;
+                            });
+        }
+    }
+    throw EvalError(loc, fmt::format("expected a layer, got {}", describe(value)));
+}
+
+Var Interpreter::as_tensor(const Value& value, Location loc, const char* what) {
+    if (value.is<Var>()) return value.get<Var>();
+    if (value.is_number()) return Tape::current().input(Tensor::scalar(value.number(), options_.dtype));
+    throw EvalError(loc, fmt::format("{} expects a tensor, got {}", what, describe(value)));
+}
+
+LayerContext& Interpreter::layer_context() {
+    if (!impl_->ctx) impl_->ctx = std::make_unique<LayerContext>(params_, options_.seed, options_.dtype);
+    return *impl_->ctx;
+}
+
+void Interpreter::name_layer(Layer& layer) {
+    if (!layer.path().empty()) return;
+    std::string prefix = impl_->joined();
+    std::string kind = layer.kind();
+    int n = impl_->kind_counts[prefix + "/" + kind]++;
+    std::string name = n == 0 ? kind : fmt::format("{}_{}", kind, n);
+    layer.set_path(prefix.empty() ? name : prefix + "." + name);
+}
+
+void Interpreter::set_check_mode(bool on) { impl_->check_mode = on; }
+
+void Interpreter::record_loss(const std::string& name, Var value) { impl_->record_loss(name, value); }
+
+Parameter& Interpreter::Impl::create_declared_param(const ParamDecl& decl) {
+    DType dtype = self.options_.dtype;
+    if (decl.type.dtype != "f32" && decl.type.dtype != "f64") {
+        throw EvalError(decl.type.loc, fmt::format("param '{}' must be f32 or f64, not {}", decl.name, decl.type.dtype));
+    }
+    Shape shape;
+    for (const auto& d : decl.type.dims) {
+        const auto* n = std::get_if<std::int64_t>(&d.size);
+        if (!n) throw EvalError(d.loc, fmt::format("param '{}' needs a fixed shape; '{}' is symbolic", decl.name, std::get<std::string>(d.size)));
+        shape.push_back(*n);
+    }
+    NoGrad no_grad;
+    Scope empty;
+    Value init = eval(*decl.init, empty);
+    Parameter* p = nullptr;
+    if (init.is<Var>()) {
+        Tensor t = init.get<Var>().value();
+        if (!(t.shape() == shape)) {
+            throw EvalError(decl.init->loc, fmt::format("param '{}' is declared {} but its initial value has shape {}", decl.name,
+                                                        shape.str(), t.shape().str()));
+        }
+        p = &self.params_.add(decl.name, t.to(dtype).clone());
+    } else if (init.is<std::string>() || init.is<std::shared_ptr<Record>>()) {
+        Generator gen(hash_name(self.options_.seed, decl.name));
+        p = &self.params_.create(decl.name, shape, dtype, init_from_value(init, decl.init->loc), gen);
+    } else if (init.is_number()) {
+        p = &self.params_.add(decl.name, Tensor::full(shape, init.number(), dtype));
+    } else {
+        throw EvalError(decl.init->loc, fmt::format("param '{}': an initial value must be a tensor, a number or an initializer, "
+                                                    "got {}", decl.name, describe(init)));
+    }
+    for (const auto& attr : decl.attributes) {
+        Value v = eval(*attr.value, empty);
+        if (attr.name == "constraint") {
+            p->constraints.push_back(constraint_from_value(v, attr.loc));
+        } else if (attr.name == "trainable") {
+            if (!v.is<bool>()) throw EvalError(attr.loc, "trainable must be true or false");
+            p->trainable = v.get<bool>();
+        } else {
+            throw EvalError(attr.loc, fmt::format("param has no attribute '{}'", attr.name),
+                            closest_names(attr.name, {"constraint", "trainable"}));
+        }
+    }
+    return *p;
+}
+
+}  // namespace wengert::dsl

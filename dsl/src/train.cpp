@@ -1,0 +1,372 @@
+#include "train.hpp"
+
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "builtins.hpp"
+#include "checkpoint.hpp"
+#include "wengert/json.hpp"
+#include "wengert/random.hpp"
+
+namespace wengert::dsl {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::vector<std::string> kSettings = {"data", "eval_data", "optimizer", "schedule", "epochs", "steps", "batch",
+                                            "seed", "clip_norm", "checkpoint", "checkpoint_every", "log"};
+
+std::shared_ptr<Record> record_setting(const Value& v, const KeywordArg& kw, const char* kind) {
+    if (!v.is<std::shared_ptr<Record>>() || v.get<std::shared_ptr<Record>>()->kind != kind) {
+        throw EvalError(kw.value->loc, fmt::format("train: '{}' must be a {}, got {}", kw.name, kind, describe(v)));
+    }
+    return v.get<std::shared_ptr<Record>>();
+}
+
+std::int64_t positive_int(const Value& v, const KeywordArg& kw, bool allow_zero = false) {
+    if (!v.is<std::int64_t>() || v.get<std::int64_t>() < (allow_zero ? 0 : 1)) {
+        throw EvalError(kw.value->loc, fmt::format("train: '{}' must be a{} integer, got {}", kw.name,
+                                                   allow_zero ? " non-negative" : " positive", describe(v)));
+    }
+    return v.get<std::int64_t>();
+}
+
+std::string format_duration(double seconds) {
+    auto s = static_cast<std::int64_t>(seconds + 0.5);
+    return s >= 3600 ? fmt::format("{}:{:02d}:{:02d}", s / 3600, (s / 60) % 60, s % 60) : fmt::format("{}:{:02d}", s / 60, s % 60);
+}
+
+// Running means over an epoch, weighted by batch size.
+struct Running {
+    std::vector<std::pair<std::string, double>> sums;
+    std::int64_t examples = 0;
+    void add(const std::string& name, double value, std::int64_t n) {
+        for (auto& [k, v] : sums) {
+            if (k == name) {
+                v += value * static_cast<double>(n);
+                return;
+            }
+        }
+        sums.emplace_back(name, value * static_cast<double>(n));
+    }
+    double mean(const std::string& name) const {
+        for (const auto& [k, v] : sums) if (k == name) return v / static_cast<double>(std::max<std::int64_t>(examples, 1));
+        return 0;
+    }
+};
+
+}  // namespace
+
+TrainSettings read_train_settings(Interpreter& in, const TrainOverrides& overrides) {
+    const TrainBlock* block = in.train_block();
+    if (!block) throw EvalError(Location{in.main_module().file, 0, 0, 0}, "the model has no train block: add `train <function> { ... }`");
+    TrainSettings s;
+    s.target = block->target;
+    for (const auto& kw : block->settings) {
+        if (std::find(kSettings.begin(), kSettings.end(), kw.name) == kSettings.end()) {
+            throw EvalError(kw.loc, fmt::format("train has no setting '{}'", kw.name), closest_names(kw.name, kSettings));
+        }
+        Value v = in.eval_global(*kw.value);
+        if (kw.name == "data") s.data = record_setting(v, kw, "dataset");
+        else if (kw.name == "eval_data") s.eval_data = record_setting(v, kw, "dataset");
+        else if (kw.name == "optimizer") s.optimizer = record_setting(v, kw, "optimizer");
+        else if (kw.name == "schedule") s.schedule = record_setting(v, kw, "schedule");
+        else if (kw.name == "epochs") s.epochs = positive_int(v, kw);
+        else if (kw.name == "steps") s.steps = positive_int(v, kw);
+        else if (kw.name == "batch") s.batch = positive_int(v, kw);
+        else if (kw.name == "seed") s.seed = static_cast<std::uint64_t>(positive_int(v, kw, true));
+        else if (kw.name == "checkpoint_every") s.checkpoint_every = positive_int(v, kw, true);
+        else if (kw.name == "clip_norm") {
+            if (!v.is_number() || v.number() < 0) throw EvalError(kw.value->loc, "train: 'clip_norm' must be a non-negative number");
+            s.clip_norm = v.number();
+        } else if (kw.name == "checkpoint" || kw.name == "log") {
+            if (!v.is<std::string>()) throw EvalError(kw.value->loc, fmt::format("train: '{}' must be a string (a path)", kw.name));
+            (kw.name == "checkpoint" ? s.checkpoint : s.log) = v.get<std::string>();
+        }
+    }
+    if (!s.data) throw EvalError(Location{in.main_module().file, 0, 0, 0}, "train: the block names no data (add `data = ...`)");
+    if (overrides.epochs) s.epochs = *overrides.epochs;
+    if (overrides.steps) s.steps = *overrides.steps;
+    if (overrides.batch) s.batch = *overrides.batch;
+    if (overrides.seed) s.seed = *overrides.seed;
+    if (overrides.checkpoint) s.checkpoint = *overrides.checkpoint;
+    if (overrides.log) s.log = *overrides.log;
+    if (s.log.empty() && !s.checkpoint.empty()) s.log = (fs::path(s.checkpoint) / "metrics.jsonl").string();
+    return s;
+}
+
+std::unique_ptr<Optimizer> make_optimizer(const Record& r, std::optional<double> lr) {
+    auto num = [&](const char* k) { return r.fields.at(k).number(); };
+    for (const auto& [k, v] : r.fields) {
+        if (!v.is_number() && !v.is<bool>()) throw EvalError(r.loc, fmt::format("{}: '{}' must be a number", r.name, k));
+    }
+    if (r.name == "sgd") {
+        SGDOptions o;
+        o.lr = lr.value_or(num("lr"));
+        o.momentum = num("momentum");
+        o.nesterov = r.fields.at("nesterov").get<bool>();
+        o.weight_decay = num("weight_decay");
+        return std::make_unique<SGD>(o);
+    }
+    if (r.name == "adam") {
+        AdamOptions o;
+        o.lr = lr.value_or(num("lr"));
+        o.beta1 = num("beta1");
+        o.beta2 = num("beta2");
+        o.eps = num("eps");
+        o.weight_decay = num("weight_decay");
+        return std::make_unique<Adam>(o);
+    }
+    AdamWOptions o;
+    o.lr = lr.value_or(num("lr"));
+    o.beta1 = num("beta1");
+    o.beta2 = num("beta2");
+    o.eps = num("eps");
+    o.weight_decay = num("weight_decay");
+    return std::make_unique<AdamW>(o);
+}
+
+Schedule make_schedule(const Record* r, std::int64_t total_steps) {
+    if (!r || r->name == "constant_lr") return constant_lr();
+    auto integer = [&](const char* k) {
+        const Value& v = r->fields.at(k);
+        if (!v.is<std::int64_t>() || v.get<std::int64_t>() <= 0) throw EvalError(r->loc, fmt::format("{}: '{}' must be a positive integer", r->name, k));
+        return v.get<std::int64_t>();
+    };
+    if (r->name == "step_lr") return step_lr(integer("step_size"), r->fields.at("gamma").number());
+    if (r->name == "cosine_lr") {
+        std::int64_t t_max = r->fields.at("t_max").is_none() ? total_steps : integer("t_max");
+        return cosine_lr(t_max, r->fields.at("min_lr").number());
+    }
+    const Value& then = r->fields.at("then");
+    const Record* next = nullptr;
+    if (!then.is_none()) {
+        if (!then.is<std::shared_ptr<Record>>() || then.get<std::shared_ptr<Record>>()->kind != "schedule") {
+            throw EvalError(r->loc, "warmup: 'then' must be a schedule");
+        }
+        next = then.get<std::shared_ptr<Record>>().get();
+    }
+    std::int64_t steps = integer("steps");
+    return linear_warmup(steps, make_schedule(next, std::max<std::int64_t>(1, total_steps - steps)));
+}
+
+EvalSummary evaluate(Interpreter& in, const std::string& target, const Dataset& data, std::int64_t batch) {
+    EvalSummary summary;
+    Running run;
+    NoGrad no_grad;
+    std::int64_t n = data.size();
+    for (std::int64_t start = 0; start < n; start += batch) {
+        std::int64_t count = std::min(batch, n - start);
+        std::vector<std::int64_t> rows(static_cast<std::size_t>(count));
+        for (std::int64_t i = 0; i < count; ++i) rows[static_cast<std::size_t>(i)] = start + i;
+        Tape tape;
+        RunResult r = in.run(target, gather_rows(data, rows), Mode::eval);
+        for (const auto& [name, v] : r.losses) run.add(name, v.item(), count);
+        for (const auto& [name, v] : r.metrics) run.add(name, v.item(), count);
+        if (r.objective.defined()) run.add("$objective", r.objective.item(), count);
+        run.examples += count;
+        if (start == 0) {
+            for (const auto& [name, _] : r.losses) summary.losses.emplace_back(name, 0.0);
+            for (const auto& [name, _] : r.metrics) summary.metrics.emplace_back(name, 0.0);
+        }
+    }
+    for (auto& [name, v] : summary.losses) v = run.mean(name);
+    for (auto& [name, v] : summary.metrics) v = run.mean(name);
+    summary.objective = run.mean("$objective");
+    summary.examples = run.examples;
+    return summary;
+}
+
+int train(Interpreter& in, const std::string& model_path, const std::string& model_text, const TrainSettings& s,
+          const TrainOverrides& overrides, const DataOptions& data_options) {
+    using Clock = std::chrono::steady_clock;
+    Dataset data = load_dataset(*s.data, data_options);
+    std::optional<Dataset> eval_data;
+    if (s.eval_data) eval_data = load_dataset(*s.eval_data, data_options);
+    else eval_data = companion_eval_dataset(*s.data, data_options);
+
+    std::int64_t n = data.size();
+    if (n == 0) throw IOError(data.description, "the dataset is empty");
+    std::int64_t per_epoch = (n + s.batch - 1) / s.batch;   // the last partial batch is used
+    std::int64_t total = s.steps ? *s.steps : s.epochs * per_epoch;
+
+    auto default_opt = std::make_shared<Record>(Record{"optimizer", "adam",
+                                                       {{"lr", Value(1e-3)}, {"beta1", Value(0.9)}, {"beta2", Value(0.999)},
+                                                        {"eps", Value(1e-8)}, {"weight_decay", Value(0.0)}}, {}});
+    std::unique_ptr<Optimizer> opt = make_optimizer(s.optimizer ? *s.optimizer : *default_opt, overrides.lr);
+    opt->set_schedule(make_schedule(s.schedule.get(), total));
+    ParamStore& params = in.params();
+    std::string hash = text_hash(model_text);
+    std::int64_t start_step = 0;
+    manual_seed(s.seed);
+
+    if (overrides.resume) {
+        if (s.checkpoint.empty()) throw IOError(model_path, "--resume needs a checkpoint folder (--checkpoint DIR or `checkpoint = ...`)");
+        LoadedCheckpoint ck = load_checkpoint(s.checkpoint);
+        if (ck.info.model_hash != hash) {
+            throw IOError(s.checkpoint, fmt::format("the checkpoint was made from a different model text ({} hash {}, this "
+                                                    "model {}); start a new checkpoint folder", ck.info.model, ck.info.model_hash, hash));
+        }
+        if (ck.info.dtype != dtype_name(in.options().dtype)) {
+            throw IOError(s.checkpoint, fmt::format("the checkpoint holds {} parameters but this run uses --dtype {}", ck.info.dtype,
+                                                    dtype_name(in.options().dtype)));
+        }
+        for (const auto& [name, t] : ck.params) params.add(name, t.clone());
+        opt->load_state(ck.optimizer_state);
+        default_generator().set_state(ck.info.rng_seed, ck.info.rng_offset);
+        start_step = ck.info.step;
+        fmt::print(stderr, "resuming from {} at step {} (epoch {})\n", s.checkpoint, start_step, ck.info.epoch);
+    }
+    if (start_step >= total) {
+        fmt::print(stderr, "nothing to do: the checkpoint is at step {} of {}\n", start_step, total);
+        return 0;
+    }
+
+    std::unique_ptr<std::ofstream> log;
+    if (!s.log.empty()) {
+        fs::path lp(s.log);
+        if (lp.has_parent_path()) fs::create_directories(lp.parent_path());
+        log = std::make_unique<std::ofstream>(s.log, overrides.resume ? std::ios::app : std::ios::trunc);
+        if (!*log) throw IOError(s.log, "cannot open the metrics log for writing");
+    }
+    bool tty = overrides.progress && ::isatty(STDERR_FILENO);
+    fmt::print(stderr, "training {} on {} ({} examples, batch {}, {} steps per epoch, {} steps)\n", s.target, data.description, n,
+               s.batch, per_epoch, total);
+
+    std::vector<std::int64_t> order;
+    std::int64_t order_epoch = -1;
+    Running running;
+    auto epoch_start = Clock::now();
+    auto run_start = Clock::now();
+    std::int64_t steps_this_run = 0;
+
+    for (std::int64_t step = start_step; step < total; ++step) {
+        std::int64_t epoch = step / per_epoch, pos = step % per_epoch;
+        if (epoch != order_epoch) {
+            order = epoch_order(n, s.seed, epoch);
+            order_epoch = epoch;
+            if (step != start_step || pos == 0) {
+                running = Running{};
+                epoch_start = Clock::now();
+            }
+        }
+        std::int64_t first = pos * s.batch, count = std::min(s.batch, n - first);
+        std::span<const std::int64_t> rows(order.data() + first, static_cast<std::size_t>(count));
+        std::vector<Tensor> batch = gather_rows(data, rows);
+
+        Tape tape;
+        RunResult r = in.run(s.target, batch, Mode::train);
+        if (!r.objective.defined()) {
+            throw EvalError(Location{in.main_module().file, 0, 0, 0}, fmt::format("{} defines no loss: add a `loss name = ...` statement", s.target));
+        }
+        double objective = r.objective.item();
+        if (!std::isfinite(objective)) {
+            std::string terms;
+            for (const auto& [name, v] : r.losses) terms += fmt::format(" {}={:.6g}", name, v.item());
+            fmt::print(stderr, "\nerror: the loss is {} at step {} (epoch {}, batch {}):{}\n", objective, step + 1, epoch + 1, pos + 1, terms);
+            fmt::print(stderr, "  parameters were not updated; the last checkpoint (if any) is intact. Try a lower lr or clip_norm.\n");
+            return 65;
+        }
+        tape.backward(r.objective);
+        double lr = opt->current_lr();
+        if (s.clip_norm > 0) clip_grad_norm(params, s.clip_norm);
+        opt->step(params);
+        params.zero_grad();
+        ++steps_this_run;
+
+        running.examples += count;
+        Json rec;
+        rec["step"] = step + 1;
+        rec["epoch"] = epoch + 1;
+        rec["lr"] = lr;
+        rec["loss"] = objective;
+        running.add("loss", objective, count);
+        for (const auto& [name, v] : r.losses) {
+            double x = v.item();
+            rec["losses"][name] = x;
+            running.add(name, x, count);
+        }
+        for (const auto& [name, v] : r.metrics) {
+            double x = v.item();
+            rec["metrics"][name] = x;
+            running.add(name, x, count);
+        }
+        if (log) *log << rec.dump() << '\n';
+
+        double elapsed = std::chrono::duration<double>(Clock::now() - run_start).count();
+        double per_step = elapsed / static_cast<double>(steps_this_run);
+        if (tty) {
+            std::string terms;
+            for (const auto& [name, _] : r.losses) terms += fmt::format("  {} {:.4f}", name, running.mean(name));
+            for (const auto& [name, _] : r.metrics) terms += fmt::format("  {} {:.4f}", name, running.mean(name));
+            double ex_s = static_cast<double>(running.examples) / std::max(1e-9, std::chrono::duration<double>(Clock::now() - epoch_start).count());
+            fmt::print(stderr, "\r\033[Kepoch {}/{}  step {}/{}{}  {:.0f} ex/s  ETA {}", epoch + 1, (total + per_epoch - 1) / per_epoch,
+                       pos + 1, per_epoch, terms, ex_s, format_duration(per_step * static_cast<double>(total - step - 1)));
+        }
+
+        bool end_of_epoch = pos == per_epoch - 1 || step == total - 1;
+        bool checkpoint_now = !s.checkpoint.empty() && (s.checkpoint_every > 0 ? ((step + 1) % s.checkpoint_every == 0 || step == total - 1)
+                                                                                : end_of_epoch);
+        if (end_of_epoch) {
+            double secs = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+            std::string line = fmt::format("epoch {}  loss {:.4f}", epoch + 1, running.mean("loss"));
+            Json erec;
+            erec["event"] = "epoch";
+            erec["epoch"] = epoch + 1;
+            erec["step"] = step + 1;
+            erec["seconds"] = secs;
+            erec["train"]["loss"] = running.mean("loss");
+            for (const auto& [name, _] : r.losses) {
+                line += fmt::format("  {} {:.4f}", name, running.mean(name));
+                erec["train"][name] = running.mean(name);
+            }
+            for (const auto& [name, _] : r.metrics) {
+                line += fmt::format("  {} {:.4f}", name, running.mean(name));
+                erec["train"][name] = running.mean(name);
+            }
+            if (eval_data) {
+                EvalSummary e = evaluate(in, s.target, *eval_data, s.batch);
+                line += "  | eval";
+                erec["eval"]["loss"] = e.objective;
+                for (const auto& [name, v] : e.losses) {
+                    line += fmt::format("  {} {:.4f}", name, v);
+                    erec["eval"][name] = v;
+                }
+                for (const auto& [name, v] : e.metrics) {
+                    line += fmt::format("  {} {:.4f}", name, v);
+                    erec["eval"][name] = v;
+                }
+            }
+            line += fmt::format("  ({:.1f} s, {:.0f} ex/s)", secs, static_cast<double>(running.examples) / std::max(secs, 1e-9));
+            if (tty) fmt::print(stderr, "\r\033[K");
+            fmt::print("{}\n", line);
+            std::fflush(stdout);
+            if (log) *log << erec.dump() << '\n';
+        }
+        if (checkpoint_now) {
+            CheckpointInfo info;
+            info.model = model_path;
+            info.model_hash = hash;
+            info.step = step + 1;
+            info.epoch = (step + 1) / per_epoch;
+            info.seed = s.seed;
+            info.dtype = dtype_name(in.options().dtype);
+            info.rng_seed = default_generator().seed();
+            info.rng_offset = default_generator().offset();
+            info.optimizer = opt->name();
+            save_checkpoint(s.checkpoint, info, params, opt.get());
+        }
+        if (log) log->flush();
+    }
+    return 0;
+}
+
+}  // namespace wengert::dsl

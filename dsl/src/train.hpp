@@ -1,0 +1,62 @@
+// Internal: training and evaluation loops for the CLI.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "data.hpp"
+#include "wengert/dsl/interpreter.hpp"
+#include "wengert/optim.hpp"
+
+namespace wengert::dsl {
+
+// Settings of a train block, after the CLI's flags override it.
+struct TrainSettings {
+    std::string target;                          // the function trained
+    std::shared_ptr<Record> data;
+    std::shared_ptr<Record> eval_data;           // null: the data's companion split, if any
+    std::shared_ptr<Record> optimizer;           // adam(...) by default
+    std::shared_ptr<Record> schedule;            // constant by default
+    std::int64_t epochs = 1;
+    std::optional<std::int64_t> steps;           // total optimizer steps; overrides epochs
+    std::int64_t batch = 32;
+    std::uint64_t seed = 1;
+    double clip_norm = 0.0;                      // 0: no clipping
+    std::string checkpoint;                      // folder; empty: no checkpoints
+    std::int64_t checkpoint_every = 0;           // steps; 0: at the end of every epoch
+    std::string log;                             // JSONL metrics; empty: <checkpoint>/metrics.jsonl or none
+};
+
+// Flags that override a train block (absent: keep the block's value).
+struct TrainOverrides {
+    std::optional<std::int64_t> epochs, steps, batch;
+    std::optional<std::uint64_t> seed;
+    std::optional<double> lr;
+    std::optional<std::string> checkpoint, log;
+    bool resume = false;
+    bool progress = true;                        // a progress bar when stderr is a terminal
+};
+
+// Reads the model's train block (EvalError at a bad or unknown setting).
+TrainSettings read_train_settings(Interpreter& in, const TrainOverrides& overrides);
+
+std::unique_ptr<Optimizer> make_optimizer(const Record& record, std::optional<double> lr);
+Schedule make_schedule(const Record* record, std::int64_t total_steps);
+
+struct EvalSummary {
+    std::vector<std::pair<std::string, double>> losses;    // means over examples
+    std::vector<std::pair<std::string, double>> metrics;
+    double objective = 0;
+    std::int64_t examples = 0;
+};
+
+// Runs the target over a dataset in eval mode, without gradients, batch by batch in order.
+EvalSummary evaluate(Interpreter& in, const std::string& target, const Dataset& data, std::int64_t batch);
+
+// Trains as the settings say; returns the process exit code. `model_path` and `model_text`
+// identify the model in checkpoints.
+int train(Interpreter& in, const std::string& model_path, const std::string& model_text, const TrainSettings& settings,
+          const TrainOverrides& overrides, const DataOptions& data_options);
+
+}  // namespace wengert::dsl
