@@ -7,7 +7,7 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-build}
 bin="$build/bench"
-for exe in bench-gemm bench-op-overhead bench-elementwise; do
+for exe in bench-gemm bench-op-overhead bench-elementwise bench-attention; do
     if [ ! -x "$bin/$exe" ]; then
         echo "run.sh: $bin/$exe not found; build first: meson setup $build && ninja -C $build" >&2
         exit 64
@@ -38,3 +38,20 @@ echo
 
 echo "== elementwise =="
 "$bin/bench-elementwise"
+echo
+
+echo "== attention =="
+ours=$("$bin/bench-attention")
+echo "$ours"
+if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+    theirs=$(/usr/bin/python3 "$here/attention.py")
+    echo "$theirs"
+    /usr/bin/python3 "$here/attention.py" --peak
+    ms() { echo "$1" | sed -n "s/^$2 dropout $3: \([0-9.]*\) ms.*/\1/p"; }
+    for p in 0 0.1; do
+        awk -v t="$(ms "$theirs" pytorch $p)" -v f="$(ms "$ours" fused $p)" -v u="$(ms "$ours" unfused $p)" -v p=$p \
+            'BEGIN { printf "dropout %s: pytorch / wengert fused %.2fx, pytorch / wengert unfused %.2fx\n", p, t / f, t / u }'
+    done
+else
+    echo "(PyTorch not importable by /usr/bin/python3: no comparison)"
+fi

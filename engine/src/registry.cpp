@@ -89,6 +89,7 @@ const Registry& registry() {
         register_mask(reg);
         register_nn(reg);
         register_creation(reg);
+        register_attention(reg);
         return reg;
     }();
     return r;

@@ -142,4 +142,38 @@ Var arange(double start, double stop, double step = 1.0, DType dtype = DType::f3
 Var normal(const Shape& shape, double mean = 0.0, double stddev = 1.0, DType dtype = DType::f32);
 Var uniform(const Shape& shape, double low = 0.0, double high = 1.0, DType dtype = DType::f32);
 
+// ---- attention (ops/attention.cpp); SPEC.md sections 1 and 3 --------------------------------
+// Trax's PureAttention, fused: q (B, Lq, d), k and v (B, Lk, d) -> y (B, Lq, d). Head h owns
+// features [h d/n_heads, (h + 1) d/n_heads). logits = q k^T / sqrt(d / n_heads) + bias; where
+// the u8 mask is False (True = keep) the logit is replaced by -1e9; softmax over keys; inverted
+// dropout on the weights in Mode::train (p in [0, 1)); out = weights @ v, heads merged. mask and
+// bias broadcast to (B, n_heads, Lq, Lk): a padding mask (B, 1, 1, Lk), a per-query mask
+// (B, 1, Lq, Lk) or (Lq, Lk); a bias (Lq, Lk) from distance_penalty or (n_heads, Lq, Lk) from
+// alibi_bias. The mask passes through unchanged: the caller keeps it.
+Var pure_attention(Var q, Var k, Var v, std::optional<Var> mask = std::nullopt, std::int64_t n_heads = 1,
+                   double dropout = 0.0, std::optional<Var> bias = std::nullopt);
+
+// Where query i sits among the keys when Lq != Lk (SPEC.md section 3).
+enum class Alignment {
+    top_left,       // i' = i
+    bottom_right,   // i' = i + Lk - Lq: the queries are the last Lq positions (a KV cache)
+    proportional,   // i' = i Lk / Lq, a real number: speech frames against tokens
+};
+Alignment parse_alignment(const std::string& name, const char* op);
+
+// (Lq, Lk) constant, no gradient: -scale * D with D[i, j] = max(0, |i' - j| - width), and
+// when clip > 0 also D = min(D, clip): clip alone gives SPEC's min(|i' - j|, W), width alone a
+// free band. Built directly in O(Lq Lk). Pass it as pure_attention's bias.
+Var distance_penalty(std::int64_t lq, std::int64_t lk, double scale = 1.0, double width = 0.0, double clip = 0.0,
+                     Alignment align = Alignment::top_left, DType dtype = DType::f32);
+// The Speech-Transformer seed's variant on post-softmax weights (..., Lk): max(weights +
+// penalty, 0), renormalised linearly over the last axis. penalty broadcasts to weights.
+Var penalize_weights(Var weights, Var penalty);
+// ALiBi's head slopes (n_heads,), no gradient: 2^(-8k/n) for k = 1..n when n is a power of two,
+// else slopes(c) then every other slope of slopes(2c), c the largest power of two below n.
+Var alibi_slopes(std::int64_t n_heads, DType dtype = DType::f32);
+// (n_heads, Lq, Lk), no gradient: -m_h |i - j|; causal: -m_h (i - j) for j <= i and 0 beyond,
+// where pure_attention's mask (tril of ones (Lq, Lk)) must hide the keys.
+Var alibi_bias(std::int64_t n_heads, std::int64_t lq, std::int64_t lk, bool causal = false, DType dtype = DType::f32);
+
 }  // namespace wengert

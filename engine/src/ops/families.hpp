@@ -16,5 +16,6 @@ void register_index(Registry& r);
 void register_mask(Registry& r);
 void register_nn(Registry& r);
 void register_creation(Registry& r);
+void register_attention(Registry& r);
 
 }  // namespace wengert

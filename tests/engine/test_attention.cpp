@@ -1,0 +1,357 @@
+// pure_attention: SPEC.md's numbers, the head split, the fused kernel against the composition
+// of primitive ops it replaces (values and gradients, f64, 1e-10), modes, thread counts and
+// errors; the distance penalties against the seed's band_part construction and SPEC.md
+// section 3's identity.
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "ops/cases.hpp"
+#include "wengert/threading.hpp"
+
+using namespace wengert;
+using namespace wengert::test;
+
+namespace {
+
+Tensor f64(std::vector<double> values, const Shape& shape) { return Tensor::from(values, shape); }
+Tensor u8(std::vector<std::uint8_t> values, const Shape& shape) { return Tensor::from(values, shape); }
+
+// The composition pure_attention replaces, op by op (SPEC.md section 1).
+Var unfused_attention(Var q, Var k, Var v, std::optional<Var> mask, std::int64_t n_heads, double p,
+                      std::optional<Var> bias) {
+    const std::int64_t batch = q.size(0), lq = q.size(1), d = q.size(2), d_head = d / n_heads;
+    auto split_heads = [&](Var x) { return permute(reshape(x, Shape{batch, x.size(1), n_heads, d_head}), {0, 2, 1, 3}); };
+    Var logits = matmul(split_heads(q), transpose(split_heads(k), -2, -1)) / std::sqrt(static_cast<double>(d_head));
+    if (bias) logits = logits + *bias;
+    if (mask) logits = where(*mask, logits, full(Shape{}, -1e9, q.dtype()));
+    Var weights = dropout(softmax(logits, -1), p);
+    return reshape(permute(matmul(weights, split_heads(v)), {0, 2, 1, 3}), Shape{batch, lq, d});
+}
+
+enum class MaskKind { none, padding, per_query, causal };
+enum class BiasKind { none, learned, alibi };
+
+const char* mask_name(MaskKind m) {
+    switch (m) {
+        case MaskKind::none: return "no mask";
+        case MaskKind::padding: return "padding mask (B, 1, 1, Lk)";
+        case MaskKind::per_query: return "per-query mask (B, 1, Lq, Lk) with a fully masked row";
+        case MaskKind::causal: return "causal mask (Lq, Lk)";
+    }
+    return "?";
+}
+
+const char* bias_name(BiasKind b) {
+    switch (b) {
+        case BiasKind::none: return "no bias";
+        case BiasKind::learned: return "learned bias (Lq, Lk)";
+        case BiasKind::alibi: return "alibi bias (h, Lq, Lk)";
+    }
+    return "?";
+}
+
+Tensor make_mask(MaskKind kind, std::int64_t batch, std::int64_t lq, std::int64_t lk) {
+    std::vector<std::uint8_t> keep;
+    switch (kind) {
+        case MaskKind::none: return Tensor();
+        case MaskKind::padding:   // batch b drops its last b + 1 keys
+            for (std::int64_t b = 0; b < batch; ++b) {
+                for (std::int64_t j = 0; j < lk; ++j) keep.push_back(j < lk - 1 - b % (lk - 1) ? 1 : 0);
+            }
+            return u8(keep, Shape{batch, 1, 1, lk});
+        case MaskKind::per_query:   // a checkerboard, and the last query of the last batch sees nothing
+            for (std::int64_t b = 0; b < batch; ++b) {
+                for (std::int64_t i = 0; i < lq; ++i) {
+                    for (std::int64_t j = 0; j < lk; ++j) {
+                        keep.push_back(b == batch - 1 && i == lq - 1 ? 0 : (i + j + b) % 2 == 0);
+                    }
+                }
+            }
+            return u8(keep, Shape{batch, 1, lq, lk});
+        case MaskKind::causal:
+            for (std::int64_t i = 0; i < lq; ++i) {
+                for (std::int64_t j = 0; j < lk; ++j) keep.push_back(j <= i ? 1 : 0);
+            }
+            return u8(keep, Shape{lq, lk});
+    }
+    return Tensor();
+}
+
+struct Run {
+    Tensor y, dq, dk, dv, dbias;
+};
+
+struct Problem {
+    Tensor q, k, v, mask, bias, cotangent;
+    std::int64_t n_heads;
+    double dropout;
+    BiasKind bias_kind;
+
+    // One forward and backward, fused or through the composition, from the same seed.
+    Run run(bool fused) const {
+        Tape tape;
+        Var qv = tape.leaf(q), kv = tape.leaf(k), vv = tape.leaf(v);
+        std::optional<Var> mv = mask.defined() ? std::optional(tape.input(mask)) : std::nullopt;
+        std::optional<Var> bv;
+        if (bias_kind == BiasKind::learned) bv = tape.leaf(bias);
+        if (bias_kind == BiasKind::alibi) bv = alibi_bias(n_heads, q.size(1), k.size(1), false, q.dtype());
+        manual_seed(31);
+        Var y = fused ? pure_attention(qv, kv, vv, mv, n_heads, dropout, bv)
+                      : unfused_attention(qv, kv, vv, mv, n_heads, dropout, bv);
+        tape.backward(y, cotangent);
+        return {y.value(), qv.grad(), kv.grad(), vv.grad(), bias_kind == BiasKind::learned ? bv->grad() : Tensor()};
+    }
+};
+
+Problem make_problem(std::int64_t batch, std::int64_t n_heads, std::int64_t lq, std::int64_t lk, std::int64_t d,
+                     MaskKind mask, double dropout, BiasKind bias, std::uint64_t seed) {
+    return {random_tensor(Shape{batch, lq, d}, seed, -2.0, 2.0),
+            random_tensor(Shape{batch, lk, d}, seed + 1, -2.0, 2.0),
+            random_tensor(Shape{batch, lk, d}, seed + 2),
+            make_mask(mask, batch, lq, lk),
+            random_tensor(Shape{lq, lk}, seed + 3),
+            random_tensor(Shape{batch, lq, d}, seed + 4),
+            n_heads,
+            dropout,
+            bias};
+}
+
+void require_same(const Run& a, const Run& b, double tol) {
+    const std::vector<std::pair<const char*, std::pair<Tensor, Tensor>>> pairs = {
+        {"y", {a.y, b.y}}, {"dq", {a.dq, b.dq}}, {"dk", {a.dk, b.dk}}, {"dv", {a.dv, b.dv}}, {"dbias", {a.dbias, b.dbias}}};
+    for (const auto& [name, t] : pairs) {
+        INFO(name);
+        REQUIRE(t.first.defined() == t.second.defined());
+        if (t.first.defined()) require_close(t.first, t.second.to_doubles(), tol);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("pure_attention reproduces SPEC.md's one-head example", "[attention]") {
+    Tape tape;
+    Var q = tape.input(f64({1, 0, 0, 1}, Shape{1, 2, 2}));
+    Var v = tape.input(f64({1, 2, 3, 4}, Shape{1, 2, 2}));
+    // with v = I the output is the weights
+    require_close(pure_attention(q, q, q).value().slice(1, 0, 1), {0.669762, 0.330238});
+    require_close(pure_attention(q, q, v).value().slice(1, 0, 1), {1.660477, 2.660477});
+    Var first_key = tape.input(u8({1, 0}, Shape{1, 1, 1, 2}));
+    require_close(pure_attention(q, q, v, first_key).value(), {1, 2, 1, 2});
+    Var nothing = tape.input(u8({0, 0}, Shape{1, 1, 1, 2}));
+    require_close(pure_attention(q, q, q, nothing).value(), {0.5, 0.5, 0.5, 0.5});
+    require_close(pure_attention(q, q, v, nothing).value(), {2, 3, 2, 3});
+}
+
+TEST_CASE("pure_attention splits heads into contiguous feature blocks", "[attention]") {
+    // head h of 2 owns features [2h, 2h + 2): the same as one-head attention on those columns
+    Tape tape;
+    Var q = tape.input(random_tensor(Shape{2, 3, 4}, 71, -2.0, 2.0));
+    Var k = tape.input(random_tensor(Shape{2, 5, 4}, 72, -2.0, 2.0));
+    Var v = tape.input(random_tensor(Shape{2, 5, 4}, 73));
+    Tensor y = pure_attention(q, k, v, std::nullopt, 2).value();
+    for (std::int64_t h = 0; h < 2; ++h) {
+        INFO("head " << h);
+        Var head = pure_attention(slice(q, 2, 2 * h, 2 * h + 2), slice(k, 2, 2 * h, 2 * h + 2),
+                                  slice(v, 2, 2 * h, 2 * h + 2));
+        require_close(y.slice(2, 2 * h, 2 * h + 2), head.value().to_doubles(), 1e-14);
+    }
+    // interleaved heads (feature f to head f % 2) would differ
+    Var even = pure_attention(slice(q, 2, 0, 4, 2), slice(k, 2, 0, 4, 2), slice(v, 2, 0, 4, 2));
+    auto interleaved = even.value().to_doubles();
+    auto ours = y.slice(2, 0, 4, 2).to_doubles();
+    double largest = 0;
+    for (std::size_t i = 0; i < ours.size(); ++i) largest = std::max(largest, std::abs(ours[i] - interleaved[i]));
+    CHECK(largest > 1e-3);
+}
+
+TEST_CASE("fused pure_attention equals the composition of primitive ops, values and gradients", "[attention]") {
+    for (std::int64_t lk : {3, 5}) {
+        for (MaskKind mask : {MaskKind::none, MaskKind::padding, MaskKind::per_query, MaskKind::causal}) {
+            for (double p : {0.0, 0.3}) {
+                for (BiasKind bias : {BiasKind::none, BiasKind::learned, BiasKind::alibi}) {
+                    INFO(fmt::format("Lq 3, Lk {}, {}, dropout {}, {}", lk, mask_name(mask), p, bias_name(bias)));
+                    Problem problem = make_problem(2, 2, 3, lk, 8, mask, p, bias, 80);
+                    require_same(problem.run(true), problem.run(false), 1e-10);
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("fused pure_attention equals the composition at sizes that run in parallel", "[attention]") {
+    // 8 pairs of 48 x 64 maps: split over TBB; one pair of 96 x 128: BLIS threaded
+    Problem many = make_problem(2, 4, 48, 64, 64, MaskKind::padding, 0.1, BiasKind::learned, 90);
+    require_same(many.run(true), many.run(false), 1e-10);
+    Problem one = make_problem(1, 1, 96, 128, 32, MaskKind::causal, 0.2, BiasKind::alibi, 91);
+    require_same(one.run(true), one.run(false), 1e-10);
+}
+
+TEST_CASE("pure_attention gives identical results at any thread count", "[attention]") {
+    const int before = max_threads();
+    for (const Problem& problem : {make_problem(2, 4, 48, 64, 64, MaskKind::per_query, 0.1, BiasKind::learned, 92),
+                                   make_problem(1, 1, 96, 128, 32, MaskKind::padding, 0.1, BiasKind::none, 93)}) {
+        set_num_threads(1);
+        Run one = problem.run(true);
+        set_num_threads(2);
+        Run two = problem.run(true);
+        require_same(one, two, 0.0);
+    }
+    set_num_threads(before);
+}
+
+TEST_CASE("pure_attention without gradients computes the same values", "[attention]") {
+    Problem problem = make_problem(2, 2, 4, 6, 8, MaskKind::padding, 0.3, BiasKind::learned, 94);
+    Run with_grad = problem.run(true);
+    Tape tape;
+    NoGrad no_grad;
+    manual_seed(31);
+    Var y = pure_attention(tape.input(problem.q), tape.input(problem.k), tape.input(problem.v), tape.input(problem.mask),
+                           2, 0.3, tape.input(problem.bias));
+    CHECK_FALSE(y.requires_grad());
+    require_close(y.value(), with_grad.y.to_doubles(), 0.0);
+}
+
+TEST_CASE("pure_attention drops weights only in train mode", "[attention]") {
+    Tape tape;
+    Var q = tape.leaf(random_tensor(Shape{2, 4, 8}, 95, -2.0, 2.0));
+    Var k = tape.leaf(random_tensor(Shape{2, 6, 8}, 96, -2.0, 2.0));
+    Var v = tape.leaf(random_tensor(Shape{2, 6, 8}, 97));
+    const auto without = pure_attention(q, k, v, std::nullopt, 2, 0.0).value().to_doubles();
+    for (Mode mode : {Mode::eval, Mode::predict}) {
+        INFO(mode_name(mode));
+        ModeGuard guard(mode);
+        const std::uint64_t offset = default_generator().offset();
+        CHECK(pure_attention(q, k, v, std::nullopt, 2, 0.5).value().to_doubles() == without);
+        CHECK(pure_attention(q, k, v, std::nullopt, 2, 0.5).value().to_doubles() == without);
+        CHECK(default_generator().offset() == offset);
+    }
+    manual_seed(3);
+    const auto dropped = pure_attention(q, k, v, std::nullopt, 2, 0.5).value().to_doubles();
+    CHECK(dropped != without);
+    manual_seed(3);
+    CHECK(pure_attention(q, k, v, std::nullopt, 2, 0.5).value().to_doubles() == dropped);
+    CHECK(pure_attention(q, k, v, std::nullopt, 2, 0.5).value().to_doubles() != dropped);   // the generator moved on
+}
+
+TEST_CASE("pure_attention errors name every operand", "[attention]") {
+    Tape tape;
+    Var q = tape.input(Tensor::zeros(Shape{2, 3, 4}, DType::f64));
+    Var k = tape.input(Tensor::zeros(Shape{2, 5, 4}, DType::f64));
+    Var v = tape.input(Tensor::zeros(Shape{2, 5, 4}, DType::f64));
+    const std::string qkv = "q [2, 3, 4], k [2, 5, 4], v [2, 5, 4]";
+    CHECK_THROWS_WITH(pure_attention(q, k, v, std::nullopt, 3), "pure_attention: d = 4 does not split into 3 heads: " + qkv);
+    CHECK_THROWS_WITH(pure_attention(q, k, v, std::nullopt, 0), "pure_attention: n_heads must be positive, got 0");
+    CHECK_THROWS_WITH(pure_attention(q, k, v, std::nullopt, 2, 1.0), "pure_attention: dropout must be in [0, 1), got 1");
+    CHECK_THROWS_WITH(pure_attention(q, k, v, std::nullopt, 2, -0.5), "pure_attention: dropout must be in [0, 1), got -0.5");
+    CHECK_THROWS_WITH(pure_attention(q, tape.input(Tensor::zeros(Shape{3, 5, 4}, DType::f64)), v),
+                      "pure_attention: expected q (B, Lq, d), k and v (B, Lk, d): q [2, 3, 4], k [3, 5, 4], v [2, 5, 4]");
+    CHECK_THROWS_WITH(pure_attention(q, k, tape.input(Tensor::zeros(Shape{2, 4, 4}, DType::f64))),
+                      "pure_attention: expected q (B, Lq, d), k and v (B, Lk, d): q [2, 3, 4], k [2, 5, 4], v [2, 4, 4]");
+    CHECK_THROWS_WITH(pure_attention(q, tape.input(Tensor::zeros(Shape{2, 5, 6}, DType::f64)), v),
+                      "pure_attention: expected q (B, Lq, d), k and v (B, Lk, d): q [2, 3, 4], k [2, 5, 6], v [2, 5, 4]");
+    CHECK_THROWS_WITH(pure_attention(tape.input(Tensor::zeros(Shape{3, 4}, DType::f64)), k, v),
+                      "pure_attention: q, k and v must be (B, L, d): q [3, 4], k [2, 5, 4], v [2, 5, 4]");
+    CHECK_THROWS_WITH(pure_attention(q, tape.input(Tensor::zeros(Shape{2, 5, 4}, DType::f32)), v),
+                      "pure_attention: q, k, v must share one dtype, f32 or f64, got f64 [2, 3, 4], f32 [2, 5, 4], f64 [2, 5, 4]");
+    Var zero_keys = tape.input(Tensor::zeros(Shape{2, 0, 4}, DType::f64));
+    CHECK_THROWS_WITH(pure_attention(q, zero_keys, zero_keys),
+                      "pure_attention: there are no keys to attend to: q [2, 3, 4], k [2, 0, 4], v [2, 0, 4]");
+    CHECK_THROWS_WITH(pure_attention(q, k, v, tape.input(Tensor::ones(Shape{2, 1, 1, 4}, DType::u8)), 2),
+                      "pure_attention: mask does not broadcast to (B, n_heads, Lq, Lk) = [2, 2, 3, 5]: " + qkv +
+                          ", mask [2, 1, 1, 4]");
+    CHECK_THROWS_WITH(pure_attention(q, k, v, tape.input(Tensor::ones(Shape{1, 2, 1, 3, 5}, DType::u8)), 2),
+                      "pure_attention: mask does not broadcast to (B, n_heads, Lq, Lk) = [2, 2, 3, 5]: " + qkv +
+                          ", mask [1, 2, 1, 3, 5]");
+    CHECK_THROWS_WITH(pure_attention(q, k, v, tape.input(Tensor::ones(Shape{3, 5}, DType::f64))),
+                      "pure_attention: mask must be u8 (True = keep), got f64: " + qkv + ", mask [3, 5]");
+    CHECK_THROWS_WITH(pure_attention(q, k, v, std::nullopt, 2, 0.0, tape.input(Tensor::zeros(Shape{3, 3, 5}, DType::f64))),
+                      "pure_attention: bias does not broadcast to (B, n_heads, Lq, Lk) = [2, 2, 3, 5]: " + qkv +
+                          ", bias [3, 3, 5]");
+    CHECK_THROWS_WITH(pure_attention(q, k, v, std::nullopt, 2, 0.0, tape.input(Tensor::zeros(Shape{3, 5}, DType::f32))),
+                      "pure_attention: q, k, v and bias must share one dtype, f32 or f64, got f64 [2, 3, 4], f64 [2, 5, 4], "
+                      "f64 [2, 5, 4], f32 [3, 5]");
+}
+
+TEST_CASE("pure_attention is reachable through the registry", "[attention]") {
+    Tape tape;
+    const OpSchema& op = registry().get("pure_attention");
+    CHECK(op.signature() == "pure_attention(q, k, v, mask=none, n_heads=1, dropout=0, bias=none)");
+    Var q = tape.input(f64({1, 0, 0, 1}, Shape{1, 2, 2}));
+    Var v = tape.input(f64({1, 2, 3, 4}, Shape{1, 2, 2}));
+    Var y = op.call(Args({q, q, v, std::monostate{}, std::int64_t{1}, 0.0, std::monostate{}}));
+    require_close(y.value(), {1.660477, 2.660477, 2.339523, 3.339523});
+}
+
+TEST_CASE("a distance penalty in the logits reweights by exp(-scale D) and renormalises", "[attention]") {
+    // SPEC.md section 3; with v = I (d = Lk) the output is the weights
+    Tape tape;
+    Var q = tape.input(random_tensor(Shape{1, 3, 4}, 98, -2.0, 2.0));
+    Var k = tape.input(random_tensor(Shape{1, 4, 4}, 99, -2.0, 2.0));
+    Var identity = tape.input(Tensor::eye(4, DType::f64).unsqueeze(0));
+    Var penalty = distance_penalty(3, 4, 0.8, 0.0, 2.0, Alignment::proportional, DType::f64);
+    Var penalized = pure_attention(q, k, identity, std::nullopt, 1, 0.0, penalty);
+    Var reweighted = pure_attention(q, k, identity) * exp(penalty);
+    require_close(penalized.value(), (reweighted / sum(reweighted, {-1}, true)).value().to_doubles(), 1e-14);
+}
+
+TEST_CASE("distance_penalty equals the seed's band_part sum, built directly", "[attention]") {
+    // The seed: sum over i = W - 1 .. L - 2 of (band_part(ones, i, i) - 1), with W the
+    // penalty width, is -max(0, |m - n| - (W - 1)).
+    Tape tape;
+    const std::int64_t length = 6, seed_width = 2;
+    Var all_ones = ones(Shape{length, length}, DType::f64);
+    Var accum = zeros(Shape{length, length}, DType::f64);
+    for (std::int64_t i = seed_width - 1; i < length - 1; ++i) accum = accum + (band_part(all_ones, i, i) - 1.0);
+    require_close(distance_penalty(length, length, 1.0, static_cast<double>(seed_width - 1), 0.0, Alignment::top_left,
+                                   DType::f64)
+                      .value(),
+                  accum.value().to_doubles(), 0.0);
+}
+
+TEST_CASE("distance_penalty aligns non-square maps three ways", "[attention]") {
+    Tape tape;
+    // Lq 2, Lk 4: top-left i' = i; bottom-right i' = i + 2; proportional i' = 2 i
+    require_close(distance_penalty(2, 4).value(), {0, -1, -2, -3, -1, 0, -1, -2});
+    require_close(distance_penalty(2, 4, 1.0, 0.0, 0.0, Alignment::bottom_right).value(), {-2, -1, 0, -1, -3, -2, -1, 0});
+    require_close(distance_penalty(2, 4, 1.0, 0.0, 0.0, Alignment::proportional).value(), {0, -1, -2, -3, -2, -1, 0, -1});
+    // Lq 4, Lk 2 proportional: i' = i / 2, real
+    require_close(distance_penalty(4, 2, 2.0, 0.0, 0.0, Alignment::proportional).value(),
+                  {0, -2, -1, -1, -2, 0, -3, -1});
+    CHECK(distance_penalty(2, 3, 1.0, 0.0, 0.0, Alignment::top_left, DType::f64).dtype() == DType::f64);
+    CHECK(distance_penalty(0, 3).shape() == Shape{0, 3});
+}
+
+TEST_CASE("distance penalty and ALiBi errors", "[attention]") {
+    Tape tape;
+    CHECK_THROWS_WITH(distance_penalty(-1, 3), "distance_penalty: lengths must not be negative, got Lq = -1, Lk = 3");
+    CHECK_THROWS_WITH(distance_penalty(2, 3, 1.0, -1.0), "distance_penalty: width must not be negative, got -1");
+    CHECK_THROWS_WITH(distance_penalty(2, 3, 1.0, 0.0, -2.0), "distance_penalty: clip must not be negative, got -2");
+    CHECK_THROWS_WITH(distance_penalty(2, 3, 1.0, 0.0, 0.0, Alignment::top_left, DType::i64),
+                      "distance_penalty: expected a floating tensor (f32 or f64), got i64");
+    CHECK_THROWS_WITH(parse_alignment("diagonal", "distance_penalty"),
+                      "distance_penalty: unknown alignment 'diagonal'; expected top_left, bottom_right or proportional");
+    CHECK_THROWS_WITH(alibi_slopes(0), "alibi_slopes: n_heads must be positive, got 0");
+    CHECK_THROWS_WITH(alibi_bias(2, 3, -1), "alibi_bias: lengths must not be negative, got Lq = 3, Lk = -1");
+    const OpSchema& op = registry().get("distance_penalty");
+    CHECK(op.signature() == "distance_penalty(lq, lk, scale=1, width=0, clip=0, align=\"top_left\", dtype=\"f32\")");
+    Var p = op.call(Args({std::int64_t{1}, std::int64_t{3}, 1.0, 0.0, 0.0, std::string("bottom_right"), std::string("f64")}));
+    require_close(p.value(), {-2, -1, 0});
+}
+
+TEST_CASE("penalize_weights adds, clamps at 0 and renormalises linearly", "[attention]") {
+    Tape tape;
+    Var weights = tape.input(f64({0.5, 0.3, 0.2, 0.25, 0.25, 0.5}, Shape{2, 3}));
+    Var penalty = tape.input(f64({0, -0.1, -0.3}, Shape{3}));
+    // row 0: [0.5, 0.2, 0] / 0.7; row 1: [0.25, 0.15, 0.2] / 0.6
+    require_close(penalize_weights(weights, penalty).value(),
+                  {0.714286, 0.285714, 0, 0.416667, 0.25, 0.333333});
+    // a row the penalty empties has nothing to renormalise (Note [Penalties belong in the logits])
+    auto emptied = penalize_weights(tape.input(f64({0.1, 0.1}, Shape{2})), tape.input(f64({-0.2, -0.2}, Shape{2})));
+    for (double w : emptied.value().to_doubles()) CHECK(std::isnan(w));
+    CHECK_THROWS_WITH(penalize_weights(weights, tape.input(f64({0, 0}, Shape{2}))),
+                      "penalize_weights: penalty [2] does not broadcast to weights [2, 3]");
+    CHECK_THROWS_WITH(penalize_weights(weights, tape.input(Tensor::zeros(Shape{3}, DType::f32))),
+                      "penalize_weights: expected f32 or f64 weights with at least one axis and a penalty of the same "
+                      "dtype, got f64 [2, 3] and f32 [3]");
+}
