@@ -475,6 +475,9 @@ void install_records(Table& t) {
                    "fashion_mnist(split=\"train\", layout=\"flat\"|\"image\", dir): images scaled to [0, 1] and labels");
     record_builtin(t, "dataset", "npz_data", {{"path", std::nullopt}, {"fields", Value()}},
                    "npz_data(path, fields=(names...)): arrays of an .npz file, first axis = examples");
+    record_builtin(t, "dataset", "sort_digits",
+                   {{"n", Value(10000)}, {"min_len", Value(8)}, {"max_len", Value(16)}, {"seed", Value(1)}, {"pad", Value(10)}},
+                   "sort_digits(n=10000, min_len=8, max_len=16, seed=1, pad=10): digit sequences and their sorted versions");
     record_builtin(t, "dataset", "csv_data", {{"path", std::nullopt}, {"label", Value()}, {"header", Value(true)}, {"delimiter", Value(std::string(","))}},
                    "csv_data(path, label=column, header=true, delimiter=\",\"): numeric columns, and a label column as i64");
     record_builtin(t, "init", "normal_init", {{"mean", Value(0.0)}, {"stddev", Value(1.0)}}, "normal_init(mean=0, stddev=1)");
@@ -503,6 +506,7 @@ void install_builtins(Table& table) {
     install_layers(table);
     install_regularizers(table);
     install_records(table);
+    install_attention(table);
 }
 
 std::vector<std::string> builtin_names() {

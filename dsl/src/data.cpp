@@ -1,9 +1,11 @@
 #include "data.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <filesystem>
 
 #include "builtins.hpp"
@@ -132,6 +134,43 @@ Dataset csv_data(const Record& r, const DataOptions& options) {
     return d;
 }
 
+// Note [The sorting task]
+// n sequences of digits 0-9, each of a length drawn uniformly from [min_len, max_len], padded to
+// max_len with `pad`; the targets are the same digits sorted, with 0 at the padded positions
+// (a model masks them out of its loss with the padding mask of the tokens). Generated from
+// the seed alone: the same seed gives the same data.
+Dataset sort_digits(const Record& r) {
+    auto integer = [&](const char* k) {
+        const Value& v = r.fields.at(k);
+        if (!v.is<std::int64_t>()) throw EvalError(r.loc, fmt::format("sort_digits: {} must be an integer", k));
+        return v.get<std::int64_t>();
+    };
+    std::int64_t n = integer("n"), lo = integer("min_len"), hi = integer("max_len"), pad = integer("pad");
+    if (n < 1 || lo < 1 || hi < lo) {
+        throw EvalError(r.loc, fmt::format("sort_digits: needs n >= 1 and 1 <= min_len <= max_len, got n={}, min_len={}, max_len={}", n, lo, hi));
+    }
+    if (pad >= 0 && pad <= 9) throw EvalError(r.loc, fmt::format("sort_digits: pad {} is a digit; use 10 or more", pad));
+    Generator gen(hash_name(static_cast<std::uint64_t>(integer("seed")), "sort_digits"));
+    Tensor tokens = Tensor::full(Shape{n, hi}, static_cast<double>(pad), DType::i64);
+    Tensor targets = Tensor::zeros(Shape{n, hi}, DType::i64);
+    std::int64_t* tk = tokens.data<std::int64_t>();
+    std::int64_t* tg = targets.data<std::int64_t>();
+    std::vector<std::int64_t> digits;
+    for (std::int64_t i = 0; i < n; ++i) {
+        std::int64_t len = lo + static_cast<std::int64_t>(gen.next_u64() % static_cast<std::uint64_t>(hi - lo + 1));
+        digits.resize(static_cast<std::size_t>(len));
+        for (auto& d : digits) d = static_cast<std::int64_t>(gen.next_u64() % 10);
+        for (std::int64_t j = 0; j < len; ++j) tk[i * hi + j] = digits[static_cast<std::size_t>(j)];
+        std::sort(digits.begin(), digits.end());
+        for (std::int64_t j = 0; j < len; ++j) tg[i * hi + j] = digits[static_cast<std::size_t>(j)];
+    }
+    Dataset d;
+    d.description = fmt::format("sort_digits(n={}, min_len={}, max_len={}, seed={})", n, lo, hi, integer("seed"));
+    d.fields = {"tokens", "targets"};
+    d.columns = {tokens, targets};
+    return d;
+}
+
 }  // namespace
 
 Dataset load_dataset(const Record& r, const DataOptions& options) {
@@ -143,6 +182,7 @@ Dataset load_dataset(const Record& r, const DataOptions& options) {
     }
     if (r.name == "npz_data") return npz_data(r, options);
     if (r.name == "csv_data") return csv_data(r, options);
+    if (r.name == "sort_digits") return sort_digits(r);
     throw EvalError(r.loc, fmt::format("no loader for dataset '{}'", r.name));
 }
 

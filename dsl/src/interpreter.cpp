@@ -124,6 +124,7 @@ struct Interpreter::Impl {
     RunResult* result = nullptr;
     int depth = 0;
     bool check_mode = false;
+    bool loading_prelude = false;
     std::function<std::string(const std::string&)> message_filter;
 
     explicit Impl(Interpreter& s) : self(s) { install_builtins(builtins); }
@@ -163,14 +164,18 @@ struct Interpreter::Impl {
         return !self.sink_.has_errors();
     }
 
-    void define(const std::string& name, Location loc) {
+    // False when the name is taken: an error, except that a standard library definition
+    // quietly yields to the model's own.
+    bool define(const std::string& name, Location loc) {
         auto it = global_locs.find(name);
+        if (it != global_locs.end() && loading_prelude) return false;
         if (it != global_locs.end()) {
             auto& d = self.sink_.error(loc, fmt::format("'{}' is already defined", name));
             d.notes.push_back({it->second, "first defined here"});
-            return;
+            return false;
         }
         global_locs[name] = loc;
+        return true;
     }
 
     void declare(const Decl& decl, const Module& m, bool is_main) {
@@ -189,17 +194,17 @@ struct Interpreter::Impl {
             }
             load(resolved, nullptr, decl.loc);
         } else if (const auto* fn = decl.as<FunctionDef>()) {
-            define(fn->name, decl.loc);
+            if (!define(fn->name, decl.loc)) return;
             function_defs[fn->name] = fn;
             globals[fn->name] = make_function(*fn);
         } else if (const auto* ld = decl.as<LayerDef>()) {
-            define(ld->name, decl.loc);
+            if (!define(ld->name, decl.loc)) return;
             globals[ld->name] = make_layer_def(*ld);
         } else if (const auto* pd = decl.as<ParamDecl>()) {
-            define(pd->name, decl.loc);
+            if (!define(pd->name, decl.loc)) return;
             param_decls[pd->name] = pd;
         } else if (const auto* c = decl.as<Constant>()) {
-            define(c->name, decl.loc);
+            if (!define(c->name, decl.loc)) return;
             constants[c->name] = c;
         } else if (const auto* tb = decl.as<TrainBlock>()) {
             if (is_main) train_blocks.push_back(tb);
@@ -831,7 +836,11 @@ bool Interpreter::load_source(const std::string& path, const std::string& text) 
 bool Interpreter::finish_load() {
     if (!impl_->main) return false;
     std::string prelude = (std::filesystem::path(impl_->stdlib_dir()) / "prelude.wg").string();
-    if (std::filesystem::exists(prelude)) impl_->load(prelude, nullptr, Location{impl_->main->file, 0, 0, 0});
+    if (std::filesystem::exists(prelude)) {
+        impl_->loading_prelude = true;
+        impl_->load(prelude, nullptr, Location{impl_->main->file, 0, 0, 0});
+        impl_->loading_prelude = false;
+    }
     if (!sink_.has_errors()) impl_->resolve_all();
     return !sink_.has_errors();
 }

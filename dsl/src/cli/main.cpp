@@ -62,10 +62,11 @@ exit codes: 0 ok, 64 usage, 65 error in the model or training, 70 internal error
 )";
 
 const std::map<std::string, std::string> kCommandHelp = {
-    {"train", R"(usage: wengert train FILE [--epochs N] [--steps N] [--batch N] [--lr X] [--seed N]
+    {"train", R"(usage: wengert train FILE [--function NAME] [--epochs N] [--steps N] [--batch N] [--lr X] [--seed N]
                      [--checkpoint DIR] [--resume] [--log FILE] [--no-progress] [common options]
 
-Trains the function the model's train block names. Flags override the block's settings.
+Trains the function the model's train block names (or --function NAME, with the block's
+settings). Flags override the block's settings.
 A progress bar on a terminal, one line per epoch otherwise; a JSONL metrics log (--log, or
 DIR/metrics.jsonl with a checkpoint folder); a checkpoint at the end of every epoch.
 --resume continues from DIR's checkpoint exactly as an uninterrupted run would.
@@ -137,7 +138,7 @@ struct Cli {
 
 // Options that take a value, per command; flags take none.
 const std::map<std::string, std::set<std::string>> kValueOptions = {
-    {"train", {"epochs", "steps", "batch", "lr", "seed", "checkpoint", "log", "threads", "dtype", "data"}},
+    {"train", {"function", "epochs", "steps", "batch", "lr", "seed", "checkpoint", "log", "threads", "dtype", "data"}},
     {"eval", {"checkpoint", "batch", "threads", "dtype", "data", "seed"}},
     {"check", {"threads", "dtype", "seed", "data"}},
     {"run", {"inputs", "function", "params", "save-params", "dump", "grads", "threads", "dtype", "seed", "data"}},
@@ -314,6 +315,7 @@ int cmd_train(const Cli& cli) {
         if (*v && **v <= 0) throw UsageError("--epochs, --steps and --batch must be positive");
     }
     TrainSettings s = read_train_settings(in, o);
+    if (cli.has("function")) s.target = target_function(in, cli);
     // the model's own seed decides parameter initialisation too
     InterpreterOptions seeded = options;
     seeded.seed = s.seed;

@@ -40,7 +40,7 @@
 
 #include "../kernels/gemm.hpp"
 #include "families.hpp"
-#include "rows.hpp"
+#include "../kernels/rows.hpp"
 #include "wengert/ops.hpp"
 #include "wengert/random.hpp"
 

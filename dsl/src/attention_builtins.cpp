@@ -1,0 +1,196 @@
+// Attention builtins: Trax's PureAttention as a layer (q, k, v, mask) -> (y, mask), the
+// distance penalties and ALiBi as its `penalty` setting, and positional embeddings. The
+// composed layers (attention_qkv, attention, causal_attention, encoder_block, ...) are written
+// in the language itself, in dsl/std/prelude.wg.
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "builtins.hpp"
+#include "wengert/ops.hpp"
+
+namespace wengert::dsl {
+
+namespace {
+
+using Table = std::map<std::string, Value>;
+
+std::shared_ptr<Function> make_builtin(std::string name, std::string doc, std::vector<BuiltinParam> params,
+                                       std::function<Value(Interpreter&, CallArgs&)> call) {
+    auto f = std::make_shared<Function>();
+    f->name = std::move(name);
+    f->doc = std::move(doc);
+    for (const auto& p : params) {
+        f->params.push_back(p.name);
+        f->has_default.push_back(p.default_value.has_value());
+    }
+    f->call = std::move(call);
+    return f;
+}
+
+// A penalty setting, resolved against the sizes of one attention call.
+struct Penalty {
+    std::shared_ptr<Record> record;   // null: none
+    bool on_weights() const {
+        return record && record->name == "distance" && record->fields.at("on").get<std::string>() == "weights";
+    }
+};
+
+Penalty penalty_of(const Value& v, Location loc) {
+    if (v.is_none()) return {};
+    if (!v.is<std::shared_ptr<Record>>() || v.get<std::shared_ptr<Record>>()->kind != "penalty") {
+        throw EvalError(loc, fmt::format("pure_attention: penalty must be distance(...) or alibi(...), got {}", describe(v)));
+    }
+    const auto& r = v.get<std::shared_ptr<Record>>();
+    if (r->name == "distance") {
+        const std::string& on = r->fields.at("on").get<std::string>();
+        if (on != "logits" && on != "weights") {
+            throw EvalError(r->loc, fmt::format("distance: on must be \"logits\" or \"weights\", got \"{}\"", on));
+        }
+    }
+    return {r};
+}
+
+// The additive bias on the logits that a penalty gives for (Lq, Lk).
+Var penalty_bias(const Record& r, std::int64_t n_heads, std::int64_t lq, std::int64_t lk, DType dtype) {
+    if (r.name == "alibi") return alibi_bias(n_heads, lq, lk, r.fields.at("causal").get<bool>(), dtype);
+    return distance_penalty(lq, lk, r.fields.at("scale").number(), r.fields.at("width").number(), r.fields.at("clip").number(),
+                            parse_alignment(r.fields.at("align").get<std::string>(), "distance"), dtype);
+}
+
+// Note [Penalty on the weights]
+// The Speech-Transformer seed adds its penalty to the post-softmax weights and renormalises
+// linearly. That path cannot use the fused kernel: it is the composition of primitive ops
+// below, the penalised weights made by penalize_weights. The default (on = "logits") adds
+// -scale * D to the scaled logits, which equals multiplying the weights by exp(-scale * D) and
+// renormalising: it never produces negative weights to clamp, keeps the softmax's gradient
+// well-conditioned, and runs in the fused kernel.
+Var attention_on_weights(Var q, Var k, Var v, std::optional<Var> mask, std::int64_t n_heads, double dropout_rate,
+                         const Record& penalty) {
+    std::int64_t b = q.shape()[0], lq = q.shape()[1], lk = k.shape()[1], d = q.shape()[2];
+    if (d % n_heads != 0) throw ShapeError("pure_attention", fmt::format("d = {} is not divisible by n_heads = {}", d, n_heads));
+    std::int64_t dh = d / n_heads;
+    auto heads = [&](Var x, std::int64_t l) { return permute(reshape(x, Shape{b, l, n_heads, dh}), {0, 2, 1, 3}); };
+    Var logits = matmul(heads(q, lq), transpose(heads(k, lk), -2, -1)) * (1.0 / std::sqrt(static_cast<double>(dh)));
+    if (mask) logits = where(*mask, logits, full(Shape{}, -1e9, logits.dtype()));
+    Var weights = softmax(logits, -1);
+    weights = penalize_weights(weights, penalty_bias(penalty, n_heads, lq, lk, weights.dtype()));
+    weights = dropout(weights, dropout_rate);
+    Var out = matmul(weights, heads(v, lk));
+    return reshape(permute(out, {0, 2, 1, 3}), Shape{b, lq, d});
+}
+
+Var attend(Var q, Var k, Var v, std::optional<Var> mask, std::int64_t n_heads, double dropout_rate, const Penalty& penalty) {
+    if (penalty.on_weights()) return attention_on_weights(q, k, v, mask, n_heads, dropout_rate, *penalty.record);
+    std::optional<Var> bias;
+    if (penalty.record) bias = penalty_bias(*penalty.record, n_heads, q.shape()[1], k.shape()[1], q.dtype());
+    return pure_attention(q, k, v, mask, n_heads, dropout_rate, bias);
+}
+
+// Sinusoidal positions (Vaswani et al.): PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(...).
+Tensor sinusoids(std::int64_t length, std::int64_t d, DType dtype) {
+    Tensor pe = Tensor::empty(Shape{length, d}, DType::f64);
+    double* p = pe.data<double>();
+    for (std::int64_t pos = 0; pos < length; ++pos) {
+        for (std::int64_t i = 0; i < d; ++i) {
+            double angle = static_cast<double>(pos) / std::pow(10000.0, static_cast<double>(2 * (i / 2)) / static_cast<double>(d));
+            p[pos * d + i] = i % 2 == 0 ? std::sin(angle) : std::cos(angle);
+        }
+    }
+    return pe.to(dtype);
+}
+
+void require_positions(const Var& x, std::int64_t max_len, std::int64_t d, const char* op) {
+    if (x.ndim() != 3 || x.shape()[2] != d) {
+        throw ShapeError(op, fmt::format("expects (B, L, {}), got {}", d, x.shape().str()));
+    }
+    if (x.shape()[1] > max_len) throw ShapeError(op, fmt::format("length {} exceeds max_len {}", x.shape()[1], max_len));
+}
+
+}  // namespace
+
+void install_attention(Table& t) {
+    std::vector<BuiltinParam> pa = {{"q", Value()},       {"k", Value()},           {"v", Value()},      {"mask", Value()},
+                                    {"n_heads", Value(1)}, {"dropout", Value(0.0)}, {"penalty", Value()}};
+    t["pure_attention"] = Value(make_builtin(
+        "pure_attention",
+        "pure_attention(n_heads=1, dropout=0.0, penalty=none): Trax's PureAttention, (q, k, v, mask) -> (y, mask)", pa,
+        [pa](Interpreter& in, CallArgs& args) {
+            auto b = bind_builtin("pure_attention", pa, args);
+            std::int64_t n_heads = integer_arg(b, "pure_attention", "n_heads", args);
+            double rate = number_arg(b, "pure_attention", "dropout", args);
+            if (n_heads < 1) throw EvalError(arg_loc(args, pa, "n_heads"), fmt::format("pure_attention: n_heads must be positive, got {}", n_heads));
+            if (rate < 0 || rate >= 1) throw EvalError(arg_loc(args, pa, "dropout"), fmt::format("pure_attention: dropout must be in [0, 1), got {}", rate));
+            Penalty penalty = penalty_of(b["penalty"], arg_loc(args, pa, "penalty"));
+            bool direct = !b["q"].is_none();
+            if (!direct) {
+                return Value(fn_layer("pure_attention", 4, 2, [n_heads, rate, penalty](std::span<const Var> x, LayerContext&, const std::string&) {
+                    return std::vector<Var>{attend(x[0], x[1], x[2], x[3], n_heads, rate, penalty), x[3]};
+                }));
+            }
+            Var q = in.as_tensor(b["q"], arg_loc(args, pa, "q"), "pure_attention");
+            Var k = in.as_tensor(b["k"], arg_loc(args, pa, "k"), "pure_attention");
+            Var v = in.as_tensor(b["v"], arg_loc(args, pa, "v"), "pure_attention");
+            std::optional<Var> mask;
+            if (!b["mask"].is_none()) mask = in.as_tensor(b["mask"], arg_loc(args, pa, "mask"), "pure_attention");
+            Var y = attend(q, k, v, mask, n_heads, rate, penalty);
+            return mask ? Value(TupleValue{Value(y), Value(*mask)}) : Value(y);
+        }));
+
+    std::vector<BuiltinParam> dp = {{"scale", Value(1.0)}, {"width", Value(0.0)}, {"clip", Value(0.0)},
+                                    {"align", Value(std::string("top_left"))}, {"on", Value(std::string("logits"))}};
+    t["distance"] = Value(make_builtin(
+        "distance",
+        "distance(scale=1, width=0, clip=0, align=\"top_left\", on=\"logits\"): penalise attention on distant positions",
+        dp, [dp](Interpreter&, CallArgs& args) {
+            auto r = std::make_shared<Record>();
+            r->kind = "penalty";
+            r->name = "distance";
+            r->fields = bind_builtin("distance", dp, args);
+            r->loc = args.loc;
+            for (const char* k : {"scale", "width", "clip"}) number_arg(r->fields, "distance", k, args);
+            parse_alignment(string_arg(r->fields, "distance", "align", args), "distance");
+            string_arg(r->fields, "distance", "on", args);
+            return Value(r);
+        }));
+    std::vector<BuiltinParam> ap = {{"causal", Value(false)}};
+    t["alibi"] = Value(make_builtin("alibi", "alibi(causal=false): ALiBi's per-head linear biases", ap, [ap](Interpreter&, CallArgs& args) {
+        auto r = std::make_shared<Record>();
+        r->kind = "penalty";
+        r->name = "alibi";
+        r->fields = bind_builtin("alibi", ap, args);
+        r->loc = args.loc;
+        bool_arg(r->fields, "alibi", "causal", args);
+        return Value(r);
+    }));
+
+    std::vector<BuiltinParam> pe = {{"max_len", std::nullopt}, {"d", std::nullopt}, {"init", Value(std::string("normal"))}};
+    t["positional_embedding"] = Value(make_builtin(
+        "positional_embedding", "positional_embedding(max_len, d): x (B, L, d) + a learned table[:L]", pe,
+        [pe](Interpreter&, CallArgs& args) {
+            auto b = bind_builtin("positional_embedding", pe, args);
+            std::int64_t max_len = integer_arg(b, "positional_embedding", "max_len", args);
+            std::int64_t d = integer_arg(b, "positional_embedding", "d", args);
+            Init init = init_from_value(b["init"], arg_loc(args, pe, "init"));
+            return Value(fn_layer("positional_embedding", 1, 1, [max_len, d, init](std::span<const Var> x, LayerContext& ctx, const std::string& path) {
+                require_positions(x[0], max_len, d, "positional_embedding");
+                Var table = ctx.param((path.empty() ? "positional_embedding" : path) + ".table", Shape{max_len, d}, init);
+                return std::vector<Var>{x[0] + slice(table, 0, 0, x[0].shape()[1])};
+            }));
+        }));
+    std::vector<BuiltinParam> se = {{"max_len", std::nullopt}, {"d", std::nullopt}};
+    t["sinusoidal_embedding"] = Value(make_builtin(
+        "sinusoidal_embedding", "sinusoidal_embedding(max_len, d): x (B, L, d) + sin/cos positions", se,
+        [se](Interpreter&, CallArgs& args) {
+            auto b = bind_builtin("sinusoidal_embedding", se, args);
+            std::int64_t max_len = integer_arg(b, "sinusoidal_embedding", "max_len", args);
+            std::int64_t d = integer_arg(b, "sinusoidal_embedding", "d", args);
+            return Value(fn_layer("sinusoidal_embedding", 1, 1, [max_len, d](std::span<const Var> x, LayerContext&, const std::string&) {
+                require_positions(x[0], max_len, d, "sinusoidal_embedding");
+                Var positions = Tape::current().input(sinusoids(x[0].shape()[1], d, x[0].dtype()));
+                return std::vector<Var>{x[0] + positions};
+            }));
+        }));
+}
+
+}  // namespace wengert::dsl
