@@ -184,7 +184,10 @@ CheckReport check_model(Interpreter& in, std::optional<std::string> function) {
         }
         in.set_check_mode(false);
         in.set_message_filter(nullptr);
-        values_table += fmt::format("{}\n  {:<32} {:<20} {}\n", name, "value", "shape", "dtype");
+        std::size_t width = 32;
+        for (const auto& nv : in.named_values()) width = std::max(width, nv.path.size());
+        for (const auto& [loss, _] : result.losses) width = std::max(width, loss.size() + 5);
+        values_table += fmt::format("{}\n  {:<{}} {:<20} {}\n", name, "value", width, "shape", "dtype");
         for (const auto& nv : in.named_values()) {
             std::string shape = "-", dtype = kind_name(nv.value);
             if (nv.value.is<Var>()) {
@@ -193,10 +196,10 @@ CheckReport check_model(Interpreter& in, std::optional<std::string> function) {
             } else if (nv.value.is<LayerPtr>()) {
                 dtype = fmt::format("layer {}", nv.value.get<LayerPtr>()->kind());
             }
-            values_table += fmt::format("  {:<32} {:<20} {}\n", nv.path, shape, dtype);
+            values_table += fmt::format("  {:<{}} {:<20} {}\n", nv.path, width, shape, dtype);
         }
-        for (const auto& [loss, v] : result.losses) values_table += fmt::format("  {:<32} {:<20} {}\n", "loss " + loss, "[]", dtype_name(v.dtype()));
-        for (const auto& [metric, v] : result.metrics) values_table += fmt::format("  {:<32} {:<20} {}\n", "metric " + metric, "[]", dtype_name(v.dtype()));
+        for (const auto& [loss, v] : result.losses) values_table += fmt::format("  {:<{}} {:<20} {}\n", "loss " + loss, width, "[]", dtype_name(v.dtype()));
+        for (const auto& [metric, v] : result.metrics) values_table += fmt::format("  {:<{}} {:<20} {}\n", "metric " + metric, width, "[]", dtype_name(v.dtype()));
     }
     // parameters grouped by layer: the name up to its last dot
     std::vector<std::pair<std::string, std::vector<const Parameter*>>> layers;
@@ -206,7 +209,9 @@ CheckReport check_model(Interpreter& in, std::optional<std::string> function) {
         if (layers.empty() || layers.back().first != layer) layers.push_back({layer, {}});
         layers.back().second.push_back(p);
     }
-    params_table += fmt::format("parameters\n  {:<32} {:>12}  {}\n", "layer", "count", "shapes");
+    std::size_t width = 32;
+    for (const auto& [layer, _] : layers) width = std::max(width, layer.size());
+    params_table += fmt::format("parameters\n  {:<{}} {:>12}  {}\n", "layer", width, "count", "shapes");
     for (const auto& [layer, ps] : layers) {
         std::int64_t count = 0;
         std::string shapes;
@@ -217,9 +222,9 @@ CheckReport check_model(Interpreter& in, std::optional<std::string> function) {
                                   p->value.shape().str());
         }
         rep.total_params += count;
-        params_table += fmt::format("  {:<32} {:>12}  {}\n", layer, group_thousands(count), shapes);
+        params_table += fmt::format("  {:<{}} {:>12}  {}\n", layer, width, group_thousands(count), shapes);
     }
-    params_table += fmt::format("  {:<32} {:>12}\n", "total", group_thousands(rep.total_params));
+    params_table += fmt::format("  {:<{}} {:>12}\n", "total", width, group_thousands(rep.total_params));
     rep.table = values_table + "\n" + params_table;
     return rep;
 }
