@@ -48,13 +48,11 @@ std::string value_text(const ArgValue& v) {
 }  // namespace
 
 std::string OpSchema::signature() const {
-    std::string s = name + "(";
-    for (std::size_t i = 0; i < args.size(); ++i) {
-        if (i) s += ", ";
-        s += args[i].name;
-        if (args[i].default_value) s += "=" + value_text(*args[i].default_value);
+    std::vector<std::string> parts;
+    for (const auto& arg : args) {
+        parts.push_back(arg.default_value ? fmt::format("{}={}", arg.name, value_text(*arg.default_value)) : arg.name);
     }
-    return s + ")";
+    return fmt::format("{}({})", name, fmt::join(parts, ", "));
 }
 
 void Registry::add(OpSchema schema) {
