@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <string_view>
 
 #include "builtins.hpp"
 #include "checkpoint.hpp"
@@ -26,7 +27,8 @@ const std::vector<std::string> kSettings = {"data", "eval_data", "optimizer", "s
 
 std::shared_ptr<Record> record_setting(const Value& v, const KeywordArg& kw, const char* kind) {
     if (!v.is<std::shared_ptr<Record>>() || v.get<std::shared_ptr<Record>>()->kind != kind) {
-        throw EvalError(kw.value->loc, fmt::format("train: '{}' must be a {}, got {}", kw.name, kind, describe(v)));
+        const char* article = std::string_view("aeiou").find(kind[0]) == std::string_view::npos ? "a" : "an";
+        throw EvalError(kw.value->loc, fmt::format("train: '{}' must be {} {}, got {}", kw.name, article, kind, describe(v)));
     }
     return v.get<std::shared_ptr<Record>>();
 }
@@ -65,34 +67,75 @@ struct Running {
 
 }  // namespace
 
+namespace {
+
+// Reads one setting of a train block into `s`; EvalError at an unknown name or a bad value.
+void apply_setting(Interpreter& in, const KeywordArg& kw, TrainSettings& s) {
+    if (std::find(kSettings.begin(), kSettings.end(), kw.name) == kSettings.end()) {
+        throw EvalError(kw.loc, fmt::format("train has no setting '{}'", kw.name), closest_names(kw.name, kSettings));
+    }
+    Value v = in.eval_global(*kw.value);
+    if (kw.name == "data") s.data = record_setting(v, kw, "dataset");
+    else if (kw.name == "eval_data") s.eval_data = record_setting(v, kw, "dataset");
+    else if (kw.name == "optimizer") s.optimizer = record_setting(v, kw, "optimizer");
+    else if (kw.name == "schedule") s.schedule = record_setting(v, kw, "schedule");
+    else if (kw.name == "epochs") s.epochs = positive_int(v, kw);
+    else if (kw.name == "steps") s.steps = positive_int(v, kw);
+    else if (kw.name == "batch") s.batch = positive_int(v, kw);
+    else if (kw.name == "seed") s.seed = static_cast<std::uint64_t>(positive_int(v, kw, true));
+    else if (kw.name == "checkpoint_every") s.checkpoint_every = positive_int(v, kw, true);
+    else if (kw.name == "clip_norm") {
+        if (!v.is_number() || v.number() < 0) {
+            throw EvalError(kw.value->loc, fmt::format("train: 'clip_norm' must be a non-negative number, got {}", describe(v)));
+        }
+        s.clip_norm = v.number();
+    } else if (kw.name == "checkpoint" || kw.name == "log") {
+        if (!v.is<std::string>()) throw EvalError(kw.value->loc, fmt::format("train: '{}' must be a string (a path), got {}", kw.name, describe(v)));
+        (kw.name == "checkpoint" ? s.checkpoint : s.log) = v.get<std::string>();
+    }
+}
+
+Location train_block_loc(const Interpreter& in) {
+    for (const auto& d : in.main_module().decls) if (d.as<TrainBlock>() == in.train_block()) return d.loc;
+    return Location{in.main_module().file, 0, 0, 0};
+}
+
+}  // namespace
+
+void check_train_block(Interpreter& in) {
+    const TrainBlock* block = in.train_block();
+    if (!block) return;
+    TrainSettings s;
+    for (const auto& kw : block->settings) {
+        try {
+            apply_setting(in, kw, s);
+        } catch (const EvalError& e) {
+            auto& d = in.sink().error(e.loc, e.what());
+            d.suggestions = e.suggestions;
+            d.notes = e.notes;
+        } catch (const Error& e) {
+            in.sink().error(kw.value->loc, e.what());
+        }
+    }
+    try {
+        if (s.optimizer) make_optimizer(*s.optimizer, std::nullopt);
+        make_schedule(s.schedule.get(), 1);
+    } catch (const EvalError& e) {
+        in.sink().error(e.loc, e.what());
+    } catch (const Error& e) {
+        in.sink().error(s.optimizer ? s.optimizer->loc : train_block_loc(in), e.what());
+    }
+    bool has_data = std::any_of(block->settings.begin(), block->settings.end(), [](const KeywordArg& kw) { return kw.name == "data"; });
+    if (!has_data) in.sink().error(train_block_loc(in), fmt::format("train {}: the block names no data (add `data = ...`)", block->target));
+}
+
 TrainSettings read_train_settings(Interpreter& in, const TrainOverrides& overrides) {
     const TrainBlock* block = in.train_block();
     if (!block) throw EvalError(Location{in.main_module().file, 0, 0, 0}, "the model has no train block: add `train <function> { ... }`");
     TrainSettings s;
     s.target = block->target;
-    for (const auto& kw : block->settings) {
-        if (std::find(kSettings.begin(), kSettings.end(), kw.name) == kSettings.end()) {
-            throw EvalError(kw.loc, fmt::format("train has no setting '{}'", kw.name), closest_names(kw.name, kSettings));
-        }
-        Value v = in.eval_global(*kw.value);
-        if (kw.name == "data") s.data = record_setting(v, kw, "dataset");
-        else if (kw.name == "eval_data") s.eval_data = record_setting(v, kw, "dataset");
-        else if (kw.name == "optimizer") s.optimizer = record_setting(v, kw, "optimizer");
-        else if (kw.name == "schedule") s.schedule = record_setting(v, kw, "schedule");
-        else if (kw.name == "epochs") s.epochs = positive_int(v, kw);
-        else if (kw.name == "steps") s.steps = positive_int(v, kw);
-        else if (kw.name == "batch") s.batch = positive_int(v, kw);
-        else if (kw.name == "seed") s.seed = static_cast<std::uint64_t>(positive_int(v, kw, true));
-        else if (kw.name == "checkpoint_every") s.checkpoint_every = positive_int(v, kw, true);
-        else if (kw.name == "clip_norm") {
-            if (!v.is_number() || v.number() < 0) throw EvalError(kw.value->loc, "train: 'clip_norm' must be a non-negative number");
-            s.clip_norm = v.number();
-        } else if (kw.name == "checkpoint" || kw.name == "log") {
-            if (!v.is<std::string>()) throw EvalError(kw.value->loc, fmt::format("train: '{}' must be a string (a path)", kw.name));
-            (kw.name == "checkpoint" ? s.checkpoint : s.log) = v.get<std::string>();
-        }
-    }
-    if (!s.data) throw EvalError(Location{in.main_module().file, 0, 0, 0}, "train: the block names no data (add `data = ...`)");
+    for (const auto& kw : block->settings) apply_setting(in, kw, s);
+    if (!s.data) throw EvalError(train_block_loc(in), fmt::format("train {}: the block names no data (add `data = ...`)", block->target));
     if (overrides.epochs) s.epochs = *overrides.epochs;
     if (overrides.steps) s.steps = *overrides.steps;
     if (overrides.batch) s.batch = *overrides.batch;
@@ -138,7 +181,9 @@ Schedule make_schedule(const Record* r, std::int64_t total_steps) {
     if (!r || r->name == "constant_lr") return constant_lr();
     auto integer = [&](const char* k) {
         const Value& v = r->fields.at(k);
-        if (!v.is<std::int64_t>() || v.get<std::int64_t>() <= 0) throw EvalError(r->loc, fmt::format("{}: '{}' must be a positive integer", r->name, k));
+        if (!v.is<std::int64_t>() || v.get<std::int64_t>() <= 0) {
+            throw EvalError(r->loc, fmt::format("{}: '{}' must be a positive integer, got {}", r->name, k, describe(v)));
+        }
         return v.get<std::int64_t>();
     };
     if (r->name == "step_lr") return step_lr(integer("step_size"), r->fields.at("gamma").number());

@@ -75,11 +75,13 @@ DIR/metrics.jsonl with a checkpoint folder); a checkpoint at the end of every ep
 Loads the parameters of DIR's checkpoint and reports every loss term and metric, averaged over
 the evaluation data (the train block's eval_data, or the test split of its data).
 )"},
-    {"check", R"(usage: wengert check FILE [common options]
+    {"check", R"(usage: wengert check FILE [--function NAME] [common options]
 
 Parses and checks the model without reading any data: names, arguments, and the shape of every
-value for a symbolic batch B. Prints every named value's shape and every layer's parameter
-count. Exits 65 when there are errors, each printed as file:line:col with the source line.
+value for a symbolic batch B, and the train block's settings. Checks the function the train
+block names (--function another; without either, every def whose inputs are all annotated).
+Prints every named value's shape and every layer's parameter count. Exits 65 when there are
+errors, each printed as file:line:col with the source line.
 )"},
     {"run", R"(usage: wengert run FILE --inputs in.npz [--function NAME] [--params p.npz] [--save-params p.npz]
                    [--dump NAME=out.npy ...] [--grads out.npz] [--eval] [common options]
@@ -139,7 +141,7 @@ struct Cli {
 const std::map<std::string, std::set<std::string>> kValueOptions = {
     {"train", {"epochs", "steps", "batch", "lr", "seed", "checkpoint", "log", "threads", "dtype", "data"}},
     {"eval", {"checkpoint", "batch", "threads", "dtype", "data", "seed"}},
-    {"check", {"threads", "dtype", "seed", "data"}},
+    {"check", {"function", "threads", "dtype", "seed", "data"}},
     {"run", {"inputs", "function", "params", "save-params", "dump", "grads", "threads", "dtype", "seed", "data"}},
     {"gradcheck", {"inputs", "function", "max-elements", "eps", "threads", "seed", "data"}},
     {"graph", {"function", "threads", "dtype", "seed", "data"}},
