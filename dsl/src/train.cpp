@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
 #include <string_view>
 
 #include "builtins.hpp"
@@ -251,6 +252,7 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
     ParamStore& params = in.params();
     std::string hash = text_hash(model_text);
     std::int64_t start_step = 0;
+    Running running;
     manual_seed(s.seed);
 
     if (overrides.resume) {
@@ -264,10 +266,19 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
             throw IOError(s.checkpoint, fmt::format("the checkpoint holds {} parameters but this run uses --dtype {}", ck.info.dtype,
                                                     dtype_name(in.options().dtype)));
         }
-        for (const auto& [name, t] : ck.params) params.add(name, t.clone());
+        {   // a first pass creates the model's parameters, so the checkpoint's can be matched against them
+            std::vector<std::int64_t> rows(static_cast<std::size_t>(std::min(s.batch, n)));
+            std::iota(rows.begin(), rows.end(), 0);
+            Tape tape;
+            NoGrad no_grad;
+            in.run(s.target, gather_rows(data, rows), Mode::eval);
+        }
+        assign_params(params, ck.params, ck.params_path);
         opt->load_state(ck.optimizer_state);
         default_generator().set_state(ck.info.rng_seed, ck.info.rng_offset);
         start_step = ck.info.step;
+        running.sums = ck.info.epoch_sums;
+        running.examples = ck.info.epoch_examples;
         fmt::print(stderr, "resuming from {} at step {} (epoch {})\n", s.checkpoint, start_step, ck.info.epoch);
     }
     if (start_step >= total) {
@@ -288,7 +299,6 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
 
     std::vector<std::int64_t> order;
     std::int64_t order_epoch = -1;
-    Running running;
     auto epoch_start = Clock::now();
     auto run_start = Clock::now();
     std::int64_t steps_this_run = 0;
@@ -362,10 +372,14 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
                                                                                 : end_of_epoch);
         if (end_of_epoch) {
             double secs = std::chrono::duration<double>(Clock::now() - epoch_start).count();
-            std::string line = fmt::format("epoch {}  loss {:.4f}", epoch + 1, running.mean("loss"));
+            bool partial = pos != per_epoch - 1;   // the run stops mid-epoch
+            std::string line = fmt::format("epoch {}{}  loss {:.4f}", epoch + 1,
+                                           partial ? fmt::format(" (stopped after {} of {} steps)", pos + 1, per_epoch) : "",
+                                           running.mean("loss"));
             Json erec;
             erec["event"] = "epoch";
             erec["epoch"] = epoch + 1;
+            if (partial) erec["partial"] = true;
             erec["step"] = step + 1;
             erec["seconds"] = secs;
             erec["train"]["loss"] = running.mean("loss");
@@ -407,6 +421,10 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
             info.rng_seed = default_generator().seed();
             info.rng_offset = default_generator().offset();
             info.optimizer = opt->name();
+            if (pos != per_epoch - 1) {   // mid-epoch: the resumed run continues these means
+                info.epoch_sums = running.sums;
+                info.epoch_examples = running.examples;
+            }
             save_checkpoint(s.checkpoint, info, params, opt.get());
         }
         if (log) log->flush();

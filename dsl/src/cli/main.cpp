@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <numeric>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -150,19 +151,22 @@ const std::map<std::string, std::set<std::string>> kFlags = {
     {"train", {"resume", "no-progress"}}, {"eval", {}}, {"check", {}}, {"run", {"eval"}}, {"gradcheck", {}}, {"graph", {}},
 };
 
-Cli parse_cli(int argc, char** argv) {
-    Cli cli;
+// Fills `cli` as it reads, so a usage error can still name the command.
+void parse_cli(int argc, char** argv, Cli& cli) {
     if (argc < 2) throw UsageError("no command given");
     cli.command = argv[1];
     if (cli.command == "--help" || cli.command == "-h" || cli.command == "help") {
+        cli.command.clear();
         cli.flags.insert("help");
-        return cli;
+        return;
     }
     if (!kValueOptions.count(cli.command)) {
         std::vector<std::string> names;
         for (const auto& [k, _] : kValueOptions) names.push_back(k);
         auto near = closest_names(cli.command, names);
-        throw UsageError(fmt::format("unknown command '{}'{}", cli.command,
+        std::string command = std::move(cli.command);
+        cli.command.clear();
+        throw UsageError(fmt::format("unknown command '{}'{}", command,
                                      near.empty() ? "" : fmt::format("; did you mean '{}'?", near.front())));
     }
     const auto& values = kValueOptions.at(cli.command);
@@ -203,7 +207,6 @@ Cli parse_cli(int argc, char** argv) {
         }
     }
     if (cli.file.empty() && !cli.flags.count("help")) throw UsageError(fmt::format("{}: no model file given", cli.command));
-    return cli;
 }
 
 std::string read_text(const std::string& path) {
@@ -338,7 +341,6 @@ int cmd_eval(const Cli& cli) {
         return kExitModel;
     }
     LoadedCheckpoint ck = load_checkpoint(cli.get("checkpoint"));
-    for (const auto& [name, t] : ck.params) params.add(name, t.to(in.options().dtype).clone());
     TrainOverrides o;
     TrainSettings s = read_train_settings(in, o);
     DataOptions data;
@@ -347,11 +349,15 @@ int cmd_eval(const Cli& cli) {
     std::optional<Dataset> eval_data = s.eval_data ? std::optional(load_dataset(*s.eval_data, data)) : companion_eval_dataset(*s.data, data);
     if (!eval_data) throw UsageError("eval: the train block has no eval_data and its data has no test split");
     std::int64_t batch = cli.integer("batch").value_or(s.batch);
-    std::size_t before = params.size();
-    EvalSummary e = evaluate(in, s.target, *eval_data, batch);
-    if (params.size() != before) {
-        throw IOError(cli.get("checkpoint"), "the checkpoint lacks parameters this model uses (was it made by another model?)");
+    {   // a first pass creates the model's parameters, so the checkpoint's can be matched against them
+        std::vector<std::int64_t> rows(static_cast<std::size_t>(std::min(batch, eval_data->size())));
+        std::iota(rows.begin(), rows.end(), 0);
+        Tape tape;
+        NoGrad no_grad;
+        in.run(s.target, gather_rows(*eval_data, rows), Mode::eval);
     }
+    assign_params(params, ck.params, ck.params_path);
+    EvalSummary e = evaluate(in, s.target, *eval_data, batch);
     fmt::print("eval on {} ({} examples, checkpoint step {})\n", eval_data->description, e.examples, ck.info.step);
     fmt::print("  loss {:.6f}\n", e.objective);
     for (const auto& [name, v] : e.losses) fmt::print("  {} {:.6f}\n", name, v);
@@ -456,12 +462,14 @@ int cmd_graph(const Cli& cli) {
 int main(int argc, char** argv) {
     Cli cli;
     try {
-        cli = parse_cli(argc, argv);
+        parse_cli(argc, argv, cli);
         if (cli.flags.count("help")) {
             if (cli.command.empty() || !kCommandHelp.count(cli.command)) fmt::print("{}", kMainHelp);
             else fmt::print("{}", kCommandHelp.at(cli.command));
             return 0;
         }
+        if (!std::filesystem::exists(cli.file)) throw IOError(cli.file, "no such model file");
+        if (std::filesystem::is_directory(cli.file)) throw IOError(cli.file, "is a folder, not a model file");
         if (auto threads = cli.integer("threads")) {
             if (*threads < 1) throw UsageError("--threads must be at least 1");
             set_num_threads(static_cast<int>(*threads));
