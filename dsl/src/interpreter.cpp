@@ -1054,6 +1054,7 @@ Parameter& Interpreter::Impl::create_declared_param(const ParamDecl& decl) {
         if (!n) throw EvalError(d.loc, fmt::format("param '{}' needs a fixed shape; '{}' is symbolic", decl.name, std::get<std::string>(d.size)));
         shape.push_back(*n);
     }
+    Tape scratch;   // the initializer's ops are not part of the model's graph
     NoGrad no_grad;
     Scope empty;
     Value init = eval(*decl.init, empty);

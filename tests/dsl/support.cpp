@@ -10,6 +10,9 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "wengert/io.hpp"
+#include "wengert/random.hpp"
+
 namespace wengert::dsl::testing {
 
 namespace fs = std::filesystem;
@@ -93,6 +96,27 @@ std::string normalize_paths(std::string text, const fs::path& dir) {
     replace_all(std::string(WENGERT_STDLIB_DIR), "<std>");
     replace_all(dir.string() + "/", "");
     return text;
+}
+
+void write_dataset(const fs::path& path, std::int64_t n, std::int64_t features, std::int64_t classes, std::uint64_t seed,
+                   DType dtype) {
+    Generator gen(seed);
+    Tensor x = Tensor::zeros(Shape{n, features}, dtype);
+    gen.fill_uniform(x, -1.0, 1.0);
+    Tensor draws = Tensor::zeros(Shape{n}, DType::f64);
+    gen.fill_uniform(draws, 0.0, static_cast<double>(classes));
+    Tensor y = Tensor::zeros(Shape{n}, DType::i64);
+    for (std::int64_t i = 0; i < n; ++i) {
+        y.data<std::int64_t>()[i] = std::min<std::int64_t>(classes - 1, static_cast<std::int64_t>(draws.data<double>()[i]));
+    }
+    save_npz(path.string(), {{"x", x}, {"y", y}});
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+    std::vector<std::string> lines;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    return lines;
 }
 
 InterpreterOptions test_interpreter_options() {

@@ -36,6 +36,14 @@ CliResult run_wengert(const std::vector<std::string>& args, const std::filesyste
 // `text` with "<dir>/" removed and the standard library's folder written "<std>".
 std::string normalize_paths(std::string text, const std::filesystem::path& dir);
 
+// A classification dataset as .npz: "x" (n, features) uniform in [-1, 1) of `dtype`, and "y"
+// (n,) i64 labels in [0, classes), both drawn from `seed`.
+void write_dataset(const std::filesystem::path& path, std::int64_t n, std::int64_t features, std::int64_t classes,
+                   std::uint64_t seed, DType dtype = DType::f32);
+
+// The lines of `text` (without their line breaks).
+std::vector<std::string> lines_of(const std::string& text);
+
 // Interpreter options with the source tree's standard library.
 InterpreterOptions test_interpreter_options();
 
