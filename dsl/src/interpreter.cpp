@@ -652,7 +652,12 @@ struct Interpreter::Impl {
         if (e.as<NoneLiteral>()) return Value();
         if (const auto* n = e.as<Name>()) return lookup(n->id, e.loc, scope);
         if (const auto* u = e.as<Unary>()) return unary(u->op, eval(*u->operand, scope), e.loc);
-        if (const auto* b = e.as<Binary>()) return binary(b->op, eval(*b->lhs, scope), eval(*b->rhs, scope), e.loc);
+        if (const auto* b = e.as<Binary>()) {
+            // left to right, as written: the order parameters are created and random draws made
+            Value lhs = eval(*b->lhs, scope);
+            Value rhs = eval(*b->rhs, scope);
+            return binary(b->op, lhs, rhs, e.loc);
+        }
         if (const auto* c = e.as<Call>()) {
             Value callee = eval(*c->callee, scope);
             CallArgs args;
