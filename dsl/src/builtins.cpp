@@ -164,28 +164,6 @@ ArgValue to_arg(Interpreter& in, const Value& v, const ArgSpec& spec, const std:
     return std::monostate{};
 }
 
-Value from_arg(const ArgValue& a) {
-    struct Visitor {
-        Value operator()(std::monostate) const { return Value(); }
-        Value operator()(const Var& x) const { return Value(x); }
-        Value operator()(const std::vector<Var>& xs) const {
-            TupleValue t;
-            for (const auto& x : xs) t.push_back(Value(x));
-            return Value(std::move(t));
-        }
-        Value operator()(double d) const { return Value(d); }
-        Value operator()(std::int64_t n) const { return Value(n); }
-        Value operator()(bool b) const { return Value(b); }
-        Value operator()(const std::vector<std::int64_t>& xs) const {
-            TupleValue t;
-            for (auto x : xs) t.push_back(Value(x));
-            return Value(std::move(t));
-        }
-        Value operator()(const std::string& s) const { return Value(s); }
-    };
-    return std::visit(Visitor{}, a);
-}
-
 // Note [Ops as layers]
 // An op called without any of its tensor arguments is partially applied: log_softmax(axis = 0)
 // is a layer taking the missing tensors, in order, from the data stack. A bare op name used
@@ -294,7 +272,13 @@ std::vector<LayerPtr> layers_of(Interpreter& in, const CallArgs& args, const std
         throw EvalError(args.keyword_locs[0], fmt::format("{} takes layers only, not keyword '{}'", fname, args.keywords[0].first));
     }
     std::vector<LayerPtr> layers;
-    for (std::size_t i = 0; i < args.positional.size(); ++i) layers.push_back(in.as_layer(args.positional[i], args.positional_locs[i]));
+    for (std::size_t i = 0; i < args.positional.size(); ++i) {
+        const Value& v = args.positional[i];
+        if (!v.is<LayerPtr>() && !v.is<std::shared_ptr<Function>>()) {
+            throw EvalError(args.positional_locs[i], fmt::format("{}: argument {} must be a layer, got {}", fname, i + 1, describe(v)));
+        }
+        layers.push_back(in.as_layer(v, args.positional_locs[i]));
+    }
     return layers;
 }
 
@@ -304,17 +288,25 @@ std::function<Var(Var)> penalty_fn(Interpreter& in, const Value& v, Location loc
         throw EvalError(loc, fmt::format("dense: '{}' must be a regularizer such as l2(1e-4), got {}", what, describe(v)));
     }
     auto f = v.get<std::shared_ptr<Function>>();
-    return [&in, f, loc](Var x) {
+    return [&in, f, loc, what](Var x) {
         CallArgs args;
         args.loc = loc;
         args.positional.push_back(Value(x));
         args.positional_locs.push_back(loc);
-        return in.as_tensor(f->call(in, args), loc, f->name.c_str());
+        Var penalty = in.as_tensor(f->call(in, args), loc, f->name.c_str());
+        if (penalty.numel() != 1) {
+            throw EvalError(loc, fmt::format("dense: the '{}' penalty must give one number, but {} gives {} {}", what, f->name,
+                                             dtype_name(penalty.dtype()), penalty.shape().str()));
+        }
+        return penalty.ndim() == 0 ? penalty : reshape(penalty, Shape{});
     };
 }
 
 std::function<Var(Var)> activation_fn(Interpreter& in, const Value& v, Location loc) {
     if (v.is_none()) return nullptr;
+    if (!v.is<LayerPtr>() && !v.is<std::shared_ptr<Function>>()) {
+        throw EvalError(loc, fmt::format("dense: 'activation' must be a layer or an op such as relu, got {}", describe(v)));
+    }
     LayerPtr layer = in.as_layer(v, loc);
     if (layer->n_in() != 1 || layer->n_out() != 1) {
         throw EvalError(loc, fmt::format("dense: an activation takes one tensor and gives one; {} takes {} and gives {}",
@@ -343,7 +335,7 @@ void install_layers(Table& t) {
         o.bias_regularizer = penalty_fn(in, b["bias"], arg_loc(args, dense_params, "bias"), "bias");
         o.activity_regularizer = penalty_fn(in, b["activity"], arg_loc(args, dense_params, "activity"), "activity");
         std::int64_t n = integer_arg(b, "dense", "n_units", args);
-        if (n <= 0) throw EvalError(arg_loc(args, dense_params, "n_units"), fmt::format("dense: n_units must be positive, got {}", n));
+        if (n <= 0) throw EvalError(arg_loc(args, dense_params, "n_units"), fmt::format("dense: 'n_units' must be positive, got {}", n));
         return Value(dense(n, o));
     }));
 
@@ -541,7 +533,9 @@ Init init_from_value(const Value& value, Location loc) {
         if (it != named.end()) return it->second;
         std::vector<std::string> names;
         for (const auto& [k, _] : named) names.push_back(k);
-        throw EvalError(loc, fmt::format("unknown initializer \"{}\"", name), closest_names(name, names));
+        auto near = closest_names(name, names);
+        if (!near.empty()) throw EvalError(loc, fmt::format("unknown initializer \"{}\"", name), near);
+        throw EvalError(loc, fmt::format("unknown initializer \"{}\"; known: {}", name, fmt::join(names, ", ")));
     }
     if (value.is<std::shared_ptr<Record>>() && value.get<std::shared_ptr<Record>>()->kind == "init") {
         const Record& r = *value.get<std::shared_ptr<Record>>();

@@ -2,12 +2,14 @@
 
 #include <fmt/format.h>
 
+#include <array>
 #include <cmath>
 #include <map>
 #include <regex>
 #include <set>
 #include <utility>
 
+#include "train.hpp"
 #include "wengert/kernels.hpp"
 #include "wengert/ops.hpp"
 #include "wengert/random.hpp"
@@ -163,6 +165,7 @@ CheckReport check_model(Interpreter& in, std::optional<std::string> function) {
         }
     }
     CheckReport rep;
+    const TrainBlock* train = in.train_block();
     std::string values_table, params_table;
     for (const auto& name : targets) {
         const FunctionDef& def = require_function(in, name);
@@ -171,6 +174,7 @@ CheckReport check_model(Interpreter& in, std::optional<std::string> function) {
         auto filter = [sizes](const std::string& s) { return symbolic_text(s, sizes); };
         in.set_message_filter(filter);
         in.set_check_mode(true);
+        std::size_t errors_before = in.sink().error_count();
         Tape tape;
         NoGrad no_grad;
         RunResult result;
@@ -179,15 +183,20 @@ CheckReport check_model(Interpreter& in, std::optional<std::string> function) {
         } catch (const EvalError& e) {
             auto& d = in.sink().error(e.loc, filter(e.what()));
             d.suggestions = e.suggestions;
+            d.notes = e.notes;
         } catch (const Error& e) {
             in.sink().error(def.params.empty() ? Location{} : def.params[0].loc, filter(e.what()));
         }
         in.set_check_mode(false);
         in.set_message_filter(nullptr);
-        std::size_t width = 32;
-        for (const auto& nv : in.named_values()) width = std::max(width, nv.path.size());
-        for (const auto& [loss, _] : result.losses) width = std::max(width, loss.size() + 5);
-        values_table += fmt::format("{}\n  {:<{}} {:<20} {}\n", name, "value", width, "shape", "dtype");
+        if (train && train->target == name && result.losses.empty() && in.sink().error_count() == errors_before) {
+            for (const auto& d : in.main_module().decls) {
+                if (d.as<TrainBlock>() == train) {
+                    in.sink().error(d.loc, fmt::format("train: '{}' defines no loss to train: add a `loss name = ...` statement", name));
+                }
+            }
+        }
+        std::vector<std::array<std::string, 3>> rows;
         for (const auto& nv : in.named_values()) {
             std::string shape = "-", dtype = kind_name(nv.value);
             if (nv.value.is<Var>()) {
@@ -196,11 +205,19 @@ CheckReport check_model(Interpreter& in, std::optional<std::string> function) {
             } else if (nv.value.is<LayerPtr>()) {
                 dtype = fmt::format("layer {}", nv.value.get<LayerPtr>()->kind());
             }
-            values_table += fmt::format("  {:<{}} {:<20} {}\n", nv.path, width, shape, dtype);
+            rows.push_back({nv.path, shape, dtype});
         }
-        for (const auto& [loss, v] : result.losses) values_table += fmt::format("  {:<{}} {:<20} {}\n", "loss " + loss, width, "[]", dtype_name(v.dtype()));
-        for (const auto& [metric, v] : result.metrics) values_table += fmt::format("  {:<{}} {:<20} {}\n", "metric " + metric, width, "[]", dtype_name(v.dtype()));
+        for (const auto& [loss, v] : result.losses) rows.push_back({"loss " + loss, "[]", dtype_name(v.dtype())});
+        for (const auto& [metric, v] : result.metrics) rows.push_back({"metric " + metric, "[]", dtype_name(v.dtype())});
+        std::size_t width = 32, shape_width = 20;
+        for (const auto& r : rows) {
+            width = std::max(width, r[0].size());
+            shape_width = std::max(shape_width, r[1].size());
+        }
+        values_table += fmt::format("{}\n  {:<{}} {:<{}} {}\n", name, "value", width, "shape", shape_width, "dtype");
+        for (const auto& r : rows) values_table += fmt::format("  {:<{}} {:<{}} {}\n", r[0], width, r[1], shape_width, r[2]);
     }
+    check_train_block(in);
     // parameters grouped by layer: the name up to its last dot
     std::vector<std::pair<std::string, std::vector<const Parameter*>>> layers;
     for (const Parameter* p : std::as_const(in.params()).all()) {

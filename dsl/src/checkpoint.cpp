@@ -84,6 +84,8 @@ void save_checkpoint(const std::string& dir, const CheckpointInfo& info, const P
     m["rng"]["seed"] = fmt::format("{}", info.rng_seed);
     m["rng"]["offset"] = fmt::format("{}", info.rng_offset);
     m["optimizer"] = info.optimizer;
+    m["epoch_examples"] = info.epoch_examples;
+    for (const auto& [name, sum] : info.epoch_sums) m["epoch_sums"][name] = sum;
     m["params_file"] = params_file;
     if (optimizer) m["optimizer_file"] = optimizer_file;
     m["params"] = Json(std::move(param_list));
@@ -121,7 +123,12 @@ LoadedCheckpoint load_checkpoint(const std::string& dir) {
         info.rng_seed = std::stoull(m.at("rng").at("seed").as_string());
         info.rng_offset = std::stoull(m.at("rng").at("offset").as_string());
         info.optimizer = m.at("optimizer").as_string();
-        out.params = load_npz((fs::path(dir) / m.at("params_file").as_string()).string());
+        if (m.contains("epoch_examples")) info.epoch_examples = m.at("epoch_examples").as_int();
+        if (m.contains("epoch_sums")) {
+            for (const auto& [name, sum] : m.at("epoch_sums").as_object()) info.epoch_sums.emplace_back(name, sum.as_number());
+        }
+        out.params_path = (fs::path(dir) / m.at("params_file").as_string()).string();
+        out.params = load_npz(out.params_path);
         if (m.contains("optimizer_file")) out.optimizer_state = load_npz((fs::path(dir) / m.at("optimizer_file").as_string()).string());
     } catch (const IOError&) {
         throw;

@@ -27,6 +27,10 @@ struct CheckpointInfo {
     std::string dtype;
     std::uint64_t rng_seed = 0, rng_offset = 0;   // the default generator's state
     std::string optimizer;        // "adam", ... or empty
+    // The running sums (value times examples) of the epoch in progress, so a run resumed
+    // mid-epoch reports the same epoch means as an uninterrupted one.
+    std::vector<std::pair<std::string, double>> epoch_sums;
+    std::int64_t epoch_examples = 0;
 };
 
 // Writes `dir` (created if missing) as described in Note [Atomic checkpoints].
@@ -35,6 +39,7 @@ void save_checkpoint(const std::string& dir, const CheckpointInfo& info, const P
 
 struct LoadedCheckpoint {
     CheckpointInfo info;
+    std::string params_path;      // the parameter file the manifest names
     NamedTensors params;
     NamedTensors optimizer_state;
 };

@@ -41,6 +41,10 @@ std::string describe(const Value& value) {
         const Var& x = value.get<Var>();
         return fmt::format("tensor {} {}", dtype_name(x.dtype()), x.shape().str());
     }
+    if (value.is<bool>()) return value.get<bool>() ? "true" : "false";
+    if (value.is<std::int64_t>()) return fmt::format("integer {}", value.get<std::int64_t>());
+    if (value.is<double>()) return fmt::format("number {}", value.get<double>());
+    if (value.is<std::string>()) return fmt::format("string \"{}\"", value.get<std::string>());
     if (value.is<LayerPtr>()) return fmt::format("layer {}", value.get<LayerPtr>()->kind());
     if (value.is<std::shared_ptr<Function>>()) return fmt::format("function {}", value.get<std::shared_ptr<Function>>()->name);
     if (value.is<std::shared_ptr<TupleValue>>()) return fmt::format("tuple of {}", value.get<std::shared_ptr<TupleValue>>()->size());
@@ -164,12 +168,19 @@ struct Interpreter::Impl {
         return !self.sink_.has_errors();
     }
 
-    // False when the name is taken: an error, except that a standard library definition
-    // quietly yields to the model's own.
+    // False when the name is taken. A standard library definition quietly yields to the
+    // model's own. A clash between the main file and an import (loaded after it) is reported
+    // at the main file's definition, with a note at the import's.
     bool define(const std::string& name, Location loc) {
         auto it = global_locs.find(name);
         if (it != global_locs.end() && loading_prelude) return false;
         if (it != global_locs.end()) {
+            if (it->second.file == main->file && loc.file != main->file) {
+                auto& d = self.sink_.error(it->second, fmt::format("'{}' is also defined by {}; rename yours", name,
+                                                                   loc.file->path()));
+                d.notes.push_back({loc, "defined here"});
+                return false;
+            }
             auto& d = self.sink_.error(loc, fmt::format("'{}' is already defined", name));
             d.notes.push_back({it->second, "first defined here"});
             return false;
@@ -356,12 +367,25 @@ struct Interpreter::Impl {
         f->layer_factory = true;
         const LayerDef* d = &def;
         f->call = [this, d](Interpreter&, CallArgs& args) {
-            Scope scope;
-            bind_params(d->name, d->params, args, scope);
-            Value body = eval(*d->body, scope);
-            return Value(LayerPtr(std::make_shared<DefinedLayer>(d->name, self.as_layer(body, d->body->loc))));
+            if (d->params.empty() && !args.positional.empty() && args.keywords.empty()) {
+                // a layer without parameters applied at once: `swap2(a, b)` is `swap2()(a, b)`
+                CallArgs none;
+                none.loc = args.loc;
+                return self.call(build_layer_def(*d, none), args);
+            }
+            return build_layer_def(*d, args);
         };
         return Value(f);
+    }
+
+    Value build_layer_def(const LayerDef& d, CallArgs& args) {
+        Scope scope;
+        bind_params(d.name, d.params, args, scope);
+        Value body = eval(*d.body, scope);
+        if (!body.is<LayerPtr>() && !body.is<std::shared_ptr<Function>>()) {
+            throw EvalError(d.body->loc, fmt::format("layer {}: its value must be a layer, got {}", d.name, describe(body)));
+        }
+        return Value(LayerPtr(std::make_shared<DefinedLayer>(d.name, self.as_layer(body, d.body->loc))));
     }
 
     void bind_params(const std::string& fname, const std::vector<Param>& params, CallArgs& args, Scope& scope) {
@@ -370,9 +394,11 @@ struct Interpreter::Impl {
                                                   params.size() == 1 ? "" : "s", args.positional.size()));
         }
         std::vector<bool> set(params.size(), false);
+        std::vector<Location> locs(params.size(), args.loc);   // where each argument was written
         for (std::size_t i = 0; i < args.positional.size(); ++i) {
             scope.vars[params[i].name] = args.positional[i];
             set[i] = true;
+            locs[i] = args.positional_locs[i];
         }
         std::vector<std::string> names;
         for (const auto& p : params) names.push_back(p.name);
@@ -386,6 +412,7 @@ struct Interpreter::Impl {
             if (set[i]) throw EvalError(args.keyword_locs[k], fmt::format("{}: argument '{}' given twice", fname, name));
             scope.vars[name] = value;
             set[i] = true;
+            locs[i] = args.keyword_locs[k];
         }
         for (std::size_t i = 0; i < params.size(); ++i) {
             if (set[i]) continue;
@@ -395,18 +422,23 @@ struct Interpreter::Impl {
             scope.vars[params[i].name] = eval(*params[i].default_value, scope);
         }
         for (std::size_t i = 0; i < params.size(); ++i) {
-            if (params[i].type) check_annotation(fname, params[i], scope.vars[params[i].name], scope);
+            if (params[i].type) check_annotation(fname, params[i], scope.vars[params[i].name], locs[i], scope);
         }
     }
 
     // Checks a tensor argument against `x: f32[B, 784]`; symbolic sizes bind on first use
-    // (B is also bound to the batch size).
-    void check_annotation(const std::string& fname, const Param& param, const Value& value, Scope& scope) {
+    // (B is also bound to the batch size). A mismatch is reported at the argument (`arg_loc`),
+    // with a note at the declaration; inputs from data have no argument location, and are
+    // reported at the declaration.
+    void check_annotation(const std::string& fname, const Param& param, const Value& value, Location arg_loc, Scope& scope) {
         const TypeAnnotation& t = *param.type;
-        if (!value.is<Var>()) {
-            throw EvalError(param.loc, fmt::format("{}: parameter '{}' is declared {} but was given {}", fname, param.name,
-                                                   annotation_text(t), describe(value)));
-        }
+        auto mismatch = [&](const std::string& given) {
+            EvalError e(arg_loc.file ? arg_loc : param.loc,
+                        fmt::format("{}: parameter '{}' is declared {} but was given {}", fname, param.name, annotation_text(t), given));
+            if (arg_loc.file) e.notes.push_back({param.loc, fmt::format("'{}' is declared here", param.name)});
+            return e;
+        };
+        if (!value.is<Var>()) throw mismatch(describe(value));
         const Var& x = value.get<Var>();
         DType want = parse_dtype(t.dtype, "annotation");
         bool ok = x.ndim() == static_cast<int>(t.dims.size());
@@ -423,10 +455,7 @@ struct Interpreter::Impl {
                 else scope.vars[key] = Value(actual);
             }
         }
-        if (!ok || !dtype_ok) {
-            throw EvalError(param.loc, fmt::format("{}: parameter '{}' is declared {} but was given {} {}", fname, param.name,
-                                                   annotation_text(t), dtype_name(x.dtype()), shape_text(x.shape())));
-        }
+        if (!ok || !dtype_ok) throw mismatch(fmt::format("{}{}", dtype_name(x.dtype()), x.shape().str()));
     }
 
     std::string annotation_text(const TypeAnnotation& t) const {
@@ -438,7 +467,6 @@ struct Interpreter::Impl {
         return fmt::format("{}[{}]", t.dtype, fmt::join(dims, ", "));
     }
 
-    std::string shape_text(const Shape& s) const { return s.str(); }
 
     Value call_def(const FunctionDef& def, CallArgs& args) {
         if (++depth > 64) {
@@ -626,7 +654,12 @@ struct Interpreter::Impl {
         if (e.as<NoneLiteral>()) return Value();
         if (const auto* n = e.as<Name>()) return lookup(n->id, e.loc, scope);
         if (const auto* u = e.as<Unary>()) return unary(u->op, eval(*u->operand, scope), e.loc);
-        if (const auto* b = e.as<Binary>()) return binary(b->op, eval(*b->lhs, scope), eval(*b->rhs, scope), e.loc);
+        if (const auto* b = e.as<Binary>()) {
+            // left to right, as written: the order parameters are created and random draws made
+            Value lhs = eval(*b->lhs, scope);
+            Value rhs = eval(*b->rhs, scope);
+            return binary(b->op, lhs, rhs, e.loc);
+        }
         if (const auto* c = e.as<Call>()) {
             Value callee = eval(*c->callee, scope);
             CallArgs args;
@@ -666,13 +699,15 @@ struct Interpreter::Impl {
             }
             if (name == "ndim") return Value(static_cast<std::int64_t>(x.ndim()));
             if (name == "dtype") return Value(std::string(dtype_name(x.dtype())));
-            throw EvalError(loc, fmt::format("a tensor has no attribute '{}'", name), closest_names(name, {"shape", "ndim", "dtype"}));
+            throw EvalError(loc, fmt::format("a tensor has no attribute '{}'; it has shape, ndim and dtype", name),
+                            closest_names(name, {"shape", "ndim", "dtype"}));
         }
         if (target.is<LayerPtr>()) {
             const auto& l = target.get<LayerPtr>();
             if (name == "n_in") return Value(static_cast<std::int64_t>(l->n_in()));
             if (name == "n_out") return Value(static_cast<std::int64_t>(l->n_out()));
-            throw EvalError(loc, fmt::format("a layer has no attribute '{}'", name), closest_names(name, {"n_in", "n_out"}));
+            throw EvalError(loc, fmt::format("a layer has no attribute '{}'; it has n_in and n_out", name),
+                            closest_names(name, {"n_in", "n_out"}));
         }
         throw EvalError(loc, fmt::format("{} has no attribute '{}'", describe(target), name));
     }
@@ -694,11 +729,14 @@ struct Interpreter::Impl {
             return t[static_cast<std::size_t>(i < 0 ? i + n : i)];
         }
         Var x = self.as_tensor(target, ix.target->loc, "indexing");
+        const Shape indexed = x.shape();
         if (static_cast<int>(ix.indices.size()) > x.ndim()) {
-            throw EvalError(loc, fmt::format("{} indices for a tensor of rank {} {}", ix.indices.size(), x.ndim(), x.shape().str()));
+            throw EvalError(loc, fmt::format("{} indices for a tensor of shape {} (rank {})", ix.indices.size(), indexed.str(), x.ndim()));
         }
-        int axis = 0;
+        int axis = 0;            // of x, which loses the axes integer indices remove
+        int written_axis = 0;    // of the indexed tensor, for messages
         for (const auto& idx : ix.indices) {
+            ++written_axis;
             if (const auto* s = idx->as<Slice>()) {
                 std::int64_t n = x.shape()[axis];
                 std::int64_t lo = s->lower ? integer_of(*s->lower, scope, "a slice bound") : 0;
@@ -710,7 +748,7 @@ struct Interpreter::Impl {
                 std::int64_t i = integer_of(*idx, scope, "an index");
                 std::int64_t n = x.shape()[axis];
                 if (i < -n || i >= n) {
-                    throw EvalError(idx->loc, fmt::format("index {} is out of range for axis {} of {}", i, axis, x.shape().str()));
+                    throw EvalError(idx->loc, fmt::format("index {} is out of range for axis {} of {}", i, written_axis - 1, indexed.str()));
                 }
                 if (i < 0) i += n;
                 x = squeeze(slice(x, axis, i, i + 1), axis);
@@ -931,7 +969,16 @@ Value Interpreter::call(const Value& callee, CallArgs& args) {
             xs.push_back(as_tensor(args.positional[i], args.positional_locs[i], layer->kind().c_str()));
         }
         name_layer(*layer);
-        std::vector<Var> ys = layer->forward(xs, layer_context());
+        std::vector<Var> ys;
+        try {
+            ys = layer->forward(xs, layer_context());
+        } catch (const Error& e) {
+            // the engine's message names the failing op; say which layer met which inputs
+            std::vector<std::string> shapes;
+            for (const auto& x : xs) shapes.push_back(x.shape().str());
+            throw EvalError(args.loc, fmt::format("{} '{}' applied to {}: {}", layer->kind(), layer->path(), fmt::join(shapes, " and "),
+                                                  e.what()));
+        }
         if (ys.size() == 1) return Value(ys[0]);
         TupleValue t;
         for (const auto& y : ys) t.push_back(Value(y));
@@ -977,6 +1024,9 @@ LayerPtr Interpreter::as_layer(const Value& value, Location loc) {
                             });
         }
     }
+    if (value.is<std::shared_ptr<Function>>()) {
+        throw EvalError(loc, fmt::format("{} cannot act as a layer: only functions that take single tensors can", describe(value)));
+    }
     throw EvalError(loc, fmt::format("expected a layer, got {}", describe(value)));
 }
 
@@ -1015,6 +1065,7 @@ Parameter& Interpreter::Impl::create_declared_param(const ParamDecl& decl) {
         if (!n) throw EvalError(d.loc, fmt::format("param '{}' needs a fixed shape; '{}' is symbolic", decl.name, std::get<std::string>(d.size)));
         shape.push_back(*n);
     }
+    Tape scratch;   // the initializer's ops are not part of the model's graph
     NoGrad no_grad;
     Scope empty;
     Value init = eval(*decl.init, empty);
@@ -1022,8 +1073,8 @@ Parameter& Interpreter::Impl::create_declared_param(const ParamDecl& decl) {
     if (init.is<Var>()) {
         Tensor t = init.get<Var>().value();
         if (!(t.shape() == shape)) {
-            throw EvalError(decl.init->loc, fmt::format("param '{}' is declared {} but its initial value has shape {}", decl.name,
-                                                        shape.str(), t.shape().str()));
+            throw EvalError(decl.init->loc, fmt::format("param '{}' is declared {}{} but its initial value has shape {}", decl.name,
+                                                        decl.type.dtype, shape.str(), t.shape().str()));
         }
         p = &self.params_.add(decl.name, t.to(dtype).clone());
     } else if (init.is<std::string>() || init.is<std::shared_ptr<Record>>()) {
@@ -1040,10 +1091,10 @@ Parameter& Interpreter::Impl::create_declared_param(const ParamDecl& decl) {
         if (attr.name == "constraint") {
             p->constraints.push_back(constraint_from_value(v, attr.loc));
         } else if (attr.name == "trainable") {
-            if (!v.is<bool>()) throw EvalError(attr.loc, "trainable must be true or false");
+            if (!v.is<bool>()) throw EvalError(attr.loc, fmt::format("param '{}': trainable must be true or false, got {}", decl.name, describe(v)));
             p->trainable = v.get<bool>();
         } else {
-            throw EvalError(attr.loc, fmt::format("param has no attribute '{}'", attr.name),
+            throw EvalError(attr.loc, fmt::format("param '{}' has no attribute '{}'; it takes constraint and trainable", decl.name, attr.name),
                             closest_names(attr.name, {"constraint", "trainable"}));
         }
     }

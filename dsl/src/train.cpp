@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
+#include <string_view>
 
 #include "builtins.hpp"
 #include "checkpoint.hpp"
@@ -26,7 +28,8 @@ const std::vector<std::string> kSettings = {"data", "eval_data", "optimizer", "s
 
 std::shared_ptr<Record> record_setting(const Value& v, const KeywordArg& kw, const char* kind) {
     if (!v.is<std::shared_ptr<Record>>() || v.get<std::shared_ptr<Record>>()->kind != kind) {
-        throw EvalError(kw.value->loc, fmt::format("train: '{}' must be a {}, got {}", kw.name, kind, describe(v)));
+        const char* article = std::string_view("aeiou").find(kind[0]) == std::string_view::npos ? "a" : "an";
+        throw EvalError(kw.value->loc, fmt::format("train: '{}' must be {} {}, got {}", kw.name, article, kind, describe(v)));
     }
     return v.get<std::shared_ptr<Record>>();
 }
@@ -65,34 +68,75 @@ struct Running {
 
 }  // namespace
 
+namespace {
+
+// Reads one setting of a train block into `s`; EvalError at an unknown name or a bad value.
+void apply_setting(Interpreter& in, const KeywordArg& kw, TrainSettings& s) {
+    if (std::find(kSettings.begin(), kSettings.end(), kw.name) == kSettings.end()) {
+        throw EvalError(kw.loc, fmt::format("train has no setting '{}'", kw.name), closest_names(kw.name, kSettings));
+    }
+    Value v = in.eval_global(*kw.value);
+    if (kw.name == "data") s.data = record_setting(v, kw, "dataset");
+    else if (kw.name == "eval_data") s.eval_data = record_setting(v, kw, "dataset");
+    else if (kw.name == "optimizer") s.optimizer = record_setting(v, kw, "optimizer");
+    else if (kw.name == "schedule") s.schedule = record_setting(v, kw, "schedule");
+    else if (kw.name == "epochs") s.epochs = positive_int(v, kw);
+    else if (kw.name == "steps") s.steps = positive_int(v, kw);
+    else if (kw.name == "batch") s.batch = positive_int(v, kw);
+    else if (kw.name == "seed") s.seed = static_cast<std::uint64_t>(positive_int(v, kw, true));
+    else if (kw.name == "checkpoint_every") s.checkpoint_every = positive_int(v, kw, true);
+    else if (kw.name == "clip_norm") {
+        if (!v.is_number() || v.number() < 0) {
+            throw EvalError(kw.value->loc, fmt::format("train: 'clip_norm' must be a non-negative number, got {}", describe(v)));
+        }
+        s.clip_norm = v.number();
+    } else if (kw.name == "checkpoint" || kw.name == "log") {
+        if (!v.is<std::string>()) throw EvalError(kw.value->loc, fmt::format("train: '{}' must be a string (a path), got {}", kw.name, describe(v)));
+        (kw.name == "checkpoint" ? s.checkpoint : s.log) = v.get<std::string>();
+    }
+}
+
+Location train_block_loc(const Interpreter& in) {
+    for (const auto& d : in.main_module().decls) if (d.as<TrainBlock>() == in.train_block()) return d.loc;
+    return Location{in.main_module().file, 0, 0, 0};
+}
+
+}  // namespace
+
+void check_train_block(Interpreter& in) {
+    const TrainBlock* block = in.train_block();
+    if (!block) return;
+    TrainSettings s;
+    for (const auto& kw : block->settings) {
+        try {
+            apply_setting(in, kw, s);
+        } catch (const EvalError& e) {
+            auto& d = in.sink().error(e.loc, e.what());
+            d.suggestions = e.suggestions;
+            d.notes = e.notes;
+        } catch (const Error& e) {
+            in.sink().error(kw.value->loc, e.what());
+        }
+    }
+    try {
+        if (s.optimizer) make_optimizer(*s.optimizer, std::nullopt);
+        make_schedule(s.schedule.get(), 1);
+    } catch (const EvalError& e) {
+        in.sink().error(e.loc, e.what());
+    } catch (const Error& e) {
+        in.sink().error(s.optimizer ? s.optimizer->loc : train_block_loc(in), e.what());
+    }
+    bool has_data = std::any_of(block->settings.begin(), block->settings.end(), [](const KeywordArg& kw) { return kw.name == "data"; });
+    if (!has_data) in.sink().error(train_block_loc(in), fmt::format("train {}: the block names no data (add `data = ...`)", block->target));
+}
+
 TrainSettings read_train_settings(Interpreter& in, const TrainOverrides& overrides) {
     const TrainBlock* block = in.train_block();
     if (!block) throw EvalError(Location{in.main_module().file, 0, 0, 0}, "the model has no train block: add `train <function> { ... }`");
     TrainSettings s;
     s.target = block->target;
-    for (const auto& kw : block->settings) {
-        if (std::find(kSettings.begin(), kSettings.end(), kw.name) == kSettings.end()) {
-            throw EvalError(kw.loc, fmt::format("train has no setting '{}'", kw.name), closest_names(kw.name, kSettings));
-        }
-        Value v = in.eval_global(*kw.value);
-        if (kw.name == "data") s.data = record_setting(v, kw, "dataset");
-        else if (kw.name == "eval_data") s.eval_data = record_setting(v, kw, "dataset");
-        else if (kw.name == "optimizer") s.optimizer = record_setting(v, kw, "optimizer");
-        else if (kw.name == "schedule") s.schedule = record_setting(v, kw, "schedule");
-        else if (kw.name == "epochs") s.epochs = positive_int(v, kw);
-        else if (kw.name == "steps") s.steps = positive_int(v, kw);
-        else if (kw.name == "batch") s.batch = positive_int(v, kw);
-        else if (kw.name == "seed") s.seed = static_cast<std::uint64_t>(positive_int(v, kw, true));
-        else if (kw.name == "checkpoint_every") s.checkpoint_every = positive_int(v, kw, true);
-        else if (kw.name == "clip_norm") {
-            if (!v.is_number() || v.number() < 0) throw EvalError(kw.value->loc, "train: 'clip_norm' must be a non-negative number");
-            s.clip_norm = v.number();
-        } else if (kw.name == "checkpoint" || kw.name == "log") {
-            if (!v.is<std::string>()) throw EvalError(kw.value->loc, fmt::format("train: '{}' must be a string (a path)", kw.name));
-            (kw.name == "checkpoint" ? s.checkpoint : s.log) = v.get<std::string>();
-        }
-    }
-    if (!s.data) throw EvalError(Location{in.main_module().file, 0, 0, 0}, "train: the block names no data (add `data = ...`)");
+    for (const auto& kw : block->settings) apply_setting(in, kw, s);
+    if (!s.data) throw EvalError(train_block_loc(in), fmt::format("train {}: the block names no data (add `data = ...`)", block->target));
     if (overrides.epochs) s.epochs = *overrides.epochs;
     if (overrides.steps) s.steps = *overrides.steps;
     if (overrides.batch) s.batch = *overrides.batch;
@@ -138,7 +182,9 @@ Schedule make_schedule(const Record* r, std::int64_t total_steps) {
     if (!r || r->name == "constant_lr") return constant_lr();
     auto integer = [&](const char* k) {
         const Value& v = r->fields.at(k);
-        if (!v.is<std::int64_t>() || v.get<std::int64_t>() <= 0) throw EvalError(r->loc, fmt::format("{}: '{}' must be a positive integer", r->name, k));
+        if (!v.is<std::int64_t>() || v.get<std::int64_t>() <= 0) {
+            throw EvalError(r->loc, fmt::format("{}: '{}' must be a positive integer, got {}", r->name, k, describe(v)));
+        }
         return v.get<std::int64_t>();
     };
     if (r->name == "step_lr") return step_lr(integer("step_size"), r->fields.at("gamma").number());
@@ -206,6 +252,7 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
     ParamStore& params = in.params();
     std::string hash = text_hash(model_text);
     std::int64_t start_step = 0;
+    Running running;
     manual_seed(s.seed);
 
     if (overrides.resume) {
@@ -219,10 +266,19 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
             throw IOError(s.checkpoint, fmt::format("the checkpoint holds {} parameters but this run uses --dtype {}", ck.info.dtype,
                                                     dtype_name(in.options().dtype)));
         }
-        for (const auto& [name, t] : ck.params) params.add(name, t.clone());
+        {   // a first pass creates the model's parameters, so the checkpoint's can be matched against them
+            std::vector<std::int64_t> rows(static_cast<std::size_t>(std::min(s.batch, n)));
+            std::iota(rows.begin(), rows.end(), 0);
+            Tape tape;
+            NoGrad no_grad;
+            in.run(s.target, gather_rows(data, rows), Mode::eval);
+        }
+        assign_params(params, ck.params, ck.params_path);
         opt->load_state(ck.optimizer_state);
         default_generator().set_state(ck.info.rng_seed, ck.info.rng_offset);
         start_step = ck.info.step;
+        running.sums = ck.info.epoch_sums;
+        running.examples = ck.info.epoch_examples;
         fmt::print(stderr, "resuming from {} at step {} (epoch {})\n", s.checkpoint, start_step, ck.info.epoch);
     }
     if (start_step >= total) {
@@ -243,7 +299,6 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
 
     std::vector<std::int64_t> order;
     std::int64_t order_epoch = -1;
-    Running running;
     auto epoch_start = Clock::now();
     auto run_start = Clock::now();
     std::int64_t steps_this_run = 0;
@@ -317,10 +372,14 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
                                                                                 : end_of_epoch);
         if (end_of_epoch) {
             double secs = std::chrono::duration<double>(Clock::now() - epoch_start).count();
-            std::string line = fmt::format("epoch {}  loss {:.4f}", epoch + 1, running.mean("loss"));
+            bool partial = pos != per_epoch - 1;   // the run stops mid-epoch
+            std::string line = fmt::format("epoch {}{}  loss {:.4f}", epoch + 1,
+                                           partial ? fmt::format(" (stopped after {} of {} steps)", pos + 1, per_epoch) : "",
+                                           running.mean("loss"));
             Json erec;
             erec["event"] = "epoch";
             erec["epoch"] = epoch + 1;
+            if (partial) erec["partial"] = true;
             erec["step"] = step + 1;
             erec["seconds"] = secs;
             erec["train"]["loss"] = running.mean("loss");
@@ -362,6 +421,10 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
             info.rng_seed = default_generator().seed();
             info.rng_offset = default_generator().offset();
             info.optimizer = opt->name();
+            if (pos != per_epoch - 1) {   // mid-epoch: the resumed run continues these means
+                info.epoch_sums = running.sums;
+                info.epoch_examples = running.examples;
+            }
             save_checkpoint(s.checkpoint, info, params, opt.get());
         }
         if (log) log->flush();

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <numeric>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -76,11 +77,13 @@ DIR/metrics.jsonl with a checkpoint folder); a checkpoint at the end of every ep
 Loads the parameters of DIR's checkpoint and reports every loss term and metric, averaged over
 the evaluation data (the train block's eval_data, or the test split of its data).
 )"},
-    {"check", R"(usage: wengert check FILE [common options]
+    {"check", R"(usage: wengert check FILE [--function NAME] [common options]
 
 Parses and checks the model without reading any data: names, arguments, and the shape of every
-value for a symbolic batch B. Prints every named value's shape and every layer's parameter
-count. Exits 65 when there are errors, each printed as file:line:col with the source line.
+value for a symbolic batch B, and the train block's settings. Checks the function the train
+block names (--function another; without either, every def whose inputs are all annotated).
+Prints every named value's shape and every layer's parameter count. Exits 65 when there are
+errors, each printed as file:line:col with the source line.
 )"},
     {"run", R"(usage: wengert run FILE --inputs in.npz [--function NAME] [--params p.npz] [--save-params p.npz]
                    [--dump NAME=out.npy ...] [--grads out.npz] [--eval] [common options]
@@ -140,7 +143,7 @@ struct Cli {
 const std::map<std::string, std::set<std::string>> kValueOptions = {
     {"train", {"function", "epochs", "steps", "batch", "lr", "seed", "checkpoint", "log", "threads", "dtype", "data"}},
     {"eval", {"checkpoint", "batch", "threads", "dtype", "data", "seed"}},
-    {"check", {"threads", "dtype", "seed", "data"}},
+    {"check", {"function", "threads", "dtype", "seed", "data"}},
     {"run", {"inputs", "function", "params", "save-params", "dump", "grads", "threads", "dtype", "seed", "data"}},
     {"gradcheck", {"inputs", "function", "max-elements", "eps", "threads", "seed", "data"}},
     {"graph", {"function", "threads", "dtype", "seed", "data"}},
@@ -149,19 +152,22 @@ const std::map<std::string, std::set<std::string>> kFlags = {
     {"train", {"resume", "no-progress"}}, {"eval", {}}, {"check", {}}, {"run", {"eval"}}, {"gradcheck", {}}, {"graph", {}},
 };
 
-Cli parse_cli(int argc, char** argv) {
-    Cli cli;
+// Fills `cli` as it reads, so a usage error can still name the command.
+void parse_cli(int argc, char** argv, Cli& cli) {
     if (argc < 2) throw UsageError("no command given");
     cli.command = argv[1];
     if (cli.command == "--help" || cli.command == "-h" || cli.command == "help") {
+        cli.command.clear();
         cli.flags.insert("help");
-        return cli;
+        return;
     }
     if (!kValueOptions.count(cli.command)) {
         std::vector<std::string> names;
         for (const auto& [k, _] : kValueOptions) names.push_back(k);
         auto near = closest_names(cli.command, names);
-        throw UsageError(fmt::format("unknown command '{}'{}", cli.command,
+        std::string command = std::move(cli.command);
+        cli.command.clear();
+        throw UsageError(fmt::format("unknown command '{}'{}", command,
                                      near.empty() ? "" : fmt::format("; did you mean '{}'?", near.front())));
     }
     const auto& values = kValueOptions.at(cli.command);
@@ -202,7 +208,6 @@ Cli parse_cli(int argc, char** argv) {
         }
     }
     if (cli.file.empty() && !cli.flags.count("help")) throw UsageError(fmt::format("{}: no model file given", cli.command));
-    return cli;
 }
 
 std::string read_text(const std::string& path) {
@@ -225,6 +230,17 @@ void report(const EvalError& e) {
     d.suggestions = e.suggestions;
     d.notes = e.notes;
     print_diagnostics(sink);
+}
+
+// Runs a command's body and reports a model error while the interpreter that owns the source
+// its location points into is still alive: call it inside that interpreter's scope.
+template <class Body> int reporting_model_errors(Body&& body) {
+    try {
+        return body();
+    } catch (const EvalError& e) {
+        report(e);
+        return kExitModel;
+    }
 }
 
 InterpreterOptions interpreter_options(const Cli& cli, DType default_dtype = DType::f32) {
@@ -279,17 +295,19 @@ int cmd_check(const Cli& cli) {
     DiagnosticSink sink;
     ParamStore params;
     Interpreter in(sink, params, interpreter_options(cli));
-    if (!in.load_file(cli.file)) {
-        print_diagnostics(sink);
-        return kExitModel;
-    }
-    CheckReport rep = check_model(in, cli.has("function") ? std::optional(cli.get("function")) : std::nullopt);
-    if (sink.has_errors()) {
-        print_diagnostics(sink);
-        return kExitModel;
-    }
-    fmt::print("{}", rep.table);
-    return 0;
+    return reporting_model_errors([&] {
+        if (!in.load_file(cli.file)) {
+            print_diagnostics(sink);
+            return kExitModel;
+        }
+        CheckReport rep = check_model(in, cli.has("function") ? std::optional(cli.get("function")) : std::nullopt);
+        if (sink.has_errors()) {
+            print_diagnostics(sink);
+            return kExitModel;
+        }
+        fmt::print("{}", rep.table);
+        return 0;
+    });
 }
 
 int cmd_train(const Cli& cli) {
@@ -297,35 +315,37 @@ int cmd_train(const Cli& cli) {
     ParamStore params;
     InterpreterOptions options = interpreter_options(cli);
     Interpreter in(sink, params, options);
-    if (!in.load_file(cli.file)) {
-        print_diagnostics(sink);
-        return kExitModel;
-    }
-    TrainOverrides o;
-    o.epochs = cli.integer("epochs");
-    o.steps = cli.integer("steps");
-    o.batch = cli.integer("batch");
-    if (auto seed = cli.integer("seed")) o.seed = static_cast<std::uint64_t>(*seed);
-    o.lr = cli.number("lr");
-    if (cli.has("checkpoint")) o.checkpoint = cli.get("checkpoint");
-    if (cli.has("log")) o.log = cli.get("log");
-    o.resume = cli.flags.count("resume") > 0;
-    o.progress = cli.flags.count("no-progress") == 0;
-    for (const auto* v : {&o.epochs, &o.steps, &o.batch}) {
-        if (*v && **v <= 0) throw UsageError("--epochs, --steps and --batch must be positive");
-    }
-    TrainSettings s = read_train_settings(in, o);
-    if (cli.has("function")) s.target = target_function(in, cli);
-    // the model's own seed decides parameter initialisation too
-    InterpreterOptions seeded = options;
-    seeded.seed = s.seed;
-    DiagnosticSink sink2;
-    Interpreter trained(sink2, params, seeded);
-    trained.load_file(cli.file);
-    DataOptions data;
-    data.dtype = options.dtype;
-    if (cli.has("data")) data.data_dir = cli.get("data");
-    return train(trained, cli.file, read_text(cli.file), s, o, data);
+    return reporting_model_errors([&] {
+        if (!in.load_file(cli.file)) {
+            print_diagnostics(sink);
+            return kExitModel;
+        }
+        TrainOverrides o;
+        o.epochs = cli.integer("epochs");
+        o.steps = cli.integer("steps");
+        o.batch = cli.integer("batch");
+        if (auto seed = cli.integer("seed")) o.seed = static_cast<std::uint64_t>(*seed);
+        o.lr = cli.number("lr");
+        if (cli.has("checkpoint")) o.checkpoint = cli.get("checkpoint");
+        if (cli.has("log")) o.log = cli.get("log");
+        o.resume = cli.flags.count("resume") > 0;
+        o.progress = cli.flags.count("no-progress") == 0;
+        for (const auto* v : {&o.epochs, &o.steps, &o.batch}) {
+            if (*v && **v <= 0) throw UsageError("--epochs, --steps and --batch must be positive");
+        }
+        TrainSettings s = read_train_settings(in, o);
+        if (cli.has("function")) s.target = target_function(in, cli);
+        // the model's own seed decides parameter initialisation too
+        InterpreterOptions seeded = options;
+        seeded.seed = s.seed;
+        DiagnosticSink sink2;
+        Interpreter trained(sink2, params, seeded);
+        trained.load_file(cli.file);
+        DataOptions data;
+        data.dtype = options.dtype;
+        if (cli.has("data")) data.data_dir = cli.get("data");
+        return reporting_model_errors([&] { return train(trained, cli.file, read_text(cli.file), s, o, data); });
+    });
 }
 
 int cmd_eval(const Cli& cli) {
@@ -333,30 +353,35 @@ int cmd_eval(const Cli& cli) {
     DiagnosticSink sink;
     ParamStore params;
     Interpreter in(sink, params, interpreter_options(cli));
-    if (!in.load_file(cli.file)) {
-        print_diagnostics(sink);
-        return kExitModel;
-    }
-    LoadedCheckpoint ck = load_checkpoint(cli.get("checkpoint"));
-    for (const auto& [name, t] : ck.params) params.add(name, t.to(in.options().dtype).clone());
-    TrainOverrides o;
-    TrainSettings s = read_train_settings(in, o);
-    DataOptions data;
-    data.dtype = in.options().dtype;
-    if (cli.has("data")) data.data_dir = cli.get("data");
-    std::optional<Dataset> eval_data = s.eval_data ? std::optional(load_dataset(*s.eval_data, data)) : companion_eval_dataset(*s.data, data);
-    if (!eval_data) throw UsageError("eval: the train block has no eval_data and its data has no test split");
-    std::int64_t batch = cli.integer("batch").value_or(s.batch);
-    std::size_t before = params.size();
-    EvalSummary e = evaluate(in, s.target, *eval_data, batch);
-    if (params.size() != before) {
-        throw IOError(cli.get("checkpoint"), "the checkpoint lacks parameters this model uses (was it made by another model?)");
-    }
-    fmt::print("eval on {} ({} examples, checkpoint step {})\n", eval_data->description, e.examples, ck.info.step);
-    fmt::print("  loss {:.6f}\n", e.objective);
-    for (const auto& [name, v] : e.losses) fmt::print("  {} {:.6f}\n", name, v);
-    for (const auto& [name, v] : e.metrics) fmt::print("  {} {:.6f}\n", name, v);
-    return 0;
+    return reporting_model_errors([&] {
+        if (!in.load_file(cli.file)) {
+            print_diagnostics(sink);
+            return kExitModel;
+        }
+        LoadedCheckpoint ck = load_checkpoint(cli.get("checkpoint"));
+        TrainOverrides o;
+        TrainSettings s = read_train_settings(in, o);
+        DataOptions data;
+        data.dtype = in.options().dtype;
+        if (cli.has("data")) data.data_dir = cli.get("data");
+        std::optional<Dataset> eval_data = s.eval_data ? std::optional(load_dataset(*s.eval_data, data)) : companion_eval_dataset(*s.data, data);
+        if (!eval_data) throw UsageError("eval: the train block has no eval_data and its data has no test split");
+        std::int64_t batch = cli.integer("batch").value_or(s.batch);
+        {   // a first pass creates the model's parameters, so the checkpoint's can be matched against them
+            std::vector<std::int64_t> rows(static_cast<std::size_t>(std::min(batch, eval_data->size())));
+            std::iota(rows.begin(), rows.end(), 0);
+            Tape tape;
+            NoGrad no_grad;
+            in.run(s.target, gather_rows(*eval_data, rows), Mode::eval);
+        }
+        assign_params(params, ck.params, ck.params_path);
+        EvalSummary e = evaluate(in, s.target, *eval_data, batch);
+        fmt::print("eval on {} ({} examples, checkpoint step {})\n", eval_data->description, e.examples, ck.info.step);
+        fmt::print("  loss {:.6f}\n", e.objective);
+        for (const auto& [name, v] : e.losses) fmt::print("  {} {:.6f}\n", name, v);
+        for (const auto& [name, v] : e.metrics) fmt::print("  {} {:.6f}\n", name, v);
+        return 0;
+    });
 }
 
 int cmd_run(const Cli& cli) {
@@ -364,59 +389,61 @@ int cmd_run(const Cli& cli) {
     DiagnosticSink sink;
     ParamStore params;
     Interpreter in(sink, params, interpreter_options(cli));
-    if (!in.load_file(cli.file)) {
-        print_diagnostics(sink);
-        return kExitModel;
-    }
-    std::string fname = target_function(in, cli);
-    std::vector<Tensor> inputs = inputs_from_npz(in, fname, cli.get("inputs"));
-    Mode mode = cli.flags.count("eval") ? Mode::eval : Mode::train;
-    manual_seed(in.options().seed);
-    if (cli.has("params")) {
-        {   // a first pass creates the model's parameters, so the file can be matched against them
-            Tape tape;
-            NoGrad no_grad;
-            in.run(fname, inputs, mode);
+    return reporting_model_errors([&] {
+        if (!in.load_file(cli.file)) {
+            print_diagnostics(sink);
+            return kExitModel;
         }
-        assign_params(params, load_npz(cli.get("params")), cli.get("params"));
+        std::string fname = target_function(in, cli);
+        std::vector<Tensor> inputs = inputs_from_npz(in, fname, cli.get("inputs"));
+        Mode mode = cli.flags.count("eval") ? Mode::eval : Mode::train;
         manual_seed(in.options().seed);
-    }
-    Tape tape;
-    RunResult r = in.run(fname, inputs, mode);
-    for (const auto& [name, v] : r.losses) fmt::print("loss {} = {:.9g}\n", name, v.item());
-    for (const auto& [name, v] : r.metrics) fmt::print("metric {} = {:.9g}\n", name, v.item());
-    if (r.objective.defined()) {
-        fmt::print("objective = {:.9g}\n", r.objective.item());
-        if (r.objective.requires_grad()) tape.backward(r.objective);
-    }
-    for (const auto& spec : cli.has("dump") ? cli.options.at("dump") : std::vector<std::string>{}) {
-        auto eq = spec.find('=');
-        if (eq == std::string::npos) throw UsageError(fmt::format("--dump expects NAME=FILE, got '{}'", spec));
-        std::string name = spec.substr(0, eq), path = spec.substr(eq + 1);
-        const NamedValue* found = nullptr;
-        for (const auto& nv : in.named_values()) if (nv.path == name) found = &nv;
-        if (!found) {
-            std::vector<std::string> names;
-            for (const auto& nv : in.named_values()) names.push_back(nv.path);
-            auto near = closest_names(name, names);
-            throw UsageError(fmt::format("--dump: no value named '{}'{}", name, near.empty() ? "" : fmt::format("; did you mean '{}'?", near.front())));
+        if (cli.has("params")) {
+            {   // a first pass creates the model's parameters, so the file can be matched against them
+                Tape tape;
+                NoGrad no_grad;
+                in.run(fname, inputs, mode);
+            }
+            assign_params(params, load_npz(cli.get("params")), cli.get("params"));
+            manual_seed(in.options().seed);
         }
-        if (!found->value.is<Var>()) throw UsageError(fmt::format("--dump: '{}' is {}, not a tensor", name, describe(found->value)));
-        save_npy(path, found->value.get<Var>().value());
-    }
-    if (cli.has("grads")) {
-        NamedTensors grads;
-        for (const Parameter* p : params.all()) {
-            grads.emplace_back(p->name, p->grad.defined() ? p->grad : Tensor::zeros(p->value.shape(), p->value.dtype()));
+        Tape tape;
+        RunResult r = in.run(fname, inputs, mode);
+        for (const auto& [name, v] : r.losses) fmt::print("loss {} = {:.9g}\n", name, v.item());
+        for (const auto& [name, v] : r.metrics) fmt::print("metric {} = {:.9g}\n", name, v.item());
+        if (r.objective.defined()) {
+            fmt::print("objective = {:.9g}\n", r.objective.item());
+            if (r.objective.requires_grad()) tape.backward(r.objective);
         }
-        save_npz(cli.get("grads"), grads);
-    }
-    if (cli.has("save-params")) {
-        NamedTensors values;
-        for (const Parameter* p : params.all()) values.emplace_back(p->name, p->value);
-        save_npz(cli.get("save-params"), values);
-    }
-    return 0;
+        for (const auto& spec : cli.has("dump") ? cli.options.at("dump") : std::vector<std::string>{}) {
+            auto eq = spec.find('=');
+            if (eq == std::string::npos) throw UsageError(fmt::format("--dump expects NAME=FILE, got '{}'", spec));
+            std::string name = spec.substr(0, eq), path = spec.substr(eq + 1);
+            const NamedValue* found = nullptr;
+            for (const auto& nv : in.named_values()) if (nv.path == name) found = &nv;
+            if (!found) {
+                std::vector<std::string> names;
+                for (const auto& nv : in.named_values()) names.push_back(nv.path);
+                auto near = closest_names(name, names);
+                throw UsageError(fmt::format("--dump: no value named '{}'{}", name, near.empty() ? "" : fmt::format("; did you mean '{}'?", near.front())));
+            }
+            if (!found->value.is<Var>()) throw UsageError(fmt::format("--dump: '{}' is {}, not a tensor", name, describe(found->value)));
+            save_npy(path, found->value.get<Var>().value());
+        }
+        if (cli.has("grads")) {
+            NamedTensors grads;
+            for (const Parameter* p : params.all()) {
+                grads.emplace_back(p->name, p->grad.defined() ? p->grad : Tensor::zeros(p->value.shape(), p->value.dtype()));
+            }
+            save_npz(cli.get("grads"), grads);
+        }
+        if (cli.has("save-params")) {
+            NamedTensors values;
+            for (const Parameter* p : params.all()) values.emplace_back(p->name, p->value);
+            save_npz(cli.get("save-params"), values);
+        }
+        return 0;
+    });
 }
 
 int cmd_gradcheck(const Cli& cli) {
@@ -425,30 +452,34 @@ int cmd_gradcheck(const Cli& cli) {
     InterpreterOptions options = interpreter_options(cli, DType::f64);
     options.dtype = DType::f64;
     Interpreter in(sink, params, options);
-    if (!in.load_file(cli.file)) {
-        print_diagnostics(sink);
-        return kExitModel;
-    }
-    std::string fname = target_function(in, cli);
-    std::vector<Tensor> inputs = cli.has("inputs") ? inputs_from_npz(in, fname, cli.get("inputs")) : example_inputs(in, fname, 3, options.seed);
-    std::int64_t max_elements = cli.integer("max-elements").value_or(64);
-    double eps = cli.number("eps").value_or(1e-6);
-    GradcheckReport rep = gradcheck_model(in, fname, inputs, max_elements, eps);
-    fmt::print("{}", rep.table);
-    return rep.ok ? 0 : kExitModel;
+    return reporting_model_errors([&] {
+        if (!in.load_file(cli.file)) {
+            print_diagnostics(sink);
+            return kExitModel;
+        }
+        std::string fname = target_function(in, cli);
+        std::vector<Tensor> inputs = cli.has("inputs") ? inputs_from_npz(in, fname, cli.get("inputs")) : example_inputs(in, fname, 3, options.seed);
+        std::int64_t max_elements = cli.integer("max-elements").value_or(64);
+        double eps = cli.number("eps").value_or(1e-6);
+        GradcheckReport rep = gradcheck_model(in, fname, inputs, max_elements, eps);
+        fmt::print("{}", rep.table);
+        return rep.ok ? 0 : kExitModel;
+    });
 }
 
 int cmd_graph(const Cli& cli) {
     DiagnosticSink sink;
     ParamStore params;
     Interpreter in(sink, params, interpreter_options(cli));
-    if (!in.load_file(cli.file)) {
-        print_diagnostics(sink);
-        return kExitModel;
-    }
-    std::string fname = target_function(in, cli);
-    fmt::print("{}", graph_dot(in, fname));
-    return 0;
+    return reporting_model_errors([&] {
+        if (!in.load_file(cli.file)) {
+            print_diagnostics(sink);
+            return kExitModel;
+        }
+        std::string fname = target_function(in, cli);
+        fmt::print("{}", graph_dot(in, fname));
+        return 0;
+    });
 }
 
 }  // namespace
@@ -456,12 +487,14 @@ int cmd_graph(const Cli& cli) {
 int main(int argc, char** argv) {
     Cli cli;
     try {
-        cli = parse_cli(argc, argv);
+        parse_cli(argc, argv, cli);
         if (cli.flags.count("help")) {
             if (cli.command.empty() || !kCommandHelp.count(cli.command)) fmt::print("{}", kMainHelp);
             else fmt::print("{}", kCommandHelp.at(cli.command));
             return 0;
         }
+        if (!std::filesystem::exists(cli.file)) throw IOError(cli.file, "no such model file");
+        if (std::filesystem::is_directory(cli.file)) throw IOError(cli.file, "is a folder, not a model file");
         if (auto threads = cli.integer("threads")) {
             if (*threads < 1) throw UsageError("--threads must be at least 1");
             set_num_threads(static_cast<int>(*threads));
@@ -476,7 +509,8 @@ int main(int argc, char** argv) {
         fmt::print(stderr, "wengert: {}\n(run `wengert {}--help` for usage)\n", e.what(), cli.command.empty() ? "" : cli.command + " ");
         return kExitUsage;
     } catch (const EvalError& e) {
-        report(e);
+        // the commands report model errors themselves, while their source is alive
+        fmt::print(stderr, "wengert: error: {}\n", e.what());
         return kExitModel;
     } catch (const IOError& e) {
         fmt::print(stderr, "wengert: error: {}\n", e.what());

@@ -50,7 +50,7 @@ struct Value {
     double number() const { return is<double>() ? get<double>() : static_cast<double>(get<std::int64_t>()); }
 };
 
-// "tensor [B, 256] f32", "number", "layer dense", ... for messages.
+// "tensor f32 [B, 256]", "integer 3", "string \"x\"", "layer dense", ... for messages.
 std::string describe(const Value& value);
 // The kind alone: "tensor", "number", "layer", "function", ...
 std::string kind_name(const Value& value);

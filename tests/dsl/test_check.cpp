@@ -1,0 +1,218 @@
+// Semantic golden files, the checker's robustness, and every model in models/.
+//
+// Each tests/dsl/check_errors/*.wg ends with the lines `wengert check` must print for it, in
+// order, as comments `# expect: LINE`: each error's headline (file:line:col: error: message),
+// then its notes' headlines, then its "help: did you mean ...?" line. The source excerpts
+// and carets between them are left out. Paths print as the CLI prints them when run in that
+// folder; the standard library's folder prints as <std>.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "check.hpp"
+#include "support.hpp"
+#include "wengert/dsl/interpreter.hpp"
+
+using namespace wengert;
+using namespace wengert::dsl;
+namespace fs = std::filesystem;
+using namespace wengert::dsl::testing;
+
+namespace {
+
+const fs::path check_errors_dir = fs::path(WENGERT_DSL_TEST_DIR) / "check_errors";
+
+std::vector<std::string> expected_lines(const std::string& text) {
+    const std::string marker = "# expect: ";
+    std::vector<std::string> expected;
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);) {
+        if (line.rfind(marker, 0) != 0) continue;
+        line.erase(line.find_last_not_of(" \r") + 1);
+        expected.push_back(line.substr(marker.size()));
+    }
+    return expected;
+}
+
+// The headline, note headlines and help line of every diagnostic, with `dir`/ removed from
+// paths and the standard library's folder written <std>.
+std::vector<std::string> rendered_lines(const DiagnosticSink& sink, const fs::path& dir) {
+    std::vector<std::string> out;
+    for (const Diagnostic& d : sink.diagnostics()) {
+        out.push_back(format_headline(d));
+        for (const Note& n : d.notes) out.push_back(format_headline(Diagnostic{Severity::note, n.loc, n.message, {}, {}}));
+        std::string text = format_diagnostic(d);
+        text.pop_back();
+        std::string last = text.substr(text.rfind('\n') + 1);
+        if (last.rfind("help: ", 0) == 0) out.push_back(last);
+    }
+    for (auto& line : out) line = normalize_paths(line, dir);
+    return out;
+}
+
+// What `wengert check` does, in process. The interpreter owns the source files the
+// diagnostics point into, so it lives as long as they are read.
+struct Checked {
+    DiagnosticSink sink;
+    ParamStore params;
+    Interpreter in{sink, params, test_interpreter_options()};
+    CheckReport report;
+};
+
+void check_file(Checked& c, const std::string& path) {
+    if (c.in.load_file(path)) c.report = check_model(c.in, std::nullopt);
+}
+
+void check_text(Checked& c, const std::string& name, const std::string& text) {
+    if (c.in.load_source(name, text)) c.report = check_model(c.in, std::nullopt);
+}
+
+}  // namespace
+
+TEST_CASE("semantic golden files report exactly their expected errors, notes and suggestions", "[dsl][check][golden]") {
+    std::vector<fs::path> files = wg_files_in(check_errors_dir);
+    REQUIRE(files.size() >= 15);
+    for (const fs::path& path : files) {
+        INFO(path.filename().string());
+        std::vector<std::string> expected = expected_lines(read_text(path));
+        REQUIRE(!expected.empty());
+        Checked c;
+        REQUIRE_NOTHROW(check_file(c, path.string()));
+        CHECK(c.sink.has_errors());
+        CHECK(rendered_lines(c.sink, check_errors_dir) == expected);
+    }
+}
+
+TEST_CASE("wengert check prints the same diagnostics for every golden file and exits 65", "[dsl][check][golden][cli]") {
+    for (const fs::path& path : wg_files_in(check_errors_dir)) {
+        INFO(path.filename().string());
+        Checked c;
+        check_file(c, path.string());
+        std::string expected = normalize_paths(c.sink.format_all(), check_errors_dir);
+        std::size_t n = c.sink.error_count();
+        expected += std::to_string(n) + (n == 1 ? " error generated.\n" : " errors generated.\n");
+
+        CliResult r = run_wengert({"check", path.filename().string()}, check_errors_dir);
+        CHECK(r.exit_code == 65);
+        CHECK(r.out.empty());
+        CHECK(normalize_paths(r.err, check_errors_dir) == expected);
+    }
+}
+
+TEST_CASE("a def called with wrong arguments is reported at the call, with the declaration as a note",
+          "[dsl][check]") {
+    Checked c;
+    check_text(c, "m.wg", "def g(h: f32[B, 4]) {\n    return h\n}\ndef f(x: f32[B, 3]) {\n    return g(x)\n}\n");
+    REQUIRE(c.sink.error_count() == 1);
+    const Diagnostic& d = c.sink.diagnostics()[0];
+    CHECK(format_headline(d) == "m.wg:5:14: error: g: parameter 'h' is declared f32[B, 4] but was given f32[B, 3]");
+    REQUIRE(d.notes.size() == 1);
+    CHECK(d.notes[0].loc.line == 1);
+    CHECK(d.notes[0].loc.column == 7);
+}
+
+// Every prefix of a valid model, cut at every byte, checks without throwing and reports only
+// locations inside the text; the whole model checks cleanly.
+TEST_CASE("checking any prefix of a valid model never throws", "[dsl][check][robustness]") {
+    for (const fs::path& path : {fs::path(WENGERT_MODELS_DIR) / "mlp_actreg.wg", fs::path(WENGERT_DSL_TEST_DIR) / "models" / "small.wg"}) {
+        std::string text = read_text(path);
+        INFO(path.filename().string());
+        std::size_t clean = 0;
+        for (std::size_t n = 0; n <= text.size(); ++n) {
+            INFO("prefix of " << n << " bytes");
+            Checked c;
+            REQUIRE_NOTHROW(check_text(c, "prefix.wg", text.substr(0, n)));
+            for (const Diagnostic& d : c.sink.diagnostics()) {
+                REQUIRE_NOTHROW(format_diagnostic(d));
+                if (d.loc.file) REQUIRE(d.loc.line <= d.loc.file->line_count());
+            }
+            if (!c.sink.has_errors()) ++clean;
+        }
+        Checked whole;
+        check_text(whole, path.filename().string(), text);
+        CHECK(!whole.sink.has_errors());
+        CHECK(clean > 0);
+    }
+}
+
+TEST_CASE("wengert check exits 0 or 65, never crashing, on every line-prefix of a valid model", "[dsl][check][robustness][cli]") {
+    TempDir tmp;
+    std::string text = read_text(fs::path(WENGERT_MODELS_DIR) / "mlp_actreg.wg");
+    std::size_t failing = 0;
+    for (std::size_t end = 0; end != std::string::npos && end <= text.size();) {
+        std::string prefix = text.substr(0, end);
+        write_text(tmp.path / "prefix.wg", prefix);
+        CliResult r = run_wengert({"check", (tmp.path / "prefix.wg").string()});
+        INFO(prefix);
+        REQUIRE((r.exit_code == 0 || r.exit_code == 65));
+        CHECK(r.err.find("internal error") == std::string::npos);
+        if (r.exit_code == 65) ++failing;
+        // the prefixes ending just before a line break, and one mid-line
+        std::size_t next = text.find('\n', end + 1);
+        end = next == std::string::npos ? (end == text.size() ? std::string::npos : text.size()) : next;
+    }
+    CHECK(failing > 0);
+}
+
+TEST_CASE("every model in models/ passes wengert check", "[dsl][check][models][cli]") {
+    std::vector<fs::path> models = wg_files_in(WENGERT_MODELS_DIR);
+    REQUIRE(!models.empty());
+    for (const fs::path& path : models) {
+        INFO(path.filename().string());
+        CliResult r = run_wengert({"check", path.string()});
+        CHECK(r.exit_code == 0);
+        CHECK(r.err.empty());
+        CHECK(r.out.find("total") != std::string::npos);
+    }
+}
+
+TEST_CASE("wengert check prints every value with B symbolic and the parameter totals", "[dsl][check][cli]") {
+    CliResult r = run_wengert({"check", (fs::path(WENGERT_MODELS_DIR) / "mlp_actreg.wg").string()});
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.out ==
+          "mlp\n"
+          "  value                              shape                dtype\n"
+          "  h1                                 [B, 256]             f32\n"
+          "  h2                                 [B, 256]             f32\n"
+          "  logits                             [B, 10]              f32\n"
+          "  ce                                 []                   f32\n"
+          "  acc                                []                   f32\n"
+          "  loss ce                            []                   f32\n"
+          "  loss h2.dense.activity_regularizer []                   f32\n"
+          "  metric acc                         []                   f32\n"
+          "\n"
+          "parameters\n"
+          "  layer                                   count  shapes\n"
+          "  h1.dense                              200,960  w [784, 256], b [256]\n"
+          "  h2.dense                               65,792  w [256, 256], b [256]\n"
+          "  logits.dense                            2,570  w [256, 10], b [10]\n"
+          "  total                                 269,322\n");
+
+    CliResult explicit_form = run_wengert({"check", (fs::path(WENGERT_MODELS_DIR) / "mlp_actreg.wg").string(), "--function", "mlp_explicit"});
+    REQUIRE(explicit_form.exit_code == 0);
+    CHECK(explicit_form.out.find("  loss act2 ") != std::string::npos);
+    CHECK(explicit_form.out.find("  total                                 269,322\n") != std::string::npos);
+}
+
+TEST_CASE("symbolic sizes other than B print by their names", "[dsl][check]") {
+    Checked c;
+    check_text(c, "m.wg",
+               "def f(ids: i64[B, T], x: f32[B, T, 8]) {\n"
+               "    e = embedding(100, 8)(ids)\n"
+               "    h = e + x\n"
+               "    s = sum(h, axis = 1)\n"
+               "    return s\n"
+               "}\n");
+    REQUIRE(!c.sink.has_errors());
+    CHECK(c.report.table.find("  e ") != std::string::npos);
+    CHECK(c.report.table.find("[B, T, 8]") != std::string::npos);
+    std::size_t row = c.report.table.find("\n  s ");
+    REQUIRE(row != std::string::npos);
+    std::string s_row = c.report.table.substr(row + 1, c.report.table.find('\n', row + 1) - row - 1);
+    CHECK(s_row.find(" [B, 8] ") != std::string::npos);
+    CHECK(c.report.total_params == 800);
+}

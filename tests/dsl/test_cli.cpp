@@ -1,0 +1,218 @@
+// The `wengert` command's contract: exit codes (64 usage, 65 model error, 74 I/O), help for
+// every command, the graph as DOT, and gradcheck.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <map>
+#include <regex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "support.hpp"
+
+using namespace wengert;
+using namespace wengert::dsl::testing;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string small_model = (fs::path(WENGERT_DSL_TEST_DIR) / "models" / "small.wg").string();
+const std::string mlp_model = (fs::path(WENGERT_MODELS_DIR) / "mlp_actreg.wg").string();
+
+std::string usage_hint(const std::string& command) {
+    return command.empty() ? "(run `wengert --help` for usage)\n" : "(run `wengert " + command + " --help` for usage)\n";
+}
+
+}  // namespace
+
+TEST_CASE("usage errors exit 64 with a one-line message and where to find help", "[dsl][cli]") {
+    struct Case {
+        std::vector<std::string> args;
+        std::string message;
+        std::string command;
+    };
+    std::vector<Case> cases = {
+        {{}, "no command given", ""},
+        {{"frobnicate", small_model}, "unknown command 'frobnicate'", ""},
+        {{"chek", small_model}, "unknown command 'chek'; did you mean 'check'?", ""},
+        {{"check"}, "check: no model file given", "check"},
+        {{"train"}, "train: no model file given", "train"},
+        {{"check", small_model, "--functon", "net"}, "check: unknown option --functon; did you mean --function?", "check"},
+        {{"train", small_model, "--epoch", "3"}, "train: unknown option --epoch; did you mean --epochs?", "train"},
+        {{"run", small_model, "--resume"}, "run: unknown option --resume", "run"},
+        {{"check", small_model, "other.wg"}, "check: unexpected argument 'other.wg'", "check"},
+        {{"check", small_model, "--threads"}, "--threads needs a value", "check"},
+        {{"check", small_model, "--threads", "two"}, "--threads expects an integer, got 'two'", "check"},
+        {{"check", small_model, "--threads", "0"}, "--threads must be at least 1", "check"},
+        {{"check", small_model, "--dtype", "i64"}, "--dtype must be f32 or f64", "check"},
+        {{"train", small_model, "--epochs", "0"}, "--epochs, --steps and --batch must be positive", "train"},
+        {{"run", small_model}, "run: --inputs in.npz is required", "run"},
+        {{"eval", small_model}, "eval: --checkpoint DIR is required", "eval"},
+        {{"graph", mlp_model, "--function", "mpl"}, "the model has no function 'mpl'", "graph"},
+    };
+    for (const Case& c : cases) {
+        INFO(c.message);
+        CliResult r = run_wengert(c.args);
+        CHECK(r.exit_code == 64);
+        CHECK(r.out.empty());
+        CHECK(r.err == "wengert: " + c.message + "\n" + usage_hint(c.command));
+    }
+}
+
+TEST_CASE("--help prints each command's usage and exits 0", "[dsl][cli]") {
+    for (const std::string command : {"train", "eval", "check", "run", "gradcheck", "graph"}) {
+        INFO(command);
+        for (const std::vector<std::string>& args : {std::vector<std::string>{command, "--help"}, {command, small_model, "-h"}}) {
+            CliResult r = run_wengert(args);
+            CHECK(r.exit_code == 0);
+            CHECK(r.err.empty());
+            CHECK(r.out.rfind("usage: wengert " + command + " FILE", 0) == 0);
+        }
+    }
+    for (const std::string help : {"--help", "-h", "help"}) {
+        CliResult r = run_wengert({help});
+        CHECK(r.exit_code == 0);
+        CHECK(r.out.rfind("wengert: train and run models written in the .wg language\n\nusage: wengert <command> FILE", 0) == 0);
+        for (const std::string command : {"train", "eval", "check", "run", "gradcheck", "graph"}) {
+            CHECK(r.out.find("\n  " + command + " FILE") != std::string::npos);
+        }
+        CHECK(r.out.find("exit codes: 0 ok, 64 usage, 65 error in the model or training, 70 internal error, 74 I/O error") !=
+              std::string::npos);
+    }
+}
+
+TEST_CASE("a model with errors exits 65 from every command that loads it", "[dsl][cli]") {
+    TempDir tmp;
+    write_text(tmp.path / "bad.wg", "def f(x: f32[B, 4]) {\n    return rellu(x)\n}\n");
+    write_dataset(tmp.path / "in.npz", 3, 4, 3, 1);
+    const std::string bad = (tmp.path / "bad.wg").string();
+    const std::string expected =
+        bad + ":2:12: error: unknown name 'rellu'\n"
+              "    return rellu(x)\n"
+              "           ^~~~~\n"
+              "help: did you mean 'relu'?\n"
+              "1 error generated.\n";
+    for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+             {"check", bad}, {"train", bad}, {"graph", bad}, {"gradcheck", bad},
+             {"run", bad, "--inputs", (tmp.path / "in.npz").string()}, {"eval", bad, "--checkpoint", tmp.path.string()}}) {
+        INFO(args[0]);
+        CliResult r = run_wengert(args);
+        CHECK(r.exit_code == 65);
+        CHECK(r.err == expected);
+    }
+
+    // an error found while running (here: the input's shape) is a model error too
+    write_dataset(tmp.path / "wide.npz", 3, 5, 3, 1);
+    CliResult r = run_wengert({"run", small_model, "--inputs", (tmp.path / "wide.npz").string()});
+    CHECK(r.exit_code == 65);
+    CHECK(r.err == small_model + ":6:9: error: net: parameter 'x' is declared f32[B, 4] but was given f32[3, 5]\n"
+                                 "def net(x: f32[B, 4], y: i64[B]) {\n"
+                                 "        ^\n"
+                                 "1 error generated.\n");
+}
+
+TEST_CASE("missing files exit 74 and name the file", "[dsl][cli]") {
+    TempDir tmp;
+    const std::string missing_model = (tmp.path / "nothere.wg").string();
+    for (const std::string command : {"check", "train", "graph", "gradcheck"}) {
+        CliResult r = run_wengert({command, missing_model});
+        CHECK(r.exit_code == 74);
+        CHECK(r.err == "wengert: error: " + missing_model + ": no such model file\n");
+    }
+    CliResult folder = run_wengert({"check", tmp.path.string()});
+    CHECK(folder.exit_code == 74);
+    CHECK(folder.err == "wengert: error: " + tmp.path.string() + ": is a folder, not a model file\n");
+
+    // the data a train block names
+    const std::string data = (tmp.path / "missing.npz").string();
+    write_text(tmp.path / "m.wg", "def f(x: f32[B, 4], y: i64[B]) {\n    loss ce = cross_entropy(dense(3)(x), y)\n    return x\n}\n"
+                                  "train f {\n    data = npz_data(path = \"" + data + "\")\n}\n");
+    CliResult no_data = run_wengert({"train", (tmp.path / "m.wg").string()});
+    CHECK(no_data.exit_code == 74);
+    CHECK(no_data.err.rfind("wengert: error: " + data + ": ", 0) == 0);
+
+    // Fashion-MNIST in a folder that does not hold it
+    CliResult no_mnist = run_wengert({"train", mlp_model, "--data", (tmp.path / "empty").string()});
+    CHECK(no_mnist.exit_code == 74);
+    CHECK(no_mnist.err == "wengert: error: " + (tmp.path / "empty" / "train-images-idx3-ubyte.gz").string() +
+                              ": not found; install the Debian package dataset-fashion-mnist, or point --data or WENGERT_DATA at "
+                              "a folder holding the four Fashion-MNIST IDX files\n");
+
+    // run's inputs and parameters
+    CliResult no_inputs = run_wengert({"run", small_model, "--inputs", (tmp.path / "in.npz").string()});
+    CHECK(no_inputs.exit_code == 74);
+    CHECK(no_inputs.err.find((tmp.path / "in.npz").string()) != std::string::npos);
+    write_dataset(tmp.path / "in.npz", 3, 4, 3, 1);
+    CliResult no_params = run_wengert({"run", small_model, "--inputs", (tmp.path / "in.npz").string(), "--params",
+                                       (tmp.path / "p.npz").string()});
+    CHECK(no_params.exit_code == 74);
+    CHECK(no_params.err.find((tmp.path / "p.npz").string()) != std::string::npos);
+
+    // a checkpoint folder that does not exist
+    CliResult no_checkpoint = run_wengert({"eval", mlp_model, "--checkpoint", (tmp.path / "ck").string()});
+    CHECK(no_checkpoint.exit_code == 74);
+}
+
+TEST_CASE("wengert graph prints DOT: one node per tape entry, an edge per input, shapes with B", "[dsl][cli][graph]") {
+    CliResult r = run_wengert({"graph", small_model});
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.out.rfind("digraph \"net\" {\n", 0) == 0);
+    CHECK(r.out.size() >= 2);
+    CHECK(r.out.substr(r.out.size() - 2) == "}\n");
+
+    const std::regex node(R"re(^  n(\d+) \[label="([^"]*)"(, style=.*)?\];$)re");
+    const std::regex edge(R"(^  n(\d+) -> n(\d+);$)");
+    std::map<int, std::string> ops;          // node -> its op (the label's line before the shape)
+    std::map<int, int> incoming;
+    for (const std::string& line : lines_of(r.out)) {
+        std::smatch m;
+        if (std::regex_match(line, m, node)) {
+            int id = std::stoi(m[1]);
+            CHECK(ops.count(id) == 0);
+            std::string label = m[2];
+            std::vector<std::string> parts;
+            for (std::size_t at = 0;;) {
+                std::size_t next = label.find("\\n", at);
+                parts.push_back(label.substr(at, next == std::string::npos ? std::string::npos : next - at));
+                if (next == std::string::npos) break;
+                at = next + 2;
+            }
+            REQUIRE(parts.size() >= 2);
+            ops[id] = parts[parts.size() - 2];
+            CHECK(std::regex_match(parts.back(), std::regex(R"(\[[B0-9, ]*\] (f32|f64|i64|u8))")));
+        } else if (std::regex_match(line, m, edge)) {
+            int from = std::stoi(m[1]), to = std::stoi(m[2]);
+            CHECK(ops.count(from) == 1);   // defined before use: the tape is in order
+            CHECK(ops.count(to) == 1);
+            CHECK(from < to);
+            ++incoming[to];
+        }
+    }
+    REQUIRE(!ops.empty());
+    const std::map<std::string, int> arity = {{"input", 0},     {"matmul", 2}, {"tanh", 1},          {"softmax", 1},
+                                              {"h.dense.w", 0}, {"mix", 0},    {"logits.dense.b", 0}};
+    std::set<std::string> seen;
+    for (const auto& [id, op] : ops) {
+        seen.insert(op);
+        if (auto it = arity.find(op); it != arity.end()) {
+            INFO("n" << id << " " << op);
+            CHECK(incoming[id] == it->second);
+        }
+    }
+    for (const std::string op : {"input", "matmul", "add", "tanh", "h.dense.w", "mix"}) CHECK(seen.count(op) == 1);
+    CHECK(seen.count("eye") == 0);   // mix's initializer is not part of the model's graph
+    CHECK(r.out.find("label=\"h\\ntanh\\n[B, 5] f32\"") != std::string::npos);
+    CHECK(r.out.find("label=\"mix\\n[3, 3] f32\", style=filled") != std::string::npos);
+}
+
+TEST_CASE("wengert gradcheck agrees with finite differences on the small model", "[dsl][cli]") {
+    CliResult r = run_wengert({"gradcheck", small_model, "--max-elements", "8"});
+    CHECK(r.exit_code == 0);
+    CHECK(r.err.empty());
+    for (const std::string name : {"h.dense.w", "h.dense.b", "logits.dense.w", "logits.dense.b", "mix"}) {
+        CHECK(r.out.find("\n" + name + " ") != std::string::npos);
+    }
+    CHECK(r.out.find("MISMATCH") == std::string::npos);
+    CHECK(r.out.substr(r.out.rfind('\n', r.out.size() - 2) + 1) == "all gradients agree with finite differences\n");
+}
