@@ -394,8 +394,10 @@ void install_layers(Table& t) {
         return Value(residual(std::move(layers), shortcut));
     }));
 
+    // dup, swap, ...: `swap` and `swap()` are the layer; `swap(a, b)` applies it
     auto stack_layer = [&](const std::string& name, LayerPtr (*f)(), const char* doc) {
-        auto fn = make(name, doc, [name, f](Interpreter&, CallArgs& args) {
+        auto fn = make(name, doc, [name, f](Interpreter& in, CallArgs& args) {
+            if (!args.positional.empty() && args.keywords.empty()) return in.call(Value(f()), args);
             bind_builtin(name, {}, args);
             return Value(f());
         });

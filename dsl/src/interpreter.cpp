@@ -97,6 +97,20 @@ struct ReturnSignal {
 // statement is skipped without a second, knock-on error.
 struct Poisoned {};
 
+// The value of a name whose statement failed, and of a call whose return statement failed.
+Value poison_value() {
+    static const auto poison = std::make_shared<Record>(Record{"$poison", "", {}, {}});
+    return Value(poison);
+}
+
+bool is_poison(const Value& v) { return v.is<std::shared_ptr<Record>>() && v.get<std::shared_ptr<Record>>()->kind == "$poison"; }
+
+// A statement's value: reading a poisoned one skips the statement.
+const Value& unpoisoned(const Value& v) {
+    if (is_poison(v)) throw Poisoned{};
+    return v;
+}
+
 int count_returns(const FunctionDef& def) {
     for (const auto& stmt : def.body) {
         if (const auto* r = stmt.as<Return>()) return static_cast<int>(r->values.size());
@@ -116,6 +130,7 @@ struct Interpreter::Impl {
     std::map<std::string, Location> global_locs;
     std::map<std::string, const Constant*> constants;
     std::map<std::string, Value> constant_values;
+    std::map<std::string, Tensor> constant_tensors;
     std::map<std::string, const ParamDecl*> param_decls;
     std::map<std::string, Value> builtins;
     std::vector<const TrainBlock*> train_blocks;
@@ -493,7 +508,8 @@ struct Interpreter::Impl {
     // Note [Checking every statement]
     // In check mode a statement that fails is reported and the names it defines are poisoned;
     // later statements that read a poisoned name are skipped silently, the others still run.
-    // So one `wengert check` reports every independent error.
+    // A def whose return fails returns poison, so its callers are skipped the same way.
+    // So one `wengert check` reports every independent error, and each only once.
     std::optional<ReturnSignal> exec(const Stmt& stmt, Scope& scope) {
         if (!check_mode) return exec_statement(stmt, scope);
         try {
@@ -503,7 +519,7 @@ struct Interpreter::Impl {
         } catch (const Poisoned&) {
         }
         for (const std::string& name : names_defined(stmt)) scope.vars[name] = poison_value();
-        if (stmt.as<Return>()) return ReturnSignal{};
+        if (stmt.as<Return>()) return ReturnSignal{{poison_value()}};
         return std::nullopt;
     }
 
@@ -518,12 +534,6 @@ struct Interpreter::Impl {
         return {};
     }
 
-    // A record no builtin makes: reading it throws Poisoned.
-    Value poison_value() {
-        static const auto poison = std::make_shared<Record>(Record{"$poison", "", {}, {}});
-        return Value(poison);
-    }
-
     void report(const EvalError& e) {
         auto& d = self.sink_.error(e.loc, message_filter ? message_filter(e.what()) : std::string(e.what()));
         d.suggestions = e.suggestions;
@@ -532,7 +542,7 @@ struct Interpreter::Impl {
 
     std::optional<ReturnSignal> exec_statement(const Stmt& stmt, Scope& scope) {
         if (const auto* a = stmt.as<Assign>()) {
-            Value v = in_path(a->targets[0].name, [&] { return eval(*a->value, scope); });
+            Value v = unpoisoned(in_path(a->targets[0].name, [&] { return eval(*a->value, scope); }));
             if (a->targets.size() == 1) {
                 bind(a->targets[0].name, v, a->targets[0].loc, scope);
             } else {
@@ -548,14 +558,14 @@ struct Interpreter::Impl {
             return std::nullopt;
         }
         if (const auto* l = stmt.as<LossTerm>()) {
-            Value v = in_path(l->name, [&] { return eval(*l->value, scope); });
+            Value v = unpoisoned(in_path(l->name, [&] { return eval(*l->value, scope); }));
             Var x = scalar_term(v, stmt.loc, "loss", l->name);
             bind(l->name, v, stmt.loc, scope);
             record_loss(path_for(l->name), x);
             return std::nullopt;
         }
         if (const auto* m = stmt.as<MetricTerm>()) {
-            Value v = in_path(m->name, [&] { return eval(*m->value, scope); });
+            Value v = unpoisoned(in_path(m->name, [&] { return eval(*m->value, scope); }));
             Var x = scalar_term(v, stmt.loc, "metric", m->name);
             bind(m->name, v, stmt.loc, scope);
             if (result) result->metrics.emplace_back(path_for(m->name), x);
@@ -563,7 +573,7 @@ struct Interpreter::Impl {
         }
         const auto& r = std::get<Return>(stmt.node);
         ReturnSignal signal;
-        for (const auto& e : r.values) signal.values.push_back(eval(*e, scope));
+        for (const auto& e : r.values) signal.values.push_back(unpoisoned(eval(*e, scope)));
         return signal;
     }
 
@@ -604,16 +614,31 @@ struct Interpreter::Impl {
 
     Value lookup(const std::string& name, Location loc, const Scope& scope) {
         if (const Value* v = scope.find(name)) {
-            if (v->is<std::shared_ptr<Record>>() && v->get<std::shared_ptr<Record>>()->kind == "$poison") throw Poisoned{};
-            return *v;
+            return unpoisoned(*v);
         }
         if (auto it = globals.find(name); it != globals.end()) return it->second;
         if (auto it = param_decls.find(name); it != param_decls.end()) return Value(declared_param(*it->second));
         if (auto it = constants.find(name); it != constants.end()) {
+            // evaluated once, on first use; a tensor is kept as a fixed value (no gradient) that
+            // enters each run's tape anew, and a layer takes the constant's name as its path
+            if (auto ct = constant_tensors.find(name); ct != constant_tensors.end()) return Value(Tape::current().input(ct->second));
             auto cv = constant_values.find(name);
             if (cv != constant_values.end()) return cv->second;
             Scope empty;
             Value v = eval(*it->second->value, empty);
+            if (v.is<Var>()) {
+                constant_tensors[name] = v.get<Var>().value();
+                return Value(Tape::current().input(constant_tensors[name]));
+            }
+            if (v.is<std::shared_ptr<TupleValue>>()) {
+                for (const Value& e : *v.get<std::shared_ptr<TupleValue>>()) {
+                    if (e.is<Var>()) {
+                        throw EvalError(it->second->value->loc, fmt::format("constant '{}': a tuple holding tensors cannot be a "
+                                                                            "constant; make each tensor a constant of its own", name));
+                    }
+                }
+            }
+            if (v.is<LayerPtr>() && v.get<LayerPtr>()->path().empty()) v.get<LayerPtr>()->set_path(name);
             constant_values[name] = v;
             return v;
         }
@@ -702,8 +727,10 @@ struct Interpreter::Impl {
             throw EvalError(loc, fmt::format("a tensor has no attribute '{}'; it has shape, ndim and dtype", name),
                             closest_names(name, {"shape", "ndim", "dtype"}));
         }
-        if (target.is<LayerPtr>()) {
-            const auto& l = target.get<LayerPtr>();
+        bool layer_like = target.is<std::shared_ptr<Function>>() && (target.get<std::shared_ptr<Function>>()->layer_factory ||
+                                                                     target.get<std::shared_ptr<Function>>()->layer_inputs >= 0);
+        if (target.is<LayerPtr>() || layer_like) {
+            const LayerPtr l = self.as_layer(target, loc);   // relu.n_in: the op as a layer
             if (name == "n_in") return Value(static_cast<std::int64_t>(l->n_in()));
             if (name == "n_out") return Value(static_cast<std::int64_t>(l->n_out()));
             throw EvalError(loc, fmt::format("a layer has no attribute '{}'; it has n_in and n_out", name),
@@ -1005,15 +1032,25 @@ LayerPtr Interpreter::as_layer(const Value& value, Location loc) {
                                     args.positional.push_back(Value(x));
                                     args.positional_locs.push_back(loc);
                                 }
-                                if (!path.empty()) impl_->path.push_back(path);
+                                // the layer's path is complete: the def's statements run under it alone,
+                                // and name their layers as in any other application of this layer, so
+                                // applying it again shares their parameters
+                                std::vector<std::string> caller_path = impl_->path;
+                                if (!path.empty()) {
+                                    impl_->path = {path};
+                                    std::erase_if(impl_->kind_counts, [&](const auto& count) {
+                                        return count.first.rfind(path + "/", 0) == 0 || count.first.rfind(path + ".", 0) == 0;
+                                    });
+                                }
                                 Value out;
                                 try {
                                     out = f->call(*this, args);
                                 } catch (...) {
-                                    if (!path.empty()) impl_->path.pop_back();
+                                    impl_->path = caller_path;
                                     throw;
                                 }
-                                if (!path.empty()) impl_->path.pop_back();
+                                impl_->path = caller_path;
+                                unpoisoned(out);
                                 std::vector<Var> ys;
                                 if (out.is<std::shared_ptr<TupleValue>>()) {
                                     for (const auto& v : *out.get<std::shared_ptr<TupleValue>>()) ys.push_back(as_tensor(v, loc, f->name.c_str()));
