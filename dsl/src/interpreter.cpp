@@ -15,6 +15,9 @@
 #ifndef WENGERT_STDLIB_DIR
 #define WENGERT_STDLIB_DIR ""
 #endif
+#ifndef WENGERT_STDLIB_INSTALL_DIR
+#define WENGERT_STDLIB_INSTALL_DIR ""
+#endif
 
 namespace wengert::dsl {
 
@@ -348,10 +351,13 @@ struct Interpreter::Impl {
         }
     }
 
+    // The options' folder, else WENGERT_STDLIB, else the source tree's dsl/std (a build used in
+    // place), else the installed share/wengert/std.
     std::string stdlib_dir() const {
         if (!self.options_.stdlib_dir.empty()) return self.options_.stdlib_dir;
         if (const char* env = std::getenv("WENGERT_STDLIB")) return env;
-        return WENGERT_STDLIB_DIR;
+        if (fs::exists(fs::path(WENGERT_STDLIB_DIR) / "prelude.wg")) return WENGERT_STDLIB_DIR;
+        return WENGERT_STDLIB_INSTALL_DIR;
     }
 
     // ------------------------------------------------------------ functions
