@@ -146,7 +146,6 @@ struct Interpreter::Impl {
     RunResult* result = nullptr;
     int depth = 0;
     bool check_mode = false;
-    bool loading_prelude = false;
     std::function<std::string(const std::string&)> message_filter;
 
     explicit Impl(Interpreter& s) : self(s) { install_builtins(builtins); }
@@ -186,16 +185,17 @@ struct Interpreter::Impl {
         return !self.sink_.has_errors();
     }
 
-    // False when the name is taken. A standard library definition quietly yields to the
-    // model's own. A clash between the main file and an import (loaded after it) is reported
-    // at the main file's definition, with a note at the import's.
+    // False when the name is taken. Definitions share one namespace (the standard library's
+    // own layers call each other by name), so a clash between the main file and an import or
+    // the standard library (loaded after it) is an error, reported at the main file's
+    // definition with a note at the other.
     bool define(const std::string& name, Location loc) {
         auto it = global_locs.find(name);
-        if (it != global_locs.end() && loading_prelude) return false;
         if (it != global_locs.end()) {
             if (it->second.file == main->file && loc.file != main->file) {
+                bool standard = fs::path(loc.file->path()).parent_path() == fs::path(stdlib_dir());
                 auto& d = self.sink_.error(it->second, fmt::format("'{}' is also defined by {}; rename yours", name,
-                                                                   loc.file->path()));
+                                                                   standard ? "the standard library" : loc.file->path()));
                 d.notes.push_back({loc, "defined here"});
                 return false;
             }
@@ -907,11 +907,7 @@ bool Interpreter::load_source(const std::string& path, const std::string& text) 
 bool Interpreter::finish_load() {
     if (!impl_->main) return false;
     std::string prelude = (std::filesystem::path(impl_->stdlib_dir()) / "prelude.wg").string();
-    if (std::filesystem::exists(prelude)) {
-        impl_->loading_prelude = true;
-        impl_->load(prelude, nullptr, Location{impl_->main->file, 0, 0, 0});
-        impl_->loading_prelude = false;
-    }
+    if (std::filesystem::exists(prelude)) impl_->load(prelude, nullptr, Location{impl_->main->file, 0, 0, 0});
     if (!sink_.has_errors()) impl_->resolve_all();
     return !sink_.has_errors();
 }
