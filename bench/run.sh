@@ -7,7 +7,7 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-build}
 bin="$build/bench"
-for exe in bench-gemm bench-op-overhead bench-elementwise; do
+for exe in bench-gemm bench-op-overhead bench-elementwise bench-mlp-step; do
     if [ ! -x "$bin/$exe" ]; then
         echo "run.sh: $bin/$exe not found; build first: meson setup $build && ninja -C $build" >&2
         exit 64
@@ -38,3 +38,7 @@ echo
 
 echo "== elementwise =="
 "$bin/bench-elementwise"
+echo
+
+echo "== models/mlp_actreg.wg: one step, one epoch, one eval pass =="
+"$here/run_mlp.sh" "$build"
