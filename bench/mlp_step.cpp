@@ -5,6 +5,8 @@
 // gradients), of one training epoch (shuffled, the last partial batch included) and of one
 // evaluation pass over the 10k test images (no tape: loss and accuracy), in the format of
 // bench/mlp_epoch.py, which measures the same in PyTorch. bench/run_mlp.sh runs both.
+// The gemm kernels are the engine's choice (Note [BLIS kernels]); WENGERT_GEMM_KERNELS=blis runs
+// BLIS's own, the ones PyTorch gets from the same BLIS.
 // Usage: bench-mlp-step [EPOCHS [STEPS]] (defaults 3 and 200; EPOCHS 0 times steps only, e.g.
 // under callgrind).
 #include <fmt/format.h>
@@ -19,6 +21,7 @@
 
 #include "bench.hpp"
 #include "wengert/io.hpp"
+#include "wengert/kernels.hpp"
 #include "wengert/layers.hpp"
 #include "wengert/ops.hpp"
 #include "wengert/optim.hpp"
@@ -183,7 +186,8 @@ int main(int argc, char** argv) {
         }));
     }
 
-    fmt::print("wengert, {} threads: step {:.3f} ms (median of {})\n", max_threads(), bench::median(step_times) * 1e3, steps);
+    fmt::print("wengert, {} threads, gemm kernels '{}': step {:.3f} ms (median of {})\n", max_threads(), kern::gemm_kernels(),
+               bench::median(step_times) * 1e3, steps);
     std::string split;
     for (std::size_t k = 0; k < phase_times.size(); ++k) {
         split += fmt::format("{}{} {:.3f}", k ? ", " : "", phase_names[k], bench::median(phase_times[k]) * 1e3);

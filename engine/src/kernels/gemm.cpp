@@ -5,6 +5,7 @@
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -58,7 +59,8 @@ const Kernels& kernels() {
         bli_init();
         Kernels k{nullptr, bli_arch_string(bli_arch_query_id())};
 #if defined(WENGERT_BLIS_ALL_KERNELS)
-        if (bli_arch_query_id() != BLIS_ARCH_GENERIC) return k;
+        const char* choice = std::getenv("WENGERT_GEMM_KERNELS");
+        if (bli_arch_query_id() != BLIS_ARCH_GENERIC || (choice && std::string(choice) == "blis")) return k;
         static cntx_t context;
         __builtin_cpu_init();
         if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512cd") &&

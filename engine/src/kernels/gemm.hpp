@@ -44,8 +44,9 @@
 // context. So when BLIS's static archive is at hand (engine/meson.build links it, its symbols
 // kept local to libwengert) and BLIS reports 'generic', the engine builds the context itself
 // from the CPU's features: 'skx' with AVX-512 F/DQ/CD/BW/VL, 'haswell' with AVX2 and FMA, and
-// passes it to every BLIS call. A CPU BLIS recognises keeps BLIS's own choice.
-// gemm_kernels() (wengert/kernels.hpp) names the kernels in use.
+// passes it to every BLIS call. A CPU BLIS recognises keeps BLIS's own choice, and so does any
+// CPU when WENGERT_GEMM_KERNELS=blis, for comparisons with programs that use the same BLIS
+// (PyTorch here: bench/run_mlp.sh). gemm_kernels() (wengert/kernels.hpp) names the kernels in use.
 #pragma once
 
 #include <cstdint>
