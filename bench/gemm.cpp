@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "bench.hpp"
+#include "wengert/kernels.hpp"
 #include "wengert/ops.hpp"
 #include "wengert/random.hpp"
 #include "wengert/threading.hpp"
@@ -34,8 +35,8 @@ struct Layout {
 
 int main() {
     constexpr int kPairs = 21;
-    fmt::print("gemm f32, {} threads, BLIS sub-configuration '{}', median of {} pairs\n", max_threads(),
-               bli_arch_string(bli_arch_query_id()), kPairs);
+    fmt::print("gemm f32, {} threads, engine kernels '{}', bli_sgemm's '{}' (Note [BLIS kernels]), median of {} pairs\n",
+               max_threads(), kern::gemm_kernels(), bli_arch_string(bli_arch_query_id()), kPairs);
     fmt::print("{:>6}  {:<9} {:>16} {:>16} {:>8}\n", "n", "product", "engine GFLOP/s", "bli_sgemm GFLOP/s", "ratio");
     for (std::int64_t n : {256, 512, 1024}) {
         Tensor a = random_matrix(n, 1), b = random_matrix(n, 2);

@@ -7,7 +7,7 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-build}
 bin="$build/bench"
-for exe in bench-gemm bench-op-overhead bench-elementwise bench-attention; do
+for exe in bench-gemm bench-op-overhead bench-elementwise bench-attention bench-mlp-step; do
     if [ ! -x "$bin/$exe" ]; then
         echo "run.sh: $bin/$exe not found; build first: meson setup $build && ninja -C $build" >&2
         exit 64
@@ -55,3 +55,7 @@ if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
 else
     echo "(PyTorch not importable by /usr/bin/python3: no comparison)"
 fi
+echo
+
+echo "== models/mlp_actreg.wg: one step, one epoch, one eval pass =="
+"$here/run_mlp.sh" "$build"

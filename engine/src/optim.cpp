@@ -1,7 +1,6 @@
 // Optimizers, learning-rate schedules and gradient clipping (Note [Optimizer step]).
-// Updates run elementwise over contiguous parameters, in double, rounded once to the
-// parameter's dtype; large parameters are split over threads, each element computed the
-// same way whatever the split.
+// Updates run elementwise over contiguous parameters; large parameters are split over
+// threads, each element computed the same way whatever the split.
 #include "wengert/optim.hpp"
 
 #include <fmt/format.h>
@@ -197,6 +196,30 @@ Adam::Adam(std::string name, AdamOptions options, bool decoupled_weight_decay)
 AdamW::AdamW(AdamWOptions o)
     : Adam("adamw", AdamOptions{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay}, true) {}
 
+namespace {
+
+// One Adam step's constants, in the parameter's type.
+template <class T> struct AdamStep {
+    T beta1, beta2, one_minus_beta1, one_minus_beta2, eps, l2, decay, step_size, bias_correction2_sqrt;
+};
+
+// The update of n elements in the parameter's own type, as torch.optim: one pass over w, g,
+// m and v, which the compiler vectorises (the pointers do not alias).
+template <class T>
+void adam_update(const AdamStep<T>& a, T* __restrict w, const T* __restrict g, T* __restrict m, T* __restrict v,
+                 std::int64_t n) {
+    for (std::int64_t i = 0; i < n; ++i) {
+        T gi = g[i] + a.l2 * w[i];
+        T mi = a.beta1 * m[i] + a.one_minus_beta1 * gi;
+        T vi = a.beta2 * v[i] + a.one_minus_beta2 * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        w[i] = w[i] * a.decay - a.step_size * mi / (std::sqrt(vi) / a.bias_correction2_sqrt + a.eps);
+    }
+}
+
+}  // namespace
+
 void Adam::update(Parameter& p, const Tensor& grad, double lr, std::map<std::string, Tensor>& slots) {
     const AdamOptions o = options_;
     Tensor& m_slot = slot_like(name(), slots, "m", p);
@@ -210,21 +233,14 @@ void Adam::update(Parameter& p, const Tensor& grad, double lr, std::map<std::str
     const double l2 = decoupled_ ? 0.0 : o.weight_decay;
     detail::dispatch_float(p.value.dtype(), name().c_str(), [&](auto tag) {
         using T = decltype(tag);
+        const AdamStep<T> a{static_cast<T>(o.beta1), static_cast<T>(o.beta2),          static_cast<T>(1 - o.beta1),
+                            static_cast<T>(1 - o.beta2), static_cast<T>(o.eps),         static_cast<T>(l2),
+                            static_cast<T>(decay),       static_cast<T>(step_size),     static_cast<T>(bias_correction2_sqrt)};
         T* w = p.value.data<T>();
         const T* g = grad.data<T>();
         T* m = m_slot.data<T>();
         T* v = v_slot.data<T>();
-        for_elements(p.value.numel(), [&](std::int64_t lo, std::int64_t hi) {
-            for (std::int64_t i = lo; i < hi; ++i) {
-                double gi = g[i] + l2 * w[i];
-                double wi = w[i] * decay;
-                double mi = o.beta1 * m[i] + (1 - o.beta1) * gi;
-                double vi = o.beta2 * v[i] + (1 - o.beta2) * gi * gi;
-                m[i] = static_cast<T>(mi);
-                v[i] = static_cast<T>(vi);
-                w[i] = static_cast<T>(wi - step_size * mi / (std::sqrt(vi) / bias_correction2_sqrt + o.eps));
-            }
-        });
+        for_elements(p.value.numel(), [&](std::int64_t lo, std::int64_t hi) { adam_update(a, w + lo, g + lo, m + lo, v + lo, hi - lo); });
     });
     m_slot.bump_version();
     v_slot.bump_version();

@@ -36,6 +36,10 @@ double dot_all(const Tensor& a, const Tensor& b);     // sum(a * b), f64 accumul
 // axes of extent 1 summed with keepdims).
 Tensor sum_to_shape(const Tensor& g, const Shape& shape);
 
+// The BLIS sub-configuration whose kernels matrix products run, e.g. "skx", "haswell",
+// "generic" (Note [BLIS kernels] in src/kernels/gemm.hpp).
+const char* gemm_kernels();
+
 // Normalises a list of axes against ndim: sorted, unique, non-negative. Empty means all.
 std::vector<int> normalize_axes(std::span<const std::int64_t> axes, int ndim, const char* op);
 // The shape after reducing `axes` (sorted) with or without keepdims.

@@ -5,6 +5,7 @@
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -46,6 +47,36 @@ bool blis_accepts_strides(std::int64_t rows, std::int64_t cols, std::int64_t rs,
 
 namespace {
 
+// The kernels every product runs (Note [BLIS kernels]): a context of our own, or null to let
+// BLIS choose.
+struct Kernels {
+    cntx_t* context = nullptr;
+    const char* name = nullptr;
+};
+
+const Kernels& kernels() {
+    static const Kernels chosen = [] {
+        bli_init();
+        Kernels k{nullptr, bli_arch_string(bli_arch_query_id())};
+#if defined(WENGERT_BLIS_ALL_KERNELS)
+        const char* choice = std::getenv("WENGERT_GEMM_KERNELS");
+        if (bli_arch_query_id() != BLIS_ARCH_GENERIC || (choice && std::string(choice) == "blis")) return k;
+        static cntx_t context;
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512cd") &&
+            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")) {
+            bli_cntx_init_skx(&context);
+            k = {&context, bli_arch_string(BLIS_ARCH_SKX)};
+        } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+            bli_cntx_init_haswell(&context);
+            k = {&context, bli_arch_string(BLIS_ARCH_HASWELL)};
+        }
+#endif
+        return k;
+    }();
+    return chosen;
+}
+
 template <class T>
 void blis_gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t rs_a, std::int64_t cs_a,
                const T* b, std::int64_t rs_b, std::int64_t cs_b, T beta, T* c, std::int64_t rs_c, std::int64_t cs_c) {
@@ -57,10 +88,10 @@ void blis_gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T*
     T* pb = const_cast<T*>(b);
     if constexpr (std::is_same_v<T, float>) {
         bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &alpha, pa, rs_a, cs_a, pb, rs_b, cs_b, &beta, c,
-                     rs_c, cs_c, nullptr, &rntm);
+                     rs_c, cs_c, kernels().context, &rntm);
     } else {
         bli_dgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &alpha, pa, rs_a, cs_a, pb, rs_b, cs_b, &beta, c,
-                     rs_c, cs_c, nullptr, &rntm);
+                     rs_c, cs_c, kernels().context, &rntm);
     }
 }
 
@@ -294,3 +325,9 @@ void batched_gemm(const Tensor& a, const Tensor& b, Tensor& c, double alpha, dou
 }
 
 }  // namespace wengert::detail
+
+namespace wengert::kern {
+
+const char* gemm_kernels() { return detail::kernels().name; }
+
+}  // namespace wengert::kern

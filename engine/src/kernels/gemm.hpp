@@ -34,6 +34,19 @@
 // turned a 0.4 ms training step into 18 ms, so they are never used. No split touches the k
 // loop, so every element of C is summed in the same order at any thread count: results are
 // identical.
+//
+// Note [BLIS kernels]
+// BLIS picks its kernels by CPU model, and a BLIS older than the CPU does not recognise it:
+// BLIS 0.9.0 (Debian 12) runs AMD Zen 5 on its 'generic' reference kernels, about 33 GFLOP/s
+// in f32 where its AVX-512 'skx' kernels run 175-190 GFLOP/s on the same core (the products
+// of a 784-256-256-10 MLP step: 4.7 ms against 0.9 ms on one thread). Its override,
+// BLIS_ARCH_TYPE, aborts in 0.9.0, and the shared library hides every sub-configuration's
+// context. So when BLIS's static archive is at hand (engine/meson.build links it, its symbols
+// kept local to libwengert) and BLIS reports 'generic', the engine builds the context itself
+// from the CPU's features: 'skx' with AVX-512 F/DQ/CD/BW/VL, 'haswell' with AVX2 and FMA, and
+// passes it to every BLIS call. A CPU BLIS recognises keeps BLIS's own choice, and so does any
+// CPU when WENGERT_GEMM_KERNELS=blis, for comparisons with programs that use the same BLIS
+// (PyTorch here: bench/run_mlp.sh). gemm_kernels() (wengert/kernels.hpp) names the kernels in use.
 #pragma once
 
 #include <cstdint>
