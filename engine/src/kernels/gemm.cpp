@@ -95,6 +95,40 @@ void blis_gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T*
     }
 }
 
+// Note [Small products]
+// Below kSmallGemmWork multiply-adds BLIS's fixed cost per call (objects, control tree,
+// packing buffers: several microseconds) outweighs the arithmetic, and attention makes
+// hundreds of such products per step (one per batch and head). They run here instead: each
+// row of C accumulates a[i, p] * b[p, :] over p in order, in a buffer, then C is written
+// once (beta = 0 never reads C, as BLIS). The choice depends on the sizes alone, so results
+// stay the same at any thread count.
+template <class T>
+void small_gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t rs_a, std::int64_t cs_a,
+                const T* b, std::int64_t rs_b, std::int64_t cs_b, T beta, T* c, std::int64_t rs_c, std::int64_t cs_c) {
+    thread_local std::vector<T> row;
+    row.resize(static_cast<std::size_t>(n));
+    T* acc = row.data();
+    for (std::int64_t i = 0; i < m; ++i) {
+        std::fill(acc, acc + n, T(0));
+        const T* a_row = a + i * rs_a;
+        for (std::int64_t p = 0; p < k; ++p) {
+            const T av = a_row[p * cs_a];
+            const T* b_row = b + p * rs_b;
+            if (cs_b == 1) {
+                for (std::int64_t j = 0; j < n; ++j) acc[j] += av * b_row[j];
+            } else {
+                for (std::int64_t j = 0; j < n; ++j) acc[j] += av * b_row[j * cs_b];
+            }
+        }
+        T* c_row = c + i * rs_c;
+        if (beta == T(0)) {
+            for (std::int64_t j = 0; j < n; ++j) c_row[j * cs_c] = alpha * acc[j];
+        } else {
+            for (std::int64_t j = 0; j < n; ++j) c_row[j * cs_c] = alpha * acc[j] + beta * c_row[j * cs_c];
+        }
+    }
+}
+
 }  // namespace
 
 template <class T>
@@ -105,6 +139,10 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, s
     settle_unit_strides(m, k, rs_a, cs_a);
     settle_unit_strides(k, n, rs_b, cs_b);
     settle_unit_strides(m, n, rs_c, cs_c);
+    if (m * n * k <= kSmallGemmWork) {
+        small_gemm(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
+        return;
+    }
     if (threads <= 1) {
         blis_gemm(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
         return;

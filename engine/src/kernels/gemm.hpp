@@ -56,6 +56,9 @@
 
 namespace wengert::detail {
 
+// Multiply-adds up to which a product skips BLIS (Note [Small products] in gemm.cpp).
+constexpr std::int64_t kSmallGemmWork = std::int64_t{1} << 15;
+
 // Multiply-adds below which a product (or a batch of them) runs on one thread.
 constexpr std::int64_t kThreadedGemmWork = std::int64_t{1} << 21;
 
