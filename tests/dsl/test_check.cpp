@@ -216,3 +216,37 @@ TEST_CASE("symbolic sizes other than B print by their names", "[dsl][check]") {
     CHECK(s_row.find(" [B, 8] ") != std::string::npos);
     CHECK(c.report.total_params == 800);
 }
+
+// The line of a check table whose first column is `name`, without the runs of spaces.
+static std::string table_row(const std::string& table, const std::string& name) {
+    std::istringstream lines(table);
+    for (std::string line; std::getline(lines, line);) {
+        std::istringstream words(line);
+        std::string first, row;
+        words >> first;
+        if (first != name) continue;
+        row = first;
+        for (std::string w; words >> w;) row += " " + w;
+        return row;
+    }
+    return "";
+}
+
+TEST_CASE("wengert check counts Trax's AttentionQKV(512): 4 * (512^2 + 512) parameters", "[dsl][check][attention]") {
+    CliResult r = run_wengert({"check", (fs::path(WENGERT_MODELS_DIR) / "attention_qkv.wg").string()});
+    REQUIRE(r.exit_code == 0);
+    CHECK(table_row(r.out, "y") == "y [B, T, 512] f32");
+    CHECK(table_row(r.out, "kept") == "kept [B, 1, 1, S] u8");
+    CHECK(table_row(r.out, "y.attention_qkv.parallel.dense_2") == "y.attention_qkv.parallel.dense_2 262,656 w [512, 512], b [512]");
+    CHECK(table_row(r.out, "total") == "total 1,050,624");
+}
+
+TEST_CASE("the sorting model checks with B symbolic and the penalty as a setting", "[dsl][check][attention]") {
+    for (const char* function : {"sorter", "sorter_penalised"}) {
+        INFO(function);
+        CliResult r = run_wengert({"check", (fs::path(WENGERT_MODELS_DIR) / "sort_attention.wg").string(), "--function", function});
+        REQUIRE(r.exit_code == 0);
+        CHECK(table_row(r.out, "logits") == "logits [B, 16, 10] f32");
+        CHECK(table_row(r.out, "total") == "total 102,346");
+    }
+}
