@@ -501,6 +501,12 @@ void Tensor::fill(double value) {
         using T = decltype(tag);
         T* out = data<T>();
         T v = static_cast<T>(value);
+        if (is_contiguous()) {
+            // zero_grad's case: one memset (all bits zero is +0) or fill_n over the whole block
+            if (value == 0.0 && !std::signbit(value)) std::memset(out, 0, static_cast<std::size_t>(numel()) * sizeof(T));
+            else std::fill_n(out, numel(), v);
+            return;
+        }
         detail::for_each_run<1>(shape_, {&strides_}, [&](std::int64_t n, auto off, auto st) {
             for (std::int64_t i = 0; i < n; ++i) out[off[0] + i * st[0]] = v;
         });

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 
 #include "elementwise.hpp"
@@ -110,11 +111,30 @@ namespace {
 // Note [Reductions]
 // The input is permuted so that reduced axes come last. When they then form one contiguous
 // block (the common case: reducing trailing axes of a contiguous tensor) each output element
-// reduces a contiguous run, in parallel over outputs. Otherwise the input is walked once in
-// memory order, accumulating into the output through stride-0 views. Either way each output
-// element is reduced in a fixed order, so results do not depend on the thread count.
-template <class T, class Acc, class Combine>
-Tensor reduce(const Tensor& x, std::span<const int> axes_in, bool keepdims, Acc init, Combine combine) {
+// reduces a contiguous run, in parallel over outputs; a run is reduced in eight interleaved
+// partial results (element j goes to partial j % 8), merged in order at the end, so that the
+// additions of a long sum do not each wait for the one before. When the reduced axes lead a
+// contiguous tensor (a bias gradient: (B, n) summed over B), rows are added into the n
+// results one after another, in parallel over blocks of columns. Otherwise the input is walked
+// once in memory order, accumulating into the output through stride-0 views. Either way each
+// output element is reduced in a fixed order, so results do not depend on the thread count.
+template <class T, class Acc, class Combine, class Merge>
+Acc reduce_run(const T* p, std::int64_t n, Acc init, Combine combine, Merge merge) {
+    constexpr std::int64_t kLanes = 8;
+    Acc lanes[kLanes];
+    for (auto& lane : lanes) lane = init;
+    std::int64_t j = 0;
+    for (; j + kLanes <= n; j += kLanes) {
+        for (std::int64_t l = 0; l < kLanes; ++l) lanes[l] = combine(lanes[l], p[j + l]);
+    }
+    for (std::int64_t l = 0; j < n; ++j, ++l) lanes[l] = combine(lanes[l], p[j]);
+    Acc acc = lanes[0];
+    for (std::int64_t l = 1; l < kLanes; ++l) acc = merge(acc, lanes[l]);
+    return acc;
+}
+
+template <class T, class Acc, class Combine, class Merge>
+Tensor reduce(const Tensor& x, std::span<const int> axes_in, bool keepdims, Acc init, Combine combine, Merge merge) {
     std::vector<int> axes(axes_in.begin(), axes_in.end());
     if (axes.empty()) for (int i = 0; i < x.ndim(); ++i) axes.push_back(i);
     Shape kept_shape = reduced_shape(x.shape(), axes, true);
@@ -137,6 +157,9 @@ Tensor reduce(const Tensor& x, std::span<const int> axes_in, bool keepdims, Acc 
         if (xp.shape()[i] != 1 && xp.strides()[i] != expect) inner_contiguous = false;
         expect *= xp.shape()[i];
     }
+    // Do the reduced axes lead a contiguous x?
+    bool leading = x.is_contiguous();
+    for (std::size_t i = 0; i < axes.size(); ++i) leading = leading && axes[i] == static_cast<int>(i);
     if (inner_contiguous && n_red > 0) {
         // offsets of each output's run: iterate kept axes of xp
         Shape kept_only;
@@ -152,16 +175,30 @@ Tensor reduce(const Tensor& x, std::span<const int> axes_in, bool keepdims, Acc 
                     off += (rem % kept_only[i]) * kept_strides[i];
                     rem /= kept_only[i];
                 }
-                const T* p = in + off;
-                Acc acc = init;
-                for (std::int64_t j = 0; j < n_red; ++j) acc = combine(acc, p[j]);
-                o[r] = static_cast<T>(acc);
+                o[r] = static_cast<T>(reduce_run(in + off, n_red, init, combine, merge));
             }
         };
         if (n_out * n_red < detail::kParallelGrain || n_out == 1 || max_threads() == 1) {
             body(0, n_out);
         } else {
             std::int64_t grain = std::max<std::int64_t>(1, detail::kParallelGrain / n_red);
+            tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n_out, grain),
+                              [&](const tbb::blocked_range<std::int64_t>& r) { body(r.begin(), r.end()); });
+        }
+    } else if (leading && n_red > 0) {
+        // x as (n_red, n_out): each row added into the n_out results, rows in order
+        auto body = [&](std::int64_t lo, std::int64_t hi) {
+            std::vector<Acc> acc(static_cast<std::size_t>(hi - lo), init);
+            for (std::int64_t r = 0; r < n_red; ++r) {
+                const T* row = in + r * n_out + lo;
+                for (std::int64_t c = 0; c < hi - lo; ++c) acc[static_cast<std::size_t>(c)] = combine(acc[static_cast<std::size_t>(c)], row[c]);
+            }
+            for (std::int64_t c = lo; c < hi; ++c) o[c] = static_cast<T>(acc[static_cast<std::size_t>(c - lo)]);
+        };
+        if (n_out * n_red < detail::kParallelGrain || n_out == 1 || max_threads() == 1) {
+            body(0, n_out);
+        } else {
+            std::int64_t grain = std::max<std::int64_t>(16, detail::kParallelGrain / n_red);
             tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n_out, grain),
                               [&](const tbb::blocked_range<std::int64_t>& r) { body(r.begin(), r.end()); });
         }
@@ -189,9 +226,10 @@ Tensor sum(const Tensor& x, std::span<const int> axes, bool keepdims) {
     return dispatch_all(x.dtype(), [&](auto tag) {
         using T = decltype(tag);
         if constexpr (std::is_floating_point_v<T>) {
-            return reduce<T>(x, axes, keepdims, 0.0, [](double a, T v) { return a + static_cast<double>(v); });
+            return reduce<T>(x, axes, keepdims, 0.0, [](double a, T v) { return a + static_cast<double>(v); }, std::plus<double>());
         } else {
-            return reduce<T>(x, axes, keepdims, std::int64_t{0}, [](std::int64_t a, T v) { return a + static_cast<std::int64_t>(v); });
+            return reduce<T>(x, axes, keepdims, std::int64_t{0}, [](std::int64_t a, T v) { return a + static_cast<std::int64_t>(v); },
+                             std::plus<std::int64_t>());
         }
     });
 }
@@ -207,7 +245,8 @@ Tensor max(const Tensor& x, std::span<const int> axes, bool keepdims) {
     require_nonempty(x, axes, "max");
     return dispatch_all(x.dtype(), [&](auto tag) {
         using T = decltype(tag);
-        return reduce<T>(x, axes, keepdims, std::numeric_limits<T>::lowest(), [](T a, T v) { return v > a || v != v ? v : a; });
+        auto larger = [](T a, T v) { return v > a || v != v ? v : a; };
+        return reduce<T>(x, axes, keepdims, std::numeric_limits<T>::lowest(), larger, larger);
     });
 }
 
@@ -215,7 +254,8 @@ Tensor min(const Tensor& x, std::span<const int> axes, bool keepdims) {
     require_nonempty(x, axes, "min");
     return dispatch_all(x.dtype(), [&](auto tag) {
         using T = decltype(tag);
-        return reduce<T>(x, axes, keepdims, std::numeric_limits<T>::max(), [](T a, T v) { return v < a || v != v ? v : a; });
+        auto smaller = [](T a, T v) { return v < a || v != v ? v : a; };
+        return reduce<T>(x, axes, keepdims, std::numeric_limits<T>::max(), smaller, smaller);
     });
 }
 
