@@ -96,10 +96,10 @@ void blis_gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T*
     }
 }
 
-// Note [Small products]: c (m, n) = alpha a (m, k) @ b (k, n) + beta c for a side of at most
-// kSmallSide, without BLIS. Columns of c are taken kSmallCols at a time: that block of b is
-// copied into a (k, kSmallCols) buffer padded with zeros, and each kSmallRows rows of c sum
-// over p = 0 .. k-1 in order, a row's element of a times the buffer's row, in registers.
+// The loop of Note [Small products] (gemm.hpp): c (m, n) = alpha a (m, k) @ b (k, n) + beta c
+// without BLIS. Columns of c are taken kSmallCols at a time: that block of b is copied into a
+// (k, kSmallCols) buffer padded with zeros, and each kSmallRows rows of c sum over p = 0 .. k-1
+// in order, a row's element of a times the buffer's row, in registers.
 constexpr int kSmallCols = 16;
 constexpr int kSmallRows = 8;
 
@@ -176,17 +176,21 @@ template <class T>
     small_gemm_body(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
 }
 
-// One thread's product: BLIS, or the small path when c has at most kSmallSide columns or rows
-// (for few rows, c^T = b^T a^T, so that the rows become the columns the small path blocks).
+// One thread's product, on the path `small` chose for the whole product (so that a block of
+// a split product is summed exactly as it would be unsplit): BLIS, or the small path, run as
+// c^T = b^T a^T when c has more columns than kSmallSide, so that its few rows become the
+// columns the small path blocks. The small path's sums do not depend on the orientation or
+// the block: each element is a sum over k, in order, of a products computed lane by lane.
 template <class T>
-void gemm_one_thread(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t rs_a, std::int64_t cs_a,
-                     const T* b, std::int64_t rs_b, std::int64_t cs_b, T beta, T* c, std::int64_t rs_c, std::int64_t cs_c) {
-    if (n <= kSmallSide) {
-        small_gemm(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
-    } else if (m <= kSmallSide) {
-        small_gemm(n, m, k, alpha, b, cs_b, rs_b, a, cs_a, rs_a, beta, c, cs_c, rs_c);
-    } else {
+void gemm_one_thread(bool small, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t rs_a,
+                     std::int64_t cs_a, const T* b, std::int64_t rs_b, std::int64_t cs_b, T beta, T* c, std::int64_t rs_c,
+                     std::int64_t cs_c) {
+    if (!small) {
         blis_gemm(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
+    } else if (n <= kSmallSide) {
+        small_gemm(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
+    } else {
+        small_gemm(n, m, k, alpha, b, cs_b, rs_b, a, cs_a, rs_a, beta, c, cs_c, rs_c);
     }
 }
 
@@ -200,21 +204,22 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, s
     settle_unit_strides(m, k, rs_a, cs_a);
     settle_unit_strides(k, n, rs_b, cs_b);
     settle_unit_strides(m, n, rs_c, cs_c);
+    const bool small = m <= kSmallSide || n <= kSmallSide;   // Note [Small products]
     if (threads <= 1) {
-        gemm_one_thread(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
+        gemm_one_thread(small, m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
         return;
     }
     // Note [Matmul threading]: blocks of rows of C (or of columns, when C is wide), one
-    // single-threaded BLIS call each.
+    // single-threaded product each.
     bool by_rows = m >= n;
     std::int64_t extent = by_rows ? m : n;
     std::int64_t blocks = std::min<std::int64_t>(threads, extent);
     tbb::parallel_for(std::int64_t{0}, blocks, [&](std::int64_t i) {
         std::int64_t lo = extent * i / blocks, hi = extent * (i + 1) / blocks;
         if (by_rows) {
-            gemm_one_thread(hi - lo, n, k, alpha, a + lo * rs_a, rs_a, cs_a, b, rs_b, cs_b, beta, c + lo * rs_c, rs_c, cs_c);
+            gemm_one_thread(small, hi - lo, n, k, alpha, a + lo * rs_a, rs_a, cs_a, b, rs_b, cs_b, beta, c + lo * rs_c, rs_c, cs_c);
         } else {
-            gemm_one_thread(m, hi - lo, k, alpha, a, rs_a, cs_a, b + lo * cs_b, rs_b, cs_b, beta, c + lo * cs_c, rs_c, cs_c);
+            gemm_one_thread(small, m, hi - lo, k, alpha, a, rs_a, cs_a, b + lo * cs_b, rs_b, cs_b, beta, c + lo * cs_c, rs_c, cs_c);
         }
     });
 }

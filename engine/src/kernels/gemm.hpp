@@ -29,7 +29,8 @@
 // supplies the parallelism: a batch of at least max_threads() products runs as a
 // tbb::parallel_for over the batch; one product (or fewer products than threads) is split into
 // max_threads() blocks of rows of C (columns when C is wide), each a single-threaded BLIS
-// call in a TBB task. Work below kThreadedGemmWork multiply-adds runs on the calling thread.
+// call (or small-path loop, Note [Small products]) in a TBB task. Work below
+// kThreadedGemmWork multiply-adds runs on the calling thread.
 // BLIS's own threads spin at barriers: on a loaded two-core machine a descheduled partner
 // turned a 0.4 ms training step into 18 ms, so they are never used. No split touches the k
 // loop, so every element of C is summed in the same order at any thread count: results are

@@ -202,6 +202,8 @@ TEST_CASE("matmul gives identical results at 1 and 2 threads", "[matmul][threads
         {r(Shape{6, 64, 48}, 3), r(Shape{6, 48, 80}, 4)},                // a batch over TBB
         {r(Shape{4, 50, 64}, 5), r(Shape{64, 70}, 6)},                   // dense, folded into one gemm
         {r(Shape{2, 1, 70, 60}, 7), r(Shape{3, 60, 90}, 8)},             // broadcast batch, summed gradient
+        {r(Shape{20, 4000}, 9), r(Shape{4000, 30}, 10)},                 // split into blocks of 15 columns
+        {r(Shape{12, 1000}, 11), r(Shape{1000, 200}, 12)},               // 12 rows: the small path, split
     };
     for (const auto& [a, b] : problems) {
         set_num_threads(1);
