@@ -73,13 +73,13 @@ struct Model {
 
     Model() {
         DenseOptions hidden;
-        hidden.activation = [](Var x) { return relu(x); };
+        hidden.fused_activation = Activation::relu;
         hidden.kernel_init = Init::fan_in_uniform();
         hidden.bias_init = Init::fan_in_uniform();
         DenseOptions penalised = hidden;
         penalised.activity_regularizer = l2(1e-4).penalty;
         DenseOptions logits = hidden;
-        logits.activation = nullptr;
+        logits.fused_activation = Activation::none;
         h1 = dense(256, hidden);
         h2 = dense(256, penalised);
         out = dense(10, logits);

@@ -7,7 +7,7 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-build}
 bin="$build/bench"
-for exe in bench-gemm bench-op-overhead bench-elementwise bench-attention bench-mlp-step; do
+for exe in bench-gemm bench-gemm-threads bench-op-overhead bench-elementwise bench-attention bench-mlp-step; do
     if [ ! -x "$bin/$exe" ]; then
         echo "run.sh: $bin/$exe not found; build first: meson setup $build && ninja -C $build" >&2
         exit 64
@@ -20,6 +20,10 @@ export WENGERT_NUM_THREADS=2 BLIS_NUM_THREADS=2 OMP_NUM_THREADS=2
 
 echo "== gemm =="
 "$bin/bench-gemm"
+echo
+
+echo "== gemm: one product split over threads =="
+"$bin/bench-gemm-threads"
 echo
 
 echo "== recording one small op =="

@@ -302,6 +302,11 @@ std::function<Var(Var)> penalty_fn(Interpreter& in, const Value& v, Location loc
     };
 }
 
+// The builtin relu: the only function of that name, since a model cannot redefine a builtin.
+bool is_builtin_relu(const Function& f) {
+    return f.name == "relu" && f.params.size() == 1 && f.layer_inputs == 1;
+}
+
 std::function<Var(Var)> activation_fn(Interpreter& in, const Value& v, Location loc) {
     if (v.is_none()) return nullptr;
     if (!v.is<LayerPtr>() && !v.is<std::shared_ptr<Function>>()) {
@@ -330,7 +335,13 @@ void install_layers(Table& t) {
         o.use_bias = bool_arg(b, "dense", "use_bias", args);
         o.kernel_init = init_from_value(b["kernel_init"], arg_loc(args, dense_params, "kernel_init"));
         o.bias_init = init_from_value(b["bias_init"], arg_loc(args, dense_params, "bias_init"));
-        o.activation = activation_fn(in, b["activation"], arg_loc(args, dense_params, "activation"));
+        // relu itself (not a layer that happens to compute it) fuses into the product and the
+        // bias: one op, no temporaries (Note [Fused linear]); the values are the same.
+        if (const Value& act = b["activation"]; act.is<std::shared_ptr<Function>>() && is_builtin_relu(*act.get<std::shared_ptr<Function>>())) {
+            o.fused_activation = Activation::relu;
+        } else {
+            o.activation = activation_fn(in, act, arg_loc(args, dense_params, "activation"));
+        }
         o.kernel_regularizer = penalty_fn(in, b["kernel"], arg_loc(args, dense_params, "kernel"), "kernel");
         o.bias_regularizer = penalty_fn(in, b["bias"], arg_loc(args, dense_params, "bias"), "bias");
         o.activity_regularizer = penalty_fn(in, b["activity"], arg_loc(args, dense_params, "activity"), "activity");

@@ -296,17 +296,17 @@ LayerPtr dense(std::int64_t n_units, DenseOptions options) {
         std::int64_t d_in = x[0].shape().back();
         std::string prefix = path.empty() ? "dense" : path;
         Var w = ctx.param(prefix + ".w", Shape{d_in, n_units}, options.kernel_init);
-        Var y = matmul(x[0], w);
         if (options.kernel_regularizer) ctx.added_losses.emplace_back(prefix + ".kernel_regularizer", options.kernel_regularizer(w));
+        std::optional<Var> b;
         if (options.use_bias) {
             // PyTorch draws a Linear bias from U(±1/sqrt(fan_in)) with the kernel's fan_in
             Init bias_init = options.bias_init.kind == Init::Kind::fan_in_uniform
                                  ? Init::uniform(-1.0 / std::sqrt(static_cast<double>(d_in)), 1.0 / std::sqrt(static_cast<double>(d_in)))
                                  : options.bias_init;
-            Var b = ctx.param(prefix + ".b", Shape{n_units}, bias_init);
-            y = add(y, b);
-            if (options.bias_regularizer) ctx.added_losses.emplace_back(prefix + ".bias_regularizer", options.bias_regularizer(b));
+            b = ctx.param(prefix + ".b", Shape{n_units}, bias_init);
+            if (options.bias_regularizer) ctx.added_losses.emplace_back(prefix + ".bias_regularizer", options.bias_regularizer(*b));
         }
+        Var y = linear(x[0], w, b, options.fused_activation);
         if (options.activation) y = options.activation(y);
         if (options.activity_regularizer) {
             // tf.keras divides the activity penalty by the batch size

@@ -81,6 +81,7 @@ const Registry& registry() {
         register_reduce(reg);
         register_shape(reg);
         register_matmul(reg);
+        register_linear(reg);
         register_softmax(reg);
         register_loss(reg);
         register_index(reg);

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "wengert/ops.hpp"
 #include "wengert/params.hpp"
 #include "wengert/tape.hpp"
 
@@ -95,8 +96,11 @@ LayerPtr fn_layer(std::string kind, int n_in, int n_out, LayerFn fn);
 // ---- parameterised layers -----------------------------------------------------------------------
 struct DenseOptions {
     bool use_bias = true;
-    // Applied to x @ W + b before the activity regularizer sees the output (Keras's
-    // activation argument).
+    // Computed with the product and the bias in one op (linear() in ops.hpp, Note [Fused
+    // linear]): the cheap way to write activation = relu.
+    Activation fused_activation = Activation::none;
+    // Applied to x @ W + b (after fused_activation) before the activity regularizer sees the
+    // output (Keras's activation argument).
     std::function<Var(Var)> activation;
     Init kernel_init = Init::glorot_uniform();
     Init bias_init = Init::zeros();
@@ -105,7 +109,7 @@ struct DenseOptions {
     std::function<Var(Var)> bias_regularizer;
     std::function<Var(Var)> activity_regularizer;   // divided by the batch size (first axis)
 };
-// y = x @ W + b over the last axis; W (d_in, n_units) named "<path>.w", b "<path>.b".
+// y = x @ W + b over the last axis, one linear() op; W (d_in, n_units) named "<path>.w", b "<path>.b".
 LayerPtr dense(std::int64_t n_units, DenseOptions options = {});
 // table (vocab, d) named "<path>.table"; ids i64 (...) -> (..., d).
 LayerPtr embedding_layer(std::int64_t vocab, std::int64_t d, Init init = Init::normal(0.0, 1.0));

@@ -97,6 +97,14 @@ Var flatten(Var x, int start_axis = 1);               // (B, ...) -> (B, prod ..
 // operand is promoted as NumPy does. Strided and transposed views go to BLIS without copies.
 Var matmul(Var a, Var b);
 
+// ---- the fused dense layer (ops/linear.cpp) --------------------------------------------------
+// activation(x @ w + b) as one op: x (..., d_in), w (d_in, d_out), b (d_out) -> (..., d_out).
+// The same values and gradients as the composition, with one tape node and no temporaries
+// besides the output (Note [Fused linear]).
+enum class Activation { none, relu };
+Activation parse_activation(const std::string& name, const char* op);   // "none" or "relu"
+Var linear(Var x, Var w, std::optional<Var> b = std::nullopt, Activation activation = Activation::none);
+
 // ---- softmax family (ops/softmax.cpp) -------------------------------------------------------
 Var softmax(Var x, int axis = -1);                    // exp(x - logsumexp(x))
 Var log_softmax(Var x, int axis = -1);

@@ -146,6 +146,13 @@ std::vector<std::uint8_t> inflate_raw(Bytes compressed, std::uint64_t size, cons
 
 std::vector<std::uint8_t> gunzip(Bytes compressed, const Where& where) {
     std::vector<std::uint8_t> out;
+    // A gzip member ends with its uncompressed size mod 2^32 (RFC 1952, ISIZE): room for the
+    // whole of a one-member file up front, so that the output is not copied as it grows.
+    if (compressed.size() >= 18) {
+        const std::uint8_t* isize = compressed.data() + compressed.size() - 4;
+        out.reserve(static_cast<std::size_t>(isize[0]) | static_cast<std::size_t>(isize[1]) << 8 |
+                    static_cast<std::size_t>(isize[2]) << 16 | static_cast<std::size_t>(isize[3]) << 24);
+    }
     Inflater inf(16 + MAX_WBITS, where);  // 16: expect the gzip wrapper and check its CRC-32
     z_stream& zs = inf.zs;
     std::uint64_t in_pos = 0;

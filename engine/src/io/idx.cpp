@@ -3,6 +3,7 @@
 // Header: two zero bytes, a type byte, the number of dimensions, then each dimension as a
 // big-endian uint32; then the data, big-endian, row-major.
 #include <bit>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -81,10 +82,16 @@ Tensor parse_idx(Bytes bytes, bool gzipped, const Where& where) {
     }
     Tensor t = Tensor::empty(shape, type->dtype);
     const std::uint8_t* in = bytes.data() + data_at;
+    const std::int64_t n = t.numel();
+    if (type->code == 0x08) {
+        // unsigned bytes (MNIST's images and labels) are stored as they are
+        std::memcpy(t.raw(), in, static_cast<std::size_t>(n));
+        return t;
+    }
     detail::dispatch_all(type->dtype, [&](auto tag) {
         using T = decltype(tag);
         T* out = t.data<T>();
-        for (std::int64_t i = 0; i < t.numel(); ++i) out[i] = read_be<T>(in + i * type->size, *type);
+        for (std::int64_t i = 0; i < n; ++i) out[i] = read_be<T>(in + i * type->size, *type);
     });
     return t;
 }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -95,37 +96,102 @@ void blis_gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T*
     }
 }
 
-// Note [Small products]
-// Below kSmallGemmWork multiply-adds BLIS's fixed cost per call (objects, control tree,
-// packing buffers: several microseconds) outweighs the arithmetic, and attention makes
-// hundreds of such products per step (one per batch and head). They run here instead: each
-// row of C accumulates a[i, p] * b[p, :] over p in order, in a buffer, then C is written
-// once (beta = 0 never reads C, as BLIS). The choice depends on the sizes alone, so results
-// stay the same at any thread count.
+// The loop of Note [Small products] (gemm.hpp): c (m, n) = alpha a (m, k) @ b (k, n) + beta c
+// without BLIS. Columns of c are taken kSmallCols at a time: that block of b is copied into a
+// (k, kSmallCols) buffer padded with zeros, and each kSmallRows rows of c sum over p = 0 .. k-1
+// in order, a row's element of a times the buffer's row, in registers.
+constexpr int kSmallCols = 16;
+constexpr int kSmallRows = 8;
+
+template <int Rows, class T>
+[[gnu::always_inline]] inline void small_rows(std::int64_t k, T alpha, const T* a, std::int64_t rs_a, std::int64_t cs_a,
+                                              const T* __restrict packed, std::int64_t cols, T beta, T* c, std::int64_t rs_c,
+                                              std::int64_t cs_c) {
+    // one row of the block of c as one vector (GCC's vector extension: AVX-512, AVX2 or SSE
+    // registers, whichever the clone targets), so that the sums stay in registers
+    typedef T Row __attribute__((vector_size(kSmallCols * sizeof(T))));
+    Row acc[Rows];
+#pragma GCC unroll 8
+    for (int r = 0; r < Rows; ++r) acc[r] = Row{};
+    for (std::int64_t p = 0; p < k; ++p) {
+        Row bp;
+        std::memcpy(&bp, packed + p * kSmallCols, sizeof bp);
+#pragma GCC unroll 8
+        for (int r = 0; r < Rows; ++r) acc[r] += a[r * rs_a + p * cs_a] * bp;
+    }
+    for (int r = 0; r < Rows; ++r) {
+        T* out = c + r * rs_c;
+        if (cs_c == 1 && cols == kSmallCols) {
+            // a whole contiguous row of the block: vector stores (beta 0 never reads c)
+            Row row = alpha * acc[r];
+            if (beta != T(0)) {
+                Row old;
+                std::memcpy(&old, out, sizeof old);
+                row += beta * old;
+            }
+            std::memcpy(out, &row, sizeof row);
+            continue;
+        }
+        T sums[kSmallCols];
+        std::memcpy(sums, &acc[r], sizeof sums);
+        for (std::int64_t j = 0; j < cols; ++j) {
+            out[j * cs_c] = beta == T(0) ? alpha * sums[j] : alpha * sums[j] + beta * out[j * cs_c];
+        }
+    }
+}
+
 template <class T>
-void small_gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t rs_a, std::int64_t cs_a,
-                const T* b, std::int64_t rs_b, std::int64_t cs_b, T beta, T* c, std::int64_t rs_c, std::int64_t cs_c) {
-    thread_local std::vector<T> row;
-    row.resize(static_cast<std::size_t>(n));
-    T* acc = row.data();
-    for (std::int64_t i = 0; i < m; ++i) {
-        std::fill(acc, acc + n, T(0));
-        const T* a_row = a + i * rs_a;
+[[gnu::always_inline]] inline void small_gemm_body(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a,
+                                                   std::int64_t rs_a, std::int64_t cs_a, const T* b, std::int64_t rs_b,
+                                                   std::int64_t cs_b, T beta, T* c, std::int64_t rs_c, std::int64_t cs_c) {
+    thread_local std::vector<T> packed;   // reused: attention makes thousands of these per step
+    packed.resize(static_cast<std::size_t>(k * kSmallCols));
+    for (std::int64_t j0 = 0; j0 < n; j0 += kSmallCols) {
+        const std::int64_t cols = std::min<std::int64_t>(kSmallCols, n - j0);
         for (std::int64_t p = 0; p < k; ++p) {
-            const T av = a_row[p * cs_a];
-            const T* b_row = b + p * rs_b;
-            if (cs_b == 1) {
-                for (std::int64_t j = 0; j < n; ++j) acc[j] += av * b_row[j];
-            } else {
-                for (std::int64_t j = 0; j < n; ++j) acc[j] += av * b_row[j * cs_b];
+            for (std::int64_t j = 0; j < kSmallCols; ++j) {
+                packed[static_cast<std::size_t>(p * kSmallCols + j)] = j < cols ? b[p * rs_b + (j0 + j) * cs_b] : T(0);
             }
         }
-        T* c_row = c + i * rs_c;
-        if (beta == T(0)) {
-            for (std::int64_t j = 0; j < n; ++j) c_row[j * cs_c] = alpha * acc[j];
-        } else {
-            for (std::int64_t j = 0; j < n; ++j) c_row[j * cs_c] = alpha * acc[j] + beta * c_row[j * cs_c];
+        std::int64_t i = 0;
+        for (; i + kSmallRows <= m; i += kSmallRows) {
+            small_rows<kSmallRows>(k, alpha, a + i * rs_a, rs_a, cs_a, packed.data(), cols, beta, c + i * rs_c + j0 * cs_c, rs_c, cs_c);
         }
+        for (; i < m; ++i) small_rows<1>(k, alpha, a + i * rs_a, rs_a, cs_a, packed.data(), cols, beta, c + i * rs_c + j0 * cs_c, rs_c, cs_c);
+    }
+}
+
+// Compiled for AVX-512, AVX2 and the baseline, picked by the CPU at load time. None of these
+// targets enables FMA, so each multiply and add is rounded the same way on every CPU.
+[[gnu::target_clones("avx512f", "avx2", "default")]] void small_gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
+                                                                   const float* a, std::int64_t rs_a, std::int64_t cs_a,
+                                                                   const float* b, std::int64_t rs_b, std::int64_t cs_b,
+                                                                   float beta, float* c, std::int64_t rs_c, std::int64_t cs_c) {
+    small_gemm_body(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
+}
+
+[[gnu::target_clones("avx512f", "avx2", "default")]] void small_gemm(std::int64_t m, std::int64_t n, std::int64_t k, double alpha,
+                                                                   const double* a, std::int64_t rs_a, std::int64_t cs_a,
+                                                                   const double* b, std::int64_t rs_b, std::int64_t cs_b,
+                                                                   double beta, double* c, std::int64_t rs_c, std::int64_t cs_c) {
+    small_gemm_body(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
+}
+
+// One thread's product, on the path `small` chose for the whole product (so that a block of
+// a split product is summed exactly as it would be unsplit): BLIS, or the small path, run as
+// c^T = b^T a^T when c has more columns than kSmallSide, so that its few rows become the
+// columns the small path blocks. The small path's sums do not depend on the orientation or
+// the block: each element is a sum over k, in order, of a products computed lane by lane.
+template <class T>
+void gemm_one_thread(bool small, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t rs_a,
+                     std::int64_t cs_a, const T* b, std::int64_t rs_b, std::int64_t cs_b, T beta, T* c, std::int64_t rs_c,
+                     std::int64_t cs_c) {
+    if (!small) {
+        blis_gemm(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
+    } else if (n <= kSmallSide) {
+        small_gemm(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
+    } else {
+        small_gemm(n, m, k, alpha, b, cs_b, rs_b, a, cs_a, rs_a, beta, c, cs_c, rs_c);
     }
 }
 
@@ -139,25 +205,28 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, s
     settle_unit_strides(m, k, rs_a, cs_a);
     settle_unit_strides(k, n, rs_b, cs_b);
     settle_unit_strides(m, n, rs_c, cs_c);
+    // Note [Small products]: a tiny product runs on the small path whole, on this thread; a
+    // larger one with a side of at most kSmallSide takes it block by block.
     if (m * n * k <= kSmallGemmWork) {
-        small_gemm(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
+        gemm_one_thread(true, m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
         return;
     }
+    const bool small = m <= kSmallSide || n <= kSmallSide;
     if (threads <= 1) {
-        blis_gemm(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
+        gemm_one_thread(small, m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
         return;
     }
     // Note [Matmul threading]: blocks of rows of C (or of columns, when C is wide), one
-    // single-threaded BLIS call each.
+    // single-threaded product each.
     bool by_rows = m >= n;
     std::int64_t extent = by_rows ? m : n;
     std::int64_t blocks = std::min<std::int64_t>(threads, extent);
     tbb::parallel_for(std::int64_t{0}, blocks, [&](std::int64_t i) {
         std::int64_t lo = extent * i / blocks, hi = extent * (i + 1) / blocks;
         if (by_rows) {
-            blis_gemm(hi - lo, n, k, alpha, a + lo * rs_a, rs_a, cs_a, b, rs_b, cs_b, beta, c + lo * rs_c, rs_c, cs_c);
+            gemm_one_thread(small, hi - lo, n, k, alpha, a + lo * rs_a, rs_a, cs_a, b, rs_b, cs_b, beta, c + lo * rs_c, rs_c, cs_c);
         } else {
-            blis_gemm(m, hi - lo, k, alpha, a, rs_a, cs_a, b + lo * cs_b, rs_b, cs_b, beta, c + lo * cs_c, rs_c, cs_c);
+            gemm_one_thread(small, m, hi - lo, k, alpha, a, rs_a, cs_a, b + lo * cs_b, rs_b, cs_b, beta, c + lo * cs_c, rs_c, cs_c);
         }
     });
 }

@@ -29,7 +29,8 @@
 // supplies the parallelism: a batch of at least max_threads() products runs as a
 // tbb::parallel_for over the batch; one product (or fewer products than threads) is split into
 // max_threads() blocks of rows of C (columns when C is wide), each a single-threaded BLIS
-// call in a TBB task. Work below kThreadedGemmWork multiply-adds runs on the calling thread.
+// call (or small-path loop, Note [Small products]) in a TBB task. Work below
+// kThreadedGemmWork multiply-adds runs on the calling thread.
 // BLIS's own threads spin at barriers: on a loaded two-core machine a descheduled partner
 // turned a 0.4 ms training step into 18 ms, so they are never used. No split touches the k
 // loop, so every element of C is summed in the same order at any thread count: results are
@@ -56,11 +57,26 @@
 
 namespace wengert::detail {
 
-// Multiply-adds up to which a product skips BLIS (Note [Small products] in gemm.cpp).
+// Multiply-adds up to which a product of any shape skips BLIS, whose fixed cost per call
+// (objects, control tree, packing buffers: several microseconds) outweighs the arithmetic;
+// attention makes hundreds of these per step, one per batch and head (Note [Small products]).
 constexpr std::int64_t kSmallGemmWork = std::int64_t{1} << 15;
 
 // Multiply-adds below which a product (or a batch of them) runs on one thread.
 constexpr std::int64_t kThreadedGemmWork = std::int64_t{1} << 21;
+
+// Note [Small products]
+// BLIS packs both operands into panels before its kernel runs, which pays for itself over a
+// long side and does not when one side is short: a 784-256-256-10 MLP step's three products
+// with a side of 10 (128x10x256 and the two in its backward) took 25, 23 and 11 us through
+// BLIS's AVX-512 kernels, 59 us for 1M multiply-adds, where the other five run 25M each at
+// ~170 GFLOP/s. So a product whose c has at most kSmallSide columns (or rows: then it runs as
+// c^T = b^T a^T) runs on a loop of our own (gemm.cpp): blocks of 16 columns of c, b's block
+// copied once into a zero-padded buffer, and 8 rows of c accumulated in vector registers over k
+// in order: 8 us each for the two with 10 columns. (A short k, 128x256x10, stays with BLIS: the
+// loop writes as much of c and does no better than BLIS's 11 us.) Each element of c is summed
+// over k in order whatever the thread split, so results do not depend on the thread count.
+constexpr std::int64_t kSmallSide = 16;
 
 // c (m, n) = alpha * a (m, k) @ b (k, n) + beta * c, each matrix given by its row and column
 // stride in elements (a transpose swaps them). Strides must be ones BLIS accepts

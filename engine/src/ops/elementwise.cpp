@@ -64,6 +64,18 @@ Var rsub(double s, Var x) {
 Var mul(Var a, Var b) {
     Tensor out = kern::mul(a.value(), b.value());
     Saved sa(a.value()), sb(b.value());
+    if (a.tape() == b.tape() && a.id() == b.id()) {
+        return tape_of(a).record("mul", std::move(out), {a, b}, [sa](BackwardCtx& ctx) {
+            // out = a * a (a square, as in an L2 penalty): da = g a + g a, sent once
+            ctx.add(0, dispatch_all(ctx.grad_out().dtype(), [&](auto tag) {
+                using T = decltype(tag);
+                return map2<T, T>(ctx.grad_out(), sa.get("mul"), "mul", [](T g, T v) {
+                    T half = g * v;
+                    return half + half;
+                });
+            }));
+        });
+    }
     return tape_of(a).record("mul", std::move(out), {a, b}, [sa, sb](BackwardCtx& ctx) {
         // out = a * b
         if (ctx.needs(0)) ctx.add(0, kern::mul(ctx.grad_out(), sb.get("mul")));

@@ -10,6 +10,7 @@ void register_unary(Registry& r);
 void register_reduce(Registry& r);
 void register_shape(Registry& r);
 void register_matmul(Registry& r);
+void register_linear(Registry& r);
 void register_softmax(Registry& r);
 void register_loss(Registry& r);
 void register_index(Registry& r);

@@ -122,6 +122,31 @@ TEST_CASE("matmul matches a naive triple loop in f32 and f64", "[matmul]") {
     }
 }
 
+TEST_CASE("products with at most 16 columns or rows of c (Note [Small products]) match a naive loop", "[matmul]") {
+    for (DType dtype : {DType::f32, DType::f64}) {
+        double tol = dtype == DType::f32 ? 1e-4 : 1e-10;
+        INFO(dtype_name(dtype));
+        auto r = [dtype](Shape s, std::uint64_t seed) { return random_tensor(s, seed, -1.0, 1.0, dtype); };
+        check_against_naive(r(Shape{40, 7}, 1), r(Shape{7, 16}, 2), tol);          // 16 columns: whole vector rows
+        check_against_naive(r(Shape{17, 30}, 3), r(Shape{30, 10}, 4), tol);        // 8 + 8 + 1 rows, 10 columns
+        check_against_naive(r(Shape{33, 3}, 5), r(Shape{3, 1}, 6), tol);           // one column
+        check_against_naive(r(Shape{10, 30}, 7), r(Shape{30, 50}, 8), tol);        // 10 rows: run as c^T = b^T a^T
+        check_against_naive(r(Shape{300, 20}, 9), r(Shape{20, 12}, 10), tol);
+        check_against_naive(r(Shape{20, 300}, 11).transpose(0, 1), r(Shape{12, 20}, 12).transpose(0, 1), tol);
+        check_against_naive(r(Shape{3, 9, 6}, 13), r(Shape{6, 40}, 14), tol);      // folded batch, 40 columns, 27 rows
+        // c = alpha a @ b + beta c, into a transposed (non-unit column stride) c and a dense one
+        for (bool transposed_c : {false, true}) {
+            INFO("transposed c: " << transposed_c);
+            Tensor a = r(Shape{19, 23}, 15), b = r(Shape{23, 13}, 16), c0 = r(Shape{19, 13}, 17);
+            Tensor c = transposed_c ? c0.transpose(0, 1).contiguous().transpose(0, 1) : c0.clone();
+            detail::batched_gemm(a, b, c, 0.5, 2.0);
+            std::vector<double> ab = naive_matmul(a, b), before = c0.to_doubles(), expected;
+            for (std::size_t i = 0; i < ab.size(); ++i) expected.push_back(0.5 * ab[i] + 2.0 * before[i]);
+            require_close(c, expected, tol);
+        }
+    }
+}
+
 TEST_CASE("matmul promotes and drops rank-1 operands as NumPy does", "[matmul]") {
     Tape tape;
     Var v = tape.input(Tensor::from(std::vector<double>{1, 2}, Shape{2}));
@@ -177,6 +202,8 @@ TEST_CASE("matmul gives identical results at 1 and 2 threads", "[matmul][threads
         {r(Shape{6, 64, 48}, 3), r(Shape{6, 48, 80}, 4)},                // a batch over TBB
         {r(Shape{4, 50, 64}, 5), r(Shape{64, 70}, 6)},                   // dense, folded into one gemm
         {r(Shape{2, 1, 70, 60}, 7), r(Shape{3, 60, 90}, 8)},             // broadcast batch, summed gradient
+        {r(Shape{20, 4000}, 9), r(Shape{4000, 30}, 10)},                 // split into blocks of 15 columns
+        {r(Shape{12, 1000}, 11), r(Shape{1000, 200}, 12)},               // 12 rows: the small path, split
     };
     for (const auto& [a, b] : problems) {
         set_num_threads(1);
