@@ -63,3 +63,7 @@ echo
 
 echo "== models/mlp_actreg.wg: one step, one epoch, one eval pass =="
 "$here/run_mlp.sh" "$build"
+echo
+
+echo "== models/sort_attention.wg: one training step =="
+"$here/run_sort.sh" "$build"

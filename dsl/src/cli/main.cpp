@@ -243,6 +243,29 @@ template <class Body> int reporting_model_errors(Body&& body) {
     }
 }
 
+// Loads the model file into a fresh interpreter and runs body(in, params, sink) inside
+// reporting_model_errors; a file that does not load prints its diagnostics.
+template <class Body> int with_model(const Cli& cli, const InterpreterOptions& options, Body&& body) {
+    DiagnosticSink sink;
+    ParamStore params;
+    Interpreter in(sink, params, options);
+    return reporting_model_errors([&] {
+        if (!in.load_file(cli.file)) {
+            print_diagnostics(sink);
+            return kExitModel;
+        }
+        return body(in, params, sink);
+    });
+}
+
+// Runs `fname` once without a tape, so that the model creates its parameters and a file of
+// values can be matched against them.
+void create_params(Interpreter& in, const std::string& fname, const std::vector<Tensor>& inputs, Mode mode) {
+    Tape tape;
+    NoGrad no_grad;
+    in.run(fname, inputs, mode);
+}
+
 InterpreterOptions interpreter_options(const Cli& cli, DType default_dtype = DType::f32) {
     InterpreterOptions o;
     o.dtype = cli.has("dtype") ? parse_dtype(cli.get("dtype"), "--dtype") : default_dtype;
@@ -292,14 +315,7 @@ std::vector<Tensor> inputs_from_npz(const Interpreter& in, const std::string& fn
 // ------------------------------------------------------------------ commands
 
 int cmd_check(const Cli& cli) {
-    DiagnosticSink sink;
-    ParamStore params;
-    Interpreter in(sink, params, interpreter_options(cli));
-    return reporting_model_errors([&] {
-        if (!in.load_file(cli.file)) {
-            print_diagnostics(sink);
-            return kExitModel;
-        }
+    return with_model(cli, interpreter_options(cli), [&](Interpreter& in, ParamStore&, DiagnosticSink& sink) {
         CheckReport rep = check_model(in, cli.has("function") ? std::optional(cli.get("function")) : std::nullopt);
         if (sink.has_errors()) {
             print_diagnostics(sink);
@@ -311,15 +327,8 @@ int cmd_check(const Cli& cli) {
 }
 
 int cmd_train(const Cli& cli) {
-    DiagnosticSink sink;
-    ParamStore params;
     InterpreterOptions options = interpreter_options(cli);
-    Interpreter in(sink, params, options);
-    return reporting_model_errors([&] {
-        if (!in.load_file(cli.file)) {
-            print_diagnostics(sink);
-            return kExitModel;
-        }
+    return with_model(cli, options, [&](Interpreter& in, ParamStore& params, DiagnosticSink&) {
         TrainOverrides o;
         o.epochs = cli.integer("epochs");
         o.steps = cli.integer("steps");
@@ -350,14 +359,7 @@ int cmd_train(const Cli& cli) {
 
 int cmd_eval(const Cli& cli) {
     if (!cli.has("checkpoint")) throw UsageError("eval: --checkpoint DIR is required");
-    DiagnosticSink sink;
-    ParamStore params;
-    Interpreter in(sink, params, interpreter_options(cli));
-    return reporting_model_errors([&] {
-        if (!in.load_file(cli.file)) {
-            print_diagnostics(sink);
-            return kExitModel;
-        }
+    return with_model(cli, interpreter_options(cli), [&](Interpreter& in, ParamStore& params, DiagnosticSink&) {
         LoadedCheckpoint ck = load_checkpoint(cli.get("checkpoint"));
         TrainOverrides o;
         TrainSettings s = read_train_settings(in, o);
@@ -367,13 +369,9 @@ int cmd_eval(const Cli& cli) {
         std::optional<Dataset> eval_data = s.eval_data ? std::optional(load_dataset(*s.eval_data, data)) : companion_eval_dataset(*s.data, data);
         if (!eval_data) throw UsageError("eval: the train block has no eval_data and its data has no test split");
         std::int64_t batch = cli.integer("batch").value_or(s.batch);
-        {   // a first pass creates the model's parameters, so the checkpoint's can be matched against them
-            std::vector<std::int64_t> rows(static_cast<std::size_t>(std::min(batch, eval_data->size())));
-            std::iota(rows.begin(), rows.end(), 0);
-            Tape tape;
-            NoGrad no_grad;
-            in.run(s.target, gather_rows(*eval_data, rows), Mode::eval);
-        }
+        std::vector<std::int64_t> rows(static_cast<std::size_t>(std::min(batch, eval_data->size())));
+        std::iota(rows.begin(), rows.end(), 0);
+        create_params(in, s.target, gather_rows(*eval_data, rows), Mode::eval);
         assign_params(params, ck.params, ck.params_path);
         EvalSummary e = evaluate(in, s.target, *eval_data, batch);
         fmt::print("eval on {} ({} examples, checkpoint step {})\n", eval_data->description, e.examples, ck.info.step);
@@ -386,24 +384,13 @@ int cmd_eval(const Cli& cli) {
 
 int cmd_run(const Cli& cli) {
     if (!cli.has("inputs")) throw UsageError("run: --inputs in.npz is required");
-    DiagnosticSink sink;
-    ParamStore params;
-    Interpreter in(sink, params, interpreter_options(cli));
-    return reporting_model_errors([&] {
-        if (!in.load_file(cli.file)) {
-            print_diagnostics(sink);
-            return kExitModel;
-        }
+    return with_model(cli, interpreter_options(cli), [&](Interpreter& in, ParamStore& params, DiagnosticSink&) {
         std::string fname = target_function(in, cli);
         std::vector<Tensor> inputs = inputs_from_npz(in, fname, cli.get("inputs"));
         Mode mode = cli.flags.count("eval") ? Mode::eval : Mode::train;
         manual_seed(in.options().seed);
         if (cli.has("params")) {
-            {   // a first pass creates the model's parameters, so the file can be matched against them
-                Tape tape;
-                NoGrad no_grad;
-                in.run(fname, inputs, mode);
-            }
+            create_params(in, fname, inputs, mode);
             assign_params(params, load_npz(cli.get("params")), cli.get("params"));
             manual_seed(in.options().seed);
         }
@@ -447,16 +434,9 @@ int cmd_run(const Cli& cli) {
 }
 
 int cmd_gradcheck(const Cli& cli) {
-    DiagnosticSink sink;
-    ParamStore params;
     InterpreterOptions options = interpreter_options(cli, DType::f64);
     options.dtype = DType::f64;
-    Interpreter in(sink, params, options);
-    return reporting_model_errors([&] {
-        if (!in.load_file(cli.file)) {
-            print_diagnostics(sink);
-            return kExitModel;
-        }
+    return with_model(cli, options, [&](Interpreter& in, ParamStore&, DiagnosticSink&) {
         std::string fname = target_function(in, cli);
         std::vector<Tensor> inputs = cli.has("inputs") ? inputs_from_npz(in, fname, cli.get("inputs")) : example_inputs(in, fname, 3, options.seed);
         std::int64_t max_elements = cli.integer("max-elements").value_or(64);
@@ -468,14 +448,7 @@ int cmd_gradcheck(const Cli& cli) {
 }
 
 int cmd_graph(const Cli& cli) {
-    DiagnosticSink sink;
-    ParamStore params;
-    Interpreter in(sink, params, interpreter_options(cli));
-    return reporting_model_errors([&] {
-        if (!in.load_file(cli.file)) {
-            print_diagnostics(sink);
-            return kExitModel;
-        }
+    return with_model(cli, interpreter_options(cli), [&](Interpreter& in, ParamStore&, DiagnosticSink&) {
         std::string fname = target_function(in, cli);
         fmt::print("{}", graph_dot(in, fname));
         return 0;

@@ -20,11 +20,6 @@ using detail::map3;
 
 namespace {
 
-Tape& tape_of(Var a) {
-    if (!a.defined()) throw AutogradError("an op was given an undefined value");
-    return *a.tape();
-}
-
 // A scalar as a 0-d tensor of x's dtype.
 Tensor scalar_like(const Var& x, double s) { return Tensor::scalar(s, x.dtype()); }
 

@@ -1,9 +1,17 @@
-// Internal: each op family file registers its ops through one of these.
+// Internal to the op families: each file registers its ops through one of these.
 #pragma once
 
+#include "wengert/error.hpp"
 #include "wengert/registry.hpp"
+#include "wengert/tape.hpp"
 
 namespace wengert {
+
+// The tape an op records on: its first operand's.
+inline Tape& tape_of(const Var& a) {
+    if (!a.defined()) throw AutogradError("an op was given an undefined value");
+    return *a.tape();
+}
 
 void register_elementwise(Registry& r);
 void register_unary(Registry& r);

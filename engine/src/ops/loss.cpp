@@ -31,11 +31,6 @@ using detail::map3;
 
 namespace {
 
-Tape& tape_of(Var a) {
-    if (!a.defined()) throw AutogradError("an op was given an undefined value");
-    return *a.tape();
-}
-
 Shape without_last_axis(const Shape& shape) {
     Shape rows = shape;
     rows.erase(rows.size() - 1);

@@ -29,11 +29,6 @@ using detail::map3;
 
 namespace {
 
-Tape& tape_of(Var a) {
-    if (!a.defined()) throw AutogradError("an op was given an undefined value");
-    return *a.tape();
-}
-
 // value where mask, else zero, times scale
 template <class T> Tensor masked_scale(const Tensor& value, const Tensor& mask, double scale) {
     return map3<T, T, std::uint8_t, T>(value, mask, Tensor::scalar(scale, dtype_of<T>()), "dropout",

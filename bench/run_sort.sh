@@ -1,0 +1,44 @@
+#!/bin/sh
+# models/sort_attention.wg's training step against the same model in PyTorch eager
+# (bench/sort_step.py, torch.nn.functional), at 2 threads, without and with the distance
+# penalty, side by side with the ratio wengert / PyTorch (below 1: wengert is faster).
+# wengert's figure is the CLI's own: `wengert train --steps STEPS`, whose epoch line times the
+# train loop (batches gathered, forward, backward, Adam, the step's metrics), divided by the
+# steps; PyTorch's is the median of STEPS steps (forward, backward, Adam) after 20 warm-up
+# steps, on batches made beforehand. Figures only: nothing here passes or fails, and on a
+# shared machine only ratios measured in one run mean much.
+# Usage: bench/run_sort.sh [BUILD_DIR] (default: build), after `ninja -C BUILD_DIR dsl/wengert`.
+# STEPS (default 300) sets how many steps each side times.
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+build=${1:-build}
+steps=${STEPS:-300}
+case "$build" in /*) ;; *) build="$PWD/$build" ;; esac
+if [ ! -x "$build/dsl/wengert" ]; then
+    echo "run_sort.sh: $build/dsl/wengert not found; build first: ninja -C $build dsl/wengert" >&2
+    exit 64
+fi
+
+export WENGERT_NUM_THREADS=2 BLIS_NUM_THREADS=2 OMP_NUM_THREADS=2
+have_torch=no
+/usr/bin/python3 -c 'import torch' 2>/dev/null && have_torch=yes
+
+printf '%-44s %12s %12s %8s\n' "sort model training step, batch 64" "wengert" "pytorch" "ratio"
+for function in sorter sorter_penalised; do
+    line=$(cd "$root" && "$build/dsl/wengert" train models/sort_attention.wg --function "$function" \
+           --steps "$steps" --no-progress 2>/dev/null | grep '^epoch 1')
+    seconds=$(echo "$line" | sed -n 's/.*(\([0-9.]*\) s,.*/\1/p')
+    ours=$(awk -v s="$seconds" -v n="$steps" 'BEGIN { printf "%.3f", s * 1000 / n }')
+    theirs=""
+    if [ $have_torch = yes ]; then
+        flag=""
+        [ "$function" = sorter_penalised ] && flag=--penalty
+        theirs=$(/usr/bin/python3 "$here/sort_step.py" --steps "$steps" $flag | sed -n 's/.*: step \([0-9.]*\) ms.*/\1/p')
+    fi
+    awk -v name="$function" -v a="$ours" -v b="$theirs" 'BEGIN {
+        if (b == "") printf "%-44s %9.3f ms %12s %8s\n", name, a, "-", "-";
+        else printf "%-44s %9.3f ms %9.3f ms %7.2fx\n", name, a, b, a / b }'
+done
+[ $have_torch = yes ] || echo "(PyTorch not importable by /usr/bin/python3: no comparison)"
