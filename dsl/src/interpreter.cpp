@@ -399,10 +399,34 @@ struct Interpreter::Impl {
         return Value(f);
     }
 
+    // Note [Errors inside the standard library]
+    // An error raised while a definition's body runs belongs to the call that gave it its
+    // arguments when the body is the standard library's: `attention(64, n_heads = 5)` is
+    // reported at the user's call, with a note at the line of dsl/std/ that failed. An error
+    // in a model's own definition stays where it is, with a note at the call it came from.
+    template <class Body> Value reporting_at_call(const std::string& name, const Location& call, Body&& body) {
+        try {
+            return body();
+        } catch (EvalError& e) {
+            if (!e.loc.file || !call.file) throw;
+            if (in_stdlib(e.loc) && !in_stdlib(call)) {
+                e.notes.insert(e.notes.begin(), {e.loc, fmt::format("raised inside the standard library's {}", name)});
+                e.loc = call;
+            } else if (!in_stdlib(call)) {
+                e.notes.push_back({call, fmt::format("in the call to {} here", name)});
+            }
+            throw;
+        }
+    }
+
+    bool in_stdlib(const Location& loc) const {
+        return loc.file && fs::path(loc.file->path()).parent_path() == fs::path(stdlib_dir());
+    }
+
     Value build_layer_def(const LayerDef& d, CallArgs& args) {
         Scope scope;
         bind_params(d.name, d.params, args, scope);
-        Value body = eval(*d.body, scope);
+        Value body = reporting_at_call(d.name, args.loc, [&] { return eval(*d.body, scope); });
         if (!body.is<LayerPtr>() && !body.is<std::shared_ptr<Function>>()) {
             throw EvalError(d.body->loc, fmt::format("layer {}: its value must be a layer, got {}", d.name, describe(body)));
         }
@@ -500,13 +524,15 @@ struct Interpreter::Impl {
         } guard{depth};
         Scope scope;
         bind_params(def.name, def.params, args, scope);
-        for (const auto& stmt : def.body) {
-            if (auto r = exec(stmt, scope)) {
-                if (r->values.size() == 1) return r->values[0];
-                return Value(TupleValue(r->values));
+        return reporting_at_call(def.name, args.loc, [&] {
+            for (const auto& stmt : def.body) {
+                if (auto r = exec(stmt, scope)) {
+                    if (r->values.size() == 1) return r->values[0];
+                    return Value(TupleValue(r->values));
+                }
             }
-        }
-        return Value();
+            return Value();
+        });
     }
 
     // ------------------------------------------------------------ statements
@@ -517,7 +543,9 @@ struct Interpreter::Impl {
     // A def whose return fails returns poison, so its callers are skipped the same way.
     // So one `wengert check` reports every independent error, and each only once.
     std::optional<ReturnSignal> exec(const Stmt& stmt, Scope& scope) {
-        if (!check_mode) return exec_statement(stmt, scope);
+        // the standard library's statements report at the model's call (Note [Errors inside
+        // the standard library])
+        if (!check_mode || in_stdlib(stmt.loc)) return exec_statement(stmt, scope);
         try {
             return exec_statement(stmt, scope);
         } catch (const EvalError& e) {
