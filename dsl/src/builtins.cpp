@@ -359,9 +359,19 @@ void install_layers(Table& t) {
 
     std::vector<BuiltinParam> ln_params = {{"eps", Value(1e-6)}};
     auto ln = make("layer_norm", "layer_norm(eps=1e-6): a layer normalising the last axis, with learned gamma and beta",
-                   [ln_params](Interpreter&, CallArgs& args) {
-                       auto b = bind_builtin("layer_norm", ln_params, args);
-                       return Value(layer_norm_layer(number_arg(b, "layer_norm", "eps", args)));
+                   [ln_params](Interpreter& in, CallArgs& args) {
+                       if (args.positional.empty() || !args.positional[0].is<Var>()) {
+                           auto b = bind_builtin("layer_norm", ln_params, args);
+                           return Value(layer_norm_layer(number_arg(b, "layer_norm", "eps", args)));
+                       }
+                       // layer_norm(x, eps = ...) is layer_norm(eps = ...)(x): made and applied at once
+                       CallArgs settings = args, apply = args;
+                       settings.positional.clear();
+                       settings.positional_locs.clear();
+                       apply.keywords.clear();
+                       apply.keyword_locs.clear();
+                       auto b = bind_builtin("layer_norm", ln_params, settings);
+                       return in.call(Value(layer_norm_layer(number_arg(b, "layer_norm", "eps", settings))), apply);
                    });
     ln->layer_factory = true;
     t["layer_norm"] = Value(ln);

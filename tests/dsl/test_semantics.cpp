@@ -291,6 +291,29 @@ def f(x: f32[B, 8]) {
     CHECK(m.param_names() == std::vector<std::string>{"p.pair.dense.w", "p.pair.dense.b", "r.pair.dense.w", "r.pair.dense.b"});
 }
 
+TEST_CASE("layer_norm(x) applies a default layer at once, as layer_norm(eps = ...)(x) does", "[dsl][semantics]") {
+    Model m(R"(
+def f(x: f32[B, 8]) {
+    a = layer_norm(x)
+    b = layer_norm(x, eps = 0.5)
+    c = layer_norm(eps = 0.5)(x)
+    d = serial(dense(8), layer_norm)(x)
+    return a, b, c
+}
+)");
+    Tensor x = random_tensor(Shape{3, 8}, 1);
+    Tape tape;
+    RunResult r = m.in.run("f", {x}, Mode::train);
+    Var vx = tape.input(x);
+    CHECK(max_abs_diff(output(r, 0), layer_norm(vx, std::nullopt, std::nullopt, 1e-6).value()) < 1e-6);
+    CHECK(max_abs_diff(output(r, 1), layer_norm(vx, std::nullopt, std::nullopt, 0.5).value()) < 1e-6);
+    CHECK(max_abs_diff(output(r, 1), output(r, 2)) == 0);
+    CHECK(m.param_names() == std::vector<std::string>{"a.layer_norm.gamma", "a.layer_norm.beta", "b.layer_norm.gamma",
+                                                      "b.layer_norm.beta", "c.layer_norm.gamma", "c.layer_norm.beta",
+                                                      "d.serial.dense.w", "d.serial.dense.b", "d.serial.layer_norm.gamma",
+                                                      "d.serial.layer_norm.beta"});
+}
+
 TEST_CASE("operands are evaluated left to right", "[dsl][semantics]") {
     Model m(R"(
 param mix: f32[3, 3] = eye(3)
