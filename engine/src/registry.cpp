@@ -83,6 +83,7 @@ const Registry& registry() {
         register_matmul(reg);
         register_linear(reg);
         register_softmax(reg);
+        register_onehot(reg);
         register_loss(reg);
         register_index(reg);
         register_mask(reg);

@@ -12,9 +12,13 @@ TEST_CASE("every registered op has a gradient check or, without a gradient, a fo
     std::set<std::string> with_grad, with_forward;
     for (const auto& c : case_list().grad) with_grad.insert(c.op);
     for (const auto& c : case_list().forward) with_forward.insert(c.op);
+    // straight_through's gradient is a definition (the identity), not the derivative of its
+    // piecewise-constant forward, which finite differences would see as 0: its forward case
+    // checks the gradient analytically.
+    const std::set<std::string> defined_gradient = {"straight_through"};
     for (const auto& op : registry().all()) {
         INFO("op " << op.signature());
-        if (op.differentiable) CHECK(with_grad.count(op.name) == 1);
+        if (op.differentiable && !defined_gradient.count(op.name)) CHECK(with_grad.count(op.name) == 1);
         else CHECK(with_forward.count(op.name) == 1);
     }
     for (const auto& name : with_grad) {

@@ -121,6 +121,14 @@ Var mse(Var prediction, Var target, Reduction reduction = Reduction::mean);
 
 // ---- indexing (ops/index.cpp) ---------------------------------------------------------------
 Var one_hot(Var labels, std::int64_t n_classes, DType dtype = DType::f32);   // no gradient
+// From a distribution to a (near) one-hot vector with a gradient (Note [Near one-hot],
+// SPEC.md section 4). sharpen: p^n / sum p^n along axis, as softmax(n log p), n >= 1.
+Var sharpen(Var p, double n, int axis = -1);
+// one_hot(argmax(x)) along axis, exactly, differentiated as the identity.
+Var straight_through(Var x, int axis = -1);
+// softmax((logits + g) / tau), g Gumbel noise from default_generator() in Mode::train only;
+// hard: straight_through of that sample.
+Var gumbel_softmax(Var logits, double tau = 1.0, bool hard = false, int axis = -1);
 Var argmax(Var x, int axis = -1, bool keepdims = false);                     // i64, no gradient
 // torch.gather: out[i][j] = x[i][index[i][j]] along `axis`; scatter-add backward.
 Var gather(Var x, int axis, Var index);

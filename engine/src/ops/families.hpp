@@ -20,6 +20,7 @@ void register_shape(Registry& r);
 void register_matmul(Registry& r);
 void register_linear(Registry& r);
 void register_softmax(Registry& r);
+void register_onehot(Registry& r);
 void register_loss(Registry& r);
 void register_index(Registry& r);
 void register_mask(Registry& r);
