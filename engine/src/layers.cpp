@@ -320,7 +320,14 @@ LayerPtr dense(std::int64_t n_units, DenseOptions options) {
 LayerPtr embedding_layer(std::int64_t vocab, std::int64_t d, Init init) {
     return fn_layer("embedding", 1, 1, [vocab, d, init](std::span<const Var> x, LayerContext& ctx, const std::string& path) {
         Var table = ctx.param((path.empty() ? "embedding" : path) + ".table", Shape{vocab, d}, init);
-        return std::vector<Var>{embedding(table, x[0])};
+        if (!is_floating(x[0].dtype())) return std::vector<Var>{embedding(table, x[0])};
+        // Note [Near one-hot]: a distribution s (..., vocab) mixes the rows, s @ table; a
+        // one-hot s reads the row an id would, and the gradient reaches s
+        if (x[0].ndim() < 1 || x[0].shape().back() != vocab) {
+            throw ShapeError("embedding", fmt::format("a distribution over the vocabulary needs {} entries on its last axis, got {} {}",
+                                                      vocab, dtype_name(x[0].dtype()), x[0].shape().str()));
+        }
+        return std::vector<Var>{matmul(x[0], table)};
     });
 }
 

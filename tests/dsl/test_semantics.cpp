@@ -314,6 +314,29 @@ def f(x: f32[B, 8]) {
                                                       "d.serial.layer_norm.beta"});
 }
 
+TEST_CASE("models/discrete_code.wg: the one-hot codes keep the encoder's gradient, argmax does not", "[dsl][semantics][onehot]") {
+    const std::string text = read_text(fs::path(WENGERT_MODELS_DIR) / "discrete_code.wg");
+    Tensor x = random_tensor(Shape{8, 784}, 3);
+    Tensor y = Tensor::from_doubles({0, 1, 2, 3, 4, 5, 6, 7}, Shape{8}, DType::i64);
+    for (const char* function : {"coded", "straight", "sharpened", "by_argmax"}) {
+        INFO(function);
+        Model m(text);
+        Tape tape;
+        manual_seed(1);
+        RunResult r = m.in.run(function, {x, y}, Mode::train);
+        CHECK(output(r, 0).shape() == Shape{8, 10});
+        tape.backward(r.objective);
+        const Parameter& encoder = m.params.get("logits.h.dense.w");
+        const Parameter& table = m.params.get("e.embedding.table");
+        double encoder_grad = 0, table_grad = 0;
+        if (encoder.grad.defined()) for (double g : encoder.grad.to_doubles()) encoder_grad += std::abs(g);
+        for (double g : table.grad.to_doubles()) table_grad += std::abs(g);
+        CHECK(table_grad > 0);
+        if (std::string(function) == "by_argmax") CHECK(encoder_grad == 0);
+        else CHECK(encoder_grad > 0);
+    }
+}
+
 TEST_CASE("operands are evaluated left to right", "[dsl][semantics]") {
     Model m(R"(
 param mix: f32[3, 3] = eye(3)

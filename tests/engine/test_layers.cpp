@@ -101,3 +101,27 @@ TEST_CASE("parameter paths inside composites", "[layers]") {
     r->set_path("block");
     CHECK(r->path() == "block");
 }
+
+TEST_CASE("an embedding reads ids, or mixes its rows by a distribution with the gradient kept", "[layers]") {
+    ParamStore params;
+    LayerContext ctx(params, 1, DType::f64);
+    auto emb = embedding_layer(4, 3);
+    emb->set_path("emb");
+    Tape tape;
+    Var ids = tape.input(Tensor::from_doubles({2, 0}, Shape{2}, DType::i64));
+    Var by_id = emb->forward(std::vector<Var>{ids}, ctx).at(0);
+    // one-hot rows read the same rows as the ids; the gradient reaches the distribution
+    Var s = tape.leaf(Tensor::from_doubles({0, 0, 1, 0, 1, 0, 0, 0}, Shape{2, 4}, DType::f64));
+    Var mixed = emb->forward(std::vector<Var>{s}, ctx).at(0);
+    CHECK(params.size() == 1);
+    auto a = by_id.value().to_doubles(), b = mixed.value().to_doubles();
+    for (std::size_t i = 0; i < a.size(); ++i) CHECK(a[i] == b[i]);
+    tape.backward(sum(mixed));
+    // d sum(s @ table) / d s[i, v] = sum of table row v
+    auto table = params.get("emb.table").value.to_doubles();
+    auto g = s.grad().to_doubles();
+    for (std::size_t v = 0; v < 4; ++v) CHECK(g[v] == Approx(table[3 * v] + table[3 * v + 1] + table[3 * v + 2]));
+    Var wrong = tape.input(Tensor::zeros(Shape{2, 5}, DType::f64));
+    CHECK_THROWS_WITH(emb->forward(std::vector<Var>{wrong}, ctx),
+                      "embedding: a distribution over the vocabulary needs 4 entries on its last axis, got f64 [2, 5]");
+}

@@ -111,7 +111,8 @@ struct DenseOptions {
 };
 // y = x @ W + b over the last axis, one linear() op; W (d_in, n_units) named "<path>.w", b "<path>.b".
 LayerPtr dense(std::int64_t n_units, DenseOptions options = {});
-// table (vocab, d) named "<path>.table"; ids i64 (...) -> (..., d).
+// table (vocab, d) named "<path>.table"; ids i64 (...) -> (..., d), or a distribution over
+// the vocabulary, f32/f64 (..., vocab) -> (..., d), as s @ table (Note [Near one-hot]).
 LayerPtr embedding_layer(std::int64_t vocab, std::int64_t d, Init init = Init::normal(0.0, 1.0));
 // Layer norm over the last axis with "<path>.gamma" (ones) and "<path>.beta" (zeros).
 LayerPtr layer_norm_layer(double eps = 1e-6);
