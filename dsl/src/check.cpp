@@ -150,6 +150,35 @@ std::string group_thousands(std::int64_t n) {
     return out;
 }
 
+// Note [Parameters without a gradient]
+// A parameter the objective does not reach through differentiable ops never trains: the
+// classic case is a category picked with argmax and then looked up (docs/onehot.md), which
+// leaves everything before the argmax untrained without any error. The check runs backward
+// from the objective and warns, at the def, for each layer whose parameters it never reached.
+void warn_unreached(Interpreter& in, const std::string& name, const RunResult& result, Tape& tape) {
+    if (!result.objective.defined() || !result.objective.requires_grad()) return;
+    tape.backward(result.objective);
+    std::vector<std::string> layers;
+    for (const Parameter* p : std::as_const(in.params()).all()) {
+        if (!p->trainable || p->grad.defined()) continue;
+        auto dot = p->name.rfind('.');
+        std::string layer = dot == std::string::npos ? p->name : p->name.substr(0, dot);
+        if (layers.empty() || layers.back() != layer) layers.push_back(layer);
+    }
+    if (layers.empty()) return;
+    Location at;
+    for (const auto& d : in.main_module().decls) {
+        if (const auto* f = d.as<FunctionDef>(); f && f->name == name) at = d.loc;
+    }
+    in.sink().report(Diagnostic{Severity::warning, at,
+                                fmt::format("{}: no gradient from the loss reaches {} {}, so {} will not train (argmax, "
+                                            "comparisons and integer casts pass none; to pick a category and keep one: "
+                                            "straight_through, gumbel_softmax, sharpen)",
+                                            name, layers.size() == 1 ? "layer" : "layers", fmt::join(layers, ", "),
+                                            layers.size() == 1 ? "it" : "they"),
+                                {}, {}});
+}
+
 }  // namespace
 
 CheckReport check_model(Interpreter& in, std::optional<std::string> function) {
@@ -175,8 +204,8 @@ CheckReport check_model(Interpreter& in, std::optional<std::string> function) {
         in.set_message_filter(filter);
         in.set_check_mode(true);
         std::size_t errors_before = in.sink().error_count();
-        Tape tape;
-        NoGrad no_grad;
+        for (Parameter* p : in.params().all()) p->grad = Tensor();
+        Tape tape;   // recording, so that warn_unreached can follow the objective back
         RunResult result;
         try {
             result = in.run(name, inputs_for(in, def, size_map, in.options().seed, false), Mode::train);
@@ -189,6 +218,7 @@ CheckReport check_model(Interpreter& in, std::optional<std::string> function) {
         }
         in.set_check_mode(false);
         in.set_message_filter(nullptr);
+        if (in.sink().error_count() == errors_before) warn_unreached(in, name, result, tape);
         if (train && train->target == name && result.losses.empty() && in.sink().error_count() == errors_before) {
             for (const auto& d : in.main_module().decls) {
                 if (d.as<TrainBlock>() == train) {

@@ -250,3 +250,19 @@ TEST_CASE("the sorting model checks with B symbolic and the penalty as a setting
         CHECK(table_row(r.out, "total") == "total 102,346");
     }
 }
+
+TEST_CASE("wengert check warns when no gradient from the loss reaches a layer (Note [Parameters without a gradient])",
+          "[dsl][check][onehot]") {
+    const std::string model = (fs::path(WENGERT_MODELS_DIR) / "discrete_code.wg").string();
+    CliResult argmax = run_wengert({"check", model, "--function", "by_argmax"});
+    CHECK(argmax.exit_code == 0);
+    CHECK_THAT(argmax.err, Catch::Contains("warning: by_argmax: no gradient from the loss reaches layers logits.h.dense, "
+                                           "logits.dense, so they will not train"));
+    CHECK(table_row(argmax.out, "total") == "total 208,346");
+    for (const char* function : {"coded", "straight", "sharpened"}) {
+        INFO(function);
+        CliResult r = run_wengert({"check", model, "--function", function});
+        CHECK(r.exit_code == 0);
+        CHECK(r.err.empty());
+    }
+}

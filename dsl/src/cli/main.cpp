@@ -317,10 +317,8 @@ std::vector<Tensor> inputs_from_npz(const Interpreter& in, const std::string& fn
 int cmd_check(const Cli& cli) {
     return with_model(cli, interpreter_options(cli), [&](Interpreter& in, ParamStore&, DiagnosticSink& sink) {
         CheckReport rep = check_model(in, cli.has("function") ? std::optional(cli.get("function")) : std::nullopt);
-        if (sink.has_errors()) {
-            print_diagnostics(sink);
-            return kExitModel;
-        }
+        print_diagnostics(sink);   // warnings too
+        if (sink.has_errors()) return kExitModel;
         fmt::print("{}", rep.table);
         return 0;
     });
