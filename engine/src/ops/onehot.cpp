@@ -24,6 +24,7 @@
 #include <limits>
 
 #include "../kernels/rows.hpp"
+#include "../kernels/softmax.hpp"
 #include "families.hpp"
 #include "wengert/kernels.hpp"
 #include "wengert/ops.hpp"
@@ -45,28 +46,15 @@ void require_floating(const Var& x, const char* op) {
 
 // p (..., n, ...) -> s, p^n / sum p^n along axis, as softmax(n log p)
 Tensor sharpen_forward(const Tensor& p, double power, int axis) {
-    return dispatch_float(p.dtype(), "sharpen", [&](auto tag) {
+    Tensor u = dispatch_float(p.dtype(), "sharpen", [&](auto tag) {
         using T = decltype(tag);
-        Tensor out = Tensor::empty(p.shape(), p.dtype());
-        const T* pp = p.data<T>();
-        T* po = out.data<T>();
-        for_each_row<2>(p.shape(), axis, {&p.strides(), &out.strides()}, [&](auto off, auto step, std::int64_t n) {
-            const T* pr = pp + off[0];
-            T* sr = po + off[1];
-            // u = n log p, shifted by its max (finite: the row has a positive entry)
-            T m = -INFINITY;
-            for (std::int64_t j = 0; j < n; ++j) m = std::max(m, static_cast<T>(power * std::log(pr[j * step[0]])));
-            double total = 0;
-            for (std::int64_t j = 0; j < n; ++j) {
-                T e = std::exp(static_cast<T>(power * std::log(pr[j * step[0]])) - m);
-                sr[j * step[1]] = e;
-                total += e;
-            }
-            T inv = static_cast<T>(1.0 / total);
-            for (std::int64_t j = 0; j < n; ++j) sr[j * step[1]] *= inv;
-        });
+        Tensor pc = p.contiguous(), out = Tensor::empty(p.shape(), p.dtype());
+        const T* pp = pc.data<T>();
+        T* pu = out.data<T>();
+        for (std::int64_t i = 0; i < out.numel(); ++i) pu[i] = static_cast<T>(power * std::log(pp[i]));   // -inf at 0
         return out;
     });
+    return detail::softmax_forward(u, axis, false);
 }
 
 // p, s (the forward's output) and grad_out -> dp

@@ -11,6 +11,7 @@
 #include <cmath>
 
 #include "../kernels/rows.hpp"
+#include "../kernels/softmax.hpp"
 #include "families.hpp"
 #include "wengert/ops.hpp"
 
@@ -28,8 +29,10 @@ template <class T> T row_shift(const T* x, std::int64_t step, std::int64_t n) {
     return std::isfinite(m) ? m : T(0);
 }
 
+}  // namespace
+
 // x (..., n, ...) -> (..., n, ...), normalised along `axis`
-Tensor softmax_forward(const Tensor& x, int axis, bool log_form) {
+Tensor detail::softmax_forward(const Tensor& x, int axis, bool log_form) {
     return dispatch_float(x.dtype(), log_form ? "log_softmax" : "softmax", [&](auto tag) {
         using T = decltype(tag);
         Tensor out = Tensor::empty(x.shape(), x.dtype());
@@ -57,6 +60,8 @@ Tensor softmax_forward(const Tensor& x, int axis, bool log_form) {
         return out;
     });
 }
+
+namespace {
 
 // y (the forward's output) and grad_out (..., n, ...) -> dx
 Tensor softmax_backward(const Tensor& y, const Tensor& grad_out, int axis, bool log_form) {
@@ -97,7 +102,7 @@ Tensor softmax_backward(const Tensor& y, const Tensor& grad_out, int axis, bool 
 Var softmax_op(Var x, int axis_in, bool log_form) {
     const char* op = log_form ? "log_softmax" : "softmax";
     int axis = normalize_axis(axis_in, x.ndim(), op);
-    Tensor out = softmax_forward(x.value(), axis, log_form);
+    Tensor out = detail::softmax_forward(x.value(), axis, log_form);
     Saved sout(out);
     return x.tape()->record(op, std::move(out), {x}, [sout, axis, log_form, op](BackwardCtx& ctx) {
         ctx.add(0, softmax_backward(sout.get(op), ctx.grad_out(), axis, log_form));
