@@ -20,34 +20,6 @@ WG_CASES(softmax_cases) {
     cases.add_grad("log_softmax", "large logits", [](auto x) { return log_softmax(x[0] * 50.0 - 1e4, 0); }, {a});
 }
 
-namespace {
-
-// SPEC.md section 4: s = p^n / sum p^n, computed as softmax(n log p)
-Tensor sharpen(const std::vector<double>& probs, double n, DType dtype) {
-    Tape tape;
-    Var p = tape.input(Tensor::from_doubles(probs, Shape{static_cast<std::int64_t>(probs.size())}, dtype));
-    return softmax(log(p) * n).value();
-}
-
-}  // namespace
-
-TEST_CASE("sharpening softmax(n log p) gives SPEC.md section 4's numbers", "[softmax]") {
-    for (DType dtype : {DType::f64, DType::f32}) {
-        INFO(dtype_name(dtype));
-        require_close(sharpen({0.5, 0.3, 0.2}, 2, dtype), {0.657895, 0.236842, 0.105263});
-        require_close(sharpen({0.5, 0.3, 0.2}, 10, dtype), {0.993886, 0.006010, 0.000104});
-    }
-}
-
-TEST_CASE("sharpening with a large power stays finite in f32 where p^n underflows", "[softmax]") {
-    // 0.5^1000 is 0 in f32: the naive p^n / sum p^n is 0 / 0
-    auto s = sharpen({0.5, 0.3, 0.2}, 1000, DType::f32).to_doubles();
-    REQUIRE(s.size() == 3);
-    CHECK(s[0] == 1.0);
-    CHECK(s[1] == 0.0);
-    CHECK(s[2] == 0.0);
-}
-
 TEST_CASE("softmax and log_softmax of logits of 1e4 give no NaN in f32", "[softmax]") {
     Tape tape;
     Var x = tape.leaf(Tensor::from(std::vector<float>{1e4f, 0.0f, -1e4f, 1e4f, 1e4f, 1e4f}, Shape{2, 3}));
