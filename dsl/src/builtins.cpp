@@ -237,6 +237,11 @@ Value call_op(Interpreter& in, const OpSchema& op, CallArgs& args) {
             bound[i] = to_arg(in, values[i], specs[i], op.name, locs[i]);
         } else if (specs[i].default_value) {
             bound[i] = *specs[i].default_value;
+            // a floating dtype left to its default is the run's (--dtype f64 runs any model in f64)
+            if (specs[i].name == "dtype" && std::holds_alternative<std::string>(bound[i]) &&
+                std::get<std::string>(bound[i]) == "f32") {
+                bound[i] = std::string(dtype_name(in.options().dtype));
+            }
         } else {
             throw EvalError(args.loc, fmt::format("{}: missing argument '{}' ({})", op.name, specs[i].name, op.signature()));
         }

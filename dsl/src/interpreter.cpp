@@ -408,7 +408,7 @@ struct Interpreter::Impl {
         try {
             return body();
         } catch (EvalError& e) {
-            if (!e.loc.file || !call.file) throw;
+            if (!e.loc.file || !call.file || call.line == 0) throw;   // line 0: the run's own call
             if (in_stdlib(e.loc) && !in_stdlib(call)) {
                 e.notes.insert(e.notes.begin(), {e.loc, fmt::format("raised inside the standard library's {}", name)});
                 e.loc = call;

@@ -266,3 +266,19 @@ TEST_CASE("wengert check warns when no gradient from the loss reaches a layer (N
         CHECK(r.err.empty());
     }
 }
+
+TEST_CASE("wengert check counts the reference VAE's 652,824 parameters (SPEC section 6)", "[dsl][check][vae]") {
+    CliResult r = run_wengert({"check", (fs::path(WENGERT_MODELS_DIR) / "vae.wg").string()});
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.err.empty());
+    CHECK(table_row(r.out, "z") == "z [B, 20] f32");
+    CHECK(table_row(r.out, "recon") == "recon [B, 784] f32");
+    CHECK(table_row(r.out, "total") == "total 652,824");
+}
+
+TEST_CASE("wengert gradcheck runs the VAE in f64: its sample's dtype follows the run", "[dsl][check][vae]") {
+    CliResult r = run_wengert({"gradcheck", (fs::path(WENGERT_MODELS_DIR) / "vae.wg").string(), "--max-elements", "2"});
+    INFO(r.err);
+    CHECK(r.exit_code == 0);
+    CHECK_THAT(r.out, Catch::Contains("all gradients agree with finite differences"));
+}

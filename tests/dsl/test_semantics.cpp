@@ -337,6 +337,43 @@ TEST_CASE("models/discrete_code.wg: the one-hot codes keep the encoder's gradien
     }
 }
 
+TEST_CASE("models/vae.wg: SPEC section 6's KL numbers, and the reparameterized sample's gradient", "[dsl][semantics][vae]") {
+    // the model's KL term, per row, on SPEC's cases
+    Model m(R"(
+def kl(mu: f32[B, 2], logvar: f32[B, 2]) {
+    return -0.5 * sum(1 + logvar - mu ^ 2 - exp(logvar), axis = 1)
+}
+def sample(mu: f32[B, 2], logvar: f32[B, 2]) {
+    eps = normal(mu.shape)
+    z   = mu + exp(0.5 * logvar) * eps
+    return z, eps
+}
+)");
+    Tensor mu = Tensor::from_doubles({0, 0, 1, 0, 0, 0, 1, 2}, Shape{4, 2}, DType::f32);
+    Tensor logvar = Tensor::from_doubles({0, 0, 0, 0, std::log(2.0), 0, 0, 0}, Shape{4, 2}, DType::f32);
+    {
+        Tape tape;
+        RunResult r = m.in.run("kl", {mu, logvar}, Mode::train);
+        auto kl = output(r, 0).to_doubles();
+        CHECK(kl[0] == Approx(0.0).margin(1e-7));
+        CHECK(kl[1] == Approx(0.5));
+        CHECK(kl[2] == Approx(0.153426).epsilon(1e-5));
+        CHECK(kl[3] == Approx(2.5));
+    }
+    // z = mu + exp(logvar / 2) eps, eps ~ N(0, I) drawn from the run's seed
+    Tape tape;
+    manual_seed(4);
+    RunResult r = m.in.run("sample", {mu, logvar}, Mode::train);
+    REQUIRE(r.outputs.size() == 2);
+    Var z = r.outputs[0].get<Var>();
+    auto eps = output(r, 1).to_doubles();
+    auto zs = z.value().to_doubles(), mus = mu.to_doubles(), lvs = logvar.to_doubles();
+    for (std::size_t i = 0; i < zs.size(); ++i) CHECK(zs[i] == Approx(mus[i] + std::exp(0.5 * lvs[i]) * eps[i]).epsilon(1e-6));
+    double spread = 0;
+    for (double e : eps) spread += std::abs(e);
+    CHECK(spread > 0);   // eps is drawn, not zero
+}
+
 TEST_CASE("operands are evaluated left to right", "[dsl][semantics]") {
     Model m(R"(
 param mix: f32[3, 3] = eye(3)
