@@ -491,8 +491,11 @@ void install_records(Table& t) {
                    "cosine_lr(t_max=total steps, min_lr=0): cosine decay");
     record_builtin(t, "schedule", "warmup", {{"steps", std::nullopt}, {"then", Value()}},
                    "warmup(steps, then=constant_lr()): linear warm-up, then another schedule");
-    record_builtin(t, "dataset", "fashion_mnist", {{"split", Value(std::string("train"))}, {"layout", Value(std::string("flat"))}, {"dir", Value()}},
-                   "fashion_mnist(split=\"train\", layout=\"flat\"|\"image\", dir): images scaled to [0, 1] and labels");
+    record_builtin(t, "dataset", "fashion_mnist",
+                   {{"split", Value(std::string("train"))}, {"layout", Value(std::string("flat"))}, {"dir", Value()},
+                    {"label_noise", Value(0.0)}, {"noise", Value(std::string("pairs"))}, {"noise_seed", Value(std::int64_t{1})}},
+                   "fashion_mnist(split=\"train\", layout=\"flat\"|\"image\", dir, label_noise=0, noise=\"pairs\"|\"uniform\", "
+                   "noise_seed=1): images scaled to [0, 1] and labels, training labels flipped at rate label_noise");
     record_builtin(t, "dataset", "npz_data", {{"path", std::nullopt}, {"fields", Value()}},
                    "npz_data(path, fields=(names...)): arrays of an .npz file, first axis = examples");
     record_builtin(t, "dataset", "sort_digits",

@@ -39,6 +39,44 @@ std::string find_idx(const std::string& dir, const std::string& stem) {
                   "at a folder holding the four Fashion-MNIST IDX files");
 }
 
+// Note [Label noise]
+// fashion_mnist(split = "train", label_noise = rate, noise = kind, noise_seed = s) corrupts
+// each training label with probability `rate`, as Sukhbaatar et al. (arXiv 1406.2080) do to
+// study noisy labels: "pairs" moves class i to (i + 1) mod 10 (a systematic confusion, the
+// hard case), "uniform" to one of the other nine classes, each equally likely. The same seed
+// gives the same labels; the test split, which evaluation reads, is always clean.
+void add_label_noise(const Record& r, Dataset& d) {
+    const Value& rate_value = r.fields.at("label_noise");
+    if (!rate_value.is_number()) {
+        throw EvalError(r.loc, fmt::format("fashion_mnist: label_noise must be a number, got {}", describe(rate_value)));
+    }
+    const double rate = rate_value.number();
+    if (!(rate >= 0.0 && rate < 1.0)) throw EvalError(r.loc, fmt::format("fashion_mnist: label_noise must be in [0, 1), got {}", rate));
+    const Value& kind_value = r.fields.at("noise");
+    const std::string kind = kind_value.is<std::string>() ? kind_value.get<std::string>() : "";
+    if (kind != "pairs" && kind != "uniform") {
+        throw EvalError(r.loc, fmt::format("fashion_mnist: noise must be \"pairs\" or \"uniform\", got {}", describe(kind_value)));
+    }
+    const Value& seed_value = r.fields.at("noise_seed");
+    if (!seed_value.is<std::int64_t>()) {
+        throw EvalError(r.loc, fmt::format("fashion_mnist: noise_seed must be an integer, got {}", describe(seed_value)));
+    }
+    if (rate == 0.0) return;
+    Generator gen(hash_name(static_cast<std::uint64_t>(seed_value.get<std::int64_t>()), "label_noise"));
+    Tensor labels = d.columns[1].clone();
+    std::int64_t* y = labels.data<std::int64_t>();
+    std::int64_t flipped = 0;
+    for (std::int64_t i = 0; i < labels.numel(); ++i) {
+        const double u = static_cast<double>(gen.next_u64() >> 11) * 0x1.0p-53;
+        const auto other = static_cast<std::int64_t>(gen.next_u64() % 9);   // drawn for every label: kinds flip the same ones
+        if (u >= rate) continue;
+        y[i] = kind == "pairs" ? (y[i] + 1) % 10 : (y[i] + 1 + other) % 10;
+        ++flipped;
+    }
+    d.columns[1] = labels;
+    d.description += fmt::format(", {} of {} labels flipped ({} noise {})", flipped, labels.numel(), kind, rate);
+}
+
 Dataset fashion_mnist(const Record& r, const DataOptions& options, const std::string& split) {
     std::string dir = data_dir(r, options);
     std::string prefix;
@@ -74,6 +112,12 @@ Dataset fashion_mnist(const Record& r, const DataOptions& options, const std::st
     d.description = fmt::format("fashion_mnist(split=\"{}\") from {}", split, dir);
     d.fields = {"image", "label"};
     d.columns = {x, labels.to(DType::i64)};
+    if (split == "train") {
+        add_label_noise(r, d);
+    } else if (r.fields.at("split").is<std::string>() && r.fields.at("split").get<std::string>() == "test" &&
+               r.fields.at("label_noise").is_number() && r.fields.at("label_noise").number() != 0.0) {
+        throw EvalError(r.loc, "fashion_mnist: label_noise corrupts the training split only; the test split stays clean");
+    }
     return d;
 }
 

@@ -9,8 +9,10 @@
 #include "support.hpp"
 #include "wengert/io.hpp"
 #include "wengert/json.hpp"
+#include "data.hpp"
 
 using namespace wengert;
+using namespace wengert::dsl;
 using namespace wengert::dsl::testing;
 namespace fs = std::filesystem;
 
@@ -285,4 +287,94 @@ TEST_CASE("a model with Fashion-MNIST trains one step when the dataset is instal
                                "--log", (tmp.path / "log.jsonl").string()});
     CHECK(r.exit_code == 0);
     CHECK(lines_of(read_text(tmp.path / "log.jsonl")).size() >= 1);
+}
+
+namespace {
+
+// A Fashion-MNIST folder of n blank images, labels i mod 10, both splits, as raw IDX files.
+void write_fake_fashion_mnist(const fs::path& dir, std::int64_t n) {
+    fs::create_directories(dir);
+    auto big_endian = [](std::string& out, std::uint32_t v) {
+        for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
+    };
+    for (const std::string prefix : {"train", "t10k"}) {
+        std::string images, labels;
+        big_endian(images, 0x803);
+        for (std::uint32_t d : {static_cast<std::uint32_t>(n), 28u, 28u}) big_endian(images, d);
+        images.append(static_cast<std::size_t>(n * 784), '\0');
+        big_endian(labels, 0x801);
+        big_endian(labels, static_cast<std::uint32_t>(n));
+        for (std::int64_t i = 0; i < n; ++i) labels.push_back(static_cast<char>(i % 10));
+        write_text(dir / (prefix + "-images-idx3-ubyte"), images);
+        write_text(dir / (prefix + "-labels-idx1-ubyte"), labels);
+    }
+}
+
+Dataset noisy_fashion_mnist(const fs::path& dir, const std::string& split, Value rate, Value kind, std::int64_t seed) {
+    Record r;
+    r.kind = "dataset";
+    r.name = "fashion_mnist";
+    r.fields = {{"split", Value(split)}, {"layout", Value(std::string("flat"))}, {"dir", Value(dir.string())},
+                {"label_noise", rate},   {"noise", kind},                        {"noise_seed", Value(seed)}};
+    return load_dataset(r, DataOptions{});
+}
+
+}  // namespace
+
+TEST_CASE("fashion_mnist(label_noise = ...) flips that share of the training labels, and only those (Note [Label noise])",
+          "[dsl][data]") {
+    TempDir tmp;
+    const std::int64_t n = 4000;
+    write_fake_fashion_mnist(tmp.path, n);
+    for (const std::string kind : {"pairs", "uniform"}) {
+        INFO(kind);
+        Dataset d = noisy_fashion_mnist(tmp.path, "train", Value(0.3), Value(kind), 7);
+        const std::int64_t* y = d.columns[1].data<std::int64_t>();
+        std::int64_t flipped = 0;
+        for (std::int64_t i = 0; i < n; ++i) {
+            if (y[i] == i % 10) continue;
+            ++flipped;
+            if (kind == "pairs") CHECK(y[i] == (i + 1) % 10);
+            CHECK(y[i] >= 0);
+            CHECK(y[i] < 10);
+        }
+        // binomial(4000, 0.3): standard deviation 29
+        CHECK(flipped > 1050);
+        CHECK(flipped < 1350);
+        CHECK_THAT(d.description, Catch::Contains(std::to_string(flipped) + " of 4000 labels flipped"));
+        // the same seed, the same labels; another seed, others
+        Dataset again = noisy_fashion_mnist(tmp.path, "train", Value(0.3), Value(kind), 7);
+        Dataset other = noisy_fashion_mnist(tmp.path, "train", Value(0.3), Value(kind), 8);
+        std::int64_t same = 0, differ = 0;
+        for (std::int64_t i = 0; i < n; ++i) {
+            same += again.columns[1].data<std::int64_t>()[i] == y[i];
+            differ += other.columns[1].data<std::int64_t>()[i] != y[i];
+        }
+        CHECK(same == n);
+        CHECK(differ > 0);
+    }
+    // the evaluation split stays clean
+    Record r;
+    r.kind = "dataset";
+    r.name = "fashion_mnist";
+    r.fields = {{"split", Value(std::string("train"))}, {"layout", Value(std::string("flat"))}, {"dir", Value(tmp.path.string())},
+                {"label_noise", Value(0.5)}, {"noise", Value(std::string("pairs"))}, {"noise_seed", Value(std::int64_t{1})}};
+    std::optional<Dataset> test = companion_eval_dataset(r, DataOptions{});
+    REQUIRE(test);
+    for (std::int64_t i = 0; i < n; ++i) REQUIRE(test->columns[1].data<std::int64_t>()[i] == i % 10);
+    // and the settings are checked
+    CHECK_THROWS_WITH(noisy_fashion_mnist(tmp.path, "train", Value(1.0), Value(std::string("pairs")), 1),
+                      Catch::Contains("label_noise must be in [0, 1), got 1"));
+    CHECK_THROWS_WITH(noisy_fashion_mnist(tmp.path, "train", Value(0.1), Value(std::string("swap")), 1),
+                      Catch::Contains("noise must be \"pairs\" or \"uniform\""));
+    CHECK_THROWS_WITH(noisy_fashion_mnist(tmp.path, "test", Value(0.1), Value(std::string("pairs")), 1),
+                      Catch::Contains("corrupts the training split only"));
+}
+
+TEST_CASE("models/noisy_labels.wg checks: Q is one 10 x 10 parameter on the simplex", "[dsl][check][models]") {
+    CliResult r = run_wengert({"check", (fs::path(WENGERT_MODELS_DIR) / "noisy_labels.wg").string()});
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.err.empty());
+    CHECK_THAT(r.out, Catch::Contains("p_noisy"));
+    CHECK_THAT(r.out, Catch::Contains("Q [10, 10]"));
 }
