@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "wengert/ops.hpp"
 #include "wengert/regularizers.hpp"
@@ -390,13 +391,20 @@ void install_layers(Table& t) {
         if (!iv.is<std::shared_ptr<TupleValue>>()) {
             throw EvalError(arg_loc(args, sel_params, "indices"), fmt::format("select: indices must be a list of integers, got {}", describe(iv)));
         }
+        // stack positions are ints: a larger integer is out of range, not truncated to a small one
+        auto position = [&](std::int64_t i, const char* param, const char* what) {
+            if (i < std::numeric_limits<int>::min() || i > std::numeric_limits<int>::max()) {
+                throw EvalError(arg_loc(args, sel_params, param), fmt::format("select: {} {} is out of range", what, i));
+            }
+            return static_cast<int>(i);
+        };
         std::vector<int> indices;
         for (const auto& e : *iv.get<std::shared_ptr<TupleValue>>()) {
             if (!e.is<std::int64_t>()) throw EvalError(arg_loc(args, sel_params, "indices"), "select: indices must be integers");
-            indices.push_back(static_cast<int>(e.get<std::int64_t>()));
+            indices.push_back(position(e.get<std::int64_t>(), "indices", "index"));
         }
         std::optional<int> n_in;
-        if (!b["n_in"].is_none()) n_in = static_cast<int>(integer_arg(b, "select", "n_in", args));
+        if (!b["n_in"].is_none()) n_in = position(integer_arg(b, "select", "n_in", args), "n_in", "n_in");
         return Value(select(indices, n_in));
     }));
 

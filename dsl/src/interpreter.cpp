@@ -820,7 +820,11 @@ struct Interpreter::Impl {
 
     Value unary(UnaryOp op, const Value& v, Location loc) {
         if (op == UnaryOp::negate) {
-            if (v.is<std::int64_t>()) return Value(-v.get<std::int64_t>());
+            if (v.is<std::int64_t>()) {
+                std::int64_t i = v.get<std::int64_t>(), r = 0;
+                if (__builtin_sub_overflow(std::int64_t{0}, i, &r)) throw EvalError(loc, fmt::format("-({}) does not fit in 64 bits", i));
+                return Value(r);
+            }
             if (v.is<double>()) return Value(-v.get<double>());
             return Value(neg(self.as_tensor(v, loc, "'-'")));
         }
@@ -888,20 +892,31 @@ struct Interpreter::Impl {
         return Tape::current().input(Tensor::scalar(v.number(), dtype));
     }
 
+    // Integers are 64-bit, and a result that does not fit is an error, not a wrapped value.
+    Value integer_arithmetic(BinaryOp op, std::int64_t i, std::int64_t j, Location loc) {
+        std::int64_t r = 0;
+        bool overflow = op == BinaryOp::add        ? __builtin_add_overflow(i, j, &r)
+                        : op == BinaryOp::subtract ? __builtin_sub_overflow(i, j, &r)
+                                                   : __builtin_mul_overflow(i, j, &r);
+        if (overflow) throw EvalError(loc, fmt::format("{} {} {} does not fit in 64 bits", i, op_text(op), j));
+        return Value(r);
+    }
+
     Value numeric(BinaryOp op, const Value& a, const Value& b, Location loc) {
         bool ints = a.is<std::int64_t>() && b.is<std::int64_t>();
+        std::int64_t i = ints ? a.get<std::int64_t>() : 0, j = ints ? b.get<std::int64_t>() : 0;
         double x = a.number(), y = b.number();
         switch (op) {
-            case BinaryOp::add: return ints ? Value(a.get<std::int64_t>() + b.get<std::int64_t>()) : Value(x + y);
-            case BinaryOp::subtract: return ints ? Value(a.get<std::int64_t>() - b.get<std::int64_t>()) : Value(x - y);
-            case BinaryOp::multiply: return ints ? Value(a.get<std::int64_t>() * b.get<std::int64_t>()) : Value(x * y);
+            case BinaryOp::add: return ints ? integer_arithmetic(op, i, j, loc) : Value(x + y);
+            case BinaryOp::subtract: return ints ? integer_arithmetic(op, i, j, loc) : Value(x - y);
+            case BinaryOp::multiply: return ints ? integer_arithmetic(op, i, j, loc) : Value(x * y);
             case BinaryOp::divide:
                 if (y == 0) throw EvalError(loc, "division by zero");
                 return Value(x / y);
             case BinaryOp::modulo:
                 if (!ints) throw EvalError(loc, "'%' needs integers");
-                if (b.get<std::int64_t>() == 0) throw EvalError(loc, "division by zero");
-                return Value(a.get<std::int64_t>() % b.get<std::int64_t>());
+                if (j == 0) throw EvalError(loc, "division by zero");
+                return Value(j == -1 ? std::int64_t{0} : i % j);   // INT64_MIN % -1 overflows in C++
             case BinaryOp::power: return Value(std::pow(x, y));
             case BinaryOp::equal: return Value(x == y);
             case BinaryOp::not_equal: return Value(x != y);

@@ -335,6 +335,7 @@ int cmd_train(const Cli& cli) {
         o.batch = cli.integer("batch");
         if (auto seed = cli.integer("seed")) o.seed = static_cast<std::uint64_t>(*seed);
         o.lr = cli.number("lr");
+        if (o.lr && !(*o.lr >= 0)) throw UsageError(fmt::format("--lr must be a non-negative number, got {}", cli.get("lr")));
         if (cli.has("checkpoint")) o.checkpoint = cli.get("checkpoint");
         if (cli.has("log")) o.log = cli.get("log");
         o.resume = cli.flags.count("resume") > 0;
