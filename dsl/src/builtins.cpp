@@ -130,7 +130,9 @@ ArgValue to_arg(Interpreter& in, const Value& v, const ArgSpec& spec, const std:
     auto bad = [&](const char* want) -> ArgValue {
         throw EvalError(loc, fmt::format("{}: '{}' must be {}, got {}", op, spec.name, want, describe(v)));
     };
-    if (v.is_none()) return std::monostate{};
+    // none is the absent value of an optional argument; anywhere else it is a value of the wrong kind
+    bool optional = spec.default_value && std::holds_alternative<std::monostate>(*spec.default_value);
+    if (v.is_none() && optional) return std::monostate{};
     switch (spec.kind) {
         case ArgKind::tensor: return in.as_tensor(v, loc, op.c_str());
         case ArgKind::tensors: {
