@@ -165,8 +165,9 @@ struct Interpreter::Impl {
             file = std::make_unique<SourceFile>(path_name, *text);
         } else {
             std::ifstream in(path_name, std::ios::binary);
-            if (!in || fs::is_directory(path_name)) {
-                std::string why = fs::exists(path_name) ? "cannot be read" : "no such file";
+            if (!in || fs::is_directory(path_name, ec)) {
+                // the non-throwing forms: a name the system rejects (too long) is this error too
+                std::string why = fs::exists(path_name, ec) ? "cannot be read" : ec ? ec.message() : "no such file";
                 if (import_loc.file) self.sink_.error(import_loc, fmt::format("cannot import '{}': {}", path_name, why));
                 else self.sink_.error(Location{}, fmt::format("{}: {}", path_name, why));
                 return false;
@@ -216,7 +217,8 @@ struct Interpreter::Impl {
                 resolved = (base / target).string();
             } else {
                 resolved = (fs::path(stdlib_dir()) / (target + ".wg")).string();
-                if (!fs::exists(resolved)) {
+                std::error_code ec;
+                if (!fs::exists(resolved, ec)) {
                     self.sink_.error(decl.loc, fmt::format("no standard library module '{}' (looked for {})", target, resolved));
                     return;
                 }
@@ -950,7 +952,8 @@ bool Interpreter::load_source(const std::string& path, const std::string& text) 
 bool Interpreter::finish_load() {
     if (!impl_->main) return false;
     std::string prelude = (std::filesystem::path(impl_->stdlib_dir()) / "prelude.wg").string();
-    if (std::filesystem::exists(prelude)) impl_->load(prelude, nullptr, Location{impl_->main->file, 0, 0, 0});
+    std::error_code ec;
+    if (std::filesystem::exists(prelude, ec)) impl_->load(prelude, nullptr, Location{impl_->main->file, 0, 0, 0});
     if (!sink_.has_errors()) impl_->resolve_all();
     return !sink_.has_errors();
 }

@@ -304,7 +304,9 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
     std::unique_ptr<std::ofstream> log;
     if (!s.log.empty()) {
         fs::path lp(s.log);
-        if (lp.has_parent_path()) fs::create_directories(lp.parent_path());
+        std::error_code ec;
+        if (lp.has_parent_path()) fs::create_directories(lp.parent_path(), ec);
+        if (ec) throw IOError(s.log, fmt::format("cannot create the metrics log's folder: {}", ec.message()));
         log = std::make_unique<std::ofstream>(s.log, overrides.resume ? std::ios::app : std::ios::trunc);
         if (!*log) throw IOError(s.log, "cannot open the metrics log for writing");
     }

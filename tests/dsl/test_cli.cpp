@@ -49,6 +49,9 @@ TEST_CASE("usage errors exit 64 with a one-line message and where to find help",
         {{"train", small_model, "--epochs", "0"}, "--epochs, --steps and --batch must be positive", "train"},
         {{"train", small_model, "--lr", "-1"}, "--lr must be a non-negative number, got -1", "train"},
         {{"train", small_model, "--lr", "nan"}, "--lr must be a non-negative number, got nan", "train"},
+        {{"gradcheck", small_model, "--max-elements", "-1"}, "--max-elements must be at least 1, got -1", "gradcheck"},
+        {{"gradcheck", small_model, "--eps", "0"}, "--eps must be a positive number, got 0", "gradcheck"},
+        {{"gradcheck", small_model, "--eps", "nan"}, "--eps must be a positive number, got nan", "gradcheck"},
         {{"run", small_model}, "run: --inputs in.npz is required", "run"},
         {{"eval", small_model}, "eval: --checkpoint DIR is required", "eval"},
         {{"graph", mlp_model, "--function", "mpl"}, "the model has no function 'mpl'", "graph"},
@@ -182,6 +185,36 @@ TEST_CASE("missing files exit 74 and name the file", "[dsl][cli]") {
     // a checkpoint folder that does not exist
     CliResult no_checkpoint = run_wengert({"eval", mlp_model, "--checkpoint", (tmp.path / "ck").string()});
     CHECK(no_checkpoint.exit_code == 74);
+}
+
+TEST_CASE("paths the system rejects are I/O errors, not internal ones", "[dsl][cli]") {
+    // found by fuzzing: each exited 70 with "internal error: filesystem error: ..."
+    TempDir tmp;
+    const std::string too_long = std::string(300, 'a') + ".wg";
+    const std::string long_model = (tmp.path / too_long).string();
+    CliResult model = run_wengert({"check", long_model});
+    CHECK(model.exit_code == 74);
+    CHECK(model.err == "wengert: error: " + long_model + ": File name too long\n");
+
+    write_text(tmp.path / "imports.wg", "import \"" + too_long + "\"\nimport " + std::string(300, 'b') + "\n");
+    CliResult imports = run_wengert({"check", "imports.wg"}, tmp.path);
+    CHECK(imports.exit_code == 65);
+    CHECK(imports.err.rfind("imports.wg:1:8: error: cannot import '" + too_long + "': File name too long\n", 0) == 0);
+    CHECK(imports.err.find("imports.wg:2:8: error: no standard library module '" + std::string(300, 'b') + "'") != std::string::npos);
+
+    // a log or checkpoint folder that cannot be made: here, beneath a file
+    write_dataset(tmp.path / "d.npz", 6, 4, 3, 1);
+    write_text(tmp.path / "m.wg", "def f(x: f32[B, 4], y: i64[B]) {\n    loss ce = cross_entropy(dense(3)(x), y)\n    return x\n}\n"
+                                  "train f {\n    data = npz_data(\"" + (tmp.path / "d.npz").string() + "\")\n}\n");
+    const fs::path beneath_file = tmp.path / "d.npz" / "ck";
+    for (const std::string option : {"--log", "--checkpoint"}) {
+        INFO(option);
+        const std::string target = option == "--log" ? (beneath_file / "log.jsonl").string() : beneath_file.string();
+        CliResult r = run_wengert({"train", (tmp.path / "m.wg").string(), option, target, "--no-progress"});
+        CHECK(r.exit_code == 74);
+        CHECK(r.err.rfind("wengert: error: " + (option == "--log" ? target : (beneath_file / "metrics.jsonl").string()) +
+                              ": cannot create the metrics log's folder: Not a directory\n", 0) == 0);
+    }
 }
 
 TEST_CASE("wengert graph prints DOT: one node per tape entry, an edge per input, shapes with B", "[dsl][cli][graph]") {
