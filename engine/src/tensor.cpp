@@ -252,8 +252,11 @@ Tensor Tensor::eye(std::int64_t n, DType dtype) {
 
 Tensor Tensor::arange(double start, double stop, double step, DType dtype) {
     if (step == 0) throw ShapeError("arange", "step must not be zero");
-    auto n = static_cast<std::int64_t>(std::ceil((stop - start) / step));
-    Tensor t = empty(Shape{std::max<std::int64_t>(n, 0)}, dtype);
+    double count = std::ceil((stop - start) / step);
+    if (std::isnan(count) || count >= 9223372036854775808.0) {   // casting those to int64 is undefined
+        throw ShapeError("arange", fmt::format("{} to {} in steps of {} is not a count of values below 2^63", start, stop, step));
+    }
+    Tensor t = empty(Shape{count > 0 ? static_cast<std::int64_t>(count) : 0}, dtype);
     detail::dispatch_all(dtype, [&](auto tag) {
         using T = decltype(tag);
         T* p = t.data<T>();
