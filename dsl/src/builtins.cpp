@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "wengert/ops.hpp"
 #include "wengert/regularizers.hpp"
@@ -129,7 +130,9 @@ ArgValue to_arg(Interpreter& in, const Value& v, const ArgSpec& spec, const std:
     auto bad = [&](const char* want) -> ArgValue {
         throw EvalError(loc, fmt::format("{}: '{}' must be {}, got {}", op, spec.name, want, describe(v)));
     };
-    if (v.is_none()) return std::monostate{};
+    // none is the absent value of an optional argument; anywhere else it is a value of the wrong kind
+    bool optional = spec.default_value && std::holds_alternative<std::monostate>(*spec.default_value);
+    if (v.is_none() && optional) return std::monostate{};
     switch (spec.kind) {
         case ArgKind::tensor: return in.as_tensor(v, loc, op.c_str());
         case ArgKind::tensors: {
@@ -395,13 +398,20 @@ void install_layers(Table& t) {
         if (!iv.is<std::shared_ptr<TupleValue>>()) {
             throw EvalError(arg_loc(args, sel_params, "indices"), fmt::format("select: indices must be a list of integers, got {}", describe(iv)));
         }
+        // stack positions are ints: a larger integer is out of range, not truncated to a small one
+        auto position = [&](std::int64_t i, const char* param, const char* what) {
+            if (i < std::numeric_limits<int>::min() || i > std::numeric_limits<int>::max()) {
+                throw EvalError(arg_loc(args, sel_params, param), fmt::format("select: {} {} is out of range", what, i));
+            }
+            return static_cast<int>(i);
+        };
         std::vector<int> indices;
         for (const auto& e : *iv.get<std::shared_ptr<TupleValue>>()) {
             if (!e.is<std::int64_t>()) throw EvalError(arg_loc(args, sel_params, "indices"), "select: indices must be integers");
-            indices.push_back(static_cast<int>(e.get<std::int64_t>()));
+            indices.push_back(position(e.get<std::int64_t>(), "indices", "index"));
         }
         std::optional<int> n_in;
-        if (!b["n_in"].is_none()) n_in = static_cast<int>(integer_arg(b, "select", "n_in", args));
+        if (!b["n_in"].is_none()) n_in = position(integer_arg(b, "select", "n_in", args), "n_in", "n_in");
         return Value(select(indices, n_in));
     }));
 

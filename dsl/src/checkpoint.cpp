@@ -113,23 +113,32 @@ LoadedCheckpoint load_checkpoint(const std::string& dir) {
             throw IOError(manifest_path, fmt::format("checkpoint version {} is not supported (this wengert reads version 1)",
                                                      m.at("version").as_int()));
         }
+        // a resumed run indexes the epoch's batches with these
+        auto count = [&](const char* key) {
+            std::int64_t n = m.at(key).as_int();
+            if (n < 0) throw IOError(manifest_path, fmt::format("corrupt manifest: \"{}\" is {}, which is not a count", key, n));
+            return n;
+        };
         CheckpointInfo& info = out.info;
         info.model = m.at("model").as_string();
         info.model_hash = m.at("model_hash").as_string();
-        info.step = m.at("step").as_int();
-        info.epoch = m.at("epoch").as_int();
+        info.step = count("step");
+        info.epoch = count("epoch");
         info.seed = static_cast<std::uint64_t>(m.at("seed").as_number());
         info.dtype = m.at("dtype").as_string();
         info.rng_seed = std::stoull(m.at("rng").at("seed").as_string());
         info.rng_offset = std::stoull(m.at("rng").at("offset").as_string());
         info.optimizer = m.at("optimizer").as_string();
-        if (m.contains("epoch_examples")) info.epoch_examples = m.at("epoch_examples").as_int();
+        if (m.contains("epoch_examples")) info.epoch_examples = count("epoch_examples");
         if (m.contains("epoch_sums")) {
             for (const auto& [name, sum] : m.at("epoch_sums").as_object()) info.epoch_sums.emplace_back(name, sum.as_number());
         }
         out.params_path = (fs::path(dir) / m.at("params_file").as_string()).string();
         out.params = load_npz(out.params_path);
-        if (m.contains("optimizer_file")) out.optimizer_state = load_npz((fs::path(dir) / m.at("optimizer_file").as_string()).string());
+        if (m.contains("optimizer_file")) {
+            out.optimizer_path = (fs::path(dir) / m.at("optimizer_file").as_string()).string();
+            out.optimizer_state = load_npz(out.optimizer_path);
+        }
     } catch (const IOError&) {
         throw;
     } catch (const std::exception& e) {

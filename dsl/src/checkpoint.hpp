@@ -41,6 +41,7 @@ struct LoadedCheckpoint {
     CheckpointInfo info;
     std::string params_path;      // the parameter file the manifest names
     NamedTensors params;
+    std::string optimizer_path;   // the optimizer state file it names, if any
     NamedTensors optimizer_state;
 };
 

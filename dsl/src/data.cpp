@@ -7,6 +7,7 @@
 #include <cstring>
 #include <algorithm>
 #include <filesystem>
+#include <limits>
 
 #include "builtins.hpp"
 #include "wengert/io.hpp"
@@ -165,7 +166,13 @@ Dataset csv_data(const Record& r, const DataOptions& options) {
     if (delim.size() != 1) throw EvalError(r.loc, fmt::format("csv_data: delimiter must be one character, got \"{}\"", delim));
     o.delimiter = delim[0];
     o.dtype = options.dtype;
-    if (r.fields.at("label").is<std::int64_t>()) o.label_column = static_cast<int>(r.fields.at("label").get<std::int64_t>());
+    if (r.fields.at("label").is<std::int64_t>()) {
+        std::int64_t label = r.fields.at("label").get<std::int64_t>();
+        if (label < std::numeric_limits<int>::min() || label > std::numeric_limits<int>::max()) {
+            throw EvalError(r.loc, fmt::format("csv_data: label column {} is out of range", label));
+        }
+        o.label_column = static_cast<int>(label);
+    }
     CsvTable table = load_csv(path, o);
     Dataset d;
     d.description = fmt::format("csv_data(\"{}\")", path);

@@ -165,8 +165,9 @@ struct Interpreter::Impl {
             file = std::make_unique<SourceFile>(path_name, *text);
         } else {
             std::ifstream in(path_name, std::ios::binary);
-            if (!in || fs::is_directory(path_name)) {
-                std::string why = fs::exists(path_name) ? "cannot be read" : "no such file";
+            if (!in || fs::is_directory(path_name, ec)) {
+                // the non-throwing forms: a name the system rejects (too long) is this error too
+                std::string why = fs::exists(path_name, ec) ? "cannot be read" : ec ? ec.message() : "no such file";
                 if (import_loc.file) self.sink_.error(import_loc, fmt::format("cannot import '{}': {}", path_name, why));
                 else self.sink_.error(Location{}, fmt::format("{}: {}", path_name, why));
                 return false;
@@ -216,7 +217,8 @@ struct Interpreter::Impl {
                 resolved = (base / target).string();
             } else {
                 resolved = (fs::path(stdlib_dir()) / (target + ".wg")).string();
-                if (!fs::exists(resolved)) {
+                std::error_code ec;
+                if (!fs::exists(resolved, ec)) {
                     self.sink_.error(decl.loc, fmt::format("no standard library module '{}' (looked for {})", target, resolved));
                     return;
                 }
@@ -820,7 +822,11 @@ struct Interpreter::Impl {
 
     Value unary(UnaryOp op, const Value& v, Location loc) {
         if (op == UnaryOp::negate) {
-            if (v.is<std::int64_t>()) return Value(-v.get<std::int64_t>());
+            if (v.is<std::int64_t>()) {
+                std::int64_t i = v.get<std::int64_t>(), r = 0;
+                if (__builtin_sub_overflow(std::int64_t{0}, i, &r)) throw EvalError(loc, fmt::format("-({}) does not fit in 64 bits", i));
+                return Value(r);
+            }
             if (v.is<double>()) return Value(-v.get<double>());
             return Value(neg(self.as_tensor(v, loc, "'-'")));
         }
@@ -888,20 +894,31 @@ struct Interpreter::Impl {
         return Tape::current().input(Tensor::scalar(v.number(), dtype));
     }
 
+    // Integers are 64-bit, and a result that does not fit is an error, not a wrapped value.
+    Value integer_arithmetic(BinaryOp op, std::int64_t i, std::int64_t j, Location loc) {
+        std::int64_t r = 0;
+        bool overflow = op == BinaryOp::add        ? __builtin_add_overflow(i, j, &r)
+                        : op == BinaryOp::subtract ? __builtin_sub_overflow(i, j, &r)
+                                                   : __builtin_mul_overflow(i, j, &r);
+        if (overflow) throw EvalError(loc, fmt::format("{} {} {} does not fit in 64 bits", i, op_text(op), j));
+        return Value(r);
+    }
+
     Value numeric(BinaryOp op, const Value& a, const Value& b, Location loc) {
         bool ints = a.is<std::int64_t>() && b.is<std::int64_t>();
+        std::int64_t i = ints ? a.get<std::int64_t>() : 0, j = ints ? b.get<std::int64_t>() : 0;
         double x = a.number(), y = b.number();
         switch (op) {
-            case BinaryOp::add: return ints ? Value(a.get<std::int64_t>() + b.get<std::int64_t>()) : Value(x + y);
-            case BinaryOp::subtract: return ints ? Value(a.get<std::int64_t>() - b.get<std::int64_t>()) : Value(x - y);
-            case BinaryOp::multiply: return ints ? Value(a.get<std::int64_t>() * b.get<std::int64_t>()) : Value(x * y);
+            case BinaryOp::add: return ints ? integer_arithmetic(op, i, j, loc) : Value(x + y);
+            case BinaryOp::subtract: return ints ? integer_arithmetic(op, i, j, loc) : Value(x - y);
+            case BinaryOp::multiply: return ints ? integer_arithmetic(op, i, j, loc) : Value(x * y);
             case BinaryOp::divide:
                 if (y == 0) throw EvalError(loc, "division by zero");
                 return Value(x / y);
             case BinaryOp::modulo:
                 if (!ints) throw EvalError(loc, "'%' needs integers");
-                if (b.get<std::int64_t>() == 0) throw EvalError(loc, "division by zero");
-                return Value(a.get<std::int64_t>() % b.get<std::int64_t>());
+                if (j == 0) throw EvalError(loc, "division by zero");
+                return Value(j == -1 ? std::int64_t{0} : i % j);   // INT64_MIN % -1 overflows in C++
             case BinaryOp::power: return Value(std::pow(x, y));
             case BinaryOp::equal: return Value(x == y);
             case BinaryOp::not_equal: return Value(x != y);
@@ -935,7 +952,8 @@ bool Interpreter::load_source(const std::string& path, const std::string& text) 
 bool Interpreter::finish_load() {
     if (!impl_->main) return false;
     std::string prelude = (std::filesystem::path(impl_->stdlib_dir()) / "prelude.wg").string();
-    if (std::filesystem::exists(prelude)) impl_->load(prelude, nullptr, Location{impl_->main->file, 0, 0, 0});
+    std::error_code ec;
+    if (std::filesystem::exists(prelude, ec)) impl_->load(prelude, nullptr, Location{impl_->main->file, 0, 0, 0});
     if (!sink_.has_errors()) impl_->resolve_all();
     return !sink_.has_errors();
 }

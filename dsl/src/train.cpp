@@ -241,17 +241,27 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
 
     std::int64_t n = data.size();
     if (n == 0) throw IOError(data.description, "the dataset is empty");
-    std::int64_t per_epoch = (n + s.batch - 1) / s.batch;   // the last partial batch is used
-    std::int64_t total = s.steps ? *s.steps : s.epochs * per_epoch;
+    std::int64_t per_epoch = (n - 1) / s.batch + 1;   // the last partial batch is used
+    std::int64_t total = 0;
+    if (s.steps) total = *s.steps;
+    else if (__builtin_mul_overflow(s.epochs, per_epoch, &total)) {
+        throw EvalError(train_block_loc(in), fmt::format("train: {} epochs of {} steps is more than 2^63 steps", s.epochs, per_epoch));
+    }
 
     auto default_opt = std::make_shared<Record>(Record{"optimizer", "adam",
                                                        {{"lr", Value(1e-3)}, {"beta1", Value(0.9)}, {"beta2", Value(0.999)},
                                                         {"eps", Value(1e-8)}, {"weight_decay", Value(0.0)}}, {}});
-    std::unique_ptr<Optimizer> opt = make_optimizer(s.optimizer ? *s.optimizer : *default_opt, overrides.lr);
+    std::unique_ptr<Optimizer> opt;
+    try {
+        opt = make_optimizer(s.optimizer ? *s.optimizer : *default_opt, overrides.lr);
+    } catch (const Error& e) {   // a value the engine rejects (lr < 0, beta1 >= 1), reported as `wengert check` does
+        throw EvalError(s.optimizer ? s.optimizer->loc : train_block_loc(in), e.what());
+    }
     opt->set_schedule(make_schedule(s.schedule.get(), total));
     ParamStore& params = in.params();
     std::string hash = text_hash(model_text);
     std::int64_t start_step = 0;
+    std::string optimizer_path;   // where the optimizer's state came from, on a resumed run
     Running running;
     manual_seed(s.seed);
 
@@ -274,7 +284,12 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
             in.run(s.target, gather_rows(data, rows), Mode::eval);
         }
         assign_params(params, ck.params, ck.params_path);
-        opt->load_state(ck.optimizer_state);
+        optimizer_path = ck.optimizer_path;
+        try {
+            opt->load_state(ck.optimizer_state);
+        } catch (const Error& e) {
+            throw IOError(optimizer_path, e.what());
+        }
         default_generator().set_state(ck.info.rng_seed, ck.info.rng_offset);
         start_step = ck.info.step;
         running.sums = ck.info.epoch_sums;
@@ -289,7 +304,9 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
     std::unique_ptr<std::ofstream> log;
     if (!s.log.empty()) {
         fs::path lp(s.log);
-        if (lp.has_parent_path()) fs::create_directories(lp.parent_path());
+        std::error_code ec;
+        if (lp.has_parent_path()) fs::create_directories(lp.parent_path(), ec);
+        if (ec) throw IOError(s.log, fmt::format("cannot create the metrics log's folder: {}", ec.message()));
         log = std::make_unique<std::ofstream>(s.log, overrides.resume ? std::ios::app : std::ios::trunc);
         if (!*log) throw IOError(s.log, "cannot open the metrics log for writing");
     }
@@ -333,7 +350,13 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
         tape.backward(r.objective);
         double lr = opt->current_lr();
         if (s.clip_norm > 0) clip_grad_norm(params, s.clip_norm);
-        opt->step(params);
+        try {
+            opt->step(params);
+        } catch (const Error& e) {
+            // step() checks the optimizer's state against the parameters: on a resumed run, the checkpoint's
+            if (optimizer_path.empty()) throw;
+            throw IOError(optimizer_path, e.what());
+        }
         params.zero_grad();
         ++steps_this_run;
 

@@ -35,7 +35,7 @@ public:
     explicit Parser(const std::string& text) : s_(text) {}
 
     Json document() {
-        Json v = value();
+        Json v = value(1);
         skip_ws();
         if (i_ != s_.size()) fail("unexpected text after the value");
         return v;
@@ -65,12 +65,16 @@ private:
         }
         return false;
     }
-    Json value() {
+    // Arrays and objects recurse, so their depth is limited: no text can exhaust the stack.
+    static constexpr int kMaxDepth = 256;
+
+    Json value(int depth) {
         skip_ws();
         if (i_ >= s_.size()) fail("unexpected end of text");
         char c = s_[i_];
-        if (c == '{') return object();
-        if (c == '[') return array();
+        if ((c == '{' || c == '[') && depth > kMaxDepth) fail(fmt::format("values nested more than {} deep", kMaxDepth));
+        if (c == '{') return object(depth);
+        if (c == '[') return array(depth);
         if (c == '"') return Json(string());
         if (literal("true")) return Json(true);
         if (literal("false")) return Json(false);
@@ -128,7 +132,7 @@ private:
             }
         }
     }
-    Json array() {
+    Json array(int depth) {
         ++i_;
         Json::Array a;
         skip_ws();
@@ -137,14 +141,14 @@ private:
             return Json(std::move(a));
         }
         while (true) {
-            a.push_back(value());
+            a.push_back(value(depth + 1));
             skip_ws();
             if (i_ < s_.size() && s_[i_] == ',') { ++i_; continue; }
             if (i_ < s_.size() && s_[i_] == ']') { ++i_; return Json(std::move(a)); }
             fail("expected ',' or ']' in an array");
         }
     }
-    Json object() {
+    Json object(int depth) {
         ++i_;
         Json::Object o;
         skip_ws();
@@ -159,7 +163,7 @@ private:
             skip_ws();
             if (i_ >= s_.size() || s_[i_] != ':') fail("expected ':' after an object key");
             ++i_;
-            o[key] = value();
+            o[key] = value(depth + 1);
             skip_ws();
             if (i_ < s_.size() && s_[i_] == ',') { ++i_; continue; }
             if (i_ < s_.size() && s_[i_] == '}') { ++i_; return Json(std::move(o)); }
@@ -177,7 +181,12 @@ void dump_to(const Json& j, std::string& out);
 
 bool Json::as_bool() const { if (!is_bool()) type_error("a boolean"); return std::get<bool>(v_); }
 double Json::as_number() const { if (!is_number()) type_error("a number"); return std::get<double>(v_); }
-std::int64_t Json::as_int() const { return static_cast<std::int64_t>(as_number()); }
+std::int64_t Json::as_int() const {
+    double d = as_number();
+    // -2^63 and 2^63 are exact doubles; outside [-2^63, 2^63), or with a fraction, d is no int64
+    if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0) || d != std::floor(d)) type_error("an integer");
+    return static_cast<std::int64_t>(d);
+}
 const std::string& Json::as_string() const { if (!is_string()) type_error("a string"); return std::get<std::string>(v_); }
 const Json::Array& Json::as_array() const { if (!is_array()) type_error("an array"); return std::get<Array>(v_); }
 const Json::Object& Json::as_object() const { if (!is_object()) type_error("an object"); return std::get<Object>(v_); }

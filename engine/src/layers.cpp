@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 
 #include "wengert/ops.hpp"
@@ -69,6 +70,13 @@ void require_inputs(const Layer& layer, std::span<const Var> inputs) {
     }
 }
 
+// A count of stack values a combinator works out from its layers' counts, summed in 64 bits:
+// counts from the language (select's n_in) can be any integer, and a sum past int is an error.
+int stack_count(std::int64_t n, const std::string& kind) {
+    if (n > std::numeric_limits<int>::max()) throw ShapeError(kind, fmt::format("would take or give {} values", n));
+    return static_cast<int>(n);
+}
+
 // Names children "<kind>" or "<kind>_<i>" (i counting siblings of that kind).
 void name_children(const std::string& path, const std::vector<LayerPtr>& children) {
     std::map<std::string, int> total, seen;
@@ -99,7 +107,7 @@ class Serial : public Composite {
 public:
     explicit Serial(std::vector<LayerPtr> layers) : Composite(std::move(layers)) {
         // total += n_in; max = max(max, total); total -= n_out
-        int total = 0, most = 0;
+        std::int64_t total = 0, most = 0;
         for (const auto& l : layers_) {
             total += l->n_in();
             most = std::max(most, total);
@@ -108,8 +116,8 @@ public:
         if (layers_.empty()) {
             n_in_ = n_out_ = 1;
         } else {
-            n_in_ = most;
-            n_out_ = most - total;
+            n_in_ = stack_count(most, "serial");
+            n_out_ = stack_count(most - total, "serial");
         }
     }
     int n_in() const override { return n_in_; }
@@ -128,17 +136,17 @@ private:
 
 class Parallel : public Composite {
 public:
-    using Composite::Composite;
-    int n_in() const override {
-        int n = 0;
-        for (const auto& l : layers_) n += l->n_in();
-        return n;
+    explicit Parallel(std::vector<LayerPtr> layers) : Composite(std::move(layers)) {
+        std::int64_t n_in = 0, n_out = 0;
+        for (const auto& l : layers_) {
+            n_in += l->n_in();
+            n_out += l->n_out();
+        }
+        n_in_ = stack_count(n_in, "parallel");
+        n_out_ = stack_count(n_out, "parallel");
     }
-    int n_out() const override {
-        int n = 0;
-        for (const auto& l : layers_) n += l->n_out();
-        return n;
-    }
+    int n_in() const override { return n_in_; }
+    int n_out() const override { return n_out_; }
     std::string kind() const override { return "parallel"; }
     std::vector<Var> forward(std::span<const Var> inputs, LayerContext& ctx) override {
         require_inputs(*this, inputs);
@@ -152,6 +160,9 @@ public:
         }
         return out;
     }
+
+private:
+    int n_in_ = 0, n_out_ = 0;
 };
 
 class Select : public Layer {
@@ -206,7 +217,7 @@ LayerPtr serial(std::vector<LayerPtr> layers) { return std::make_shared<Serial>(
 LayerPtr parallel(std::vector<LayerPtr> layers) { return std::make_shared<Parallel>(std::move(layers)); }
 
 LayerPtr select(std::vector<int> indices, std::optional<int> n_in) {
-    int n = n_in.value_or(indices.empty() ? 0 : *std::max_element(indices.begin(), indices.end()) + 1);
+    int n = n_in.value_or(indices.empty() ? 0 : stack_count(std::int64_t{*std::max_element(indices.begin(), indices.end())} + 1, "select"));
     return std::make_shared<Select>(std::move(indices), n);
 }
 

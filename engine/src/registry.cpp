@@ -4,6 +4,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <limits>
 
 #include "ops/families.hpp"
 #include "wengert/ops.hpp"
@@ -27,6 +28,25 @@ double Args::number(std::size_t i) const {
     const ArgValue& v = values_.at(i);
     if (const auto* n = std::get_if<std::int64_t>(&v)) return static_cast<double>(*n);
     return std::get<double>(v);
+}
+
+namespace {
+
+int checked_int_axis(std::int64_t axis, const char* op) {
+    if (axis < std::numeric_limits<int>::min() || axis > std::numeric_limits<int>::max()) {
+        throw ShapeError(op, fmt::format("axis {} is out of range", axis));
+    }
+    return static_cast<int>(axis);
+}
+
+}  // namespace
+
+int Args::axis(std::size_t i, const char* op) const { return checked_int_axis(integer(i), op); }
+
+std::vector<int> Args::axes(std::size_t i, const char* op) const {
+    std::vector<int> out;
+    for (std::int64_t a : ints(i)) out.push_back(checked_int_axis(a, op));
+    return out;
 }
 
 namespace {

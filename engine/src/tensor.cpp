@@ -3,9 +3,11 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <mutex>
 #include <numeric>
 #include <unordered_map>
@@ -86,8 +88,11 @@ void Shape::resize(int n, std::int64_t fill) {
 }
 
 std::int64_t Shape::numel() const {
+    if (std::find(begin(), end(), 0) != end()) return 0;
     std::int64_t n = 1;
-    for (int i = 0; i < n_; ++i) n *= d_[i];
+    for (int i = 0; i < n_; ++i) {
+        if (__builtin_mul_overflow(n, d_[i], &n)) throw ShapeError("shape", fmt::format("{} has more than 2^63 elements", str()));
+    }
     return n;
 }
 
@@ -207,8 +212,12 @@ Tensor Tensor::empty(const Shape& shape, DType dtype) {
     for (auto d : shape) {
         if (d < 0) throw ShapeError("tensor", fmt::format("negative extent in shape {}", shape.str()));
     }
+    const auto item_bytes = static_cast<std::int64_t>(dtype_size(dtype));
+    if (shape.numel() > std::numeric_limits<std::int64_t>::max() / item_bytes) {
+        throw ShapeError("tensor", fmt::format("shape {} of {} needs more than 2^63 bytes", shape.str(), dtype_name(dtype)));
+    }
     Tensor t;
-    t.storage_ = std::make_shared<Storage>(static_cast<std::size_t>(shape.numel()) * dtype_size(dtype));
+    t.storage_ = std::make_shared<Storage>(static_cast<std::size_t>(shape.numel() * item_bytes));
     t.dtype_ = dtype;
     t.shape_ = shape;
     t.strides_ = contiguous_strides(shape);
@@ -243,8 +252,11 @@ Tensor Tensor::eye(std::int64_t n, DType dtype) {
 
 Tensor Tensor::arange(double start, double stop, double step, DType dtype) {
     if (step == 0) throw ShapeError("arange", "step must not be zero");
-    auto n = static_cast<std::int64_t>(std::ceil((stop - start) / step));
-    Tensor t = empty(Shape{std::max<std::int64_t>(n, 0)}, dtype);
+    double count = std::ceil((stop - start) / step);
+    if (std::isnan(count) || count >= 9223372036854775808.0) {   // casting those to int64 is undefined
+        throw ShapeError("arange", fmt::format("{} to {} in steps of {} is not a count of values below 2^63", start, stop, step));
+    }
+    Tensor t = empty(Shape{count > 0 ? static_cast<std::int64_t>(count) : 0}, dtype);
     detail::dispatch_all(dtype, [&](auto tag) {
         using T = decltype(tag);
         T* p = t.data<T>();

@@ -47,6 +47,11 @@ TEST_CASE("usage errors exit 64 with a one-line message and where to find help",
         {{"check", small_model, "--threads", "0"}, "--threads must be at least 1", "check"},
         {{"check", small_model, "--dtype", "i64"}, "--dtype must be f32 or f64", "check"},
         {{"train", small_model, "--epochs", "0"}, "--epochs, --steps and --batch must be positive", "train"},
+        {{"train", small_model, "--lr", "-1"}, "--lr must be a non-negative number, got -1", "train"},
+        {{"train", small_model, "--lr", "nan"}, "--lr must be a non-negative number, got nan", "train"},
+        {{"gradcheck", small_model, "--max-elements", "-1"}, "--max-elements must be at least 1, got -1", "gradcheck"},
+        {{"gradcheck", small_model, "--eps", "0"}, "--eps must be a positive number, got 0", "gradcheck"},
+        {{"gradcheck", small_model, "--eps", "nan"}, "--eps must be a positive number, got nan", "gradcheck"},
         {{"run", small_model}, "run: --inputs in.npz is required", "run"},
         {{"eval", small_model}, "eval: --checkpoint DIR is required", "eval"},
         {{"graph", mlp_model, "--function", "mpl"}, "the model has no function 'mpl'", "graph"},
@@ -112,6 +117,34 @@ TEST_CASE("a model with errors exits 65 from every command that loads it", "[dsl
                                  "1 error generated.\n");
 }
 
+TEST_CASE("train reports a bad train setting at its place in the model, as check does", "[dsl][cli]") {
+    TempDir tmp;
+    write_dataset(tmp.path / "d.npz", 6, 4, 3, 1);
+    auto model = [&](const std::string& settings) {
+        write_text(tmp.path / "m.wg", "def f(x: f32[B, 4], y: i64[B]) {\n    loss ce = cross_entropy(dense(3)(x), y)\n    return x\n}\n"
+                                      "train f {\n    data = npz_data(\"" + (tmp.path / "d.npz").string() + "\")\n" + settings + "}\n");
+        return (tmp.path / "m.wg").string();
+    };
+
+    // a value only the engine's optimizer checks (was: "wengert: error: sgd: lr must not be negative, got -1")
+    const std::string negative_lr = model("    optimizer = sgd(lr = -1)\n");
+    CliResult check = run_wengert({"check", negative_lr});
+    CliResult train = run_wengert({"train", negative_lr, "--no-progress"});
+    CHECK(train.exit_code == 65);
+    CHECK(train.out.empty());
+    CHECK(train.err == negative_lr + ":7:20: error: sgd: lr must not be negative, got -1\n"
+                                     "    optimizer = sgd(lr = -1)\n"
+                                     "                   ^\n"
+                                     "1 error generated.\n");
+    CHECK(check.err == train.err);
+
+    // epochs times steps per epoch past 2^63 (was: a signed overflow)
+    const std::string endless = model("    epochs = 9223372036854775807\n    batch = 4\n");
+    CliResult overflow = run_wengert({"train", endless, "--no-progress"});
+    CHECK(overflow.exit_code == 65);
+    CHECK(overflow.err.rfind(endless + ":5:7: error: train: 9223372036854775807 epochs of 2 steps is more than 2^63 steps\n", 0) == 0);
+}
+
 TEST_CASE("missing files exit 74 and name the file", "[dsl][cli]") {
     TempDir tmp;
     const std::string missing_model = (tmp.path / "nothere.wg").string();
@@ -152,6 +185,36 @@ TEST_CASE("missing files exit 74 and name the file", "[dsl][cli]") {
     // a checkpoint folder that does not exist
     CliResult no_checkpoint = run_wengert({"eval", mlp_model, "--checkpoint", (tmp.path / "ck").string()});
     CHECK(no_checkpoint.exit_code == 74);
+}
+
+TEST_CASE("paths the system rejects are I/O errors, not internal ones", "[dsl][cli]") {
+    // found by fuzzing: each exited 70 with "internal error: filesystem error: ..."
+    TempDir tmp;
+    const std::string too_long = std::string(300, 'a') + ".wg";
+    const std::string long_model = (tmp.path / too_long).string();
+    CliResult model = run_wengert({"check", long_model});
+    CHECK(model.exit_code == 74);
+    CHECK(model.err == "wengert: error: " + long_model + ": File name too long\n");
+
+    write_text(tmp.path / "imports.wg", "import \"" + too_long + "\"\nimport " + std::string(300, 'b') + "\n");
+    CliResult imports = run_wengert({"check", "imports.wg"}, tmp.path);
+    CHECK(imports.exit_code == 65);
+    CHECK(imports.err.rfind("imports.wg:1:8: error: cannot import '" + too_long + "': File name too long\n", 0) == 0);
+    CHECK(imports.err.find("imports.wg:2:8: error: no standard library module '" + std::string(300, 'b') + "'") != std::string::npos);
+
+    // a log or checkpoint folder that cannot be made: here, beneath a file
+    write_dataset(tmp.path / "d.npz", 6, 4, 3, 1);
+    write_text(tmp.path / "m.wg", "def f(x: f32[B, 4], y: i64[B]) {\n    loss ce = cross_entropy(dense(3)(x), y)\n    return x\n}\n"
+                                  "train f {\n    data = npz_data(\"" + (tmp.path / "d.npz").string() + "\")\n}\n");
+    const fs::path beneath_file = tmp.path / "d.npz" / "ck";
+    for (const std::string option : {"--log", "--checkpoint"}) {
+        INFO(option);
+        const std::string target = option == "--log" ? (beneath_file / "log.jsonl").string() : beneath_file.string();
+        CliResult r = run_wengert({"train", (tmp.path / "m.wg").string(), option, target, "--no-progress"});
+        CHECK(r.exit_code == 74);
+        CHECK(r.err.rfind("wengert: error: " + (option == "--log" ? target : (beneath_file / "metrics.jsonl").string()) +
+                              ": cannot create the metrics log's folder: Not a directory\n", 0) == 0);
+    }
 }
 
 TEST_CASE("wengert graph prints DOT: one node per tape entry, an edge per input, shapes with B", "[dsl][cli][graph]") {

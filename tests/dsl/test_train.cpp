@@ -169,6 +169,27 @@ TEST_CASE("a corrupt checkpoint is an I/O error naming the file, never a crash",
         {"parameters from another model",
          [&](const fs::path& dir) { fs::copy_file(other / "params-00000004.npz", dir / "params-00000004.npz", fs::copy_options::overwrite_existing); },
          "params-00000004.npz", "parameters do not match the model:\n  wrong shape: h.dense.w (model [4, 5], file [4, 7])"},
+        // found by fuzzing: each of these crashed or exited 65 without naming the file
+        {"a negative step",
+         [](const fs::path& dir) {
+             std::string manifest = read_text(dir / "manifest.json");
+             REQUIRE(manifest.find("\"step\":4,") != std::string::npos);
+             write_text(dir / "manifest.json", manifest.replace(manifest.find("\"step\":4,"), 9, "\"step\":-5,"));
+         },
+         "manifest.json", "corrupt manifest: \"step\" is -5, which is not a count"},
+        {"a manifest nested past the parser's limit",
+         [](const fs::path& dir) { write_text(dir / "manifest.json", "{\"format\": " + std::string(100000, '[')); }, "manifest.json",
+         "corrupt manifest: json: line 1, column 267: values nested more than 256 deep"},
+        {"optimizer state that names no parameter",
+         [](const fs::path& dir) {
+             fs::copy_file(dir / "params-00000004.npz", dir / "optimizer-00000004.npz", fs::copy_options::overwrite_existing);
+         },
+         "optimizer-00000004.npz", "adam: unknown state entry 'h.dense.w'"},
+        {"optimizer state from another model",
+         [&](const fs::path& dir) {
+             fs::copy_file(other / "optimizer-00000004.npz", dir / "optimizer-00000004.npz", fs::copy_options::overwrite_existing);
+         },
+         "optimizer-00000004.npz", "adam: state 'adam.m.h.dense.w' is f32 [4, 7] but the parameter is f32 [4, 5]"},
     };
     for (const Case& c : cases) {
         INFO(c.what);
@@ -185,7 +206,12 @@ TEST_CASE("a corrupt checkpoint is an I/O error naming the file, never a crash",
             if (args[0] == "eval" && c.what == "manifest from another model") continue;   // eval matches parameters, below
             CliResult r = run_wengert(args);
             CHECK(r.exit_code == 74);
-            CHECK(r.err.rfind("wengert: error: " + named + ": " + c.message, 0) == 0);
+            // state checked at the first step comes after the lines announcing the run
+            std::string err = r.err;
+            for (const std::string announced : {"resuming from ", "training "}) {
+                if (err.rfind(announced, 0) == 0) err.erase(0, err.find('\n') + 1);
+            }
+            CHECK(err.rfind("wengert: error: " + named + ": " + c.message, 0) == 0);
             CHECK(r.out.empty());
         }
     }

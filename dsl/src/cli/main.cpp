@@ -333,6 +333,7 @@ int cmd_train(const Cli& cli) {
         o.batch = cli.integer("batch");
         if (auto seed = cli.integer("seed")) o.seed = static_cast<std::uint64_t>(*seed);
         o.lr = cli.number("lr");
+        if (o.lr && !(*o.lr >= 0)) throw UsageError(fmt::format("--lr must be a non-negative number, got {}", cli.get("lr")));
         if (cli.has("checkpoint")) o.checkpoint = cli.get("checkpoint");
         if (cli.has("log")) o.log = cli.get("log");
         o.resume = cli.flags.count("resume") > 0;
@@ -439,6 +440,8 @@ int cmd_gradcheck(const Cli& cli) {
         std::vector<Tensor> inputs = cli.has("inputs") ? inputs_from_npz(in, fname, cli.get("inputs")) : example_inputs(in, fname, 3, options.seed);
         std::int64_t max_elements = cli.integer("max-elements").value_or(64);
         double eps = cli.number("eps").value_or(1e-6);
+        if (max_elements < 1) throw UsageError(fmt::format("--max-elements must be at least 1, got {}", max_elements));
+        if (!(eps > 0 && std::isfinite(eps))) throw UsageError(fmt::format("--eps must be a positive number, got {}", cli.get("eps")));
         GradcheckReport rep = gradcheck_model(in, fname, inputs, max_elements, eps);
         fmt::print("{}", rep.table);
         return rep.ok ? 0 : kExitModel;
@@ -464,8 +467,9 @@ int main(int argc, char** argv) {
             else fmt::print("{}", kCommandHelp.at(cli.command));
             return 0;
         }
-        if (!std::filesystem::exists(cli.file)) throw IOError(cli.file, "no such model file");
-        if (std::filesystem::is_directory(cli.file)) throw IOError(cli.file, "is a folder, not a model file");
+        std::error_code ec;   // the non-throwing forms: a name the system rejects (too long) is an I/O error too
+        if (!std::filesystem::exists(cli.file, ec)) throw IOError(cli.file, ec ? ec.message() : "no such model file");
+        if (std::filesystem::is_directory(cli.file, ec)) throw IOError(cli.file, "is a folder, not a model file");
         if (auto threads = cli.integer("threads")) {
             if (*threads < 1) throw UsageError("--threads must be at least 1");
             set_num_threads(static_cast<int>(*threads));

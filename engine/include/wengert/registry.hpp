@@ -41,6 +41,10 @@ public:
     const std::vector<Var>& tensors(std::size_t i) const { return std::get<std::vector<Var>>(values_.at(i)); }
     double number(std::size_t i) const;     // accepts an integer too
     std::int64_t integer(std::size_t i) const { return std::get<std::int64_t>(values_.at(i)); }
+    // An axis, or a list of them, for the ops' int axes: an integer beyond int is an error
+    // naming `op`, where a cast would wrap it onto a valid axis (2^32 + 1 onto 1).
+    int axis(std::size_t i, const char* op) const;
+    std::vector<int> axes(std::size_t i, const char* op) const;
     bool boolean(std::size_t i) const { return std::get<bool>(values_.at(i)); }
     const std::vector<std::int64_t>& ints(std::size_t i) const { return std::get<std::vector<std::int64_t>>(values_.at(i)); }
     const std::string& string(std::size_t i) const { return std::get<std::string>(values_.at(i)); }

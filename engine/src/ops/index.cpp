@@ -207,13 +207,13 @@ void register_index(Registry& r) {
     r.add({"argmax",
            {{"x", ArgKind::tensor, {}}, {"axis", ArgKind::integer, ArgValue{std::int64_t{-1}}}, {"keepdims", ArgKind::boolean, ArgValue{false}}},
            "i64 index of the largest value along axis; first on ties", false,
-           [](const Args& a) { return argmax(a.tensor(0), static_cast<int>(a.integer(1)), a.boolean(2)); }});
+           [](const Args& a) { return argmax(a.tensor(0), a.axis(1, "argmax"), a.boolean(2)); }});
     r.add({"gather", {{"x", ArgKind::tensor, {}}, {"axis", ArgKind::integer, {}}, {"index", ArgKind::tensor, {}}},
            "torch.gather: out[.., j, ..] = x[.., index[.., j, ..], ..] along axis", true,
-           [](const Args& a) { return gather(a.tensor(0), static_cast<int>(a.integer(1)), a.tensor(2)); }});
+           [](const Args& a) { return gather(a.tensor(0), a.axis(1, "gather"), a.tensor(2)); }});
     r.add({"index_select", {{"x", ArgKind::tensor, {}}, {"axis", ArgKind::integer, {}}, {"index", ArgKind::tensor, {}}},
            "the slices of x along axis named by a rank-1 i64 index", true,
-           [](const Args& a) { return index_select(a.tensor(0), static_cast<int>(a.integer(1)), a.tensor(2)); }});
+           [](const Args& a) { return index_select(a.tensor(0), a.axis(1, "index_select"), a.tensor(2)); }});
     r.add({"embedding", {{"table", ArgKind::tensor, {}}, {"ids", ArgKind::tensor, {}}},
            "table (V, D), ids (...) i64 -> (..., D); gradient to the rows read", true,
            [](const Args& a) { return embedding(a.tensor(0), a.tensor(1)); }});

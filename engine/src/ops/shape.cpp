@@ -196,38 +196,33 @@ Var flatten(Var x, int start_axis_in) {
 void register_shape(Registry& r) {
     auto axis_arg = [](const char* name) { return ArgSpec{name, ArgKind::integer, {}}; };
     auto int_default = [](const char* name, std::int64_t v) { return ArgSpec{name, ArgKind::integer, ArgValue{v}}; };
-    auto as_int = [](std::int64_t v) { return static_cast<int>(v); };
     r.add({"reshape", {{"x", ArgKind::tensor, {}}, {"shape", ArgKind::ints, {}}},
            "same elements in a new shape; one -1 is inferred", true,
            [](const Args& a) { return reshape(a.tensor(0), Shape(std::span<const std::int64_t>(a.ints(1)))); }});
     r.add({"permute", {{"x", ArgKind::tensor, {}}, {"axes", ArgKind::ints, {}}}, "reorders axes: out axis i is x axis axes[i]",
-           true, [](const Args& a) {
-               std::vector<int> axes;
-               for (std::int64_t v : a.ints(1)) axes.push_back(static_cast<int>(v));
-               return permute(a.tensor(0), std::move(axes));
-           }});
+           true, [](const Args& a) { return permute(a.tensor(0), a.axes(1, "permute")); }});
     r.add({"transpose", {{"x", ArgKind::tensor, {}}, int_default("a", -2), int_default("b", -1)}, "swaps axes a and b", true,
-           [as_int](const Args& a) { return transpose(a.tensor(0), as_int(a.integer(1)), as_int(a.integer(2))); }});
+           [](const Args& a) { return transpose(a.tensor(0), a.axis(1, "transpose"), a.axis(2, "transpose")); }});
     r.add({"slice",
            {{"x", ArgKind::tensor, {}}, axis_arg("axis"), int_default("start", 0), {"stop", ArgKind::integer, ArgValue{}},
             int_default("step", 1)},
-           "x[start:stop:step] along axis (Python's clamping; stop omitted: to the end)", true, [as_int](const Args& a) {
+           "x[start:stop:step] along axis (Python's clamping; stop omitted: to the end)", true, [](const Args& a) {
                std::int64_t stop = a.has(3) ? a.integer(3) : std::numeric_limits<std::int64_t>::max();
-               return slice(a.tensor(0), as_int(a.integer(1)), a.integer(2), stop, a.integer(4));
+               return slice(a.tensor(0), a.axis(1, "slice"), a.integer(2), stop, a.integer(4));
            }});
     r.add({"concat", {{"xs", ArgKind::tensors, {}}, int_default("axis", 0)}, "joins tensors along an existing axis", true,
-           [as_int](const Args& a) { return concat(a.tensors(0), as_int(a.integer(1))); }});
+           [](const Args& a) { return concat(a.tensors(0), a.axis(1, "concat")); }});
     r.add({"stack", {{"xs", ArgKind::tensors, {}}, int_default("axis", 0)}, "joins equal-shaped tensors along a new axis",
-           true, [as_int](const Args& a) { return stack(a.tensors(0), as_int(a.integer(1))); }});
+           true, [](const Args& a) { return stack(a.tensors(0), a.axis(1, "stack")); }});
     r.add({"expand", {{"x", ArgKind::tensor, {}}, {"shape", ArgKind::ints, {}}}, "broadcasts x to shape without copying",
            true, [](const Args& a) { return expand(a.tensor(0), Shape(std::span<const std::int64_t>(a.ints(1)))); }});
     r.add({"squeeze", {{"x", ArgKind::tensor, {}}, axis_arg("axis")}, "removes an axis of extent 1", true,
-           [as_int](const Args& a) { return squeeze(a.tensor(0), as_int(a.integer(1))); }});
+           [](const Args& a) { return squeeze(a.tensor(0), a.axis(1, "squeeze")); }});
     r.add({"unsqueeze", {{"x", ArgKind::tensor, {}}, axis_arg("axis")}, "inserts an axis of extent 1", true,
-           [as_int](const Args& a) { return unsqueeze(a.tensor(0), as_int(a.integer(1))); }});
+           [](const Args& a) { return unsqueeze(a.tensor(0), a.axis(1, "unsqueeze")); }});
     r.add({"flatten", {{"x", ArgKind::tensor, {}}, int_default("start_axis", 1)},
            "merges axes start_axis.. into one: (B, ...) -> (B, prod ...)", true,
-           [as_int](const Args& a) { return flatten(a.tensor(0), as_int(a.integer(1))); }});
+           [](const Args& a) { return flatten(a.tensor(0), a.axis(1, "flatten")); }});
 }
 
 }  // namespace wengert
