@@ -133,6 +133,19 @@ Acc reduce_run(const T* p, std::int64_t n, Acc init, Combine combine, Merge merg
     return acc;
 }
 
+// Runs body(lo, hi) over the outputs [0, n_out), each a reduction of n_red inputs, split into
+// blocks of at least min_grain outputs across threads when the work is large. Every output is
+// computed whole by one call, so the split never changes a result.
+template <class Body> void over_outputs(std::int64_t n_out, std::int64_t n_red, std::int64_t min_grain, Body&& body) {
+    if (n_out * n_red < detail::kParallelGrain || n_out == 1 || max_threads() == 1) {
+        body(0, n_out);
+        return;
+    }
+    std::int64_t grain = std::max<std::int64_t>(min_grain, detail::kParallelGrain / n_red);
+    tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n_out, grain),
+                      [&](const tbb::blocked_range<std::int64_t>& r) { body(r.begin(), r.end()); });
+}
+
 template <class T, class Acc, class Combine, class Merge>
 Tensor reduce(const Tensor& x, std::span<const int> axes_in, bool keepdims, Acc init, Combine combine, Merge merge) {
     std::vector<int> axes(axes_in.begin(), axes_in.end());
@@ -178,13 +191,7 @@ Tensor reduce(const Tensor& x, std::span<const int> axes_in, bool keepdims, Acc 
                 o[r] = static_cast<T>(reduce_run(in + off, n_red, init, combine, merge));
             }
         };
-        if (n_out * n_red < detail::kParallelGrain || n_out == 1 || max_threads() == 1) {
-            body(0, n_out);
-        } else {
-            std::int64_t grain = std::max<std::int64_t>(1, detail::kParallelGrain / n_red);
-            tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n_out, grain),
-                              [&](const tbb::blocked_range<std::int64_t>& r) { body(r.begin(), r.end()); });
-        }
+        over_outputs(n_out, n_red, 1, body);
     } else if (leading && n_red > 0) {
         // x as (n_red, n_out): each row added into the n_out results, rows in order
         auto body = [&](std::int64_t lo, std::int64_t hi) {
@@ -195,13 +202,7 @@ Tensor reduce(const Tensor& x, std::span<const int> axes_in, bool keepdims, Acc 
             }
             for (std::int64_t c = lo; c < hi; ++c) o[c] = static_cast<T>(acc[static_cast<std::size_t>(c - lo)]);
         };
-        if (n_out * n_red < detail::kParallelGrain || n_out == 1 || max_threads() == 1) {
-            body(0, n_out);
-        } else {
-            std::int64_t grain = std::max<std::int64_t>(16, detail::kParallelGrain / n_red);
-            tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n_out, grain),
-                              [&](const tbb::blocked_range<std::int64_t>& r) { body(r.begin(), r.end()); });
-        }
+        over_outputs(n_out, n_red, 16, body);
     } else {
         std::vector<Acc> acc(static_cast<std::size_t>(n_out), init);
         // Walk x in its own order; output offset via stride-0 view of kept_shape.
