@@ -1,15 +1,18 @@
-// f32 gemm through the engine's matmul (recorded on a tape, forward only) beside raw bli_sgemm
-// on the same operands in the same run: GFLOP/s and their ratio, for a @ b, a.T @ b, a @ b.T.
-// The two are timed in alternating batches of about 0.5 GFLOP; the ratio is the median of the
-// per-pair ratios, which follows the load of a shared machine better than a ratio of medians.
-// The engine's figure includes allocating each output, as every op does.
-#include <blis.h>
+// f32 gemm through the engine's matmul (recorded on a tape, forward only, the engine's own
+// thread split) beside one bli_sgemm_ex call on the same operands with the same kernels, BLIS's
+// own threads and its small/skinny path (detail::blis_reference_sgemm), in the same run, at 1
+// thread and at max_threads(): GFLOP/s and their ratio, for square products in three layouts
+// and the MLP's and attention's real shapes. The two are timed in alternating batches of about
+// 0.5 GFLOP; the ratio is the median of the per-pair ratios, which follows the load of a
+// shared machine better than a ratio of medians. The engine's figure includes allocating each
+// output, as every op does.
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <vector>
 
+#include "../engine/src/kernels/gemm.hpp"
 #include "bench.hpp"
 #include "wengert/kernels.hpp"
 #include "wengert/ops.hpp"
@@ -20,32 +23,49 @@ using namespace wengert;
 
 namespace {
 
-Tensor random_matrix(std::int64_t n, std::uint64_t seed) {
-    Tensor t = Tensor::empty(Shape{n, n}, DType::f32);
-    Generator(seed).fill_uniform(t, -1.0, 1.0);
-    return t;
-}
-
-struct Layout {
+struct Product {
     const char* name;
+    std::int64_t m, n, k;
     bool transpose_a, transpose_b;
 };
+
+Tensor operand(std::int64_t rows, std::int64_t cols, bool transpose, std::uint64_t seed) {
+    Tensor t = Tensor::empty(transpose ? Shape{cols, rows} : Shape{rows, cols}, DType::f32);
+    Generator(seed).fill_uniform(t, -1.0, 1.0);
+    return transpose ? t.transpose(0, 1) : t;
+}
 
 }  // namespace
 
 int main() {
     constexpr int kPairs = 21;
-    fmt::print("gemm f32, {} threads, engine kernels '{}', bli_sgemm's '{}' (Note [BLIS kernels]), median of {} pairs\n",
-               max_threads(), kern::gemm_kernels(), bli_arch_string(bli_arch_query_id()), kPairs);
-    fmt::print("{:>6}  {:<9} {:>16} {:>16} {:>8}\n", "n", "product", "engine GFLOP/s", "bli_sgemm GFLOP/s", "ratio");
+    const int most = max_threads();
+    fmt::print("gemm f32: the engine's matmul (its own thread split) against one bli_sgemm_ex call on the same kernels "
+               "with BLIS's own threads and sup path; kernels '{}' ({}; BLIS {} detects '{}'), median of {} pairs\n",
+               kern::gemm_kernels(), kern::cpu_vector_isa(), kern::blis_version(), kern::blis_kernels(), kPairs);
+    std::vector<Product> products;
     for (std::int64_t n : {256, 512, 1024}) {
-        Tensor a = random_matrix(n, 1), b = random_matrix(n, 2);
-        Tensor c = Tensor::empty(Shape{n, n}, DType::f32);
-        double flops = 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n);
-        int calls = std::max(1, static_cast<int>(5e8 / flops));
-        for (Layout layout : {Layout{"a @ b", false, false}, Layout{"a.T @ b", true, false}, Layout{"a @ b.T", false, true}}) {
-            Tensor av = layout.transpose_a ? a.transpose(0, 1) : a;
-            Tensor bv = layout.transpose_b ? b.transpose(0, 1) : b;
+        products.push_back({"a @ b", n, n, n, false, false});
+        products.push_back({"a.T @ b", n, n, n, true, false});
+        products.push_back({"a @ b.T", n, n, n, false, true});
+    }
+    // the MLP step's products that BLIS runs (batch 128, 784-256-256-10) and attention's
+    // projections (B 32 x T 128 rows, d 256)
+    products.push_back({"mlp x @ W1", 128, 256, 784, false, false});
+    products.push_back({"mlp g2 @ W2.T", 128, 256, 256, false, true});
+    products.push_back({"mlp x.T @ g1", 784, 256, 128, true, false});
+    products.push_back({"attn x @ Wq", 4096, 256, 256, false, false});
+    products.push_back({"attn x.T @ g", 256, 256, 4096, true, false});
+    for (int threads : {1, most}) {
+        if (threads == 1 && most == 1) continue;
+        set_num_threads(threads);
+        fmt::print("{} thread{}\n", threads, threads == 1 ? "" : "s");
+        fmt::print("{:<16} {:>15} {:>16} {:>17} {:>8}\n", "product", "m x n x k", "engine GFLOP/s", "bli_sgemm GFLOP/s", "ratio");
+        for (const Product& p : products) {
+            Tensor av = operand(p.m, p.k, p.transpose_a, 1), bv = operand(p.k, p.n, p.transpose_b, 2);
+            Tensor c = Tensor::empty(Shape{p.m, p.n}, DType::f32);
+            double flops = 2.0 * static_cast<double>(p.m) * static_cast<double>(p.n) * static_cast<double>(p.k);
+            int calls = std::max(1, static_cast<int>(5e8 / flops));
             auto engine = [&] {
                 Tape tape;
                 Var x = tape.input(av), y = tape.input(bv);
@@ -56,12 +76,11 @@ int main() {
                     y = tape.input(bv);
                 }
             };
-            float one = 1.0f, zero = 0.0f;
             auto raw = [&] {
                 for (int i = 0; i < calls; ++i) {
-                    bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, n, n, n, &one, av.data<float>(), av.strides()[0],
-                              av.strides()[1], bv.data<float>(), bv.strides()[0], bv.strides()[1], &zero,
-                              c.data<float>(), n, 1);
+                    detail::blis_reference_sgemm(p.m, p.n, p.k, av.data<float>(), av.strides()[0], av.strides()[1],
+                                                 bv.data<float>(), bv.strides()[0], bv.strides()[1], c.data<float>(), p.n, 1,
+                                                 threads);
                 }
             };
             engine();
@@ -82,8 +101,8 @@ int main() {
             }
             double g_engine = flops * calls / bench::median(t_engine) * 1e-9;
             double g_raw = flops * calls / bench::median(t_raw) * 1e-9;
-            fmt::print("{:>6}  {:<9} {:>16.1f} {:>16.1f} {:>7.1f}%\n", n, layout.name, g_engine, g_raw,
-                       100.0 * bench::median(ratios));
+            fmt::print("{:<16} {:>15} {:>16.1f} {:>17.1f} {:>7.1f}%\n", p.name, fmt::format("{}x{}x{}", p.m, p.n, p.k), g_engine,
+                       g_raw, 100.0 * bench::median(ratios));
         }
     }
 }

@@ -17,6 +17,8 @@ done
 # One thread count for everyone: the engine (TBB and BLIS), and BLIS/OpenMP under PyTorch,
 # which read these when they load.
 export WENGERT_NUM_THREADS=2 BLIS_NUM_THREADS=2 OMP_NUM_THREADS=2
+. "$here/kernels.sh"
+print_kernels
 
 echo "== gemm =="
 "$bin/bench-gemm"
@@ -67,3 +69,7 @@ echo
 
 echo "== models/sort_attention.wg: one training step =="
 "$here/run_sort.sh" "$build"
+echo
+
+echo "== models/vae.wg: one training step =="
+"$here/run_vae.sh" "$build"

@@ -26,6 +26,8 @@ done
 # One thread count for everyone: the engine (TBB and BLIS), and BLIS/OpenMP under PyTorch,
 # which read these when they load.
 export WENGERT_NUM_THREADS=2 BLIS_NUM_THREADS=2 OMP_NUM_THREADS=2
+. "$here/kernels.sh"
+print_kernels
 
 ours=$("$build/bench/bench-mlp-step" "$epochs" "$steps")
 echo "$ours"

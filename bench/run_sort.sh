@@ -22,6 +22,8 @@ if [ ! -x "$build/dsl/wengert" ]; then
 fi
 
 export WENGERT_NUM_THREADS=2 BLIS_NUM_THREADS=2 OMP_NUM_THREADS=2
+. "$here/kernels.sh"
+print_kernels
 have_torch=no
 /usr/bin/python3 -c 'import torch' 2>/dev/null && have_torch=yes
 

@@ -2,6 +2,8 @@
 // every command, the graph as DOT, and gradcheck.
 #include <catch2/catch.hpp>
 
+#include <cstdlib>
+
 #include <filesystem>
 #include <map>
 #include <regex>
@@ -10,6 +12,7 @@
 #include <vector>
 
 #include "support.hpp"
+#include "wengert/kernels.hpp"
 
 using namespace wengert;
 using namespace wengert::dsl::testing;
@@ -85,6 +88,36 @@ TEST_CASE("--help prints each command's usage and exits 0", "[dsl][cli]") {
         CHECK(r.out.find("exit codes: 0 ok, 64 usage, 65 error in the model or training, 70 internal error, 74 I/O error") !=
               std::string::npos);
     }
+}
+
+TEST_CASE("--version names the gemm kernels, and WENGERT_GEMM_KERNELS forces a set the CPU can run", "[dsl][cli]") {
+    struct Env {   // sets WENGERT_GEMM_KERNELS for the commands run while it lives
+        explicit Env(const char* value) { ::setenv("WENGERT_GEMM_KERNELS", value, 1); }
+        ~Env() { ::unsetenv("WENGERT_GEMM_KERNELS"); }
+    };
+    CliResult r = run_wengert({"--version"});
+    CHECK(r.exit_code == 0);
+    CHECK(r.err.empty());
+    CHECK(r.out.rfind("wengert 0.", 0) == 0);
+    CHECK(r.out.find("gemm kernels: " + std::string(kern::gemm_kernels()) + " (") != std::string::npos);
+    CHECK(r.out.find("chosen by the CPU's features") != std::string::npos);
+    for (const std::string& set : kern::gemm_kernel_sets()) {
+        INFO(set);
+        Env env(set.c_str());
+        CliResult forced = run_wengert({"--version"});
+        CHECK(forced.exit_code == 0);
+        std::string name = set == "blis" ? kern::blis_kernels() : set;
+        CHECK(forced.out.find("gemm kernels: " + name + " (") != std::string::npos);
+        CHECK(forced.out.find("chosen by WENGERT_GEMM_KERNELS=" + set) != std::string::npos);
+        // and a model runs on it
+        CliResult check = run_wengert({"check", small_model});
+        CHECK(check.exit_code == 0);
+    }
+    Env bad("zen9");
+    CliResult refused = run_wengert({"check", small_model});
+    CHECK(refused.exit_code == 64);
+    CHECK(refused.err == "wengert: error: WENGERT_GEMM_KERNELS=zen9: gemm kernels 'zen9' are not one of auto, blis, skx, "
+                         "haswell, generic\n");
 }
 
 TEST_CASE("a model with errors exits 65 from every command that loads it", "[dsl][cli]") {

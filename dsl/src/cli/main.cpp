@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -58,6 +59,9 @@ common options:
   --data DIR       where datasets are read from (default: WENGERT_DATA or the Debian
                    package's folder)
   --help           help for a command: wengert <command> --help
+
+wengert --version prints the version and the gemm kernels in use (WENGERT_GEMM_KERNELS=
+auto|blis|skx|haswell|generic forces a set).
 
 exit codes: 0 ok, 64 usage, 65 error in the model or training, 70 internal error, 74 I/O error
 )";
@@ -159,6 +163,11 @@ void parse_cli(int argc, char** argv, Cli& cli) {
     if (cli.command == "--help" || cli.command == "-h" || cli.command == "help") {
         cli.command.clear();
         cli.flags.insert("help");
+        return;
+    }
+    if (cli.command == "--version" || cli.command == "version") {
+        cli.command.clear();
+        cli.flags.insert("version");
         return;
     }
     if (!kValueOptions.count(cli.command)) {
@@ -456,6 +465,18 @@ int cmd_graph(const Cli& cli) {
     });
 }
 
+// `wengert --version`: the version, and what matrix products run on (Note [BLIS kernels]).
+void print_version() {
+    const char* forced = std::getenv("WENGERT_GEMM_KERNELS");
+    fmt::print("wengert {}\n", WENGERT_VERSION);
+    fmt::print("gemm kernels: {} ({}; BLIS {} detects '{}'; chosen by {})\n", kern::gemm_kernels(), kern::cpu_vector_isa(),
+               kern::blis_version(), kern::blis_kernels(),
+               forced && *forced ? fmt::format("WENGERT_GEMM_KERNELS={}", forced) : std::string("the CPU's features"));
+    std::vector<std::string> sets = kern::gemm_kernel_sets();
+    fmt::print("kernel sets this CPU runs: {} (WENGERT_GEMM_KERNELS=auto|{})\n", fmt::join(sets, ", "), fmt::join(sets, "|"));
+    fmt::print("threads: {}\n", max_threads());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -465,6 +486,18 @@ int main(int argc, char** argv) {
         if (cli.flags.count("help")) {
             if (cli.command.empty() || !kCommandHelp.count(cli.command)) fmt::print("{}", kMainHelp);
             else fmt::print("{}", kCommandHelp.at(cli.command));
+            return 0;
+        }
+        // The kernels are chosen here, so that a WENGERT_GEMM_KERNELS this CPU cannot run is
+        // refused before any work (Note [BLIS kernels]).
+        try {
+            kern::gemm_kernels();
+        } catch (const wengert::Error& e) {
+            fmt::print(stderr, "wengert: error: {}\n", e.what());
+            return kExitUsage;
+        }
+        if (cli.flags.count("version")) {
+            print_version();
             return 0;
         }
         std::error_code ec;   // the non-throwing forms: a name the system rejects (too long) is an I/O error too

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <span>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "wengert/tensor.hpp"
@@ -37,8 +39,24 @@ double dot_all(const Tensor& a, const Tensor& b);     // sum(a * b), f64 accumul
 Tensor sum_to_shape(const Tensor& g, const Shape& shape);
 
 // The BLIS sub-configuration whose kernels matrix products run, e.g. "skx", "haswell",
-// "generic" (Note [BLIS kernels] in src/kernels/gemm.hpp).
+// "generic", or BLIS's own pick such as "zen3" (Note [BLIS kernels] in src/kernels/gemm.hpp).
+// The first product chooses them from WENGERT_GEMM_KERNELS (auto, blis, skx, haswell, generic;
+// default auto) and throws wengert::Error when that names a set this CPU or build cannot run.
 const char* gemm_kernels();
+// The sub-configuration BLIS's own detection picks for this CPU (what "blis" runs).
+const char* blis_kernels();
+// BLIS's version, e.g. "0.9.0".
+const char* blis_version();
+// The widest vector instructions this CPU has that the kernel choice looks at:
+// "AVX-512 (F, DQ, CD, BW, VL)", "AVX2 + FMA" or "neither AVX-512 nor AVX2 + FMA".
+const char* cpu_vector_isa();
+// The kernel sets this CPU and this build can run, of "blis" (BLIS's own choice), "skx",
+// "haswell" and "generic".
+std::vector<std::string> gemm_kernel_sets();
+// Runs every later product on kernel set `name` (as WENGERT_GEMM_KERNELS names them, "auto"
+// included); throws wengert::Error when this CPU or build cannot run it. For tests and
+// benchmarks: call it while no product is running.
+void set_gemm_kernels(std::string_view name);
 
 // Normalises a list of axes against ndim: sorted, unique, non-negative. Empty means all.
 std::vector<int> normalize_axes(std::span<const std::int64_t> axes, int ndim, const char* op);

@@ -5,9 +5,11 @@
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -55,35 +57,100 @@ struct Kernels {
     const char* name = nullptr;
 };
 
-const Kernels& kernels() {
-    static const Kernels chosen = [] {
-        bli_init();
-        Kernels k{nullptr, bli_arch_string(bli_arch_query_id())};
-#if defined(WENGERT_BLIS_ALL_KERNELS)
-        const char* choice = std::getenv("WENGERT_GEMM_KERNELS");
-        if (bli_arch_query_id() != BLIS_ARCH_GENERIC || (choice && std::string(choice) == "blis")) return k;
-        static cntx_t context;
-        __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512cd") &&
-            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")) {
-            bli_cntx_init_skx(&context);
-            k = {&context, bli_arch_string(BLIS_ARCH_SKX)};
-        } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-            bli_cntx_init_haswell(&context);
-            k = {&context, bli_arch_string(BLIS_ARCH_HASWELL)};
-        }
-#endif
-        return k;
-    }();
-    return chosen;
+bool cpu_has_avx512() {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512cd") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
 }
 
+bool cpu_has_avx2_fma() {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+// BLIS's own choice (its bli_gks context); BLIS is initialised here, once.
+const Kernels& blis_kernels() {
+    static const Kernels k = [] {
+        bli_init();
+        return Kernels{nullptr, bli_arch_string(bli_arch_query_id())};
+    }();
+    return k;
+}
+
+#if defined(WENGERT_BLIS_ALL_KERNELS)
+// A context built by the engine from a sub-configuration of BLIS's archive, once.
+template <void (*Init)(cntx_t*)> const Kernels& own_kernels(arch_t arch) {
+    static const Kernels k = [arch] {
+        blis_kernels();
+        static cntx_t context;
+        Init(&context);
+        return Kernels{&context, bli_arch_string(arch)};
+    }();
+    return k;
+}
+#endif
+
+// The kernel set named `name` (one of kGemmKernelSets, or "auto"); throws when this build or
+// this CPU cannot run it.
+const Kernels& kernels_named(std::string_view name) {
+    if (name == "auto") {
+        if (cpu_has_avx512()) name = "skx";
+        else if (blis_kernels().name != std::string_view("generic")) name = "blis";
+        else if (cpu_has_avx2_fma()) name = "haswell";
+        else name = "blis";
+#if !defined(WENGERT_BLIS_ALL_KERNELS)
+        name = "blis";
+#endif
+    }
+    if (name == "blis") return blis_kernels();
+    bool known = name == "skx" || name == "haswell" || name == "generic";
+    if (!known) {
+        throw Error(fmt::format("gemm kernels '{}' are not one of auto, blis, skx, haswell, generic", name));
+    }
+#if defined(WENGERT_BLIS_ALL_KERNELS)
+    if (name == "skx") {
+        if (!cpu_has_avx512()) throw Error("gemm kernels 'skx' need AVX-512 F, DQ, CD, BW and VL, which this CPU lacks");
+        return own_kernels<bli_cntx_init_skx>(BLIS_ARCH_SKX);
+    }
+    if (name == "haswell") {
+        if (!cpu_has_avx2_fma()) throw Error("gemm kernels 'haswell' need AVX2 and FMA, which this CPU lacks");
+        return own_kernels<bli_cntx_init_haswell>(BLIS_ARCH_HASWELL);
+    }
+    return own_kernels<bli_cntx_init_generic>(BLIS_ARCH_GENERIC);
+#else
+    throw Error(fmt::format("gemm kernels '{}' need BLIS's static archive, which this build of libwengert was not linked "
+                            "with; only 'blis' is available",
+                            name));
+#endif
+}
+
+// The kernels in use: chosen on first use from WENGERT_GEMM_KERNELS (default auto), changed by
+// kern::set_gemm_kernels.
+std::atomic<const Kernels*>& current_kernels() {
+    static std::atomic<const Kernels*> current{[] {
+        const char* env = std::getenv("WENGERT_GEMM_KERNELS");
+        std::string_view name = env && *env ? env : "auto";
+        try {
+            return &kernels_named(name);
+        } catch (const Error& e) {
+            throw Error(fmt::format("WENGERT_GEMM_KERNELS={}: {}", name, e.what()));
+        }
+    }()};
+    return current;
+}
+
+const Kernels& kernels() { return *current_kernels().load(std::memory_order_acquire); }
+
 template <class T>
-void blis_gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t rs_a, std::int64_t cs_a,
-               const T* b, std::int64_t rs_b, std::int64_t cs_b, T beta, T* c, std::int64_t rs_c, std::int64_t cs_c) {
+void blis_gemm(bool sup, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t rs_a,
+               std::int64_t cs_a, const T* b, std::int64_t rs_b, std::int64_t cs_b, T beta, T* c, std::int64_t rs_c,
+               std::int64_t cs_c) {
     rntm_t rntm;
     bli_rntm_init(&rntm);
     bli_rntm_set_num_threads(1, &rntm);
+    // Note [Matmul threading]: a product that may be split over threads runs BLIS's
+    // conventional path only, never the small/skinny one, whose sums depend on the block.
+    if (!sup) bli_rntm_disable_l3_sup(&rntm);
     // BLIS's typed API takes non-const pointers; it never writes a or b.
     T* pa = const_cast<T*>(a);
     T* pb = const_cast<T*>(b);
@@ -177,17 +244,29 @@ template <class T>
     small_gemm_body(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
 }
 
-// One thread's product, on the path `small` chose for the whole product (so that a block of
-// a split product is summed exactly as it would be unsplit): BLIS, or the small path, run as
-// c^T = b^T a^T when c has more columns than kSmallSide, so that its few rows become the
+// Which code path a product runs, chosen on the whole product's shape so that every block of a
+// split product runs the path the unsplit product would (Note [Matmul threading]).
+enum class Path {
+    small,              // Note [Small products]
+    blis_sup,           // BLIS as it chooses, small/skinny path included: never split
+    blis_conventional,  // BLIS's conventional path only: may be split over threads
+};
+
+Path path_of(std::int64_t m, std::int64_t n, std::int64_t k) {
+    if (m * n * k <= kSmallGemmWork || m <= kSmallSide || n <= kSmallSide) return Path::small;
+    return m * n * k < kThreadedGemmWork ? Path::blis_sup : Path::blis_conventional;
+}
+
+// One thread's product, on the path chosen for the whole product: BLIS, or the small path, run
+// as c^T = b^T a^T when c has more columns than kSmallSide, so that its few rows become the
 // columns the small path blocks. The small path's sums do not depend on the orientation or
 // the block: each element is a sum over k, in order, of a products computed lane by lane.
 template <class T>
-void gemm_one_thread(bool small, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t rs_a,
+void gemm_one_thread(Path path, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t rs_a,
                      std::int64_t cs_a, const T* b, std::int64_t rs_b, std::int64_t cs_b, T beta, T* c, std::int64_t rs_c,
                      std::int64_t cs_c) {
-    if (!small) {
-        blis_gemm(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
+    if (path != Path::small) {
+        blis_gemm(path == Path::blis_sup, m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
     } else if (n <= kSmallSide) {
         small_gemm(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
     } else {
@@ -206,14 +285,11 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, s
     settle_unit_strides(k, n, rs_b, cs_b);
     settle_unit_strides(m, n, rs_c, cs_c);
     // Note [Small products]: a tiny product runs on the small path whole, on this thread; a
-    // larger one with a side of at most kSmallSide takes it block by block.
-    if (m * n * k <= kSmallGemmWork) {
-        gemm_one_thread(true, m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
-        return;
-    }
-    const bool small = m <= kSmallSide || n <= kSmallSide;
-    if (threads <= 1) {
-        gemm_one_thread(small, m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
+    // larger one with a side of at most kSmallSide takes it block by block. Only a product of
+    // at least kThreadedGemmWork multiply-adds is split (Note [Matmul threading]).
+    const Path path = path_of(m, n, k);
+    if (threads <= 1 || m * n * k < kThreadedGemmWork) {
+        gemm_one_thread(path, m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
         return;
     }
     // Note [Matmul threading]: blocks of rows of C (or of columns, when C is wide), one
@@ -224,9 +300,9 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, s
     tbb::parallel_for(std::int64_t{0}, blocks, [&](std::int64_t i) {
         std::int64_t lo = extent * i / blocks, hi = extent * (i + 1) / blocks;
         if (by_rows) {
-            gemm_one_thread(small, hi - lo, n, k, alpha, a + lo * rs_a, rs_a, cs_a, b, rs_b, cs_b, beta, c + lo * rs_c, rs_c, cs_c);
+            gemm_one_thread(path, hi - lo, n, k, alpha, a + lo * rs_a, rs_a, cs_a, b, rs_b, cs_b, beta, c + lo * rs_c, rs_c, cs_c);
         } else {
-            gemm_one_thread(small, m, hi - lo, k, alpha, a, rs_a, cs_a, b + lo * cs_b, rs_b, cs_b, beta, c + lo * cs_c, rs_c, cs_c);
+            gemm_one_thread(path, m, hi - lo, k, alpha, a, rs_a, cs_a, b + lo * cs_b, rs_b, cs_b, beta, c + lo * cs_c, rs_c, cs_c);
         }
     });
 }
@@ -235,6 +311,17 @@ template void gemm<float>(std::int64_t, std::int64_t, std::int64_t, float, const
                           const float*, std::int64_t, std::int64_t, float, float*, std::int64_t, std::int64_t, int);
 template void gemm<double>(std::int64_t, std::int64_t, std::int64_t, double, const double*, std::int64_t, std::int64_t,
                            const double*, std::int64_t, std::int64_t, double, double*, std::int64_t, std::int64_t, int);
+
+void blis_reference_sgemm(std::int64_t m, std::int64_t n, std::int64_t k, const float* a, std::int64_t rs_a,
+                          std::int64_t cs_a, const float* b, std::int64_t rs_b, std::int64_t cs_b, float* c,
+                          std::int64_t rs_c, std::int64_t cs_c, int threads) {
+    rntm_t rntm;
+    bli_rntm_init(&rntm);
+    bli_rntm_set_num_threads(threads, &rntm);
+    float one = 1.0f, zero = 0.0f;
+    bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &one, const_cast<float*>(a), rs_a, cs_a,
+                 const_cast<float*>(b), rs_b, cs_b, &zero, c, rs_c, cs_c, kernels().context, &rntm);
+}
 
 namespace {
 
@@ -436,5 +523,34 @@ void batched_gemm(const Tensor& a, const Tensor& b, Tensor& c, double alpha, dou
 namespace wengert::kern {
 
 const char* gemm_kernels() { return detail::kernels().name; }
+
+const char* blis_kernels() { return detail::blis_kernels().name; }
+
+const char* blis_version() {
+    detail::blis_kernels();
+    return bli_info_get_version_str();
+}
+
+const char* cpu_vector_isa() {
+    if (detail::cpu_has_avx512()) return "AVX-512 (F, DQ, CD, BW, VL)";
+    if (detail::cpu_has_avx2_fma()) return "AVX2 + FMA";
+    return "neither AVX-512 nor AVX2 + FMA";
+}
+
+std::vector<std::string> gemm_kernel_sets() {
+    std::vector<std::string> sets;
+    for (const char* name : {"blis", "skx", "haswell", "generic"}) {
+        try {
+            detail::kernels_named(name);
+            sets.emplace_back(name);
+        } catch (const Error&) {
+        }
+    }
+    return sets;
+}
+
+void set_gemm_kernels(std::string_view name) {
+    detail::current_kernels().store(&detail::kernels_named(name), std::memory_order_release);
+}
 
 }  // namespace wengert::kern

@@ -32,22 +32,47 @@
 // call (or small-path loop, Note [Small products]) in a TBB task. Work below
 // kThreadedGemmWork multiply-adds runs on the calling thread.
 // BLIS's own threads spin at barriers: on a loaded two-core machine a descheduled partner
-// turned a 0.4 ms training step into 18 ms, so they are never used. No split touches the k
-// loop, so every element of C is summed in the same order at any thread count: results are
-// identical.
+// turned a 0.4 ms training step into 18 ms, so they are never used.
+// Results are identical at any thread count by construction, on every kernel set:
+//   - no split touches the k loop;
+//   - a product's code path is chosen on the whole product's shape (gemm.cpp's path_of), and
+//     every block of a split product runs it: the small path; BLIS with its small/skinny
+//     ("sup") path allowed, only for products below kThreadedGemmWork, which are never split
+//     at any thread count (the same single call runs at 1 thread and at 64); or, for every
+//     product that may be split, BLIS with sup disabled through the runtime object
+//     (bli_rntm_disable_l3_sup), so that every block runs BLIS's conventional path. Its sums
+//     do not depend on the block: A and B are packed into zero-padded micro-panels and every
+//     element of C is accumulated over KC-sized slices of k, in order, by the same
+//     microkernel, wherever the element falls in the block. The sup path does depend on the
+//     block (its kernels differ at the edges and between its variants), and BLIS picks sup by
+//     each call's own m, n and k, so a split could move a block from one path to the other:
+//     with BLIS's 'haswell' or 'zen3' context, 20x30x4000 in one call and as two 15-column
+//     calls differ in 33 of 600 elements, 300x250x40 as two 125-column calls in 416; with
+//     sup disabled, in none.
+// tests/engine/ops/cases_matmul.cpp checks this on every kernel set the CPU can run
+// (kern::gemm_kernel_sets).
 //
 // Note [BLIS kernels]
 // BLIS picks its kernels by CPU model, and a BLIS older than the CPU does not recognise it:
 // BLIS 0.9.0 (Debian 12) runs AMD Zen 5 on its 'generic' reference kernels, about 33 GFLOP/s
 // in f32 where its AVX-512 'skx' kernels run 175-190 GFLOP/s on the same core (the products
-// of a 784-256-256-10 MLP step: 4.7 ms against 0.9 ms on one thread). Its override,
-// BLIS_ARCH_TYPE, aborts in 0.9.0, and the shared library hides every sub-configuration's
-// context. So when BLIS's static archive is at hand (engine/meson.build links it, its symbols
-// kept local to libwengert) and BLIS reports 'generic', the engine builds the context itself
-// from the CPU's features: 'skx' with AVX-512 F/DQ/CD/BW/VL, 'haswell' with AVX2 and FMA, and
-// passes it to every BLIS call. A CPU BLIS recognises keeps BLIS's own choice, and so does any
-// CPU when WENGERT_GEMM_KERNELS=blis, for comparisons with programs that use the same BLIS
-// (PyTorch here: bench/run_mlp.sh). gemm_kernels() (wengert/kernels.hpp) names the kernels in use.
+// of a 784-256-256-10 MLP step: 4.7 ms against 0.9 ms on one thread), and it calls an
+// AVX-512 + AMX Intel Xeon 'haswell' (AVX2 kernels, 115 GFLOP/s at n = 1024 on one thread,
+// where 'skx' runs 183). Its override, BLIS_ARCH_TYPE, aborts in 0.9.0, and the shared library
+// hides every sub-configuration's context. So where BLIS's static archive is at hand
+// (engine/meson.build links it, its symbols kept local to libwengert) the engine builds the
+// context itself from what the CPU supports, and passes it to every BLIS call:
+//   - AVX-512 F/DQ/CD/BW/VL: 'skx', whatever BLIS detects;
+//   - otherwise, a CPU BLIS recognises keeps BLIS's own choice ('haswell', 'zen3', ...: the
+//     same AVX2 kernels, with blocksizes BLIS tuned for that CPU);
+//   - otherwise AVX2 and FMA: 'haswell';
+//   - otherwise BLIS's own ('generic').
+// WENGERT_GEMM_KERNELS=auto|blis|skx|haswell|generic forces a set ('blis': BLIS's own choice,
+// for comparisons with programs that use the same BLIS, such as PyTorch here: bench/), and
+// kern::set_gemm_kernels does the same from code (the tests run every set the CPU can run).
+// A set the CPU cannot run is an error, not an illegal instruction. gemm_kernels()
+// (wengert/kernels.hpp) names the kernels in use; `wengert --version` and every benchmark
+// print it.
 #pragma once
 
 #include <cstdint>
@@ -85,6 +110,12 @@ template <class T>
 void gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t rs_a, std::int64_t cs_a,
           const T* b, std::int64_t rs_b, std::int64_t cs_b, T beta, T* c, std::int64_t rs_c, std::int64_t cs_c,
           int threads);
+
+// For bench/gemm.cpp's reference: c = a @ b as one bli_sgemm_ex call on the kernels in use,
+// BLIS's own way: `threads` of its own threads and its small/skinny path on.
+void blis_reference_sgemm(std::int64_t m, std::int64_t n, std::int64_t k, const float* a, std::int64_t rs_a,
+                          std::int64_t cs_a, const float* b, std::int64_t rs_b, std::int64_t cs_b, float* c,
+                          std::int64_t rs_c, std::int64_t cs_c, int threads);
 
 // Whether BLIS takes a rows x cols matrix with these strides (its bli_check_matrix_strides).
 bool blis_accepts_strides(std::int64_t rows, std::int64_t cols, std::int64_t rs, std::int64_t cs);

@@ -1,6 +1,11 @@
 #include "cases.hpp"
 
 #include "../../../engine/src/kernels/gemm.hpp"
+#include <algorithm>
+#include <cstdlib>
+#include <string>
+
+#include "wengert/kernels.hpp"
 #include "wengert/threading.hpp"
 
 namespace wengert::test {
@@ -66,6 +71,12 @@ std::vector<std::vector<double>> value_and_grads(const Tensor& a, const Tensor& 
     Var weights = tape.input(random_tensor(out.shape(), 99, -1.0, 1.0, out.dtype()));
     tape.backward(sum(out * weights));
     return {out.value().to_doubles(), x.grad().to_doubles(), y.grad().to_doubles()};
+}
+
+// The kernel set this process started with, to restore after a test changes it.
+std::string default_kernels() {
+    const char* env = std::getenv("WENGERT_GEMM_KERNELS");
+    return env && *env ? env : "auto";
 }
 
 }  // namespace
@@ -194,7 +205,7 @@ TEST_CASE("non-contiguous operands give the values and gradients of their contig
     same(random_tensor(Shape{3, 4}, 7), every_other_column(random_tensor(Shape{4, 6}, 8)));
 }
 
-TEST_CASE("matmul gives identical results at 1 and 2 threads", "[matmul][threads]") {
+TEST_CASE("matmul gives identical results at 1 and 2 threads on every kernel set", "[matmul][threads]") {
     int before = max_threads();
     auto r = [](Shape s, std::uint64_t seed) { return random_tensor(s, seed, -1.0, 1.0, DType::f32); };
     std::vector<std::pair<Tensor, Tensor>> problems = {
@@ -204,15 +215,74 @@ TEST_CASE("matmul gives identical results at 1 and 2 threads", "[matmul][threads
         {r(Shape{2, 1, 70, 60}, 7), r(Shape{3, 60, 90}, 8)},             // broadcast batch, summed gradient
         {r(Shape{20, 4000}, 9), r(Shape{4000, 30}, 10)},                 // split into blocks of 15 columns
         {r(Shape{12, 1000}, 11), r(Shape{1000, 200}, 12)},               // 12 rows: the small path, split
+        {r(Shape{128, 784}, 13), r(Shape{784, 256}, 14)},                // an MLP layer, batch 128
+        {r(Shape{300, 40}, 15), r(Shape{40, 250}, 16)},                  // skinny k: BLIS's sup territory
     };
-    for (const auto& [a, b] : problems) {
-        set_num_threads(1);
-        auto one = value_and_grads(a, b);
-        set_num_threads(2);
-        auto two = value_and_grads(a, b);
-        CHECK(one == two);
+    std::vector<std::string> sets = kern::gemm_kernel_sets();
+    REQUIRE(!sets.empty());
+    for (const std::string& set : sets) {
+        kern::set_gemm_kernels(set);
+        INFO("kernels " << set << " (" << kern::gemm_kernels() << ")");
+        for (std::size_t i = 0; i < problems.size(); ++i) {
+            INFO("problem " << i);
+            const auto& [a, b] = problems[i];
+            set_num_threads(1);
+            auto one = value_and_grads(a, b);
+            set_num_threads(2);
+            auto two = value_and_grads(a, b);
+            CHECK(one == two);
+            // and the same again: no state carried between runs
+            CHECK(value_and_grads(a, b) == two);
+        }
     }
+    kern::set_gemm_kernels(default_kernels());
     set_num_threads(before);
+}
+
+TEST_CASE("every kernel set computes the same products to rounding", "[matmul][gemm]") {
+    std::string before = kern::gemm_kernels();
+    Tensor a = random_tensor(Shape{70, 90}, 1, -1.0, 1.0, DType::f32), b = random_tensor(Shape{90, 50}, 2, -1.0, 1.0, DType::f32);
+    Tensor a64 = a.to(DType::f64), b64 = b.to(DType::f64);
+    for (const std::string& set : kern::gemm_kernel_sets()) {
+        kern::set_gemm_kernels(set);
+        INFO("kernels " << set);
+        Tape tape;
+        std::vector<double> c = matmul(tape.input(a), tape.input(b)).value().to_doubles();
+        std::vector<double> c64 = matmul(tape.input(a64), tape.input(b64)).value().to_doubles();
+        std::vector<double> want = naive_matmul(a64, b64);
+        REQUIRE(c.size() == want.size());
+        for (std::size_t i = 0; i < want.size(); ++i) {
+            CHECK(std::abs(c[i] - want[i]) <= 1e-4);
+            CHECK(std::abs(c64[i] - want[i]) <= 1e-12);
+        }
+    }
+    kern::set_gemm_kernels(default_kernels());
+    CHECK(before == kern::gemm_kernels());
+}
+
+TEST_CASE("gemm kernels are chosen from the CPU and refuse what it cannot run", "[matmul][gemm]") {
+    std::vector<std::string> sets = kern::gemm_kernel_sets();
+    auto has = [&](const char* name) { return std::find(sets.begin(), sets.end(), name) != sets.end(); };
+    CHECK(has("blis"));
+    kern::set_gemm_kernels("blis");
+    CHECK(std::string(kern::gemm_kernels()) == kern::blis_kernels());
+    __builtin_cpu_init();
+    bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512cd") &&
+                  __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+    bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (has("generic")) {   // a build with BLIS's archive: the engine may choose for itself
+        CHECK(has("skx") == avx512);
+        CHECK(has("haswell") == avx2);
+        kern::set_gemm_kernels("auto");
+        if (avx512) CHECK(std::string(kern::gemm_kernels()) == "skx");
+        else if (avx2 && std::string(kern::blis_kernels()) == "generic") CHECK(std::string(kern::gemm_kernels()) == "haswell");
+        if (!avx512) {
+            CHECK_THROWS_WITH(kern::set_gemm_kernels("skx"),
+                              "gemm kernels 'skx' need AVX-512 F, DQ, CD, BW and VL, which this CPU lacks");
+        }
+    }
+    CHECK_THROWS_WITH(kern::set_gemm_kernels("zen9"), "gemm kernels 'zen9' are not one of auto, blis, skx, haswell, generic");
+    kern::set_gemm_kernels(default_kernels());
 }
 
 TEST_CASE("matmul errors name both shapes and the rule", "[matmul]") {
