@@ -3,8 +3,14 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -75,6 +81,9 @@ void save_checkpoint(const std::string& dir, const CheckpointInfo& info, const P
     Json m;
     m["format"] = "wengert-checkpoint";
     m["version"] = 1;
+    m["run_id"] = info.run_id;
+    m["function"] = info.function;
+    m["batch"] = info.batch;
     m["model"] = info.model;
     m["model_hash"] = info.model_hash;
     m["step"] = info.step;
@@ -120,6 +129,9 @@ LoadedCheckpoint load_checkpoint(const std::string& dir) {
             return n;
         };
         CheckpointInfo& info = out.info;
+        if (m.contains("run_id")) info.run_id = m.at("run_id").as_string();
+        if (m.contains("function")) info.function = m.at("function").as_string();
+        if (m.contains("batch")) info.batch = count("batch");
         info.model = m.at("model").as_string();
         info.model_hash = m.at("model_hash").as_string();
         info.step = count("step");
@@ -138,6 +150,41 @@ LoadedCheckpoint load_checkpoint(const std::string& dir) {
         if (m.contains("optimizer_file")) {
             out.optimizer_path = (fs::path(dir) / m.at("optimizer_file").as_string()).string();
             out.optimizer_state = load_npz(out.optimizer_path);
+        } else if (!info.optimizer.empty()) {
+            throw IOError(manifest_path, fmt::format("corrupt manifest: the run used optimizer '{}' but no \"optimizer_file\" "
+                                                     "is named", info.optimizer));
+        }
+        // the manifest is checked whole against the parameter file it names
+        if (m.contains("params")) {
+            std::vector<std::string> listed, problems;
+            for (const Json& entry : m.at("params").as_array()) {
+                const std::string& name = entry.at("name").as_string();
+                listed.push_back(name);
+                auto it = std::find_if(out.params.begin(), out.params.end(), [&](const auto& nt) { return nt.first == name; });
+                if (it == out.params.end()) {
+                    problems.push_back(fmt::format("{} is listed but not in the file", name));
+                    continue;
+                }
+                std::vector<std::int64_t> dims;
+                for (const Json& d : entry.at("shape").as_array()) dims.push_back(d.as_int());
+                Shape listed_shape{std::span<const std::int64_t>(dims)};
+                if (!(listed_shape == it->second.shape())) {
+                    problems.push_back(fmt::format("{} is listed as {} but the file has {}", name, listed_shape.str(),
+                                                   it->second.shape().str()));
+                }
+                if (entry.at("dtype").as_string() != dtype_name(it->second.dtype())) {
+                    problems.push_back(fmt::format("{} is listed as {} but the file has {}", name, entry.at("dtype").as_string(),
+                                                   dtype_name(it->second.dtype())));
+                }
+            }
+            for (const auto& [name, _] : out.params) {
+                if (std::find(listed.begin(), listed.end(), name) == listed.end()) {
+                    problems.push_back(fmt::format("{} is in the file but not listed", name));
+                }
+            }
+            if (!problems.empty()) {
+                throw IOError(out.params_path, fmt::format("does not match its manifest: {}", fmt::join(problems, "; ")));
+            }
         }
     } catch (const IOError&) {
         throw;
@@ -145,6 +192,97 @@ LoadedCheckpoint load_checkpoint(const std::string& dir) {
         throw IOError(manifest_path, fmt::format("corrupt manifest: {}", e.what()));
     }
     return out;
+}
+
+FolderLock::FolderLock(const std::string& dir) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) throw IOError(dir, fmt::format("cannot create the checkpoint folder: {}", ec.message()));
+    std::string path = (fs::path(dir) / ".lock").string();
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd_ < 0) throw IOError(path, fmt::format("cannot open the folder's lock file: {}", std::strerror(errno)));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+        int err = errno;
+        char pid[32] = {};
+        ssize_t n = ::pread(fd_, pid, sizeof pid - 1, 0);
+        ::close(fd_);
+        fd_ = -1;
+        if (err == EWOULDBLOCK) {
+            std::string who = n > 0 ? fmt::format(" (process {})", std::string(pid, static_cast<std::size_t>(n))) : "";
+            throw FolderInUse(dir, fmt::format("another run{} is training into this folder; wait for it, or give this run "
+                                               "another --checkpoint folder",
+                                               who));
+        }
+        throw IOError(path, fmt::format("cannot lock the folder: {}", std::strerror(err)));
+    }
+    std::string pid = std::to_string(::getpid());
+    if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) < 0) {
+        // the lock holds without the note of who holds it
+    }
+}
+
+FolderLock::~FolderLock() {
+    if (fd_ >= 0) ::close(fd_);   // releases the lock
+}
+
+bool has_checkpoint(const std::string& dir) {
+    std::error_code ec;
+    return fs::exists(fs::path(dir) / "manifest.json", ec);
+}
+
+namespace {
+
+// The files the manifest in `dir` names (none when it is missing or unreadable).
+std::vector<std::string> named_files(const std::string& dir) {
+    std::vector<std::string> files;
+    std::ifstream in(fs::path(dir) / "manifest.json");
+    if (!in) return files;
+    std::stringstream ss;
+    ss << in.rdbuf();
+    try {
+        Json m = Json::parse(ss.str());
+        for (const char* key : {"params_file", "optimizer_file"}) {
+            if (m.contains(key) && m.at(key).is_string()) files.push_back(m.at(key).as_string());
+        }
+    } catch (const Error&) {
+    }
+    return files;
+}
+
+bool is_checkpoint_file(const std::string& name) {
+    auto starts = [&](const char* p) { return name.rfind(p, 0) == 0; };
+    bool npz = name.size() > 4 && name.compare(name.size() - 4, 4, ".npz") == 0;
+    return npz && (starts("params-") || starts("optimizer-"));
+}
+
+}  // namespace
+
+void remove_checkpoint(const std::string& dir) {
+    std::vector<std::string> files = named_files(dir);
+    std::error_code ec;
+    fs::remove(fs::path(dir) / "manifest.json", ec);
+    if (ec) throw IOError((fs::path(dir) / "manifest.json").string(), fmt::format("cannot remove: {}", ec.message()));
+    for (const auto& f : files) fs::remove(fs::path(dir) / f, ec);
+    clean_checkpoint_folder(dir);
+}
+
+void clean_checkpoint_folder(const std::string& dir) {
+    std::vector<std::string> named = named_files(dir);
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+        std::string name = entry.path().filename().string();
+        bool temporary = name.find(".tmp-") != std::string::npos;
+        bool orphan = is_checkpoint_file(name) && std::find(named.begin(), named.end(), name) == named.end();
+        if (temporary || orphan) {
+            std::error_code rm;
+            fs::remove(entry.path(), rm);
+        }
+    }
+}
+
+std::string new_run_id() {
+    auto now = std::chrono::system_clock::now().time_since_epoch().count();
+    return text_hash(fmt::format("{}-{}", now, ::getpid()));
 }
 
 void assign_params(ParamStore& params, const NamedTensors& values, const std::string& source) {

@@ -6,6 +6,17 @@
 // atomically (temporary file, fsync, rename); the manifest is written last, atomically, and only
 // then are the previous step's files removed. A crash at any point leaves a manifest that
 // names complete files: the last checkpoint or the new one, never a mixture.
+//
+// Note [One run per folder]
+// A run that trains into a folder holds an advisory lock on DIR/.lock (flock, released by the
+// kernel when the process ends, however it ends) for its whole life; a second run on the same
+// folder is refused while the first holds it. A run that does not --resume refuses a folder
+// that already holds a checkpoint unless --overwrite is given, which removes the old
+// checkpoint (manifest first) before anything new is written. Holding the lock, a run removes
+// what an interrupted one left behind: temporary files of unfinished atomic writes and
+// parameter or optimizer files no manifest names. The manifest names the run (a run id kept
+// by --resume), the function trained, the seed and the batch, so that a resumed run or an
+// eval can refuse a checkpoint that is not the one it thinks.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +30,9 @@
 namespace wengert::dsl {
 
 struct CheckpointInfo {
+    std::string run_id;           // chosen when a run starts a folder, kept by --resume
+    std::string function;         // the function trained (empty in older checkpoints)
+    std::int64_t batch = 0;       // the batch size (0 in older checkpoints)
     std::string model;            // the model file's path as given
     std::string model_hash;       // of the model's source text
     std::int64_t step = 0;        // optimizer steps taken
@@ -47,6 +61,39 @@ struct LoadedCheckpoint {
 
 // Reads a checkpoint folder; a missing or corrupt manifest or file is an IOError saying which.
 LoadedCheckpoint load_checkpoint(const std::string& dir);
+
+// A checkpoint folder another run holds, or one a run would overwrite (exit 73).
+class FolderInUse : public IOError {
+public:
+    using IOError::IOError;
+};
+
+// The advisory lock of a checkpoint folder (created if missing), held while this lives
+// (Note [One run per folder]); FolderInUse when another process holds it.
+class FolderLock {
+public:
+    explicit FolderLock(const std::string& dir);
+    ~FolderLock();
+    FolderLock(const FolderLock&) = delete;
+    FolderLock& operator=(const FolderLock&) = delete;
+
+private:
+    int fd_ = -1;
+};
+
+// Whether `dir` holds a checkpoint manifest.
+bool has_checkpoint(const std::string& dir);
+
+// Removes the checkpoint in `dir`: the manifest first, then the files it names.
+void remove_checkpoint(const std::string& dir);
+
+// Removes temporary files and parameter/optimizer files the manifest does not name, left by an
+// interrupted run. Only while holding the folder's lock.
+void clean_checkpoint_folder(const std::string& dir);
+
+// A fresh run id: 16 hex digits from the clock and the process id (never from the run's
+// seed, which must not be disturbed).
+std::string new_run_id();
 
 // Copies named tensors into the store. With `exact`, parameters of the model missing from
 // `values`, entries the model does not have, and shape mismatches are one error listing them

@@ -5,15 +5,19 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
+#include <optional>
 #include <string_view>
 
 #include "builtins.hpp"
 #include "checkpoint.hpp"
+#include "wengert/io.hpp"
 #include "wengert/json.hpp"
 #include "wengert/random.hpp"
 
@@ -204,6 +208,41 @@ Schedule make_schedule(const Record* r, std::int64_t total_steps) {
     return linear_warmup(steps, make_schedule(next, std::max<std::int64_t>(1, total_steps - steps)));
 }
 
+namespace {
+
+// Keeps the records of the log at `path` up to step `step`: every step record, and every
+// epoch record, at or before it, but a partial epoch record at it (where an earlier run
+// stopped; an uninterrupted run writes none). Rewritten atomically.
+void truncate_log(const std::string& path, std::int64_t step) {
+    std::ifstream in(path);
+    if (!in) throw IOError(path, fmt::format("cannot read the metrics log: {}", std::strerror(errno)));
+    std::string kept, line;
+    while (std::getline(in, line)) {
+        if (line.empty()) continue;
+        Json rec;
+        try {
+            rec = Json::parse(line);
+        } catch (const Error&) {
+            break;   // a record cut short by a crash: nothing after it was written whole
+        }
+        if (!rec.contains("step") || !rec.at("step").is_number()) continue;
+        std::int64_t at = rec.at("step").as_int();
+        bool partial = rec.contains("partial") && rec.at("partial").is_bool() && rec.at("partial").as_bool();
+        if (at > step || (at == step && partial)) continue;
+        kept += line;
+        kept += '\n';
+    }
+    write_file_atomic(path, kept);
+}
+
+// Flushes the metrics log; a failed write (a full disk) is an error, not a shorter log.
+void flush_log(std::ofstream& log, const std::string& path) {
+    log.flush();
+    if (!log) throw IOError(path, fmt::format("cannot write the metrics log: {}", errno ? std::strerror(errno) : "write failed"));
+}
+
+}  // namespace
+
 EvalSummary evaluate(Interpreter& in, const std::string& target, const Dataset& data, std::int64_t batch) {
     EvalSummary summary;
     Running run;
@@ -231,9 +270,34 @@ EvalSummary evaluate(Interpreter& in, const std::string& target, const Dataset& 
     return summary;
 }
 
-int train(Interpreter& in, const std::string& model_path, const std::string& model_text, const TrainSettings& s,
+int train(Interpreter& in, const std::string& model_path, const std::string& model_text, const TrainSettings& settings,
           const TrainOverrides& overrides, const DataOptions& data_options) {
     using Clock = std::chrono::steady_clock;
+    TrainSettings s = settings;   // a resumed run trains the checkpoint's function
+    // Note [One run per folder]: the lock first, so that a second run is refused at once
+    std::optional<FolderLock> lock;
+    if (!s.checkpoint.empty()) {
+        std::error_code ec;
+        if (overrides.resume && !fs::is_directory(s.checkpoint, ec)) throw IOError(s.checkpoint, "no such checkpoint folder");
+        lock.emplace(s.checkpoint);
+        if (!overrides.resume && has_checkpoint(s.checkpoint)) {
+            if (!overrides.overwrite) {
+                std::string what = "a checkpoint";
+                try {
+                    LoadedCheckpoint old = load_checkpoint(s.checkpoint);
+                    what = fmt::format("the checkpoint of a run of {} at step {}", old.info.function.empty() ? old.info.model : old.info.function,
+                                       old.info.step);
+                } catch (const Error&) {
+                    what = "a checkpoint (unreadable)";
+                }
+                throw FolderInUse(s.checkpoint, fmt::format("holds {}; pass --resume to continue it, --overwrite to replace it, "
+                                                            "or give another --checkpoint folder",
+                                                            what));
+            }
+            remove_checkpoint(s.checkpoint);
+        }
+        clean_checkpoint_folder(s.checkpoint);
+    }
     Dataset data = load_dataset(*s.data, data_options);
     std::optional<Dataset> eval_data;
     if (s.eval_data) eval_data = load_dataset(*s.eval_data, data_options);
@@ -265,6 +329,7 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
     Running running;
     manual_seed(s.seed);
 
+    std::string run_id = new_run_id();
     if (overrides.resume) {
         if (s.checkpoint.empty()) throw IOError(model_path, "--resume needs a checkpoint folder (--checkpoint DIR or `checkpoint = ...`)");
         LoadedCheckpoint ck = load_checkpoint(s.checkpoint);
@@ -276,6 +341,38 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
             throw IOError(s.checkpoint, fmt::format("the checkpoint holds {} parameters but this run uses --dtype {}", ck.info.dtype,
                                                     dtype_name(in.options().dtype)));
         }
+        if (!ck.info.function.empty() && ck.info.function != s.target) {
+            if (overrides.function_given) {
+                throw IOError(s.checkpoint, fmt::format("the checkpoint trained function '{}', not '{}': resume it without "
+                                                        "--function, or start a new checkpoint folder",
+                                                        ck.info.function, s.target));
+            }
+            if (!in.find_function(ck.info.function)) {
+                throw IOError(s.checkpoint, fmt::format("the checkpoint trained function '{}', which this model does not define",
+                                                        ck.info.function));
+            }
+            s.target = ck.info.function;
+        }
+        if (ck.info.seed != s.seed) {
+            throw IOError(s.checkpoint, fmt::format("the checkpoint's run has seed {}, this run {}: resume with the same seed, or "
+                                                    "start a new checkpoint folder",
+                                                    ck.info.seed, s.seed));
+        }
+        if (ck.info.batch != 0 && ck.info.batch != s.batch) {
+            throw IOError(s.checkpoint, fmt::format("the checkpoint's run has batch {}, this run {}: resume with the same batch, "
+                                                    "or start a new checkpoint folder",
+                                                    ck.info.batch, s.batch));
+        }
+        if (ck.info.optimizer != opt->name()) {
+            throw IOError(s.checkpoint, fmt::format("the checkpoint's run used optimizer '{}', this run '{}'", ck.info.optimizer,
+                                                    opt->name()));
+        }
+        if (ck.info.epoch != ck.info.step / per_epoch) {
+            throw IOError(s.checkpoint, fmt::format("the checkpoint is at step {} of epoch {}, but this data gives {} steps per "
+                                                    "epoch: the dataset or batch changed since it was written",
+                                                    ck.info.step, ck.info.epoch, per_epoch));
+        }
+        if (!ck.info.run_id.empty()) run_id = ck.info.run_id;
         {   // a first pass creates the model's parameters, so the checkpoint's can be matched against them
             std::vector<std::int64_t> rows(static_cast<std::size_t>(std::min(s.batch, n)));
             std::iota(rows.begin(), rows.end(), 0);
@@ -289,6 +386,10 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
             opt->load_state(ck.optimizer_state);
         } catch (const Error& e) {
             throw IOError(optimizer_path, e.what());
+        }
+        if (opt->steps() != ck.info.step) {
+            throw IOError(optimizer_path, fmt::format("holds the state after {} steps, but the manifest says step {}",
+                                                      opt->steps(), ck.info.step));
         }
         default_generator().set_state(ck.info.rng_seed, ck.info.rng_offset);
         start_step = ck.info.step;
@@ -307,8 +408,11 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
         std::error_code ec;
         if (lp.has_parent_path()) fs::create_directories(lp.parent_path(), ec);
         if (ec) throw IOError(s.log, fmt::format("cannot create the metrics log's folder: {}", ec.message()));
+        // a resumed run continues the log from its checkpoint: records an interrupted run wrote
+        // after it are dropped, so the log equals an uninterrupted run's
+        if (overrides.resume && fs::exists(lp, ec)) truncate_log(s.log, start_step);
         log = std::make_unique<std::ofstream>(s.log, overrides.resume ? std::ios::app : std::ios::trunc);
-        if (!*log) throw IOError(s.log, "cannot open the metrics log for writing");
+        if (!*log) throw IOError(s.log, fmt::format("cannot open the metrics log for writing: {}", std::strerror(errno)));
     }
     bool tty = overrides.progress && ::isatty(STDERR_FILENO);
     fmt::print(stderr, "training {} on {} ({} examples, batch {}, {} steps per epoch, {} steps)\n", s.target, data.description, n,
@@ -433,8 +537,12 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
             std::fflush(stdout);
             if (log) *log << erec.dump() << '\n';
         }
+        if (log) flush_log(*log, s.log);   // the log reaches the checkpoint's step before the checkpoint does
         if (checkpoint_now) {
             CheckpointInfo info;
+            info.run_id = run_id;
+            info.function = s.target;
+            info.batch = s.batch;
             info.model = model_path;
             info.model_hash = hash;
             info.step = step + 1;
@@ -450,7 +558,6 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
             }
             save_checkpoint(s.checkpoint, info, params, opt.get());
         }
-        if (log) log->flush();
     }
     return 0;
 }

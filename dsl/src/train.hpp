@@ -35,6 +35,8 @@ struct TrainOverrides {
     std::optional<double> lr;
     std::optional<std::string> checkpoint, log;
     bool resume = false;
+    bool overwrite = false;                      // replace a checkpoint already in the folder
+    bool function_given = false;                 // --function: the target was chosen, not defaulted
     bool progress = true;                        // a progress bar when stderr is a terminal
 };
 

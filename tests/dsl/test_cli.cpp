@@ -85,8 +85,8 @@ TEST_CASE("--help prints each command's usage and exits 0", "[dsl][cli]") {
         for (const std::string command : {"train", "eval", "check", "run", "gradcheck", "graph"}) {
             CHECK(r.out.find("\n  " + command + " FILE") != std::string::npos);
         }
-        CHECK(r.out.find("exit codes: 0 ok, 64 usage, 65 error in the model or training, 70 internal error, 74 I/O error") !=
-              std::string::npos);
+        CHECK(r.out.find("exit codes: 0 ok, 64 usage, 65 error in the model or training, 70 internal error, 73 checkpoint\n"
+                         "folder in use, 74 I/O error") != std::string::npos);
     }
 }
 
@@ -245,8 +245,8 @@ TEST_CASE("paths the system rejects are I/O errors, not internal ones", "[dsl][c
         const std::string target = option == "--log" ? (beneath_file / "log.jsonl").string() : beneath_file.string();
         CliResult r = run_wengert({"train", (tmp.path / "m.wg").string(), option, target, "--no-progress"});
         CHECK(r.exit_code == 74);
-        CHECK(r.err.rfind("wengert: error: " + (option == "--log" ? target : (beneath_file / "metrics.jsonl").string()) +
-                              ": cannot create the metrics log's folder: Not a directory\n", 0) == 0);
+        CHECK(r.err.rfind("wengert: error: " + target + ": cannot create the " +
+                              (option == "--log" ? "metrics log's folder" : "checkpoint folder") + ": Not a directory\n", 0) == 0);
     }
 }
 

@@ -2,6 +2,10 @@
 // models/mlp_actreg.wg's penalty. Every run here takes a fraction of a second on tiny data.
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -171,6 +175,136 @@ TEST_CASE("training gives identical numbers at 1 and 2 threads on every gemm ker
     }
 }
 
+TEST_CASE("a run never overwrites or mixes with another run's checkpoint (Note [One run per folder])", "[dsl][train][cli]") {
+    Trained t;
+    const fs::path dir = t.tmp.path / "ck";
+    REQUIRE(t.train({"--checkpoint", dir.string(), "--epochs", "1"}).exit_code == 0);
+    const std::string params = read_text(dir / "params-00000004.npz"), manifest = read_text(dir / "manifest.json");
+    CHECK(manifest.find("\"function\":\"net\"") != std::string::npos);
+    CHECK(manifest.find("\"batch\":6") != std::string::npos);
+    CHECK(manifest.find("\"run_id\":\"") != std::string::npos);
+
+    // a second run without --resume is refused, and leaves the first run's files as they were
+    CliResult again = t.train({"--checkpoint", dir.string(), "--epochs", "1", "--seed", "9"});
+    CHECK(again.exit_code == 73);
+    CHECK(again.err == "wengert: error: " + dir.string() + ": holds the checkpoint of a run of net at step 4; pass --resume to "
+                       "continue it, --overwrite to replace it, or give another --checkpoint folder\n");
+    CHECK(read_text(dir / "params-00000004.npz") == params);
+    CHECK(read_text(dir / "manifest.json") == manifest);
+
+    // while another process holds the folder, a run is refused at once
+    {
+        int fd = ::open((dir / ".lock").c_str(), O_RDWR);
+        REQUIRE(fd >= 0);
+        REQUIRE(::flock(fd, LOCK_EX | LOCK_NB) == 0);
+        CliResult busy = t.train({"--checkpoint", dir.string(), "--resume"});
+        CHECK(busy.exit_code == 73);
+        CHECK(busy.err.rfind("wengert: error: " + dir.string() + ": another run (process ", 0) == 0);
+        CHECK(busy.err.find("is training into this folder; wait for it, or give this run another --checkpoint folder\n") !=
+              std::string::npos);
+        ::close(fd);
+    }
+
+    // what an interrupted run left behind is removed by the next run that holds the folder
+    write_text(dir / "params-00000008.npz", "half a file");
+    write_text(dir / "manifest.json.tmp-1-0", "{");
+    REQUIRE(t.train({"--checkpoint", dir.string(), "--resume", "--epochs", "2"}).exit_code == 0);
+    CHECK(!fs::exists(dir / "manifest.json.tmp-1-0"));
+    CHECK(fs::exists(dir / "params-00000008.npz"));   // now the second epoch's, written whole
+    CHECK(!fs::exists(dir / "params-00000004.npz"));
+    CHECK(load_npz((dir / "params-00000008.npz").string()).size() == 4);
+
+    // --overwrite replaces the checkpoint: the new run is the one uninterrupted run of its own
+    CliResult replaced = t.train({"--checkpoint", dir.string(), "--epochs", "1", "--overwrite"});
+    REQUIRE(replaced.exit_code == 0);
+    CHECK(!fs::exists(dir / "params-00000008.npz"));
+    CHECK(fs::exists(dir / "params-00000004.npz"));
+    CHECK(read_log(dir / "metrics.jsonl").steps.size() == 4);
+    CHECK(t.train({"--checkpoint", dir.string(), "--resume", "--overwrite"}).exit_code == 64);
+}
+
+TEST_CASE("a resumed run or an eval uses the checkpoint's function, seed and batch, or says why not", "[dsl][train][cli]") {
+    Trained t;
+    // a second function, with its loss weighted differently, so that the two are told apart
+    std::string text = read_text(t.model);
+    text.insert(text.find("train net {"), "def net2(x: f32[B, 4], y: i64[B]) {\n"
+                                          "    logits = dense(3)(dropout(dense(5, activation = tanh)(x), 0.2))\n"
+                                          "    loss ce    = 3 * cross_entropy(logits, y)\n"
+                                          "    metric acc = accuracy(logits, y)\n"
+                                          "    return logits\n"
+                                          "}\n");
+    write_text(t.model, text);
+    const fs::path dir = t.tmp.path / "ck";
+    REQUIRE(t.train({"--checkpoint", dir.string(), "--epochs", "1", "--function", "net2"}).exit_code == 0);
+
+    CliResult eval = run_wengert({"eval", t.model.string(), "--checkpoint", dir.string()});
+    CHECK(eval.exit_code == 0);
+    CHECK(eval.out.rfind("eval of net2 on ", 0) == 0);
+    CliResult wrong_eval = run_wengert({"eval", t.model.string(), "--checkpoint", dir.string(), "--function", "net"});
+    CHECK(wrong_eval.exit_code == 74);
+    CHECK(wrong_eval.err == "wengert: error: " + dir.string() + ": the checkpoint trained function 'net2', not 'net'\n");
+
+    CliResult wrong_resume = t.train({"--checkpoint", dir.string(), "--resume", "--function", "net"});
+    CHECK(wrong_resume.exit_code == 74);
+    CHECK(wrong_resume.err == "wengert: error: " + dir.string() + ": the checkpoint trained function 'net2', not 'net': "
+                              "resume it without --function, or start a new checkpoint folder\n");
+    CliResult seed = t.train({"--checkpoint", dir.string(), "--resume", "--seed", "5"});
+    CHECK(seed.exit_code == 74);
+    CHECK(seed.err == "wengert: error: " + dir.string() + ": the checkpoint's run has seed 3, this run 5: resume with the same "
+                      "seed, or start a new checkpoint folder\n");
+    CliResult batch = t.train({"--checkpoint", dir.string(), "--resume", "--batch", "4"});
+    CHECK(batch.exit_code == 74);
+    CHECK(batch.err == "wengert: error: " + dir.string() + ": the checkpoint's run has batch 6, this run 4: resume with the "
+                       "same batch, or start a new checkpoint folder\n");
+
+    // without --function, the resumed run trains net2 on, as the uninterrupted run did
+    CliResult resumed = t.train({"--checkpoint", dir.string(), "--resume"});
+    REQUIRE(resumed.exit_code == 0);
+    CHECK(resumed.err.find("training net2 on ") != std::string::npos);
+    const fs::path whole = t.tmp.path / "whole";
+    REQUIRE(t.train({"--checkpoint", whole.string(), "--function", "net2"}).exit_code == 0);
+    CHECK(read_log(dir / "metrics.jsonl").steps == read_log(whole / "metrics.jsonl").steps);
+    require_same_params(whole / "params-00000012.npz", dir / "params-00000012.npz");
+}
+
+TEST_CASE("the metrics log after an interruption and --resume equals an uninterrupted run's", "[dsl][train][cli]") {
+    Trained t;
+    const fs::path whole = t.tmp.path / "whole", cut = t.tmp.path / "cut", stopped = t.tmp.path / "stopped";
+    REQUIRE(t.train({"--checkpoint", whole.string()}).exit_code == 0);
+    auto without_seconds = [](const fs::path& log) {
+        std::vector<std::string> out;
+        for (std::string line : lines_of(read_text(log))) {
+            std::size_t at = line.find("\"seconds\":");
+            if (at != std::string::npos) line.erase(at, line.find(',', at) + 1 - at);
+            out.push_back(line);
+        }
+        return out;
+    };
+    std::vector<std::string> want = without_seconds(whole / "metrics.jsonl");
+    REQUIRE(want.size() == 15);   // 12 steps, 3 epochs
+
+    // killed after step 6, two steps past the checkpoint at step 4, mid-record
+    REQUIRE(t.train({"--checkpoint", cut.string(), "--epochs", "1"}).exit_code == 0);
+    std::vector<std::string> lines = lines_of(read_text(whole / "metrics.jsonl"));
+    std::string log = read_text(cut / "metrics.jsonl") + lines[5] + "\n" + lines[6] + "\n" + lines[7].substr(0, 20);
+    write_text(cut / "metrics.jsonl", log);
+    REQUIRE(t.train({"--checkpoint", cut.string(), "--resume"}).exit_code == 0);
+    CHECK(without_seconds(cut / "metrics.jsonl") == want);
+
+    // stopped mid-epoch by --steps: its partial epoch record is not part of the whole run's log
+    REQUIRE(t.train({"--checkpoint", stopped.string(), "--steps", "6"}).exit_code == 0);
+    CHECK(read_text(stopped / "metrics.jsonl").find("\"partial\":true") != std::string::npos);
+    REQUIRE(t.train({"--checkpoint", stopped.string(), "--resume"}).exit_code == 0);
+    CHECK(without_seconds(stopped / "metrics.jsonl") == want);
+
+    // a log that cannot be written (a full disk) is an error, not a shorter log and exit 0
+    if (fs::exists("/dev/full")) {
+        CliResult full = t.train({"--log", "/dev/full"});
+        CHECK(full.exit_code == 74);
+        CHECK(full.err.find("wengert: error: /dev/full: cannot write the metrics log: No space left on device\n") != std::string::npos);
+    }
+}
+
 TEST_CASE("a corrupt checkpoint is an I/O error naming the file, never a crash", "[dsl][train][cli]") {
     Trained t;
     const fs::path good = t.tmp.path / "good";
@@ -214,7 +348,54 @@ TEST_CASE("a corrupt checkpoint is an I/O error naming the file, never a crash",
          "", "the checkpoint was made from a different model text"},
         {"parameters from another model",
          [&](const fs::path& dir) { fs::copy_file(other / "params-00000004.npz", dir / "params-00000004.npz", fs::copy_options::overwrite_existing); },
+         "params-00000004.npz", "does not match its manifest: h.dense.w is listed as [4, 5] but the file has [4, 7]"},
+        {"parameters from another model, manifest edited to match",
+         [&](const fs::path& dir) {
+             fs::copy_file(other / "params-00000004.npz", dir / "params-00000004.npz", fs::copy_options::overwrite_existing);
+             std::string manifest = read_text(dir / "manifest.json");
+             for (std::size_t at = manifest.find("[4,5]"); at != std::string::npos; at = manifest.find("[4,5]")) {
+                 manifest.replace(at, 5, "[4,7]");
+             }
+             for (std::size_t at = manifest.find("[5,3]"); at != std::string::npos; at = manifest.find("[5,3]")) {
+                 manifest.replace(at, 5, "[7,3]");
+             }
+             for (std::size_t at = manifest.find("[5]"); at != std::string::npos; at = manifest.find("[5]")) manifest.replace(at, 3, "[7]");
+             write_text(dir / "manifest.json", manifest);
+         },
          "params-00000004.npz", "parameters do not match the model:\n  wrong shape: h.dense.w (model [4, 5], file [4, 7])"},
+        {"a parameter missing from the file's list",
+         [](const fs::path& dir) {
+             std::string manifest = read_text(dir / "manifest.json");
+             std::size_t at = manifest.find("{\"dtype\":\"f32\",\"name\":\"h.dense.b\"");
+             REQUIRE(at != std::string::npos);
+             std::size_t end = manifest.find('}', at);
+             manifest.replace(at, end - at + 2, "");
+             write_text(dir / "manifest.json", manifest);
+         },
+         "params-00000004.npz", "does not match its manifest: h.dense.b is in the file but not listed"},
+        {"optimizer state of another step",
+         [&](const fs::path& dir) {
+             std::string manifest = read_text(dir / "manifest.json");
+             REQUIRE(manifest.find("\"step\":4,") != std::string::npos);
+             REQUIRE(manifest.find("\"epoch\":1,") != std::string::npos);
+             manifest.replace(manifest.find("\"step\":4,"), 9, "\"step\":3,");
+             write_text(dir / "manifest.json", manifest.replace(manifest.find("\"epoch\":1,"), 10, "\"epoch\":0,"));
+         },
+         "optimizer-00000004.npz", "holds the state after 4 steps, but the manifest says step 3"},
+        {"a step that is not in its epoch",
+         [&](const fs::path& dir) {
+             std::string manifest = read_text(dir / "manifest.json");
+             write_text(dir / "manifest.json", manifest.replace(manifest.find("\"epoch\":1,"), 10, "\"epoch\":2,"));
+         },
+         "", "the checkpoint is at step 4 of epoch 2, but this data gives 4 steps per epoch"},
+        {"no optimizer file named",
+         [](const fs::path& dir) {
+             std::string manifest = read_text(dir / "manifest.json");
+             std::size_t at = manifest.find("\"optimizer_file\":\"optimizer-00000004.npz\",");
+             REQUIRE(at != std::string::npos);
+             write_text(dir / "manifest.json", manifest.replace(at, std::string("\"optimizer_file\":\"optimizer-00000004.npz\",").size(), ""));
+         },
+         "manifest.json", "corrupt manifest: the run used optimizer 'adam' but no \"optimizer_file\" is named"},
         // found by fuzzing: each of these crashed or exited 65 without naming the file
         {"a negative step",
          [](const fs::path& dir) {
@@ -249,7 +430,7 @@ TEST_CASE("a corrupt checkpoint is an I/O error naming the file, never a crash",
                  {"eval", t.model.string(), "--checkpoint", dir.string()}}) {
             INFO(args[0]);
             if (args[0] == "eval" && c.file.rfind("optimizer", 0) == 0) continue;   // eval reads no optimizer state
-            if (args[0] == "eval" && c.what == "manifest from another model") continue;   // eval matches parameters, below
+            if (args[0] == "eval" && c.file.empty()) continue;   // eval checks neither the model text nor the epoch
             CliResult r = run_wengert(args);
             CHECK(r.exit_code == 74);
             // state checked at the first step comes after the lines announcing the run

@@ -33,7 +33,7 @@ using namespace wengert::dsl;
 namespace {
 
 // sysexits.h
-constexpr int kExitUsage = 64, kExitModel = 65, kExitInternal = 70, kExitIO = 74;
+constexpr int kExitUsage = 64, kExitModel = 65, kExitInternal = 70, kExitCantCreate = 73, kExitIO = 74;
 
 struct UsageError : std::runtime_error {
     using std::runtime_error::runtime_error;
@@ -63,23 +63,29 @@ common options:
 wengert --version prints the version and the gemm kernels in use (WENGERT_GEMM_KERNELS=
 auto|blis|skx|haswell|generic forces a set).
 
-exit codes: 0 ok, 64 usage, 65 error in the model or training, 70 internal error, 74 I/O error
+exit codes: 0 ok, 64 usage, 65 error in the model or training, 70 internal error, 73 checkpoint
+folder in use, 74 I/O error
 )";
 
 const std::map<std::string, std::string> kCommandHelp = {
     {"train", R"(usage: wengert train FILE [--function NAME] [--epochs N] [--steps N] [--batch N] [--lr X] [--seed N]
-                     [--checkpoint DIR] [--resume] [--log FILE] [--no-progress] [common options]
+                     [--checkpoint DIR] [--resume | --overwrite] [--log FILE] [--no-progress]
+                     [common options]
 
 Trains the function the model's train block names (or --function NAME, with the block's
 settings). Flags override the block's settings.
 A progress bar on a terminal, one line per epoch otherwise; a JSONL metrics log (--log, or
 DIR/metrics.jsonl with a checkpoint folder); a checkpoint at the end of every epoch.
---resume continues from DIR's checkpoint exactly as an uninterrupted run would.
+--resume continues from DIR's checkpoint exactly as an uninterrupted run would: the function,
+seed and batch it was trained with, and its metrics log cut back to the checkpoint's step.
+One run trains into a folder at a time, and a folder that holds a checkpoint is refused
+(exit 73) unless --resume continues it or --overwrite replaces it.
 )"},
-    {"eval", R"(usage: wengert eval FILE --checkpoint DIR [--batch N] [common options]
+    {"eval", R"(usage: wengert eval FILE --checkpoint DIR [--function NAME] [--batch N] [common options]
 
-Loads the parameters of DIR's checkpoint and reports every loss term and metric, averaged over
-the evaluation data (the train block's eval_data, or the test split of its data).
+Loads the parameters of DIR's checkpoint and reports every loss term and metric of the function
+it was trained with, averaged over the evaluation data (the train block's eval_data, or the
+test split of its data). --function must name that function, if given.
 )"},
     {"check", R"(usage: wengert check FILE [--function NAME] [common options]
 
@@ -146,14 +152,14 @@ struct Cli {
 // Options that take a value, per command; flags take none.
 const std::map<std::string, std::set<std::string>> kValueOptions = {
     {"train", {"function", "epochs", "steps", "batch", "lr", "seed", "checkpoint", "log", "threads", "dtype", "data"}},
-    {"eval", {"checkpoint", "batch", "threads", "dtype", "data", "seed"}},
+    {"eval", {"checkpoint", "function", "batch", "threads", "dtype", "data", "seed"}},
     {"check", {"function", "threads", "dtype", "seed", "data"}},
     {"run", {"inputs", "function", "params", "save-params", "dump", "grads", "threads", "dtype", "seed", "data"}},
     {"gradcheck", {"inputs", "function", "max-elements", "eps", "threads", "seed", "data"}},
     {"graph", {"function", "threads", "dtype", "seed", "data"}},
 };
 const std::map<std::string, std::set<std::string>> kFlags = {
-    {"train", {"resume", "no-progress"}}, {"eval", {}}, {"check", {}}, {"run", {"eval"}}, {"gradcheck", {}}, {"graph", {}},
+    {"train", {"resume", "overwrite", "no-progress"}}, {"eval", {}}, {"check", {}}, {"run", {"eval"}}, {"gradcheck", {}}, {"graph", {}},
 };
 
 // Fills `cli` as it reads, so a usage error can still name the command.
@@ -346,6 +352,9 @@ int cmd_train(const Cli& cli) {
         if (cli.has("checkpoint")) o.checkpoint = cli.get("checkpoint");
         if (cli.has("log")) o.log = cli.get("log");
         o.resume = cli.flags.count("resume") > 0;
+        o.overwrite = cli.flags.count("overwrite") > 0;
+        if (o.resume && o.overwrite) throw UsageError("--resume and --overwrite exclude each other");
+        o.function_given = cli.has("function");
         o.progress = cli.flags.count("no-progress") == 0;
         for (const auto* v : {&o.epochs, &o.steps, &o.batch}) {
             if (*v && **v <= 0) throw UsageError("--epochs, --steps and --batch must be positive");
@@ -371,6 +380,19 @@ int cmd_eval(const Cli& cli) {
         LoadedCheckpoint ck = load_checkpoint(cli.get("checkpoint"));
         TrainOverrides o;
         TrainSettings s = read_train_settings(in, o);
+        // the function the checkpoint was trained with (Note [One run per folder])
+        if (cli.has("function")) s.target = target_function(in, cli);
+        if (!ck.info.function.empty() && ck.info.function != s.target) {
+            if (cli.has("function")) {
+                throw IOError(cli.get("checkpoint"), fmt::format("the checkpoint trained function '{}', not '{}'",
+                                                                 ck.info.function, s.target));
+            }
+            if (!in.find_function(ck.info.function)) {
+                throw IOError(cli.get("checkpoint"), fmt::format("the checkpoint trained function '{}', which this model does "
+                                                                 "not define", ck.info.function));
+            }
+            s.target = ck.info.function;
+        }
         DataOptions data;
         data.dtype = in.options().dtype;
         if (cli.has("data")) data.data_dir = cli.get("data");
@@ -382,7 +404,8 @@ int cmd_eval(const Cli& cli) {
         create_params(in, s.target, gather_rows(*eval_data, rows), Mode::eval);
         assign_params(params, ck.params, ck.params_path);
         EvalSummary e = evaluate(in, s.target, *eval_data, batch);
-        fmt::print("eval on {} ({} examples, checkpoint step {})\n", eval_data->description, e.examples, ck.info.step);
+        fmt::print("eval of {} on {} ({} examples, checkpoint step {})\n", s.target, eval_data->description, e.examples,
+                   ck.info.step);
         fmt::print("  loss {:.6f}\n", e.objective);
         for (const auto& [name, v] : e.losses) fmt::print("  {} {:.6f}\n", name, v);
         for (const auto& [name, v] : e.metrics) fmt::print("  {} {:.6f}\n", name, v);
@@ -520,6 +543,9 @@ int main(int argc, char** argv) {
         // the commands report model errors themselves, while their source is alive
         fmt::print(stderr, "wengert: error: {}\n", e.what());
         return kExitModel;
+    } catch (const FolderInUse& e) {
+        fmt::print(stderr, "wengert: error: {}\n", e.what());
+        return kExitCantCreate;
     } catch (const IOError& e) {
         fmt::print(stderr, "wengert: error: {}\n", e.what());
         return kExitIO;
