@@ -19,6 +19,11 @@ namespace {
 
 bool is_continuation_byte(char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; }
 
+// Source lines longer than this many bytes are shown as a window around the column.
+constexpr std::size_t kMaxExcerpt = 160;
+
+void append_caret(std::string& out, std::string_view line, const Location& loc);
+
 std::string headline(const Location& loc, const char* severity, const std::string& message) {
     if (loc.file == nullptr) return fmt::format("{}: {}", severity, message);
     if (loc.line < 1) return fmt::format("{}: {}: {}", loc.file->path(), severity, message);
@@ -31,8 +36,34 @@ std::string headline(const Location& loc, const char* severity, const std::strin
 void append_excerpt(std::string& out, const Location& loc) {
     if (loc.file == nullptr || loc.line < 1 || loc.line > loc.file->line_count()) return;
     std::string_view line = loc.file->line(loc.line);
+    Location at = loc;
+    if (line.size() > kMaxExcerpt) {
+        // a window of the line around the column, so that a long line (a 500 KB one) is not
+        // printed whole with every error on it
+        std::size_t caret = 0;
+        for (int column = 1; caret < line.size() && column < loc.column; ++caret) {
+            if (!is_continuation_byte(line[caret])) ++column;
+        }
+        std::size_t begin = caret > kMaxExcerpt / 2 ? caret - kMaxExcerpt / 2 : 0;
+        while (begin > 0 && is_continuation_byte(line[begin])) --begin;
+        std::size_t end = std::min(line.size(), begin + kMaxExcerpt);
+        while (end < line.size() && is_continuation_byte(line[end])) ++end;
+        std::string window = begin > 0 ? "..." : "";
+        at.column = count_chars(line.substr(begin, caret - begin)) + 1 + (begin > 0 ? 3 : 0);
+        window.append(line.substr(begin, end - begin));
+        if (end < line.size()) window += "...";
+        out.append(window);
+        out += '\n';
+        append_caret(out, window, at);
+        return;
+    }
     out.append(line);
     out += '\n';
+    append_caret(out, line, at);
+}
+
+// The caret line under `line` for loc.column (and loc.length).
+void append_caret(std::string& out, std::string_view line, const Location& loc) {
     int column = 1;
     std::size_t i = 0;
     for (; i < line.size() && column < loc.column; ++i) {
@@ -58,7 +89,9 @@ std::string did_you_mean(const std::vector<std::string>& suggestions) {
 
 // Optimal string alignment distance: Levenshtein plus swaps of adjacent characters.
 std::size_t edit_distance(std::string_view a, std::string_view b) {
-    std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
+    thread_local std::vector<std::vector<std::size_t>> d;   // reused: one lookup compares hundreds of names
+    d.resize(a.size() + 1);
+    for (auto& row : d) row.assign(b.size() + 1, 0);
     for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
     for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
     for (std::size_t i = 1; i <= a.size(); ++i) {
@@ -106,7 +139,16 @@ std::size_t DiagnosticSink::error_count() const {
 
 std::string DiagnosticSink::format_all() const {
     std::string out;
-    for (const Diagnostic& diagnostic : diagnostics_) out += format_diagnostic(diagnostic);
+    std::size_t shown = 0, hidden = 0;
+    for (const Diagnostic& diagnostic : diagnostics_) {
+        if (shown == kMaxShownDiagnostics) {
+            ++hidden;
+            continue;
+        }
+        out += format_diagnostic(diagnostic);
+        ++shown;
+    }
+    if (hidden > 0) out += fmt::format("... and {} more (the first {} are shown)\n", hidden, kMaxShownDiagnostics);
     return out;
 }
 
@@ -116,6 +158,9 @@ std::vector<std::string> closest_names(std::string_view name, const std::vector<
     std::vector<std::string> closest;
     for (const std::string& candidate : candidates) {
         if (candidate == name) continue;
+        // every edit changes the length by at most one: names too long or short are not close
+        std::size_t gap = candidate.size() > name.size() ? candidate.size() - name.size() : name.size() - candidate.size();
+        if (gap > max_distance || gap > best) continue;
         std::size_t distance = edit_distance(name, candidate);
         if (distance >= name.size() || distance > max_distance || distance > best) continue;
         if (distance < best) {

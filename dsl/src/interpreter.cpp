@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <type_traits>
 
 #include "builtins.hpp"
 #include "wengert/dsl/parser.hpp"
@@ -132,6 +133,11 @@ struct Interpreter::Impl {
     std::map<std::string, Value> globals;                  // defs and layer defs
     std::map<std::string, Location> global_locs;
     std::map<std::string, const Constant*> constants;
+    // Constants and parameters whose value is being evaluated, in order: one that needs itself
+    // is a cycle, reported with each name's place (it overflowed the stack).
+    std::vector<std::pair<std::string, Location>> evaluating;
+    int import_depth = 0;
+    static constexpr int kMaxImportDepth = 100;
     std::map<std::string, Value> constant_values;
     std::map<std::string, Tensor> constant_tensors;
     std::map<std::string, const ParamDecl*> param_decls;
@@ -155,6 +161,16 @@ struct Interpreter::Impl {
     // ------------------------------------------------------------ loading
 
     bool load(const std::string& path_name, const std::string* text, Location import_loc) {
+        if (import_depth >= kMaxImportDepth) {
+            self.sink_.error(import_loc, fmt::format("imports nest more than {} deep (an import chain this long is a mistake)",
+                                                     kMaxImportDepth));
+            return false;
+        }
+        ++import_depth;
+        struct Depth {
+            int& d;
+            ~Depth() { --d; }
+        } depth_guard{import_depth};
         std::error_code ec;
         fs::path p = fs::weakly_canonical(fs::path(path_name), ec);
         std::string key = ec ? path_name : p.string();
@@ -165,16 +181,26 @@ struct Interpreter::Impl {
             file = std::make_unique<SourceFile>(path_name, *text);
         } else {
             std::ifstream in(path_name, std::ios::binary);
+            std::string why;
             if (!in || fs::is_directory(path_name, ec)) {
                 // the non-throwing forms: a name the system rejects (too long) is this error too
-                std::string why = fs::exists(path_name, ec) ? "cannot be read" : ec ? ec.message() : "no such file";
+                why = fs::exists(path_name, ec) ? "cannot be read" : ec ? ec.message() : "no such file";
+            }
+            std::string contents;
+            if (why.empty()) {
+                try {
+                    contents = SourceFile::read_text(path_name);   // bounded: no device, no huge file
+                } catch (const IOError& e) {
+                    why = e.what();
+                    if (why.rfind(e.path() + ": ", 0) == 0) why.erase(0, e.path().size() + 2);
+                }
+            }
+            if (!why.empty()) {
                 if (import_loc.file) self.sink_.error(import_loc, fmt::format("cannot import '{}': {}", path_name, why));
                 else self.sink_.error(Location{}, fmt::format("{}: {}", path_name, why));
                 return false;
             }
-            std::stringstream contents;
-            contents << in.rdbuf();
-            file = std::make_unique<SourceFile>(path_name, contents.str());
+            file = std::make_unique<SourceFile>(path_name, std::move(contents));
         }
         auto module = std::make_unique<Module>(parse(*file, self.sink_));
         Module* m = module.get();
@@ -426,6 +452,7 @@ struct Interpreter::Impl {
     }
 
     Value build_layer_def(const LayerDef& d, CallArgs& args) {
+        Nesting nesting(*this, d.name, args.loc);   // a layer made of itself
         Scope scope;
         bind_params(d.name, d.params, args, scope);
         Value body = reporting_at_call(d.name, args.loc, [&] { return eval(*d.body, scope); });
@@ -515,15 +542,21 @@ struct Interpreter::Impl {
     }
 
 
-    Value call_def(const FunctionDef& def, CallArgs& args) {
-        if (++depth > 64) {
-            --depth;
-            throw EvalError(args.loc, fmt::format("{}: calls nest more than 64 deep (recursion?)", def.name));
+    // One level of nested calls of defs and layer definitions: more than 64 is an error at the
+    // call (recursion), not a stack overflow.
+    struct Nesting {
+        Nesting(Impl& impl, const std::string& name, Location loc) : depth(impl.depth) {
+            if (depth >= 64) throw EvalError(loc, fmt::format("{}: calls nest more than 64 deep (recursion?)", name));
+            ++depth;
         }
-        struct Guard {
-            int& d;
-            ~Guard() { --d; }
-        } guard{depth};
+        ~Nesting() { --depth; }
+        Nesting(const Nesting&) = delete;
+        Nesting& operator=(const Nesting&) = delete;
+        int& depth;
+    };
+
+    Value call_def(const FunctionDef& def, CallArgs& args) {
+        Nesting nesting(*this, def.name, args.loc);
         Scope scope;
         bind_params(def.name, def.params, args, scope);
         return reporting_at_call(def.name, args.loc, [&] {
@@ -653,7 +686,7 @@ struct Interpreter::Impl {
             return unpoisoned(*v);
         }
         if (auto it = globals.find(name); it != globals.end()) return it->second;
-        if (auto it = param_decls.find(name); it != param_decls.end()) return Value(declared_param(*it->second));
+        if (auto it = param_decls.find(name); it != param_decls.end()) return Value(declared_param(*it->second, loc));
         if (auto it = constants.find(name); it != constants.end()) {
             // evaluated once, on first use; a tensor is kept as a fixed value (no gradient) that
             // enters each run's tape anew, and a layer takes the constant's name as its path
@@ -661,7 +694,7 @@ struct Interpreter::Impl {
             auto cv = constant_values.find(name);
             if (cv != constant_values.end()) return cv->second;
             Scope empty;
-            Value v = eval(*it->second->value, empty);
+            Value v = evaluating_once(name, loc, [&] { return eval(*it->second->value, empty); });
             if (v.is<Var>()) {
                 constant_tensors[name] = v.get<Var>().value();
                 return Value(Tape::current().input(constant_tensors[name]));
@@ -689,19 +722,44 @@ struct Interpreter::Impl {
         throw EvalError(loc, fmt::format("unknown name '{}'", name), closest_names(name, known));
     }
 
-    Var declared_param(const ParamDecl& decl) {
+    Var declared_param(const ParamDecl& decl, Location use) {
         Parameter* p = self.params_.find(decl.name);
-        if (!p) p = &create_declared_param(decl);
+        if (!p) p = &evaluating_once(decl.name, use, [&]() -> Parameter& { return create_declared_param(decl); });
         return Tape::current().param(*p);
+    }
+
+    // Runs f(), the evaluation of `name` (used at `use`), unless `name` is already being
+    // evaluated: then the definitions refer to themselves, and the error lists the cycle, each
+    // name at its definition.
+    template <class F> std::invoke_result_t<F&> evaluating_once(const std::string& name, Location use, F&& f) {
+        auto in_progress = std::find_if(evaluating.begin(), evaluating.end(), [&](const auto& e) { return e.first == name; });
+        if (in_progress != evaluating.end()) {
+            std::vector<std::string> chain;
+            for (auto e = in_progress; e != evaluating.end(); ++e) chain.push_back(e->first);
+            chain.push_back(name);
+            EvalError error(use, fmt::format("'{}' refers to itself: {}", name, fmt::join(chain, " -> ")));
+            for (auto e = in_progress; e != evaluating.end(); ++e) error.notes.push_back({e->second, fmt::format("'{}' is defined here", e->first)});
+            throw error;
+        }
+        auto defined = global_locs.find(name);
+        evaluating.emplace_back(name, defined != global_locs.end() ? defined->second : use);
+        struct Pop {
+            std::vector<std::pair<std::string, Location>>& v;
+            ~Pop() { v.pop_back(); }
+        } pop{evaluating};
+        return f();
     }
 
     Parameter& create_declared_param(const ParamDecl& decl);
 
     Value eval(const Expr& e, Scope& scope) {
+        RecordSite site(&e);   // Note [Finite checks]: ops recorded here know where they came from
         try {
             return eval_inner(e, scope);
         } catch (const EvalError&) {
             throw;
+        } catch (const NonFiniteError&) {
+            throw;   // the trainer names the op's expression (site_location)
         } catch (const wengert::Error& err) {
             throw EvalError(e.loc, err.what());
         }
@@ -1047,6 +1105,8 @@ Value Interpreter::call(const Value& callee, CallArgs& args) {
         std::vector<Var> ys;
         try {
             ys = layer->forward(xs, layer_context());
+        } catch (const NonFiniteError&) {
+            throw;
         } catch (const Error& e) {
             // the engine's message names the failing op; say which layer met which inputs
             std::vector<std::string> shapes;

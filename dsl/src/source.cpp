@@ -1,6 +1,9 @@
 #include "wengert/dsl/source.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -25,13 +28,22 @@ SourceFile::SourceFile(std::string path, std::string text) : path_(std::move(pat
     }
 }
 
-SourceFile SourceFile::read(const std::string& path) {
+SourceFile SourceFile::read(const std::string& path) { return SourceFile(path, read_text(path)); }
+
+std::string SourceFile::read_text(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) throw IOError(path, "cannot open file");
-    std::ostringstream text;
-    text << in.rdbuf();
+    // bounded: a device (/dev/zero), a pipe or a huge file is refused, not read for ever
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(path, ec)) throw IOError(path, "is not a regular file, so not a model file");
+    std::uintmax_t size = std::filesystem::file_size(path, ec);
+    if (ec) throw IOError(path, "cannot read file");
+    if (size > kMaxSourceBytes) throw IOError(path, fmt::format("is larger than {} MiB, which no model file is", kMaxSourceBytes >> 20));
+    std::string text(static_cast<std::size_t>(size), '\0');
+    in.read(text.data(), static_cast<std::streamsize>(text.size()));
     if (in.bad()) throw IOError(path, "cannot read file");
-    return SourceFile(path, text.str());
+    text.resize(static_cast<std::size_t>(in.gcount()));
+    return text;
 }
 
 std::string_view SourceFile::line(int line) const {

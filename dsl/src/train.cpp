@@ -3,7 +3,9 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cerrno>
 #include <cmath>
@@ -210,6 +212,39 @@ Schedule make_schedule(const Record* r, std::int64_t total_steps) {
 
 namespace {
 
+// "nan" (whatever its sign bit), "inf" or "-inf".
+std::string non_finite_text(double x) { return std::isnan(x) ? "nan" : fmt::format("{}", x); }
+
+// A NaN or infinity in a dataset's floating column is an error naming the dataset, the field
+// and the row, found before training starts (not "the loss is nan" some steps later).
+void check_finite_rows(const Dataset& data) {
+    for (std::size_t f = 0; f < data.columns.size(); ++f) {
+        const Tensor& column = data.columns[f];
+        if (all_finite(column)) continue;
+        std::int64_t rows = column.shape()[0];
+        for (std::int64_t r = 0; r < rows; ++r) {
+            Tensor row = column.select(0, r);
+            if (all_finite(row)) continue;
+            std::vector<double> values = row.to_doubles();
+            double bad = *std::find_if(values.begin(), values.end(), [](double x) { return !std::isfinite(x); });
+            throw IOError(data.description, fmt::format("row {} of '{}' holds {} (rows count from 0)", r,
+                                                        f < data.fields.size() ? data.fields[f] : std::to_string(f),
+                                                        non_finite_text(bad)));
+        }
+    }
+}
+
+// The error for a non-finite value found under Note [Finite checks]: at the expression that
+// recorded the op, saying what went non-finite first (`found`, when a check after the step
+// found it) and that nothing was saved.
+EvalError non_finite_error(const Interpreter& in, const NonFiniteError& e, const std::string& where, const std::string& found) {
+    Location loc = e.site() ? static_cast<const Expr*>(e.site())->loc : train_block_loc(in);
+    std::string message = fmt::format("{}: {}{}", where, found.empty() ? "" : found + ": first, ", e.what());
+    message += e.in_backward() ? " (in the backward pass)" : "";
+    message += "; the parameters were not updated and the last checkpoint (if any) is intact";
+    return EvalError(loc, message);
+}
+
 // Keeps the records of the log at `path` up to step `step`: every step record, and every
 // epoch record, at or before it, but a partial epoch record at it (where an earlier run
 // stopped; an uninterrupted run writes none). Rewritten atomically.
@@ -303,6 +338,8 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
     if (s.eval_data) eval_data = load_dataset(*s.eval_data, data_options);
     else eval_data = companion_eval_dataset(*s.data, data_options);
 
+    check_finite_rows(data);
+    if (eval_data) check_finite_rows(*eval_data);
     std::int64_t n = data.size();
     if (n == 0) throw IOError(data.description, "the dataset is empty");
     std::int64_t per_epoch = (n - 1) / s.batch + 1;   // the last partial batch is used
@@ -438,20 +475,61 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
         std::span<const std::int64_t> rows(order.data() + first, static_cast<std::size_t>(count));
         std::vector<Tensor> batch = gather_rows(data, rows);
 
+        const std::string where = fmt::format("step {} (epoch {}, batch {})", step + 1, epoch + 1, pos + 1);
+        const std::uint64_t rng_seed = default_generator().seed(), rng_offset = default_generator().offset();
+        // Note [Finite checks]: with --check-finite every op of every step is checked
+        std::optional<FiniteChecks> checks;
+        if (overrides.check_finite) checks.emplace();
         Tape tape;
-        RunResult r = in.run(s.target, batch, Mode::train);
+        RunResult r;
+        try {
+            r = in.run(s.target, batch, Mode::train);
+        } catch (const NonFiniteError& e) {
+            throw non_finite_error(in, e, where, "");
+        }
         if (!r.objective.defined()) {
             throw EvalError(Location{in.main_module().file, 0, 0, 0}, fmt::format("{} defines no loss: add a `loss name = ...` statement", s.target));
         }
         double objective = r.objective.item();
+        // what is not finite, if anything: the loss (naming its terms) or a parameter's gradient
+        std::string bad;
         if (!std::isfinite(objective)) {
-            std::string terms;
-            for (const auto& [name, v] : r.losses) terms += fmt::format(" {}={:.6g}", name, v.item());
-            fmt::print(stderr, "\nerror: the loss is {} at step {} (epoch {}, batch {}):{}\n", objective, step + 1, epoch + 1, pos + 1, terms);
-            fmt::print(stderr, "  parameters were not updated; the last checkpoint (if any) is intact. Try a lower lr or clip_norm.\n");
-            return 65;
+            std::vector<std::string> terms;
+            for (const auto& [name, v] : r.losses) {
+                if (!std::isfinite(v.item())) terms.push_back(fmt::format("'{}' is {}", name, non_finite_text(v.item())));
+            }
+            bad = fmt::format("the loss is {}{}", non_finite_text(objective),
+                              terms.empty() ? "" : fmt::format(" (loss term {})", fmt::join(terms, ", ")));
+        } else {
+            try {
+                tape.backward(r.objective);
+            } catch (const NonFiniteError& e) {
+                throw non_finite_error(in, e, where, "");
+            }
+            for (const Parameter* p : params.all()) {
+                if (p->grad.defined() && !all_finite(p->grad)) {
+                    bad = fmt::format("the gradient of parameter '{}' is not finite, while the loss is {:.6g}", p->name, objective);
+                    break;
+                }
+            }
         }
-        tape.backward(r.objective);
+        if (!bad.empty()) {
+            // replay the step with every op checked, from the same random state, to name the op
+            params.zero_grad();
+            default_generator().set_state(rng_seed, rng_offset);
+            FiniteChecks replay_checks;
+            try {
+                Tape replay;
+                RunResult again = in.run(s.target, batch, Mode::train);
+                if (again.objective.defined() && again.objective.requires_grad()) replay.backward(again.objective);
+            } catch (const NonFiniteError& e) {
+                throw non_finite_error(in, e, where, bad);
+            }
+            throw EvalError(train_block_loc(in), fmt::format("{}: {}; no op made it from finite inputs when the step was "
+                                                             "replayed. The parameters were not updated and the last "
+                                                             "checkpoint (if any) is intact",
+                                                             where, bad));
+        }
         double lr = opt->current_lr();
         if (s.clip_norm > 0) clip_grad_norm(params, s.clip_norm);
         try {
@@ -460,6 +538,14 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
             // step() checks the optimizer's state against the parameters: on a resumed run, the checkpoint's
             if (optimizer_path.empty()) throw;
             throw IOError(optimizer_path, e.what());
+        }
+        for (const Parameter* p : params.all()) {
+            if (!all_finite(p->value)) {
+                throw EvalError(s.optimizer ? s.optimizer->loc : train_block_loc(in), fmt::format("{}: parameter '{}' became non-finite in the {} update from finite "
+                                                     "gradients (lr {:g}: too large?); nothing of this step was saved and "
+                                                     "the last checkpoint (if any) is intact",
+                                                     where, p->name, opt->name(), lr));
+            }
         }
         params.zero_grad();
         ++steps_this_run;

@@ -37,6 +37,7 @@ struct TrainOverrides {
     bool resume = false;
     bool overwrite = false;                      // replace a checkpoint already in the folder
     bool function_given = false;                 // --function: the target was chosen, not defaulted
+    bool check_finite = false;                   // --check-finite: every op of every step (Note [Finite checks])
     bool progress = true;                        // a progress bar when stderr is a terminal
 };
 

@@ -2,6 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cmath>
+#include <string>
+
 #include "wengert/kernels.hpp"
 #include "wengert/params.hpp"
 
@@ -11,6 +15,18 @@ namespace {
 thread_local Tape* t_current = nullptr;
 thread_local bool t_grad_enabled = true;
 thread_local Mode t_mode = Mode::train;
+thread_local bool t_finite_checks = false;
+thread_local const void* t_site = nullptr;
+
+// "nan", "inf" or "-inf": the first non-finite element of a floating tensor, for messages.
+std::string first_non_finite(const Tensor& t) {
+    Tensor c = t.contiguous();
+    for (std::int64_t i = 0; i < c.numel(); ++i) {
+        double x = c.dtype() == DType::f32 ? static_cast<double>(c.data<float>()[i]) : c.data<double>()[i];
+        if (!std::isfinite(x)) return std::isnan(x) ? "nan" : (x > 0 ? "inf" : "-inf");   // NaN's sign is noise
+    }
+    return "finite";
+}
 }  // namespace
 
 // ---------------------------------------------------------------- Var, Saved, BackwardCtx
@@ -65,14 +81,26 @@ Tape& Tape::current() {
 }
 
 Var Tape::push(Node node, std::span<const Var> inputs) {
-    node.input_begin = static_cast<std::int32_t>(input_ids_.size());
-    node.input_count = static_cast<std::int32_t>(inputs.size());
     for (const Var& v : inputs) {
         if (v.tape() != this) {
             throw AutogradError(fmt::format("{}: an input belongs to {} tape", node.op, v.tape() ? "another" : "no"));
         }
-        input_ids_.push_back(v.id());
     }
+    node.site = t_site;
+    // Note [Finite checks]: the first op that makes a non-finite value from finite inputs
+    if (t_finite_checks && !inputs.empty() && !all_finite(node.value)) {
+        bool inputs_finite = std::all_of(inputs.begin(), inputs.end(), [&](const Var& v) {
+            return all_finite(nodes_[static_cast<std::size_t>(v.id())].value);
+        });
+        if (inputs_finite) {
+            throw NonFiniteError(node.op, node.site, false,
+                                 fmt::format("{} made a non-finite value ({}) from finite inputs", node.op,
+                                             first_non_finite(node.value)));
+        }
+    }
+    node.input_begin = static_cast<std::int32_t>(input_ids_.size());
+    node.input_count = static_cast<std::int32_t>(inputs.size());
+    for (const Var& v : inputs) input_ids_.push_back(v.id());
     nodes_.push_back(std::move(node));
     return Var(this, static_cast<std::int32_t>(nodes_.size() - 1));
 }
@@ -213,6 +241,7 @@ void Tape::backward(Var output, const Tensor& grad_output) {
         if (n.backward) {
             BackwardCtx ctx(*this, n.grad, {input_ids_.data() + n.input_begin, static_cast<std::size_t>(n.input_count)}, n.op);
             n.backward(ctx);
+            if (t_finite_checks) check_backward_finite(id);
             if (!n.retain) n.grad = Tensor();
         } else if (n.parameter) {
             Parameter& p = *n.parameter;
@@ -222,12 +251,58 @@ void Tape::backward(Var output, const Tensor& grad_output) {
     }
 }
 
+// Note [Finite checks]: whether node `id`'s backward made an input's gradient non-finite from a
+// finite gradient of its own (earlier closures were checked, so the inputs' gradients were
+// finite before it ran, or it is not the first).
+void Tape::check_backward_finite(std::int32_t id) const {
+    const Node& n = nodes_[static_cast<std::size_t>(id)];
+    if (!all_finite(n.grad)) return;
+    for (std::int32_t k = 0; k < n.input_count; ++k) {
+        const Node& in = nodes_[static_cast<std::size_t>(input_ids_[static_cast<std::size_t>(n.input_begin + k)])];
+        if (in.grad.defined() && !all_finite(in.grad)) {
+            throw NonFiniteError(n.op, n.site, true,
+                                 fmt::format("the gradient of {} made a non-finite gradient ({}) for its input {} from a "
+                                             "finite output gradient",
+                                             n.op, first_non_finite(in.grad), k + 1));
+        }
+    }
+}
+
+const void* Tape::site_of(Var v) const {
+    check(v);
+    return nodes_[static_cast<std::size_t>(v.id())].site;
+}
+
 void Tape::clear() {
     nodes_.clear();
     input_ids_.clear();
 }
 
 // ---------------------------------------------------------------- modes
+
+bool finite_checks_enabled() { return t_finite_checks; }
+FiniteChecks::FiniteChecks() : previous_(t_finite_checks) { t_finite_checks = true; }
+FiniteChecks::~FiniteChecks() { t_finite_checks = previous_; }
+
+const void* set_record_site(const void* site) {
+    const void* previous = t_site;
+    t_site = site;
+    return previous;
+}
+
+bool all_finite(const Tensor& t) {
+    if (!t.defined() || !is_floating(t.dtype()) || t.numel() == 0) return true;
+    Tensor c = t.contiguous();
+    // an element is not finite when its exponent bits are all ones: an OR over integers, which
+    // the compiler vectorises (a trainer checks every gradient on every step)
+    auto finite = [&](const auto* bits, auto exponent) {
+        decltype(exponent) any = 0;
+        for (std::int64_t i = 0; i < c.numel(); ++i) any |= static_cast<decltype(exponent)>((bits[i] & exponent) == exponent);
+        return any == 0;
+    };
+    if (c.dtype() == DType::f32) return finite(reinterpret_cast<const std::uint32_t*>(c.data<float>()), std::uint32_t{0x7f800000u});
+    return finite(reinterpret_cast<const std::uint64_t*>(c.data<double>()), std::uint64_t{0x7ff0000000000000ull});
+}
 
 bool grad_enabled() { return t_grad_enabled; }
 NoGrad::NoGrad() : previous_(t_grad_enabled) { t_grad_enabled = false; }

@@ -418,11 +418,14 @@ Tensor Tensor::slice(int axis, std::int64_t start, std::int64_t stop, std::int64
     auto clampi = [n](std::int64_t v) { return std::clamp<std::int64_t>(v < 0 ? v + n : v, 0, n); };
     start = clampi(start);
     stop = clampi(stop);
-    std::int64_t count = stop > start ? (stop - start + step - 1) / step : 0;
+    // written so that no step up to 2^63 - 1 overflows (NumPy: x[0:2^63-1:2^63-1] is one row)
+    std::int64_t count = stop > start ? (stop - start - 1) / step + 1 : 0;
     Tensor t = *this;
     t.offset_ += start * strides_[axis];
     t.shape_[axis] = count;
-    t.strides_[axis] = strides_[axis] * step;
+    // an axis of one element never steps; otherwise step < n, and the stride fits as the
+    // storage's extent does
+    t.strides_[axis] = count > 1 ? strides_[axis] * step : strides_[axis];
     return t;
 }
 

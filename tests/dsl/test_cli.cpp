@@ -1,6 +1,7 @@
 // The `wengert` command's contract: exit codes (64 usage, 65 model error, 74 I/O), help for
 // every command, the graph as DOT, and gradcheck.
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 
 #include <cstdlib>
 
@@ -48,6 +49,7 @@ TEST_CASE("usage errors exit 64 with a one-line message and where to find help",
         {{"check", small_model, "--threads"}, "--threads needs a value", "check"},
         {{"check", small_model, "--threads", "two"}, "--threads expects an integer, got 'two'", "check"},
         {{"check", small_model, "--threads", "0"}, "--threads must be at least 1", "check"},
+        {{"check", small_model, "--threads", "3000000000"}, "--threads must be at most 4096", "check"},
         {{"check", small_model, "--dtype", "i64"}, "--dtype must be f32 or f64", "check"},
         {{"train", small_model, "--epochs", "0"}, "--epochs, --steps and --batch must be positive", "train"},
         {{"train", small_model, "--lr", "-1"}, "--lr must be a non-negative number, got -1", "train"},
@@ -248,6 +250,54 @@ TEST_CASE("paths the system rejects are I/O errors, not internal ones", "[dsl][c
         CHECK(r.err.rfind("wengert: error: " + target + ": cannot create the " +
                               (option == "--log" ? "metrics log's folder" : "checkpoint folder") + ": Not a directory\n", 0) == 0);
     }
+}
+
+TEST_CASE("reading a model or an import is bounded: a device is refused at once", "[dsl][cli]") {
+    CliResult device = run_wengert({"check", "/dev/zero"});
+    CHECK(device.exit_code == 74);
+    CHECK(device.err.find("/dev/zero: is not a regular file, so not a model file") != std::string::npos);
+    TempDir tmp;
+    write_text(tmp.path / "m.wg", "import \"/dev/zero\"\n");
+    CliResult imported = run_wengert({"check", "m.wg"}, tmp.path);
+    CHECK(imported.exit_code == 65);
+    CHECK(imported.err.find("m.wg:1:8: error: cannot import '/dev/zero': is not a regular file, so not a model file") !=
+          std::string::npos);
+}
+
+TEST_CASE("definitions that refer to themselves are an error naming the cycle, never a stack overflow", "[dsl][cli]") {
+    TempDir tmp;
+    struct Case {
+        std::string text, message;
+    };
+    auto model = [](const std::string& top, const std::string& use) {
+        return top + "def f(x: f32[B, 2]) {\n    return x * " + use + "\n}\n";
+    };
+    std::vector<Case> cases = {
+        {model("a = a + 1\n", "a"), "m.wg:1:5: error: 'a' refers to itself: a -> a\na = a + 1\n    ^\nm.wg:1:1: note: 'a' is "
+                                     "defined here"},
+        {model("a = b * 2\nb = a + 1\n", "a"), "m.wg:2:5: error: 'a' refers to itself: a -> b -> a"},
+        {model("param w: f32[2] = w * 2\n", "w"), "m.wg:1:19: error: 'w' refers to itself: w -> w"},
+        {model("param w: f32[2] = c\nc = w + 1\n", "w"), "m.wg:2:5: error: 'w' refers to itself: w -> c -> w"},
+        {model("layer g(n) = serial(g(n))\n", "1") + "def h(x: f32[B, 2]) {\n    return g(2)(x)\n}\n", "calls nest more than 64 deep"},
+    };
+    for (const Case& c : cases) {
+        INFO(c.text);
+        write_text(tmp.path / "m.wg", c.text);
+        for (const char* command : {"check", "graph"}) {
+            INFO(command);
+            std::vector<std::string> args = {command, "m.wg"};
+            if (c.text.find("def h") != std::string::npos) args = {command, "m.wg", "--function", "h"};
+            CliResult r = run_wengert(args, tmp.path);
+            CHECK(r.exit_code == 65);
+            CHECK(r.err.find(c.message) != std::string::npos);
+        }
+    }
+    // an import chain of thousands of files stops at a located error
+    for (int i = 0; i < 150; ++i) write_text(tmp.path / fmt::format("i{}.wg", i), fmt::format("import \"i{}.wg\"\n", i + 1));
+    write_text(tmp.path / "i150.wg", "");
+    CliResult chain = run_wengert({"check", "i0.wg"}, tmp.path);
+    CHECK(chain.exit_code == 65);
+    CHECK(chain.err.find("i99.wg:1:8: error: imports nest more than 100 deep") != std::string::npos);
 }
 
 TEST_CASE("wengert graph prints DOT: one node per tape entry, an edge per input, shapes with B", "[dsl][cli][graph]") {

@@ -132,3 +132,37 @@ TEST_CASE("closest_names suggests plausible typos only", "[dsl][diagnostics]") {
     CHECK(closest_names("a", {"b"}).empty());  // one edit is a whole one-letter name
     CHECK(closest_names("relu", {"gelu", "elu", "selu", "tanh"}) == std::vector<std::string>{"elu", "gelu", "selu"});
 }
+
+TEST_CASE("reading is bounded: a device or pipe is refused, not read for ever", "[dsl][source]") {
+    CHECK_THROWS_WITH(SourceFile::read("/dev/zero"), "/dev/zero: is not a regular file, so not a model file");
+}
+
+TEST_CASE("a diagnostic on a very long line shows a window of it around the column", "[dsl][diagnostics]") {
+    std::string line = "x = " + std::string(100000, '1') + " + y";
+    SourceFile file("m.wg", line + "\n");
+    Diagnostic d{Severity::error, file.location(line.find('y'), 1), "unknown name 'y'", {}, {}};
+    std::string text = format_diagnostic(d);
+    CHECK(text.size() < 400);
+    CHECK(text == "m.wg:1:100008: error: unknown name 'y'\n..." + line.substr(line.size() - 81) + "\n" + std::string(83, ' ') +
+                      "^\n");
+    // the start of a long line is shown without a leading "..."
+    Diagnostic first{Severity::error, file.location(0, 1), "unknown name 'x'", {}, {}};
+    std::string head = format_diagnostic(first);
+    CHECK(head.find("\nx = 111") != std::string::npos);
+    CHECK(head.find("...\n^\n") != std::string::npos);
+}
+
+TEST_CASE("at most 50 diagnostics are printed, then how many more there are", "[dsl][diagnostics]") {
+    SourceFile file("m.wg", "y\n");
+    DiagnosticSink sink;
+    for (int i = 0; i < 257; ++i) sink.error(file.location(0, 1), "unknown name 'y'");
+    std::string text = sink.format_all();
+    std::size_t count = 0;
+    for (std::size_t at = text.find("error:"); at != std::string::npos; at = text.find("error:", at + 1)) ++count;
+    CHECK(count == 50);
+    CHECK(text.size() > 0);
+    const std::string tail = "... and 207 more (the first 50 are shown)\n";
+    REQUIRE(text.size() > tail.size());
+    CHECK(text.substr(text.size() - tail.size()) == tail);
+    CHECK(sink.error_count() == 257);
+}

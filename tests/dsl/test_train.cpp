@@ -8,6 +8,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -303,6 +305,84 @@ TEST_CASE("the metrics log after an interruption and --resume equals an uninterr
         CHECK(full.exit_code == 74);
         CHECK(full.err.find("wengert: error: /dev/full: cannot write the metrics log: No space left on device\n") != std::string::npos);
     }
+}
+
+TEST_CASE("a non-finite loss or gradient stops training at the op that made it, and saves nothing (Note [Finite checks])",
+          "[dsl][train][cli]") {
+    TempDir tmp;
+    const fs::path data = tmp.path / "data.npz";
+    write_dataset(data, 12, 4, 3, 5);
+    auto model = [&](const std::string& logits) {
+        fs::path path = tmp.path / "net.wg";
+        write_text(path, "def net(x: f32[B, 4], y: i64[B]) {\n"
+                         "    h      = dense(3)(x)\n"
+                         "    logits = " + logits + "\n"
+                         "    loss ce = cross_entropy(logits, y)\n"
+                         "    return logits\n"
+                         "}\n"
+                         "train net {\n"
+                         "    data   = npz_data(path = \"" + data.string() + "\")\n"
+                         "    batch  = 6\n"
+                         "    epochs = 2\n"
+                         "}\n");
+        return path;
+    };
+    const std::string saved = "; the parameters were not updated and the last checkpoint (if any) is intact\n";
+    const fs::path dir = tmp.path / "ck";
+
+    // the loss stays finite while the gradient of sqrt at 0 is infinite: the parameters turned
+    // NaN and training went on, writing checkpoints of NaN, with exit 0
+    fs::path masked = model("h + sqrt(h - h)");
+    CliResult r = run_wengert({"train", masked.string(), "--checkpoint", dir.string(), "--no-progress"});
+    CHECK(r.exit_code == 65);
+    CHECK(r.err.find("net.wg:3:22: error: step 1 (epoch 1, batch 1): the gradient of parameter 'h.dense.w' is not finite, "
+                     "while the loss is ") != std::string::npos);
+    // sqrt'(0) is inf, and inf times a zero output gradient NaN: which comes first depends on the data
+    const std::regex culprit("the gradient of sqrt made a non-finite gradient \\((-?inf|nan)\\) for its input 1 from a finite "
+                             "output gradient \\(in the backward pass\\)");
+    CHECK(std::regex_search(r.err, std::regex(": first, " + std::string("the gradient of sqrt"))));
+    CHECK(std::regex_search(r.err, culprit));
+    CHECK(r.err.find("(in the backward pass)" + saved) != std::string::npos);
+    CHECK(r.err.find("    logits = h + sqrt(h - h)\n") != std::string::npos);
+    CHECK(!fs::exists(dir / "manifest.json"));
+
+    // --check-finite finds it without the replay
+    CliResult checked = run_wengert({"train", masked.string(), "--no-progress", "--check-finite"});
+    CHECK(checked.exit_code == 65);
+    CHECK(checked.err.find("net.wg:3:22: error: step 1 (epoch 1, batch 1): the gradient of sqrt made") != std::string::npos);
+    CHECK(std::regex_search(checked.err, culprit));
+    CHECK(checked.err.find("(in the backward pass)" + saved) != std::string::npos);
+
+    // a forward value: log(0) is -inf, and the loss NaN
+    CliResult forward = run_wengert({"train", model("h + log(h - h)").string(), "--no-progress"});
+    CHECK(forward.exit_code == 65);
+    CHECK(forward.err.find("net.wg:3:21: error: step 1 (epoch 1, batch 1): the loss is nan (loss term 'ce' is nan): first, log "
+                           "made a non-finite value (-inf) from finite inputs" + saved) != std::string::npos);
+
+    // a finite model trains
+    CHECK(run_wengert({"train", model("h").string(), "--no-progress", "--check-finite"}).exit_code == 0);
+}
+
+TEST_CASE("NaN or infinity in the data is an error naming the dataset, field and row, before training", "[dsl][train][cli]") {
+    TempDir tmp;
+    const fs::path data = tmp.path / "data.npz";
+    write_dataset(data, 12, 4, 3, 5);
+    NamedTensors arrays = load_npz(data.string());
+    Tensor x = arrays[0].second.contiguous().clone();
+    x.data<float>()[7 * 4 + 2] = std::numeric_limits<float>::quiet_NaN();
+    save_npz(data.string(), {{"x", x}, arrays[1]});
+    fs::path path = tmp.path / "net.wg";
+    write_text(path, "def net(x: f32[B, 4], y: i64[B]) {\n"
+                     "    loss ce = cross_entropy(dense(3)(x), y)\n"
+                     "    return x\n"
+                     "}\n"
+                     "train net {\n"
+                     "    data = npz_data(path = \"" + data.string() + "\")\n"
+                     "}\n");
+    CliResult r = run_wengert({"train", path.string(), "--no-progress"});
+    CHECK(r.exit_code == 74);
+    CHECK(r.err.find(": row 7 of 'x' holds nan (rows count from 0)\n") != std::string::npos);
+    CHECK(r.err.find("training ") == std::string::npos);
 }
 
 TEST_CASE("a corrupt checkpoint is an I/O error naming the file, never a crash", "[dsl][train][cli]") {

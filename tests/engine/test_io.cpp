@@ -352,6 +352,24 @@ TEST_CASE("npz errors name the archive, the member and what is wrong", "[io][npz
 
 // ---------------------------------------------------------------- IDX
 
+TEST_CASE("a gzipped IDX file is read no further than its header declares (a gzip bomb is refused early)", "[io][idx]") {
+    TempDir tmp;
+    // the header declares 10 bytes; the members after it expand to 3 MB
+    std::string bomb = gzip_stored(idx_file(0x08, {10}, std::string(10, '\x01')));
+    for (int i = 0; i < 50; ++i) bomb += gzip_stored(std::string(60000, '\0'));
+    write_bytes(tmp / "bomb.gz", bomb);
+    try {
+        load_idx(tmp / "bomb.gz");
+        FAIL("no error");
+    } catch (const IOError& e) {
+        std::string what = e.what();
+        INFO(what);
+        std::string prefix = (tmp / "bomb.gz") + ": decompresses to more than the 18 bytes its header declares (stopped after ";
+        REQUIRE(what.rfind(prefix, 0) == 0);
+        CHECK(std::stoll(what.substr(prefix.size())) <= 200000);
+    }
+}
+
 TEST_CASE("IDX files load with the header's type and dimensions, gzipped or not", "[io][idx]") {
     TempDir tmp;
     std::string pixels;

@@ -1,5 +1,8 @@
 #include <catch2/catch.hpp>
 
+#include <limits>
+#include <string>
+
 #include "wengert/ops.hpp"
 #include "wengert/params.hpp"
 
@@ -89,4 +92,64 @@ TEST_CASE("mode guard sets train, eval, predict", "[tape]") {
         CHECK(current_mode() == Mode::eval);
     }
     CHECK(current_mode() == Mode::train);
+}
+
+TEST_CASE("finite checks name the first op that makes a NaN or infinity from finite inputs (Note [Finite checks])", "[tape]") {
+    int here = 0, there = 0;   // two record sites
+    Tensor zero = Tensor::from(std::vector<double>{0.0, 1.0}, Shape{2});
+    {   // forward: log(0) = -inf from a finite input; the sum after it is not the culprit
+        Tape tape;
+        FiniteChecks checks;
+        Var x = tape.leaf(zero);
+        RecordSite site(&here);
+        try {
+            Var y = log(x);
+            RecordSite later(&there);
+            sum(y);
+            FAIL("no NonFiniteError");
+        } catch (const NonFiniteError& e) {
+            CHECK(std::string(e.op()) == "log");
+            CHECK(e.site() == &here);
+            CHECK_FALSE(e.in_backward());
+            CHECK(std::string(e.what()) == "log made a non-finite value (-inf) from finite inputs");
+        }
+    }
+    {   // without the guard nothing is checked
+        Tape tape;
+        CHECK_FALSE(all_finite(log(tape.leaf(zero)).value()));
+    }
+    {   // backward: sqrt(x - x) is finite, its gradient at 0 is not
+        Tape tape;
+        FiniteChecks checks;
+        Var x = tape.leaf(zero);
+        Var d = sub(x, x);
+        Var r;
+        {
+            RecordSite site(&there);
+            r = sqrt(d);
+        }
+        Var loss = sum(r);
+        try {
+            tape.backward(loss);
+            FAIL("no NonFiniteError");
+        } catch (const NonFiniteError& e) {
+            CHECK(std::string(e.op()) == "sqrt");
+            CHECK(e.site() == &there);
+            CHECK(e.in_backward());
+            CHECK(std::string(e.what()) ==
+                  "the gradient of sqrt made a non-finite gradient (inf) for its input 1 from a finite output gradient");
+        }
+    }
+    // NaN and infinities, in f32 and f64, anywhere in a strided view
+    Tensor t = Tensor::zeros(Shape{3, 4}, DType::f32);
+    CHECK(all_finite(t));
+    t.data<float>()[9] = std::numeric_limits<float>::infinity();
+    CHECK_FALSE(all_finite(t));
+    CHECK(all_finite(t.slice(1, 0, 1)));
+    CHECK_FALSE(all_finite(t.transpose(0, 1)));
+    Tensor u = Tensor::zeros(Shape{5}, DType::f64);
+    u.data<double>()[4] = std::numeric_limits<double>::quiet_NaN();
+    CHECK_FALSE(all_finite(u));
+    u.data<double>()[4] = std::numeric_limits<double>::max();
+    CHECK(all_finite(u));
 }

@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <limits>
+
 #include "wengert/kernels.hpp"
 #include "wengert/tensor.hpp"
 
@@ -83,4 +85,16 @@ TEST_CASE("dtypes and conversions", "[tensor]") {
     CHECK_THROWS_WITH(t.data<float>(), "tensor: expected dtype f32, got i64");
     CHECK(parse_dtype("f64", "x") == DType::f64);
     CHECK_THROWS_WITH(parse_dtype("f16", "cast"), "cast: unknown dtype 'f16'; expected f32, f64, i64 or u8");
+}
+
+TEST_CASE("slices with huge bounds and steps do not overflow, as NumPy's do not", "[tensor]") {
+    constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+    Tensor t = Tensor::from(std::vector<double>{0, 1, 2, 3, 4, 5}, Shape{3, 2});
+    Tensor one = t.slice(0, 0, kMax, kMax);   // x[0:2^63-1:2^63-1]: the first row
+    CHECK(one.shape() == Shape{1, 2});
+    CHECK(one.to_doubles() == std::vector<double>{0, 1});
+    Tensor last = t.slice(0, -1, kMax, kMax - 1);
+    CHECK(last.to_doubles() == std::vector<double>{4, 5});
+    CHECK(t.slice(0, std::numeric_limits<std::int64_t>::min(), kMax, 2).to_doubles() == std::vector<double>{0, 1, 4, 5});
+    CHECK(t.slice(0, kMax, kMax, 1).shape() == Shape{0, 2});
 }

@@ -32,6 +32,10 @@ using namespace wengert::dsl;
 
 namespace {
 
+// More threads than any machine has cores: a larger --threads is a mistake (3000000000 wrapped
+// negative as an int).
+constexpr std::int64_t kMaxThreads = 4096;
+
 // sysexits.h
 constexpr int kExitUsage = 64, kExitModel = 65, kExitInternal = 70, kExitCantCreate = 73, kExitIO = 74;
 
@@ -70,7 +74,7 @@ folder in use, 74 I/O error
 const std::map<std::string, std::string> kCommandHelp = {
     {"train", R"(usage: wengert train FILE [--function NAME] [--epochs N] [--steps N] [--batch N] [--lr X] [--seed N]
                      [--checkpoint DIR] [--resume | --overwrite] [--log FILE] [--no-progress]
-                     [common options]
+                     [--check-finite] [common options]
 
 Trains the function the model's train block names (or --function NAME, with the block's
 settings). Flags override the block's settings.
@@ -80,6 +84,9 @@ DIR/metrics.jsonl with a checkpoint folder); a checkpoint at the end of every ep
 seed and batch it was trained with, and its metrics log cut back to the checkpoint's step.
 One run trains into a folder at a time, and a folder that holds a checkpoint is refused
 (exit 73) unless --resume continues it or --overwrite replaces it.
+A loss, gradient or parameter that is not finite stops the run (exit 65) at the first op that
+made a NaN or infinity from finite inputs, found by replaying the step with every op checked;
+nothing of that step is saved. --check-finite checks every op on every step, for debugging.
 )"},
     {"eval", R"(usage: wengert eval FILE --checkpoint DIR [--function NAME] [--batch N] [common options]
 
@@ -159,7 +166,7 @@ const std::map<std::string, std::set<std::string>> kValueOptions = {
     {"graph", {"function", "threads", "dtype", "seed", "data"}},
 };
 const std::map<std::string, std::set<std::string>> kFlags = {
-    {"train", {"resume", "overwrite", "no-progress"}}, {"eval", {}}, {"check", {}}, {"run", {"eval"}}, {"gradcheck", {}}, {"graph", {}},
+    {"train", {"resume", "overwrite", "no-progress", "check-finite"}}, {"eval", {}}, {"check", {}}, {"run", {"eval"}}, {"gradcheck", {}}, {"graph", {}},
 };
 
 // Fills `cli` as it reads, so a usage error can still name the command.
@@ -355,6 +362,7 @@ int cmd_train(const Cli& cli) {
         o.overwrite = cli.flags.count("overwrite") > 0;
         if (o.resume && o.overwrite) throw UsageError("--resume and --overwrite exclude each other");
         o.function_given = cli.has("function");
+        o.check_finite = cli.flags.count("check-finite") > 0;
         o.progress = cli.flags.count("no-progress") == 0;
         for (const auto* v : {&o.epochs, &o.steps, &o.batch}) {
             if (*v && **v <= 0) throw UsageError("--epochs, --steps and --batch must be positive");
@@ -526,8 +534,10 @@ int main(int argc, char** argv) {
         std::error_code ec;   // the non-throwing forms: a name the system rejects (too long) is an I/O error too
         if (!std::filesystem::exists(cli.file, ec)) throw IOError(cli.file, ec ? ec.message() : "no such model file");
         if (std::filesystem::is_directory(cli.file, ec)) throw IOError(cli.file, "is a folder, not a model file");
+        if (!std::filesystem::is_regular_file(cli.file, ec)) throw IOError(cli.file, "is not a regular file, so not a model file");
         if (auto threads = cli.integer("threads")) {
             if (*threads < 1) throw UsageError("--threads must be at least 1");
+            if (*threads > kMaxThreads) throw UsageError(fmt::format("--threads must be at most {}", kMaxThreads));
             set_num_threads(static_cast<int>(*threads));
         }
         if (cli.command == "check") return cmd_check(cli);

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "wengert/error.hpp"
 #include "wengert/tensor.hpp"
 
 namespace wengert {
@@ -121,6 +122,8 @@ public:
     Tensor grad(Var v) const;
     bool requires_grad(Var v) const;
     const char* op_name(Var v) const;
+    // The record site (set_record_site) current when v was recorded; null if none.
+    const void* site_of(Var v) const;
     std::span<const std::int32_t> inputs_of(Var v) const;
     std::size_t size() const { return nodes_.size(); }
     // Drops every node; parameters keep their accumulated gradients.
@@ -135,12 +138,14 @@ private:
         bool requires_grad = false;
         bool retain = false;
         const char* op = "input";
+        const void* site = nullptr;
         std::int32_t input_begin = 0;
         std::int32_t input_count = 0;
         Parameter* parameter = nullptr;
         BackwardFn backward;
     };
     void check(Var v) const;
+    void check_backward_finite(std::int32_t id) const;
     void accumulate(std::int32_t id, const Tensor& g);
     Var push(Node node, std::span<const Var> inputs);
 
@@ -161,6 +166,59 @@ public:
 private:
     bool previous_;
 };
+
+// Note [Finite checks]
+// Under a FiniteChecks guard, the tape checks every value it records and every gradient its
+// backward pass computes, and throws NonFiniteError at the first op that makes a NaN or an
+// infinity from finite inputs: a recorded value that is not finite while its inputs are, or an
+// input gradient a backward closure made non-finite from a finite output gradient (a masked
+// sqrt: sqrt'(0) * 0). It costs a pass over every tensor, so a trainer runs without it and,
+// when a loss or gradient turns out non-finite, replays that step under it to name the op.
+// The error carries the op's record site: an opaque pointer a front end sets around the ops
+// it records (set_record_site; the language sets its expression nodes) to say where in its
+// source the op came from.
+class NonFiniteError : public Error {
+public:
+    NonFiniteError(const char* op, const void* site, bool in_backward, const std::string& message)
+        : Error(message), op_(op), site_(site), in_backward_(in_backward) {}
+    const char* op() const { return op_; }
+    const void* site() const { return site_; }
+    bool in_backward() const { return in_backward_; }
+
+private:
+    const char* op_;
+    const void* site_;
+    bool in_backward_;
+};
+
+class FiniteChecks {
+public:
+    FiniteChecks();
+    ~FiniteChecks();
+    FiniteChecks(const FiniteChecks&) = delete;
+    FiniteChecks& operator=(const FiniteChecks&) = delete;
+
+private:
+    bool previous_;
+};
+bool finite_checks_enabled();
+
+// The site recorded with every node from now on, on this thread (Note [Finite checks]);
+// returns the previous one.
+const void* set_record_site(const void* site);
+class RecordSite {
+public:
+    explicit RecordSite(const void* site) : previous_(set_record_site(site)) {}
+    ~RecordSite() { set_record_site(previous_); }
+    RecordSite(const RecordSite&) = delete;
+    RecordSite& operator=(const RecordSite&) = delete;
+
+private:
+    const void* previous_;
+};
+
+// Whether every element of a floating tensor is finite (integer tensors always are).
+bool all_finite(const Tensor& t);
 
 // Training mode is context: dropout and attention read it.
 enum class Mode { train, eval, predict };

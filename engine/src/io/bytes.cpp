@@ -144,11 +144,13 @@ std::vector<std::uint8_t> inflate_raw(Bytes compressed, std::uint64_t size, cons
     return out;
 }
 
-std::vector<std::uint8_t> gunzip(Bytes compressed, const Where& where) {
+std::vector<std::uint8_t> gunzip(Bytes compressed, const Where& where, const std::function<std::uint64_t(Bytes)>& max_size) {
     std::vector<std::uint8_t> out;
+    std::uint64_t limit = std::numeric_limits<std::uint64_t>::max();
     // A gzip member ends with its uncompressed size mod 2^32 (RFC 1952, ISIZE): room for the
-    // whole of a one-member file up front, so that the output is not copied as it grows.
-    if (compressed.size() >= 18) {
+    // whole of a one-member file up front, so that the output is not copied as it grows
+    // (not with a limit: ISIZE is the file's word, and the header's is checked first).
+    if (compressed.size() >= 18 && !max_size) {
         const std::uint8_t* isize = compressed.data() + compressed.size() - 4;
         out.reserve(static_cast<std::size_t>(isize[0]) | static_cast<std::size_t>(isize[1]) << 8 |
                     static_cast<std::size_t>(isize[2]) << 16 | static_cast<std::size_t>(isize[3]) << 24);
@@ -163,6 +165,19 @@ std::vector<std::uint8_t> gunzip(Bytes compressed, const Where& where) {
         zs.avail_out = sizeof chunk;
         int rc = inflate(&zs, Z_NO_FLUSH);
         out.insert(out.end(), chunk, chunk + (sizeof chunk - zs.avail_out));
+        if (max_size) {
+            std::uint64_t allowed = max_size(Bytes(out.data(), out.size()));
+            if (allowed < limit) {
+                limit = allowed;
+                // room for what the header declares, up to a size any real file reaches (a
+                // corrupt header's claim is refused when the data runs out, not allocated)
+                out.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(limit, std::uint64_t{256} << 20)));
+            }
+            if (out.size() > limit) {
+                where.fail(fmt::format("decompresses to more than the {} bytes its header declares (stopped after {})", limit,
+                                       out.size()));
+            }
+        }
         std::uint64_t unread = compressed.size() - in_pos + zs.avail_in;
         if (rc == Z_STREAM_END) {
             if (unread == 0) break;

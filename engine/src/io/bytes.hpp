@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -50,7 +51,12 @@ std::uint32_t crc32(Bytes bytes, std::uint32_t crc = 0);
 std::vector<std::uint8_t> inflate_raw(Bytes compressed, std::uint64_t size, const Where& where);
 
 // A gzip file (RFC 1952: one or more members), checked against each member's CRC-32.
-std::vector<std::uint8_t> gunzip(Bytes compressed, const Where& where);
+// `max_size`, when given, is asked for the most bytes the output may hold, given what it
+// holds so far (a format's header declares its size): decompression stops with an error as
+// soon as the output passes it, so that a small file that expands to gigabytes (a gzip bomb)
+// is refused after its header, not read whole.
+std::vector<std::uint8_t> gunzip(Bytes compressed, const Where& where,
+                                 const std::function<std::uint64_t(Bytes)>& max_size = {});
 inline bool is_gzip(Bytes bytes) { return bytes.size() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b; }
 
 // Note [Atomic writes]

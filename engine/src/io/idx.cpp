@@ -4,6 +4,7 @@
 // big-endian uint32; then the data, big-endian, row-major.
 #include <bit>
 #include <cstring>
+#include <limits>
 
 #include <fmt/format.h>
 
@@ -99,10 +100,36 @@ Tensor parse_idx(Bytes bytes, bool gzipped, const Where& where) {
 }  // namespace
 }  // namespace io
 
+namespace io {
+namespace {
+
+// The size an IDX file's header declares (header and data), once `prefix` holds the header;
+// the largest size until then, or when the header is corrupt (parse_idx says how).
+std::uint64_t declared_idx_size(Bytes prefix) {
+    constexpr std::uint64_t unknown = std::numeric_limits<std::uint64_t>::max();
+    if (prefix.size() < 4) return unknown;
+    const IdxType* type = nullptr;
+    for (const auto& t : kTypes) {
+        if (t.code == prefix[2]) type = &t;
+    }
+    int ndim = prefix[3];
+    if (prefix[0] != 0 || prefix[1] != 0 || !type || ndim == 0 || ndim > Shape::kMaxDims) return unknown;
+    std::size_t data_at = 4 + 4 * static_cast<std::size_t>(ndim);
+    if (prefix.size() < data_at) return unknown;
+    std::int64_t data_bytes = static_cast<std::int64_t>(type->size);
+    for (int i = 0; i < ndim; ++i) {
+        if (!checked_mul(data_bytes, be32(&prefix[4 + 4 * static_cast<std::size_t>(i)]), data_bytes)) return unknown;
+    }
+    return static_cast<std::uint64_t>(data_bytes) + data_at;
+}
+
+}  // namespace
+}  // namespace io
+
 Tensor load_idx(const std::string& path) {
     std::vector<std::uint8_t> bytes = io::read_file(path);
     io::Where where{path, ""};
-    if (io::is_gzip(bytes)) return io::parse_idx(io::gunzip(bytes, where), true, where);
+    if (io::is_gzip(bytes)) return io::parse_idx(io::gunzip(bytes, where, io::declared_idx_size), true, where);
     return io::parse_idx(bytes, false, where);
 }
 

@@ -265,7 +265,29 @@ Var logical_and(Var a, Var b) {
 
 Var detach(Var x) { return tape_of(x).record("detach", x.value(), {}, nullptr); }
 
+namespace {
+
+// A float that has no value of an integer dtype (NaN, an infinity, out of range) is an error,
+// not the undefined behaviour of a C++ conversion.
+void check_integer_cast(const Tensor& x, DType dtype) {
+    if (!is_floating(x.dtype()) || is_floating(dtype)) return;
+    // the half-open range of values that truncate into the dtype
+    const double lo = dtype == DType::u8 ? -1.0 : -9223372036854775808.0;   // -2^63 itself fits
+    const double hi = dtype == DType::u8 ? 256.0 : 9223372036854775808.0;   // 2^63 does not
+    std::vector<double> values = x.to_doubles();
+    for (std::size_t i = 0; i < values.size(); ++i) {
+        double v = values[i];
+        bool fits = dtype == DType::u8 ? (v > lo && v < hi) : (v >= lo && v < hi);
+        if (!fits) {
+            throw ShapeError("cast", fmt::format("element {} is {}, which has no {} value", i, v, dtype_name(dtype)));
+        }
+    }
+}
+
+}  // namespace
+
 Var cast(Var x, DType dtype) {
+    check_integer_cast(x.value(), dtype);
     Tensor out = x.value().to(dtype);
     if (!is_floating(dtype) || !is_floating(x.dtype())) return tape_of(x).record("cast", std::move(out), {}, nullptr);
     DType from = x.dtype();

@@ -1,5 +1,7 @@
 #include "cases.hpp"
 
+#include <limits>
+
 namespace wengert::test {
 
 WG_CASES(elementwise_cases) {
@@ -72,6 +74,21 @@ WG_CASES(elementwise_cases) {
         REQUIRE_FALSE(d.requires_grad());
         require_close(d.value(), {1, 2});
     });
+}
+
+TEST_CASE("cast to an integer dtype refuses values it has none for, instead of undefined behaviour", "[elementwise][cast]") {
+    Tape tape;
+    auto in = [&](std::vector<double> v) { return tape.input(Tensor::from(v, Shape{static_cast<std::int64_t>(v.size())})); };
+    const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+    CHECK_THROWS_WITH(cast(in({1, nan}), DType::i64), "cast: element 1 is nan, which has no i64 value");
+    CHECK_THROWS_WITH(cast(in({-inf}), DType::i64), "cast: element 0 is -inf, which has no i64 value");
+    CHECK_THROWS_WITH(cast(in({2, 1e30}), DType::i64), "cast: element 1 is 1e+30, which has no i64 value");
+    CHECK_THROWS_WITH(cast(in({256}), DType::u8), "cast: element 0 is 256, which has no u8 value");
+    CHECK_THROWS_WITH(cast(in({-1}), DType::u8), "cast: element 0 is -1, which has no u8 value");
+    // what does fit truncates toward zero, as C and NumPy do
+    CHECK(cast(in({-2.5, 2.5, -9223372036854775808.0}), DType::i64).value().to_doubles() ==
+          std::vector<double>{-2, 2, -9223372036854775808.0});
+    CHECK(cast(in({255.9, -0.5}), DType::u8).value().to_doubles() == std::vector<double>{255, 0});
 }
 
 }  // namespace wengert::test

@@ -41,7 +41,8 @@ struct Diagnostic {
 //   help: did you mean 'dense'?
 //
 // The caret line keeps the source line's tabs so the caret stays under the column; a known
-// length is underlined as `^~~~`. A location without a file prints no position or source.
+// length is underlined as `^~~~`. A line longer than 160 bytes is shown as a window of it
+// around the column, with "..." where it was cut. A location without a file prints no position or source.
 std::string format_diagnostic(const Diagnostic& diagnostic);
 
 // Only the first line of format_diagnostic, without the line break.
@@ -59,8 +60,10 @@ public:
     std::size_t error_count() const;
     bool has_errors() const { return error_count() > 0; }
 
-    // Every diagnostic, formatted, in order.
+    // Every diagnostic, formatted, in order: the first kMaxShownDiagnostics, then a line saying
+    // how many more there are.
     std::string format_all() const;
+    static constexpr std::size_t kMaxShownDiagnostics = 50;
 
 private:
     std::vector<Diagnostic> diagnostics_;

@@ -31,8 +31,12 @@ public:
     SourceFile(const SourceFile&) = delete;
     SourceFile& operator=(const SourceFile&) = delete;
 
-    // Reads the file at `path`; throws wengert::IOError if it cannot be read.
+    // Reads the file at `path`; throws wengert::IOError if it cannot be read, is not a regular
+    // file (a device such as /dev/zero, a pipe) or is larger than kMaxSourceBytes.
     static SourceFile read(const std::string& path);
+    // The text of the file at `path`, read as `read` does.
+    static std::string read_text(const std::string& path);
+    static constexpr std::size_t kMaxSourceBytes = std::size_t{16} << 20;
 
     const std::string& path() const { return path_; }
     const std::string& text() const { return text_; }
