@@ -14,16 +14,9 @@ set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
-build=${1:-build}
 steps=${STEPS:-300}
-case "$build" in /*) ;; *) build="$PWD/$build" ;; esac
-if [ ! -x "$build/dsl/wengert" ]; then
-    echo "run_vae.sh: $build/dsl/wengert not found; build first: ninja -C $build dsl/wengert" >&2
-    exit 64
-fi
-
-export WENGERT_NUM_THREADS=2 BLIS_NUM_THREADS=2 OMP_NUM_THREADS=2
 . "$here/kernels.sh"
+cli_bench_setup run_vae.sh "${1:-build}"
 print_kernels
 
 # multiply-adds of one step, times 2 for FLOP, times 3 for forward and backward

@@ -286,23 +286,27 @@ std::string new_run_id() {
 }
 
 void assign_params(ParamStore& params, const NamedTensors& values, const std::string& source) {
-    std::vector<std::string> missing, extra, misshapen;
+    std::vector<std::string> missing, extra, misshapen, wrong_dtype;
     std::set<std::string> seen;
     for (const auto& [name, t] : values) {
         seen.insert(name);
         Parameter* p = params.find(name);
         if (!p) {
             extra.push_back(name);
+        } else if (!is_floating(t.dtype())) {
+            // an integer or boolean array is not a parameter's value: converting it would hide a mix-up
+            wrong_dtype.push_back(fmt::format("{} (the file holds {}; parameters are f32 or f64)", name, dtype_name(t.dtype())));
         } else if (!(p->value.shape() == t.shape())) {
             misshapen.push_back(fmt::format("{} (model {}, file {})", name, p->value.shape().str(), t.shape().str()));
         }
     }
     for (const Parameter* p : params.all()) if (!seen.count(p->name)) missing.push_back(p->name);
-    if (!missing.empty() || !extra.empty() || !misshapen.empty()) {
+    if (!missing.empty() || !extra.empty() || !misshapen.empty() || !wrong_dtype.empty()) {
         std::string msg = "parameters do not match the model:";
         if (!missing.empty()) msg += fmt::format("\n  missing from the file: {}", fmt::join(missing, ", "));
         if (!extra.empty()) msg += fmt::format("\n  not in the model: {}", fmt::join(extra, ", "));
         if (!misshapen.empty()) msg += fmt::format("\n  wrong shape: {}", fmt::join(misshapen, ", "));
+        if (!wrong_dtype.empty()) msg += fmt::format("\n  not floating: {}", fmt::join(wrong_dtype, ", "));
         throw IOError(source, msg);
     }
     for (const auto& [name, t] : values) {

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <limits>
 
@@ -95,6 +96,21 @@ Dataset fashion_mnist(const Record& r, const DataOptions& options, const std::st
     if (images.ndim() != 3 || labels.ndim() != 1 || images.shape()[0] != labels.shape()[0]) {
         throw IOError(images_path, fmt::format("expected images (N, 28, 28) and labels (N,), got {} and {}",
                                                images.shape().str(), labels.shape().str()));
+    }
+    // pixels are bytes and labels classes 0 to 9: another IDX type is not cast silently (a NaN
+    // or negative float pixel has no byte; a label 2.5 is not class 2)
+    if (images.dtype() != DType::u8) {
+        throw IOError(images_path, fmt::format("holds {} pixels; Fashion-MNIST's images are u8 (IDX type 0x08)",
+                                               dtype_name(images.dtype())));
+    }
+    {
+        std::vector<double> values = labels.to_doubles();
+        for (std::size_t i = 0; i < values.size(); ++i) {
+            double v = values[i];
+            if (!(v >= 0 && v <= 9 && v == std::floor(v))) {
+                throw IOError(labels_path, fmt::format("row {} holds label {}, not a class 0 to 9", i, v));
+            }
+        }
     }
     std::int64_t n = images.shape()[0];
     std::int64_t pixels = images.shape()[1] * images.shape()[2];

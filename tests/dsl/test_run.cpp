@@ -149,6 +149,11 @@ TEST_CASE("wengert run --params reads back what --save-params wrote, and --dump 
                          "  missing from the file: h.dense.b, logits.dense.w, logits.dense.b, mix\n"
                          "  not in the model: extra\n"
                          "  wrong shape: h.dense.w (model [4, 5], file [4, 6])\n");
+    // an integer array is not converted into a parameter's value
+    save_npz((tmp.path / "ints.npz").string(), {{"h.dense.w", Tensor::zeros(Shape{4, 5}, DType::i64)}});
+    CliResult ints = run_wengert({"run", small_model, "--inputs", in_path, "--params", (tmp.path / "ints.npz").string()});
+    CHECK(ints.exit_code == 74);
+    CHECK(ints.err.find("  not floating: h.dense.w (the file holds i64; parameters are f32 or f64)\n") != std::string::npos);
 
     CliResult no_value = run_wengert({"run", small_model, "--inputs", in_path, "--dump", "logit=" + (tmp.path / "x.npy").string()});
     CHECK(no_value.exit_code == 64);

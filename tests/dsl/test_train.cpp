@@ -654,6 +654,31 @@ Dataset noisy_fashion_mnist(const fs::path& dir, const std::string& split, Value
 
 }  // namespace
 
+TEST_CASE("fashion_mnist refuses float pixels and labels that are not classes, instead of casting them", "[dsl][data]") {
+    TempDir tmp;
+    auto big_endian = [](std::string& out, std::uint32_t v) {
+        for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
+    };
+    write_fake_fashion_mnist(tmp.path, 3);
+    // float images (IDX type 0x0D) holding a NaN
+    std::string images;
+    big_endian(images, 0xD03);
+    for (std::uint32_t d : {3u, 28u, 28u}) big_endian(images, d);
+    for (int i = 0; i < 3 * 784; ++i) big_endian(images, i == 5 ? 0x7fc00000u : 0u);
+    write_text(tmp.path / "train-images-idx3-ubyte", images);
+    CHECK_THROWS_WITH(noisy_fashion_mnist(tmp.path, "train", Value(0.0), Value(std::string("pairs")), 1),
+                      (tmp.path / "train-images-idx3-ubyte").string() + ": holds f32 pixels; Fashion-MNIST's images are u8 (IDX type 0x08)");
+    // a label 12 is no class
+    write_fake_fashion_mnist(tmp.path, 3);
+    std::string labels;
+    big_endian(labels, 0x801);
+    big_endian(labels, 3);
+    labels += std::string("\x01\x0c\x02", 3);
+    write_text(tmp.path / "train-labels-idx1-ubyte", labels);
+    CHECK_THROWS_WITH(noisy_fashion_mnist(tmp.path, "train", Value(0.0), Value(std::string("pairs")), 1),
+                      (tmp.path / "train-labels-idx1-ubyte").string() + ": row 1 holds label 12, not a class 0 to 9");
+}
+
 TEST_CASE("fashion_mnist(label_noise = ...) flips that share of the training labels, and only those (Note [Label noise])",
           "[dsl][data]") {
     TempDir tmp;
