@@ -77,11 +77,15 @@ int stack_count(std::int64_t n, const std::string& kind) {
     return static_cast<int>(n);
 }
 
-// Names children "<kind>" or "<kind>_<i>" (i counting siblings of that kind).
+// Names the children that have no path yet "<kind>" or "<kind>_<i>" (i counting unnamed
+// siblings of that kind); a named child keeps its path (Note [Parameter names]).
 void name_children(const std::string& path, const std::vector<LayerPtr>& children) {
     std::map<std::string, int> total, seen;
-    for (const auto& c : children) ++total[c->kind()];
     for (const auto& c : children) {
+        if (c->path().empty()) ++total[c->kind()];
+    }
+    for (const auto& c : children) {
+        if (!c->path().empty()) continue;
         std::string k = c->kind();
         std::string child = total[k] > 1 ? fmt::format("{}_{}", k, seen[k]++) : k;
         c->set_path(path.empty() ? child : path + "." + child);
@@ -251,7 +255,7 @@ LayerPtr residual(std::vector<LayerPtr> layers, LayerPtr shortcut) {
         std::string kind() const override { return "residual"; }
         void set_path(const std::string& path) override {
             path_ = path;
-            body_->set_path(path.empty() ? body_->kind() : path + "." + body_->kind());
+            name_children(path, {body_});
         }
 
     private:

@@ -231,6 +231,41 @@ def f(x: f32[B, 8], y: i64[B]) {
     CHECK(r.losses[5].second.item() == Approx(((0.01 * sum(abs(logits)) + 0.02 * sum(logits * logits)) / 5.0).item()).epsilon(1e-5));
 }
 
+TEST_CASE("a bound layer keeps its name in every combinator: one set of parameters, in any order of uses",
+          "[dsl][semantics][sharing]") {
+    Model m(R"(
+enc = dense(4)
+layer wrapped = enc
+def f(x: f32[B, 4]) {
+    lyr = dense(4)
+    y1 = serial(lyr)(x)
+    y2 = serial(lyr)(x)
+    y3 = lyr(x)
+    twice = serial(lyr, lyr)(x)
+    again = lyr(y3)
+    p, q = branch(lyr, serial(lyr))(x)
+    r = residual(lyr)(x)
+    skip = x + y3
+    e1 = serial(enc)(x)
+    e2 = wrapped(x)
+    e3 = enc(x)
+    return y1, y2, y3, twice, again, p, q, r, skip, e1, e2, e3
+}
+)");
+    Tape tape;
+    RunResult r = m.in.run("f", {random_tensor(Shape{3, 4}, 1)}, Mode::train);
+    CHECK(m.param_names() == std::vector<std::string>{"lyr.w", "lyr.b", "enc.w", "enc.b"});
+    const Tensor& y3 = output(r, 2);
+    for (std::size_t i : {0, 1, 5, 6}) {
+        INFO("output " << i);
+        CHECK(max_abs_diff(output(r, i), y3) == 0);
+    }
+    CHECK(max_abs_diff(output(r, 3), output(r, 4)) == 0);    // serial(lyr, lyr) is lyr twice
+    CHECK(max_abs_diff(output(r, 7), output(r, 8)) == 0);    // residual(lyr) is x + lyr(x)
+    CHECK(max_abs_diff(output(r, 9), output(r, 11)) == 0);   // a constant layer, in a combinator and directly
+    CHECK(max_abs_diff(output(r, 10), output(r, 11)) == 0);  // and as a layer definition's body
+}
+
 TEST_CASE("a param declaration is one named parameter with its initializer and attributes", "[dsl][semantics]") {
     Model m(R"(
 param Q: f32[3, 3] = eye(3), constraint = simplex(axis = 0)

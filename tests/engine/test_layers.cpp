@@ -102,6 +102,35 @@ TEST_CASE("parameter paths inside composites", "[layers]") {
     CHECK(r->path() == "block");
 }
 
+TEST_CASE("a named layer keeps its path inside combinators, whatever the order of its uses", "[layers][sharing]") {
+    ParamStore params;
+    LayerContext ctx(params, 1, DType::f64);
+    Tape tape;
+    Var x = tape.input(Tensor::from_doubles({0.5, -1.0, 2.0, 0.25, 1.5, -0.5}, Shape{2, 3}, DType::f64));
+    auto shared = dense(3);
+    shared->set_path("shared");
+    Var direct = shared->forward(std::vector<Var>{x}, ctx).at(0);
+    auto once = serial({shared});
+    once->set_path("y1.serial");
+    auto twice = serial({shared, shared});
+    twice->set_path("y2.serial");
+    auto body = residual({shared});
+    body->set_path("y3.residual");
+    CHECK(shared->path() == "shared");
+    Var in_serial = once->forward(std::vector<Var>{x}, ctx).at(0);
+    Var in_twice = twice->forward(std::vector<Var>{x}, ctx).at(0);
+    Var in_residual = body->forward(std::vector<Var>{x}, ctx).at(0);
+    CHECK(params.size() == 2);   // shared.w and shared.b, nothing else
+    CHECK(params.find("shared.w") != nullptr);
+    CHECK(in_serial.value().to_doubles() == direct.value().to_doubles());
+    CHECK(in_twice.value().to_doubles() == shared->forward(std::vector<Var>{direct}, ctx).at(0).value().to_doubles());
+    CHECK(in_residual.value().to_doubles() == (x + direct).value().to_doubles());
+    // unnamed siblings are numbered among themselves; the named one does not count
+    auto mixed = serial({shared, dense(2)});
+    mixed->set_path("m");
+    CHECK(mixed->children()[1]->path() == "m.dense");
+}
+
 TEST_CASE("an embedding reads ids, or mixes its rows by a distribution with the gradient kept", "[layers]") {
     ParamStore params;
     LayerContext ctx(params, 1, DType::f64);

@@ -7,12 +7,15 @@
 //
 // Note [Parameter names]
 // A layer's parameters are named by its path: the name it was given (set_path) followed by
-// its position inside composites, "<child kind>" or "<child kind>_<i>" when siblings share a
-// kind, e.g. "attn.parallel.dense_1.w". Parameters are created on first use (their shapes
-// depend on the inputs) and looked up by name afterwards, so applying one layer value twice
-// shares its parameters, and a call site evaluated again reuses its own. Each parameter's
-// initial value is drawn from a generator keyed by (seed, name), so adding a layer never
-// changes another layer's initial values.
+// its position inside composites, "<child kind>" or "<child kind>_<i>" when unnamed siblings
+// share a kind, e.g. "attn.parallel.dense_1.w". Parameters are created on first use (their
+// shapes depend on the inputs) and looked up by name afterwards, so applying one layer value
+// twice shares its parameters, and a call site evaluated again reuses its own. A combinator
+// names only those of its sublayers that have no path yet: a layer keeps the first path it is
+// given, so one layer value has one set of parameters wherever it is used - applied directly,
+// inside one or several combinators, in any order of those uses (Trax's weight sharing,
+// SPEC.md section 1). Each parameter's initial value is drawn from a generator keyed by
+// (seed, name), so adding a layer never changes another layer's initial values.
 #pragma once
 
 #include <cstdint>
