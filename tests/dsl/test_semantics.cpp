@@ -231,6 +231,42 @@ def f(x: f32[B, 8], y: i64[B]) {
     CHECK(r.losses[5].second.item() == Approx(((0.01 * sum(abs(logits)) + 0.02 * sum(logits * logits)) / 5.0).item()).epsilon(1e-5));
 }
 
+TEST_CASE("a shared layer adds its weight penalties once and its activity penalty per application (Note [Penalties of shared layers])",
+          "[dsl][semantics][sharing]") {
+    Model m(R"(
+def f(x: f32[B, 3]) {
+    d = dense(2, kernel = l2(0.01), bias = l1(0.5), bias_init = "ones", activity = l2(0.1))
+    y1 = d(x)
+    y2 = d(x * 2)
+    y3 = serial(d, relu)(x)
+    return y1, y2, y3
+}
+)");
+    Tape tape;
+    RunResult r = m.in.run("f", {random_tensor(Shape{4, 3}, 1)}, Mode::train);
+    std::vector<std::string> losses;
+    double total = 0;
+    for (const auto& [name, v] : r.losses) {
+        losses.push_back(name);
+        total += v.item();
+    }
+    CHECK(losses == std::vector<std::string>{"d.kernel_regularizer", "d.bias_regularizer", "d.activity_regularizer",
+                                             "d.activity_regularizer", "d.activity_regularizer"});
+    Var w = tape.param(m.params.get("d.w"));
+    double kernel = (0.01 * sum(w * w)).item();
+    CHECK(r.losses[0].second.item() == Approx(kernel).epsilon(1e-6));
+    CHECK(r.losses[1].second.item() == Approx(1.0).epsilon(1e-6));   // 0.5 * sum|b|, b = ones(2)
+    // one activity term per application, on the dense's own output: y1, y2, and y1 again inside y3
+    Var y1 = r.outputs[0].get<Var>(), y2 = r.outputs[1].get<Var>();
+    double a1 = (0.1 * sum(y1 * y1) / 4.0).item(), a2 = (0.1 * sum(y2 * y2) / 4.0).item();
+    CHECK(r.losses[2].second.item() == Approx(a1).epsilon(1e-6));
+    CHECK(r.losses[3].second.item() == Approx(a2).epsilon(1e-6));
+    CHECK(r.losses[4].second.item() == Approx(a1).epsilon(1e-6));
+    double activity = a1 + a2 + a1;
+    CHECK(r.objective.item() == Approx(kernel + 1.0 + activity).epsilon(1e-5));
+    CHECK(r.objective.item() == Approx(total).epsilon(1e-6));
+}
+
 TEST_CASE("a bound layer keeps its name in every combinator: one set of parameters, in any order of uses",
           "[dsl][semantics][sharing]") {
     Model m(R"(
