@@ -139,7 +139,7 @@ template <class T> void forward_pair(const Operands<T>& o, std::int64_t p, T* we
         }
         // P = exp(S - logsumexp(S))
         T m = -INFINITY;
-        for (std::int64_t j = 0; j < n.lk; ++j) m = std::max(m, s[j]);
+        for (std::int64_t j = 0; j < n.lk; ++j) m = detail::max_keeping_nan(m, s[j]);   // Note [NaN propagates]
         if (!std::isfinite(m)) m = T(0);
         double total = 0;
         for (std::int64_t j = 0; j < n.lk; ++j) {

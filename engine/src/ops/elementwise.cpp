@@ -155,19 +155,22 @@ Var pow(Var x, Var e) {
 // ---- maximum / minimum / clamp --------------------------------------------------------------
 namespace {
 
-// pick_a: where the gradient goes to a (ties go to a)
+// Whether the output is a: on ties it is, and a NaN on either side is the output (Note [NaN
+// propagates]); the gradient goes where the output came from.
+template <bool kMax, class T> bool picks_a(T x, T y) { return (kMax ? x >= y : x <= y) || x != x; }
+
 template <bool kMax> Var extremum(Var a, Var b, const char* op) {
     detail::require_same_dtype(a.value(), b.value(), op);
     Tensor out = dispatch_all(a.dtype(), [&](auto tag) {
         using T = decltype(tag);
-        return map2<T, T>(a.value(), b.value(), op, [](T x, T y) { return kMax ? (x >= y ? x : y) : (x <= y ? x : y); });
+        return map2<T, T>(a.value(), b.value(), op, [](T x, T y) { return picks_a<kMax>(x, y) ? x : y; });
     });
     Saved sa(a.value()), sb(b.value());
     return tape_of(a).record(op, std::move(out), {a, b}, [sa, sb, op](BackwardCtx& ctx) {
-        // out = a where a (>= | <=) b, else b
+        // out = a where a (>= | <=) b or a is NaN, else b
         Tensor pick_a = dispatch_all(sa.get(op).dtype(), [&](auto tag) {
             using T = decltype(tag);
-            return map2<std::uint8_t, T>(sa.get(op), sb.get(op), op, [](T x, T y) -> std::uint8_t { return kMax ? x >= y : x <= y; });
+            return map2<std::uint8_t, T>(sa.get(op), sb.get(op), op, [](T x, T y) -> std::uint8_t { return picks_a<kMax>(x, y); });
         });
         Tensor zero = Tensor::scalar(0.0, ctx.grad_out().dtype());
         dispatch_all(ctx.grad_out().dtype(), [&](auto tag) {
