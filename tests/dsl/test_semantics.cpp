@@ -302,6 +302,50 @@ def f(x: f32[B, 4]) {
     CHECK(max_abs_diff(output(r, 10), output(r, 11)) == 0);  // and as a layer definition's body
 }
 
+TEST_CASE("pure_attention takes a bias tensor, called on tensors or made a layer, on top of a penalty", "[dsl][semantics][attention]") {
+    Model m(R"(
+def f(q: f32[B, 3, 4], k: f32[B, 5, 4], v: f32[B, 5, 4]) {
+    b = distance_penalty(3, 5, scale = 0.5)
+    direct = pure_attention(q, k, v, bias = b, n_heads = 2)
+    by_penalty = pure_attention(q, k, v, penalty = distance(scale = 0.5), n_heads = 2)
+    layered, kept = pure_attention(n_heads = 2, bias = b)(q, k, v, ones((3, 5), dtype = "u8"))
+    both = pure_attention(q, k, v, bias = b, penalty = distance(scale = 0.5), n_heads = 2)
+    twice = pure_attention(q, k, v, bias = b * 2, n_heads = 2)
+    on_weights = pure_attention(q, k, v, bias = b, penalty = distance(scale = 0.0, on = "weights"), n_heads = 2)
+    ks = k[:, 0:3]
+    vs = v[:, 0:3]
+    alone = pure_attention(q, ks, vs, penalty = alibi(causal = true), n_heads = 2)
+    masked, mask = pure_attention(q, ks, vs, tril(ones((3, 3), dtype = "u8")), penalty = alibi(causal = true), n_heads = 2)
+    return direct, by_penalty, layered, both, twice, on_weights, alone, masked
+}
+)");
+    Tape tape;
+    RunResult r = m.in.run("f", {random_tensor(Shape{2, 3, 4}, 1), random_tensor(Shape{2, 5, 4}, 2), random_tensor(Shape{2, 5, 4}, 3)},
+                           Mode::eval);
+    CHECK(max_abs_diff(output(r, 0), output(r, 1)) < 1e-6);   // bias = the penalty's bias
+    CHECK(max_abs_diff(output(r, 2), output(r, 0)) < 1e-6);   // the same bias in a layer
+    CHECK(max_abs_diff(output(r, 3), output(r, 4)) < 1e-6);   // bias and penalty add up
+    CHECK(max_abs_diff(output(r, 5), output(r, 0)) < 1e-6);   // with a penalty on the weights, the bias is on the logits
+    CHECK(max_abs_diff(output(r, 6), output(r, 7)) < 1e-6);   // causal ALiBi needs no causal mask
+}
+
+TEST_CASE("a layer's attention bias is fixed: a learned one is applied to tensors", "[dsl][semantics][attention]") {
+    DiagnosticSink sink;
+    ParamStore params;
+    Interpreter in{sink, params, test_interpreter_options()};
+    REQUIRE(in.load_source("m.wg", R"(
+param B: f32[3, 3] = 0.0
+def f(q: f32[B, 3, 4]) {
+    y, mask = pure_attention(bias = B)(q, q, q, ones((3, 3), dtype = "u8"))
+    return y
+}
+)"));
+    Tape tape;
+    CHECK_THROWS_WITH(in.run("f", {random_tensor(Shape{2, 3, 4}, 1)}, Mode::eval),
+                      "pure_attention: a layer's bias is a fixed tensor; for a bias that learns, apply "
+                      "pure_attention(q, k, v, mask, bias = ...) to tensors");
+}
+
 TEST_CASE("a param declaration is one named parameter with its initializer and attributes", "[dsl][semantics]") {
     Model m(R"(
 param Q: f32[3, 3] = eye(3), constraint = simplex(axis = 0)

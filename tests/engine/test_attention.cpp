@@ -295,6 +295,21 @@ TEST_CASE("a distance penalty in the logits reweights by exp(-scale D) and renor
     require_close(penalized.value(), (reweighted / sum(reweighted, {-1}, true)).value().to_doubles(), 1e-14);
 }
 
+TEST_CASE("causal ALiBi hides the future by itself: with or without a causal mask, the same attention", "[attention]") {
+    Tape tape;
+    Var q = tape.input(random_tensor(Shape{2, 4, 6}, 101, -2.0, 2.0));
+    Var k = tape.input(random_tensor(Shape{2, 4, 6}, 102, -2.0, 2.0));
+    Var v = tape.input(random_tensor(Shape{2, 4, 6}, 103, -2.0, 2.0));
+    Var causal = tape.input(Tensor::from(std::vector<std::uint8_t>{1, 0, 0, 0, 1, 1, 0, 0, 1, 1, 1, 0, 1, 1, 1, 1}, Shape{4, 4}));
+    Var bias = alibi_bias(2, 4, 4, true, DType::f64);
+    Var alone = pure_attention(q, k, v, std::nullopt, 2, 0.0, bias);
+    Var masked = pure_attention(q, k, v, causal, 2, 0.0, bias);
+    require_close(alone.value(), masked.value().to_doubles(), 1e-15);
+    // and the first query sees only the first key: its output is v's first row
+    auto y = alone.value().to_doubles(), first = v.value().to_doubles();
+    for (std::size_t c = 0; c < 6; ++c) CHECK(y[c] == Approx(first[c]).margin(1e-12));
+}
+
 TEST_CASE("a NaN logit makes its attention row NaN and leaves the other rows alone (Note [NaN propagates])", "[attention][nan]") {
     Tape tape;
     Var q = tape.input(random_tensor(Shape{1, 3, 4}, 104, -1.0, 1.0));
