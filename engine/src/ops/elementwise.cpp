@@ -321,7 +321,7 @@ void register_elementwise(Registry& r) {
            [](const Args& a) { return where(a.tensor(0), a.tensor(1), a.tensor(2)); }});
     r.add({"detach", {{"x", ArgKind::tensor, {}}}, "x with no gradient flowing back (stop_gradient)", false,
            [](const Args& a) { return detach(a.tensor(0)); }});
-    r.add({"cast", {{"x", ArgKind::tensor, {}}, {"dtype", ArgKind::string, {}}},
+    r.add({"cast", {{"x", ArgKind::tensor, {}}, {"dtype", ArgKind::string, ArgValue{std::string("f32")}}},
            "x converted to dtype f32, f64, i64 or u8 (gradient between f32 and f64)", true,
            [](const Args& a) { return cast(a.tensor(0), parse_dtype(a.string(1), "cast")); }});
 }
