@@ -66,12 +66,13 @@ Var penalty_bias(const Record& r, std::int64_t n_heads, std::int64_t lq, std::in
 // renormalising: it never produces negative weights to clamp, keeps the softmax's gradient
 // well-conditioned, and runs in the fused kernel.
 Var attention_on_weights(Var q, Var k, Var v, std::optional<Var> mask, std::int64_t n_heads, double dropout_rate,
-                         const Record& penalty) {
+                         std::optional<Var> bias, const Record& penalty) {
     std::int64_t b = q.shape()[0], lq = q.shape()[1], lk = k.shape()[1], d = q.shape()[2];
     if (d % n_heads != 0) throw ShapeError("pure_attention", fmt::format("d = {} is not divisible by n_heads = {}", d, n_heads));
     std::int64_t dh = d / n_heads;
     auto heads = [&](Var x, std::int64_t l) { return permute(reshape(x, Shape{b, l, n_heads, dh}), {0, 2, 1, 3}); };
     Var logits = matmul(heads(q, lq), transpose(heads(k, lk), -2, -1)) * (1.0 / std::sqrt(static_cast<double>(dh)));
+    if (bias) logits = logits + *bias;
     if (mask) logits = where(*mask, logits, full(Shape{}, -1e9, logits.dtype()));
     Var weights = softmax(logits, -1);
     weights = penalize_weights(weights, penalty_bias(penalty, n_heads, lq, lk, weights.dtype()));
@@ -80,10 +81,14 @@ Var attention_on_weights(Var q, Var k, Var v, std::optional<Var> mask, std::int6
     return reshape(permute(out, {0, 2, 1, 3}), Shape{b, lq, d});
 }
 
-Var attend(Var q, Var k, Var v, std::optional<Var> mask, std::int64_t n_heads, double dropout_rate, const Penalty& penalty) {
-    if (penalty.on_weights()) return attention_on_weights(q, k, v, mask, n_heads, dropout_rate, *penalty.record);
-    std::optional<Var> bias;
-    if (penalty.record) bias = penalty_bias(*penalty.record, n_heads, q.shape()[1], k.shape()[1], q.dtype());
+// `bias` is added to the scaled logits; a penalty on the logits adds its own bias to it.
+Var attend(Var q, Var k, Var v, std::optional<Var> mask, std::int64_t n_heads, double dropout_rate, std::optional<Var> bias,
+           const Penalty& penalty) {
+    if (penalty.on_weights()) return attention_on_weights(q, k, v, mask, n_heads, dropout_rate, bias, *penalty.record);
+    if (penalty.record && q.ndim() == 3 && k.ndim() == 3) {
+        Var distance = penalty_bias(*penalty.record, n_heads, q.shape()[1], k.shape()[1], q.dtype());
+        bias = bias ? *bias + distance : distance;
+    }
     return pure_attention(q, k, v, mask, n_heads, dropout_rate, bias);
 }
 
@@ -111,10 +116,10 @@ void require_positions(const Var& x, std::int64_t max_len, std::int64_t d, const
 
 void install_attention(Table& t) {
     std::vector<BuiltinParam> pa = {{"q", Value()},       {"k", Value()},           {"v", Value()},      {"mask", Value()},
-                                    {"n_heads", Value(1)}, {"dropout", Value(0.0)}, {"penalty", Value()}};
+                                    {"n_heads", Value(1)}, {"dropout", Value(0.0)}, {"penalty", Value()}, {"bias", Value()}};
     t["pure_attention"] = Value(make_builtin(
         "pure_attention",
-        "pure_attention(n_heads=1, dropout=0.0, penalty=none): Trax's PureAttention, (q, k, v, mask) -> (y, mask)", pa,
+        "pure_attention(n_heads=1, dropout=0.0, penalty=none, bias=none): Trax's PureAttention, (q, k, v, mask) -> (y, mask)", pa,
         [pa](Interpreter& in, CallArgs& args) {
             auto b = bind_builtin("pure_attention", pa, args);
             std::int64_t n_heads = integer_arg(b, "pure_attention", "n_heads", args);
@@ -122,10 +127,21 @@ void install_attention(Table& t) {
             if (n_heads < 1) throw EvalError(arg_loc(args, pa, "n_heads"), fmt::format("pure_attention: n_heads must be positive, got {}", n_heads));
             if (rate < 0 || rate >= 1) throw EvalError(arg_loc(args, pa, "dropout"), fmt::format("pure_attention: dropout must be in [0, 1), got {}", rate));
             Penalty penalty = penalty_of(b["penalty"], arg_loc(args, pa, "penalty"));
+            std::optional<Var> bias;
+            if (!b["bias"].is_none()) bias = in.as_tensor(b["bias"], arg_loc(args, pa, "bias"), "pure_attention");
             bool direct = !b["q"].is_none();
             if (!direct) {
-                return Value(fn_layer("pure_attention", 4, 2, [n_heads, rate, penalty](std::span<const Var> x, LayerContext&, const std::string&) {
-                    return std::vector<Var>{attend(x[0], x[1], x[2], x[3], n_heads, rate, penalty), x[3]};
+                // the layer may outlive this run's tape (a constant), so it keeps the bias's value
+                std::optional<Tensor> fixed_bias;
+                if (bias && bias->requires_grad()) {
+                    throw EvalError(arg_loc(args, pa, "bias"), "pure_attention: a layer's bias is a fixed tensor; for a bias "
+                                                               "that learns, apply pure_attention(q, k, v, mask, bias = ...) to tensors");
+                }
+                if (bias) fixed_bias = bias->value();
+                return Value(fn_layer("pure_attention", 4, 2, [n_heads, rate, penalty, fixed_bias](std::span<const Var> x, LayerContext&, const std::string&) {
+                    std::optional<Var> layer_bias;
+                    if (fixed_bias) layer_bias = Tape::current().input(*fixed_bias);
+                    return std::vector<Var>{attend(x[0], x[1], x[2], x[3], n_heads, rate, layer_bias, penalty), x[3]};
                 }));
             }
             Var q = in.as_tensor(b["q"], arg_loc(args, pa, "q"), "pure_attention");
@@ -133,7 +149,7 @@ void install_attention(Table& t) {
             Var v = in.as_tensor(b["v"], arg_loc(args, pa, "v"), "pure_attention");
             std::optional<Var> mask;
             if (!b["mask"].is_none()) mask = in.as_tensor(b["mask"], arg_loc(args, pa, "mask"), "pure_attention");
-            Var y = attend(q, k, v, mask, n_heads, rate, penalty);
+            Var y = attend(q, k, v, mask, n_heads, rate, bias, penalty);
             return mask ? Value(TupleValue{Value(y), Value(*mask)}) : Value(y);
         }));
 

@@ -2,8 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
+#include <iterator>
 #include <map>
 #include <regex>
 #include <set>
@@ -287,6 +289,56 @@ std::vector<Tensor> example_inputs(Interpreter& in, const std::string& function,
     return inputs_for(in, def, sizes, seed, true);
 }
 
+namespace {
+
+// Note [Surrogate gradients]
+// Some models differ from finite differences on purpose. straight_through, and
+// gumbel_softmax(hard = true) which records one, differentiate their forward as if it were the
+// identity: the forward is piecewise constant, and the gradient is the estimator's. detach
+// stops a gradient, and `detach(q) + c * (q - detach(q))` rescales one (models/noisy_labels.wg
+// trains Q at a hundredth of its gradient). A parameter whose gradient passes through such an
+// op disagrees with finite differences with nothing wrong, so gradcheck names the op for that
+// parameter instead of reporting a mismatch. A parameter counts when such an op that the
+// objective depends on depends on it; one walk of the tape backwards from the objective finds
+// them. detach records no input (it passes no gradient), but its value is its input's tensor:
+// the input is the latest earlier node holding that storage.
+constexpr const char* kSurrogateOps[] = {"straight_through", "detach"};
+
+// The storage of every parameter (as graph_dot names them) whose gradient passes through a
+// surrogate op, with that op's name.
+std::map<const void*, std::string> surrogate_params(Tape& tape, const Var& objective) {
+    const auto n = static_cast<std::size_t>(objective.id()) + 1;
+    std::vector<bool> reaches(n, false);
+    std::vector<const char*> behind(n, nullptr);   // the surrogate op a node's gradient passes through
+    std::map<const void*, std::vector<std::int32_t>> holders;   // storage -> the nodes holding it, in order
+    for (std::int32_t id = 0; id < static_cast<std::int32_t>(n); ++id) holders[Var(&tape, id).value().storage().get()].push_back(id);
+    reaches[n - 1] = true;
+    std::map<const void*, std::string> found;
+    for (auto id = static_cast<std::int32_t>(n) - 1; id >= 0; --id) {
+        const auto at = static_cast<std::size_t>(id);
+        if (!reaches[at]) continue;
+        Var v(&tape, id);
+        const std::string op = tape.op_name(v);
+        for (const char* surrogate : kSurrogateOps) {
+            if (op == surrogate) behind[at] = surrogate;
+        }
+        if (behind[at] && op == "param") found.emplace(v.value().storage().get(), behind[at]);
+        std::vector<std::int32_t> sources(tape.inputs_of(v).begin(), tape.inputs_of(v).end());
+        if (op == "detach") {
+            const auto& same = holders[v.value().storage().get()];
+            auto before = std::lower_bound(same.begin(), same.end(), id);
+            if (before != same.begin()) sources.push_back(*std::prev(before));
+        }
+        for (auto src : sources) {
+            reaches[static_cast<std::size_t>(src)] = true;
+            if (behind[at] && !behind[static_cast<std::size_t>(src)]) behind[static_cast<std::size_t>(src)] = behind[at];
+        }
+    }
+    return found;
+}
+
+}  // namespace
+
 GradcheckReport gradcheck_model(Interpreter& in, const std::string& function, const std::vector<Tensor>& inputs,
                                 std::int64_t max_elements, double eps) {
     std::uint64_t seed = in.options().seed;
@@ -298,11 +350,13 @@ GradcheckReport gradcheck_model(Interpreter& in, const std::string& function, co
         if (!r.objective.defined()) throw EvalError(Location{}, fmt::format("{} has no loss terms to check", function));
         return r.objective.item();
     };
+    std::map<const void*, std::string> surrogates;
     {
         manual_seed(seed);
         Tape tape;
         RunResult r = in.run(function, inputs, Mode::train);
         if (!r.objective.defined()) throw EvalError(Location{}, fmt::format("{} has no loss terms to check", function));
+        surrogates = surrogate_params(tape, r.objective);
         in.params().zero_grad();
         tape.backward(r.objective);
     }
@@ -350,11 +404,26 @@ GradcheckReport gradcheck_model(Interpreter& in, const std::string& function, co
             rem /= p->value.shape()[a];
         }
         for (std::size_t a = 0; a < index.size(); ++a) where += fmt::format("{}{}", a ? ", " : "", index[a]);
+        // Note [Surrogate gradients]: a surrogate's gradient differs by design, not a mismatch
+        auto surrogate = surrogates.find(p->value.storage().get());
+        std::string verdict;
+        if (!ok && surrogate != surrogates.end()) {
+            verdict = fmt::format("  surrogate gradient ({}), by design", surrogate->second);
+            ++rep.surrogate;
+        } else if (!ok) {
+            verdict = "  MISMATCH";
+            rep.ok = false;
+        }
         rep.table += fmt::format("{:<36} {:>9} {:>12.3e} {:>12.3e} {:>14.8g} {:>14.8g}  [{}]{}\n", p->name, count, worst_abs, worst_rel,
-                                 worst_tape, worst_num, where, ok ? "" : "  MISMATCH");
-        if (!ok) rep.ok = false;
+                                 worst_tape, worst_num, where, verdict);
     }
-    rep.table += rep.ok ? "all gradients agree with finite differences\n" : "some gradients disagree with finite differences\n";
+    if (!rep.ok) rep.table += "some gradients disagree with finite differences\n";
+    else if (rep.surrogate == 0) rep.table += "all gradients agree with finite differences\n";
+    else {
+        rep.table += fmt::format("all exact gradients agree with finite differences; {} parameter{} with a surrogate gradient "
+                                 "differ{} from them by design\n",
+                                 rep.surrogate, rep.surrogate == 1 ? "" : "s", rep.surrogate == 1 ? "s" : "");
+    }
     return rep;
 }
 

@@ -27,10 +27,12 @@ CheckReport check_model(Interpreter& in, std::optional<std::string> function);
 std::vector<Tensor> example_inputs(Interpreter& in, const std::string& function, std::int64_t batch, std::uint64_t seed);
 
 struct GradcheckReport {
-    bool ok = true;
+    bool ok = true;           // every exact gradient agrees
+    int surrogate = 0;        // parameters whose surrogate gradient disagrees, by design
     std::string table;
 };
-// f64 central differences of the summed loss against the tape, per parameter.
+// f64 central differences of the summed loss against the tape, per parameter; a parameter
+// behind a surrogate op is reported as such, not as a mismatch (Note [Surrogate gradients]).
 GradcheckReport gradcheck_model(Interpreter& in, const std::string& function, const std::vector<Tensor>& inputs,
                                 std::int64_t max_elements, double eps);
 

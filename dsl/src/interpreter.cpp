@@ -62,7 +62,8 @@ std::string describe(const Value& value) {
 namespace {
 
 // A `layer name(...) = expr` definition, applied: behaves as its body's layer, under its own
-// kind so paths read "y.attention_qkv.parallel.dense_0".
+// kind so paths read "y.attention_qkv.parallel.dense_0". A body that is a layer with a path
+// already (`layer enc2 = enc`, enc a bound layer) keeps it (Note [Parameter names]).
 class DefinedLayer : public Layer {
 public:
     DefinedLayer(std::string kind, LayerPtr inner) : kind_(std::move(kind)), inner_(std::move(inner)) {}
@@ -72,7 +73,7 @@ public:
     std::vector<Var> forward(std::span<const Var> inputs, LayerContext& ctx) override { return inner_->forward(inputs, ctx); }
     void set_path(const std::string& path) override {
         path_ = path;
-        inner_->set_path(path);
+        if (inner_->path().empty()) inner_->set_path(path);
     }
     std::vector<LayerPtr> children() const override { return inner_->children(); }
 

@@ -14,6 +14,17 @@
 
 namespace wengert::detail {
 
+// Note [NaN propagates]
+// As in IEEE arithmetic, NumPy and PyTorch (SPEC.md section 8): relu, maximum, minimum, clamp,
+// abs, the max and min reductions and every row max (softmax, log_softmax, logsumexp,
+// cross_entropy, attention) give NaN where an operand is NaN, and argmax (with
+// straight_through's one-hot) takes a NaN for the largest value, the first NaN of its row.
+// std::max(a, b) is `a < b ? b : a`, which drops a NaN b, and `x > 0 ? x : 0` drops a NaN x,
+// so these kernels compare in the form that keeps it: relu is `!(x <= 0) ? x : 0`, a running
+// max `b > a || b != b ? b : a`. Both stay branch-free selects that vectorise.
+template <class T> constexpr T max_keeping_nan(T a, T b) { return b > a || b != b ? b : a; }
+template <class T> constexpr T min_keeping_nan(T a, T b) { return b < a || b != b ? b : a; }
+
 // Calls f(T{}) with T the C++ type of `dtype`.
 template <class F> decltype(auto) dispatch_all(DType dtype, F&& f) {
     switch (dtype) {

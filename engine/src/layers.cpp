@@ -43,6 +43,11 @@ Var LayerContext::param(const std::string& name, const Shape& shape, const Init&
     return Tape::current().param(*p);
 }
 
+void LayerContext::add_weight_penalty(const std::string& name, const std::function<Var(Var)>& penalty, const Var& weight) {
+    auto same_name = [&](const auto& loss) { return loss.first == name; };
+    if (std::none_of(added_losses.begin(), added_losses.end(), same_name)) added_losses.emplace_back(name, penalty(weight));
+}
+
 Var Layer::operator()(std::span<const Var> inputs, LayerContext& ctx) {
     if (n_out() != 1) {
         throw ShapeError(kind(), fmt::format("layer has {} outputs; call forward() to get them all", n_out()));
@@ -77,11 +82,15 @@ int stack_count(std::int64_t n, const std::string& kind) {
     return static_cast<int>(n);
 }
 
-// Names children "<kind>" or "<kind>_<i>" (i counting siblings of that kind).
+// Names the children that have no path yet "<kind>" or "<kind>_<i>" (i counting unnamed
+// siblings of that kind); a named child keeps its path (Note [Parameter names]).
 void name_children(const std::string& path, const std::vector<LayerPtr>& children) {
     std::map<std::string, int> total, seen;
-    for (const auto& c : children) ++total[c->kind()];
     for (const auto& c : children) {
+        if (c->path().empty()) ++total[c->kind()];
+    }
+    for (const auto& c : children) {
+        if (!c->path().empty()) continue;
         std::string k = c->kind();
         std::string child = total[k] > 1 ? fmt::format("{}_{}", k, seen[k]++) : k;
         c->set_path(path.empty() ? child : path + "." + child);
@@ -251,7 +260,7 @@ LayerPtr residual(std::vector<LayerPtr> layers, LayerPtr shortcut) {
         std::string kind() const override { return "residual"; }
         void set_path(const std::string& path) override {
             path_ = path;
-            body_->set_path(path.empty() ? body_->kind() : path + "." + body_->kind());
+            name_children(path, {body_});
         }
 
     private:
@@ -307,7 +316,7 @@ LayerPtr dense(std::int64_t n_units, DenseOptions options) {
         std::int64_t d_in = x[0].shape().back();
         std::string prefix = path.empty() ? "dense" : path;
         Var w = ctx.param(prefix + ".w", Shape{d_in, n_units}, options.kernel_init);
-        if (options.kernel_regularizer) ctx.added_losses.emplace_back(prefix + ".kernel_regularizer", options.kernel_regularizer(w));
+        if (options.kernel_regularizer) ctx.add_weight_penalty(prefix + ".kernel_regularizer", options.kernel_regularizer, w);
         std::optional<Var> b;
         if (options.use_bias) {
             // PyTorch draws a Linear bias from U(±1/sqrt(fan_in)) with the kernel's fan_in
@@ -315,7 +324,7 @@ LayerPtr dense(std::int64_t n_units, DenseOptions options) {
                                  ? Init::uniform(-1.0 / std::sqrt(static_cast<double>(d_in)), 1.0 / std::sqrt(static_cast<double>(d_in)))
                                  : options.bias_init;
             b = ctx.param(prefix + ".b", Shape{n_units}, bias_init);
-            if (options.bias_regularizer) ctx.added_losses.emplace_back(prefix + ".bias_regularizer", options.bias_regularizer(*b));
+            if (options.bias_regularizer) ctx.add_weight_penalty(prefix + ".bias_regularizer", options.bias_regularizer, *b);
         }
         Var y = linear(x[0], w, b, options.fused_activation);
         if (options.activation) y = options.activation(y);

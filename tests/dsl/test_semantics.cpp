@@ -231,6 +231,121 @@ def f(x: f32[B, 8], y: i64[B]) {
     CHECK(r.losses[5].second.item() == Approx(((0.01 * sum(abs(logits)) + 0.02 * sum(logits * logits)) / 5.0).item()).epsilon(1e-5));
 }
 
+TEST_CASE("a shared layer adds its weight penalties once and its activity penalty per application (Note [Penalties of shared layers])",
+          "[dsl][semantics][sharing]") {
+    Model m(R"(
+def f(x: f32[B, 3]) {
+    d = dense(2, kernel = l2(0.01), bias = l1(0.5), bias_init = "ones", activity = l2(0.1))
+    y1 = d(x)
+    y2 = d(x * 2)
+    y3 = serial(d, relu)(x)
+    return y1, y2, y3
+}
+)");
+    Tape tape;
+    RunResult r = m.in.run("f", {random_tensor(Shape{4, 3}, 1)}, Mode::train);
+    std::vector<std::string> losses;
+    double total = 0;
+    for (const auto& [name, v] : r.losses) {
+        losses.push_back(name);
+        total += v.item();
+    }
+    CHECK(losses == std::vector<std::string>{"d.kernel_regularizer", "d.bias_regularizer", "d.activity_regularizer",
+                                             "d.activity_regularizer", "d.activity_regularizer"});
+    Var w = tape.param(m.params.get("d.w"));
+    double kernel = (0.01 * sum(w * w)).item();
+    CHECK(r.losses[0].second.item() == Approx(kernel).epsilon(1e-6));
+    CHECK(r.losses[1].second.item() == Approx(1.0).epsilon(1e-6));   // 0.5 * sum|b|, b = ones(2)
+    // one activity term per application, on the dense's own output: y1, y2, and y1 again inside y3
+    Var y1 = r.outputs[0].get<Var>(), y2 = r.outputs[1].get<Var>();
+    double a1 = (0.1 * sum(y1 * y1) / 4.0).item(), a2 = (0.1 * sum(y2 * y2) / 4.0).item();
+    CHECK(r.losses[2].second.item() == Approx(a1).epsilon(1e-6));
+    CHECK(r.losses[3].second.item() == Approx(a2).epsilon(1e-6));
+    CHECK(r.losses[4].second.item() == Approx(a1).epsilon(1e-6));
+    double activity = a1 + a2 + a1;
+    CHECK(r.objective.item() == Approx(kernel + 1.0 + activity).epsilon(1e-5));
+    CHECK(r.objective.item() == Approx(total).epsilon(1e-6));
+}
+
+TEST_CASE("a bound layer keeps its name in every combinator: one set of parameters, in any order of uses",
+          "[dsl][semantics][sharing]") {
+    Model m(R"(
+enc = dense(4)
+layer wrapped = enc
+def f(x: f32[B, 4]) {
+    lyr = dense(4)
+    y1 = serial(lyr)(x)
+    y2 = serial(lyr)(x)
+    y3 = lyr(x)
+    twice = serial(lyr, lyr)(x)
+    again = lyr(y3)
+    p, q = branch(lyr, serial(lyr))(x)
+    r = residual(lyr)(x)
+    skip = x + y3
+    e1 = serial(enc)(x)
+    e2 = wrapped(x)
+    e3 = enc(x)
+    return y1, y2, y3, twice, again, p, q, r, skip, e1, e2, e3
+}
+)");
+    Tape tape;
+    RunResult r = m.in.run("f", {random_tensor(Shape{3, 4}, 1)}, Mode::train);
+    CHECK(m.param_names() == std::vector<std::string>{"lyr.w", "lyr.b", "enc.w", "enc.b"});
+    const Tensor& y3 = output(r, 2);
+    for (std::size_t i : {0, 1, 5, 6}) {
+        INFO("output " << i);
+        CHECK(max_abs_diff(output(r, i), y3) == 0);
+    }
+    CHECK(max_abs_diff(output(r, 3), output(r, 4)) == 0);    // serial(lyr, lyr) is lyr twice
+    CHECK(max_abs_diff(output(r, 7), output(r, 8)) == 0);    // residual(lyr) is x + lyr(x)
+    CHECK(max_abs_diff(output(r, 9), output(r, 11)) == 0);   // a constant layer, in a combinator and directly
+    CHECK(max_abs_diff(output(r, 10), output(r, 11)) == 0);  // and as a layer definition's body
+}
+
+TEST_CASE("pure_attention takes a bias tensor, called on tensors or made a layer, on top of a penalty", "[dsl][semantics][attention]") {
+    Model m(R"(
+def f(q: f32[B, 3, 4], k: f32[B, 5, 4], v: f32[B, 5, 4]) {
+    b = distance_penalty(3, 5, scale = 0.5)
+    direct = pure_attention(q, k, v, bias = b, n_heads = 2)
+    by_penalty = pure_attention(q, k, v, penalty = distance(scale = 0.5), n_heads = 2)
+    layered, kept = pure_attention(n_heads = 2, bias = b)(q, k, v, ones((3, 5), dtype = "u8"))
+    both = pure_attention(q, k, v, bias = b, penalty = distance(scale = 0.5), n_heads = 2)
+    twice = pure_attention(q, k, v, bias = b * 2, n_heads = 2)
+    on_weights = pure_attention(q, k, v, bias = b, penalty = distance(scale = 0.0, on = "weights"), n_heads = 2)
+    ks = k[:, 0:3]
+    vs = v[:, 0:3]
+    alone = pure_attention(q, ks, vs, penalty = alibi(causal = true), n_heads = 2)
+    masked, mask = pure_attention(q, ks, vs, tril(ones((3, 3), dtype = "u8")), penalty = alibi(causal = true), n_heads = 2)
+    return direct, by_penalty, layered, both, twice, on_weights, alone, masked
+}
+)");
+    Tape tape;
+    RunResult r = m.in.run("f", {random_tensor(Shape{2, 3, 4}, 1), random_tensor(Shape{2, 5, 4}, 2), random_tensor(Shape{2, 5, 4}, 3)},
+                           Mode::eval);
+    CHECK(max_abs_diff(output(r, 0), output(r, 1)) < 1e-6);   // bias = the penalty's bias
+    CHECK(max_abs_diff(output(r, 2), output(r, 0)) < 1e-6);   // the same bias in a layer
+    CHECK(max_abs_diff(output(r, 3), output(r, 4)) < 1e-6);   // bias and penalty add up
+    CHECK(max_abs_diff(output(r, 5), output(r, 0)) < 1e-6);   // with a penalty on the weights, the bias is on the logits
+    CHECK(max_abs_diff(output(r, 6), output(r, 7)) < 1e-6);   // causal ALiBi needs no causal mask
+}
+
+TEST_CASE("a layer's attention bias is fixed: a learned one is applied to tensors", "[dsl][semantics][attention]") {
+    DiagnosticSink sink;
+    ParamStore params;
+    Interpreter in{sink, params, test_interpreter_options()};
+    REQUIRE(in.load_source("m.wg", R"(
+param B: f32[3, 3] = 0.0
+def f(q: f32[B, 3, 4]) {
+    y, mask = pure_attention(bias = B)(q, q, q, ones((3, 3), dtype = "u8"))
+    return y
+}
+)"));
+    Tape tape;
+    CHECK_THROWS_WITH(in.run("f", {random_tensor(Shape{2, 3, 4}, 1)}, Mode::eval),
+                      "pure_attention: a layer's bias is a fixed tensor; for a bias that learns, apply "
+                      "pure_attention(q, k, v, mask, bias = ...) to tensors");
+}
+
 TEST_CASE("a param declaration is one named parameter with its initializer and attributes", "[dsl][semantics]") {
     Model m(R"(
 param Q: f32[3, 3] = eye(3), constraint = simplex(axis = 0)

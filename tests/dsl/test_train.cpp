@@ -1,6 +1,7 @@
 // `wengert train`: exact resume, checkpoints that fail loudly, and the two ways of writing
 // models/mlp_actreg.wg's penalty. Every run here takes a fraction of a second on tiny data.
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -735,4 +736,55 @@ TEST_CASE("models/noisy_labels.wg checks: Q is one 10 x 10 parameter on the simp
     CHECK(r.err.empty());
     CHECK_THAT(r.out, Catch::Contains("p_noisy"));
     CHECK_THAT(r.out, Catch::Contains("Q [10, 10]"));
+}
+
+TEST_CASE("every model in models/ runs in f64: check, two training steps on tiny data, and gradcheck", "[dsl][train][cli][models][f64]") {
+    TempDir tmp;
+    write_fake_fashion_mnist(tmp.path / "fashion", 24);
+    std::vector<fs::path> models = wg_files_in(WENGERT_MODELS_DIR);
+    REQUIRE(!models.empty());
+    for (const fs::path& path : models) {
+        INFO(path.filename().string());
+        const std::string text = read_text(path);
+        CliResult check = run_wengert({"check", path.string(), "--dtype", "f64"});
+        INFO(check.err);
+        CHECK(check.exit_code == 0);
+        if (text.find("\ntrain ") != std::string::npos) {
+            CliResult train = run_wengert({"train", path.string(), "--dtype", "f64", "--steps", "2", "--batch", "4", "--no-progress",
+                                           "--data", (tmp.path / "fashion").string()});
+            INFO(train.err);
+            CHECK(train.exit_code == 0);
+        }
+        if (text.find("loss ") == std::string::npos) continue;   // nothing to differentiate (attention_qkv.wg)
+        CliResult grads = run_wengert({"gradcheck", path.string(), "--max-elements", "2"});
+        INFO(grads.out << grads.err);
+        CHECK(grads.exit_code == 0);
+        CHECK(grads.out.find("MISMATCH") == std::string::npos);
+    }
+}
+
+TEST_CASE("gradcheck names a surrogate gradient per parameter instead of a mismatch (Note [Surrogate gradients])",
+          "[dsl][cli][models][onehot]") {
+    const std::string model = (fs::path(WENGERT_MODELS_DIR) / "discrete_code.wg").string();
+    for (const std::string function : {"coded", "straight"}) {
+        INFO(function);
+        CliResult r = run_wengert({"gradcheck", model, "--function", function, "--max-elements", "4"});
+        INFO(r.out << r.err);
+        CHECK(r.exit_code == 0);
+        // the encoder's gradient passes through the straight-through estimator, the decoder's is exact
+        int surrogate = 0;
+        for (const std::string& line : lines_of(r.out)) {
+            if (line.find("surrogate gradient (straight_through), by design") == std::string::npos) continue;
+            CHECK(line.rfind("logits.", 0) == 0);
+            ++surrogate;
+        }
+        CHECK(surrogate > 0);
+        CHECK_THAT(r.out, !Catch::Contains("MISMATCH"));
+        CHECK_THAT(r.out, Catch::Contains(fmt::format("all exact gradients agree with finite differences; {} parameter{} with a "
+                                                      "surrogate gradient differ{} from them by design",
+                                                      surrogate, surrogate == 1 ? "" : "s", surrogate == 1 ? "s" : "")));
+    }
+    CliResult exact = run_wengert({"gradcheck", model, "--function", "sharpened", "--max-elements", "4"});
+    CHECK(exact.exit_code == 0);
+    CHECK_THAT(exact.out, Catch::Contains("all gradients agree with finite differences"));
 }

@@ -295,6 +295,38 @@ TEST_CASE("a distance penalty in the logits reweights by exp(-scale D) and renor
     require_close(penalized.value(), (reweighted / sum(reweighted, {-1}, true)).value().to_doubles(), 1e-14);
 }
 
+TEST_CASE("causal ALiBi hides the future by itself: with or without a causal mask, the same attention", "[attention]") {
+    Tape tape;
+    Var q = tape.input(random_tensor(Shape{2, 4, 6}, 101, -2.0, 2.0));
+    Var k = tape.input(random_tensor(Shape{2, 4, 6}, 102, -2.0, 2.0));
+    Var v = tape.input(random_tensor(Shape{2, 4, 6}, 103, -2.0, 2.0));
+    Var causal = tape.input(Tensor::from(std::vector<std::uint8_t>{1, 0, 0, 0, 1, 1, 0, 0, 1, 1, 1, 0, 1, 1, 1, 1}, Shape{4, 4}));
+    Var bias = alibi_bias(2, 4, 4, true, DType::f64);
+    Var alone = pure_attention(q, k, v, std::nullopt, 2, 0.0, bias);
+    Var masked = pure_attention(q, k, v, causal, 2, 0.0, bias);
+    require_close(alone.value(), masked.value().to_doubles(), 1e-15);
+    // and the first query sees only the first key: its output is v's first row
+    auto y = alone.value().to_doubles(), first = v.value().to_doubles();
+    for (std::size_t c = 0; c < 6; ++c) CHECK(y[c] == Approx(first[c]).margin(1e-12));
+}
+
+TEST_CASE("a NaN logit makes its attention row NaN and leaves the other rows alone (Note [NaN propagates])", "[attention][nan]") {
+    Tape tape;
+    Var q = tape.input(random_tensor(Shape{1, 3, 4}, 104, -1.0, 1.0));
+    Var k = tape.input(random_tensor(Shape{1, 3, 4}, 105, -1.0, 1.0));
+    Var v = tape.input(random_tensor(Shape{1, 3, 4}, 106, -1.0, 1.0));
+    std::vector<double> b(9, 0.0);
+    b[3 * 1 + 2] = std::nan("");   // query 1, key 2
+    Var y = pure_attention(q, k, v, std::nullopt, 1, 0.0, tape.input(Tensor::from(b, Shape{3, 3})));
+    Var plain = pure_attention(q, k, v);
+    auto got = y.value().to_doubles(), want = plain.value().to_doubles();
+    for (std::size_t i = 0; i < got.size(); ++i) {
+        INFO("element " << i);
+        if (i / 4 == 1) CHECK(std::isnan(got[i]));
+        else CHECK(got[i] == Approx(want[i]).margin(1e-15));
+    }
+}
+
 TEST_CASE("distance_penalty equals the seed's band_part sum, built directly", "[attention]") {
     // The seed: sum over i = W - 1 .. L - 2 of (band_part(ones, i, i) - 1), with W the
     // penalty width, is -max(0, |m - n| - (W - 1)).

@@ -102,6 +102,64 @@ TEST_CASE("parameter paths inside composites", "[layers]") {
     CHECK(r->path() == "block");
 }
 
+TEST_CASE("a named layer keeps its path inside combinators, whatever the order of its uses", "[layers][sharing]") {
+    ParamStore params;
+    LayerContext ctx(params, 1, DType::f64);
+    Tape tape;
+    Var x = tape.input(Tensor::from_doubles({0.5, -1.0, 2.0, 0.25, 1.5, -0.5}, Shape{2, 3}, DType::f64));
+    auto shared = dense(3);
+    shared->set_path("shared");
+    Var direct = shared->forward(std::vector<Var>{x}, ctx).at(0);
+    auto once = serial({shared});
+    once->set_path("y1.serial");
+    auto twice = serial({shared, shared});
+    twice->set_path("y2.serial");
+    auto body = residual({shared});
+    body->set_path("y3.residual");
+    CHECK(shared->path() == "shared");
+    Var in_serial = once->forward(std::vector<Var>{x}, ctx).at(0);
+    Var in_twice = twice->forward(std::vector<Var>{x}, ctx).at(0);
+    Var in_residual = body->forward(std::vector<Var>{x}, ctx).at(0);
+    CHECK(params.size() == 2);   // shared.w and shared.b, nothing else
+    CHECK(params.find("shared.w") != nullptr);
+    CHECK(in_serial.value().to_doubles() == direct.value().to_doubles());
+    CHECK(in_twice.value().to_doubles() == shared->forward(std::vector<Var>{direct}, ctx).at(0).value().to_doubles());
+    CHECK(in_residual.value().to_doubles() == (x + direct).value().to_doubles());
+    // unnamed siblings are numbered among themselves; the named one does not count
+    auto mixed = serial({shared, dense(2)});
+    mixed->set_path("m");
+    CHECK(mixed->children()[1]->path() == "m.dense");
+}
+
+TEST_CASE("a layer applied twice adds its weight penalties once, its activity penalty twice", "[layers][regularizers]") {
+    ParamStore params;
+    LayerContext ctx(params, 1, DType::f64);
+    Tape tape;
+    DenseOptions options;
+    options.bias_init = Init::ones();
+    options.kernel_regularizer = [](Var w) { return sum(w * w) * 0.01; };
+    options.bias_regularizer = [](Var b) { return sum(abs(b)) * 0.5; };
+    options.activity_regularizer = [](Var y) { return sum(y * y) * 0.1; };
+    auto d = dense(2, options);
+    d->set_path("d");
+    Var x = tape.input(Tensor::from_doubles({1.0, -2.0, 0.5, 3.0}, Shape{2, 2}, DType::f64));
+    Var y1 = d->forward(std::vector<Var>{x}, ctx).at(0);
+    Var y2 = d->forward(std::vector<Var>{x * 2.0}, ctx).at(0);
+    std::vector<std::string> names;
+    for (const auto& [name, _] : ctx.added_losses) names.push_back(name);
+    CHECK(names == std::vector<std::string>{"d.kernel_regularizer", "d.bias_regularizer", "d.activity_regularizer",
+                                            "d.activity_regularizer"});
+    Var w = tape.param(params.get("d.w"));
+    CHECK(ctx.added_losses[0].second.item() == Approx((sum(w * w) * 0.01).item()).epsilon(1e-12));
+    CHECK(ctx.added_losses[1].second.item() == Approx(1.0).epsilon(1e-12));   // 0.5 * |1| * 2 units
+    CHECK(ctx.added_losses[2].second.item() == Approx((sum(y1 * y1) * 0.1 / 2.0).item()).epsilon(1e-12));
+    CHECK(ctx.added_losses[3].second.item() == Approx((sum(y2 * y2) * 0.1 / 2.0).item()).epsilon(1e-12));
+    // the next forward pass, on a cleared list, adds them again
+    ctx.added_losses.clear();
+    d->forward(std::vector<Var>{x}, ctx);
+    CHECK(ctx.added_losses.size() == 3);
+}
+
 TEST_CASE("an embedding reads ids, or mixes its rows by a distribution with the gradient kept", "[layers]") {
     ParamStore params;
     LayerContext ctx(params, 1, DType::f64);

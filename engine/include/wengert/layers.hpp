@@ -7,12 +7,22 @@
 //
 // Note [Parameter names]
 // A layer's parameters are named by its path: the name it was given (set_path) followed by
-// its position inside composites, "<child kind>" or "<child kind>_<i>" when siblings share a
-// kind, e.g. "attn.parallel.dense_1.w". Parameters are created on first use (their shapes
-// depend on the inputs) and looked up by name afterwards, so applying one layer value twice
-// shares its parameters, and a call site evaluated again reuses its own. Each parameter's
-// initial value is drawn from a generator keyed by (seed, name), so adding a layer never
-// changes another layer's initial values.
+// its position inside composites, "<child kind>" or "<child kind>_<i>" when unnamed siblings
+// share a kind, e.g. "attn.parallel.dense_1.w". Parameters are created on first use (their
+// shapes depend on the inputs) and looked up by name afterwards, so applying one layer value
+// twice shares its parameters, and a call site evaluated again reuses its own. A combinator
+// names only those of its sublayers that have no path yet: a layer keeps the first path it is
+// given, so one layer value has one set of parameters wherever it is used - applied directly,
+// inside one or several combinators, in any order of those uses (Trax's weight sharing,
+// SPEC.md section 1). Each parameter's initial value is drawn from a generator keyed by
+// (seed, name), so adding a layer never changes another layer's initial values.
+//
+// Note [Penalties of shared layers]
+// A weight's penalty (a kernel or bias regularizer) is added once per weight, however often
+// its layer is applied; an activity penalty once per application, on that application's
+// output (Keras, SPEC.md section 2). LayerContext::add_weight_penalty adds a weight's penalty
+// unless added_losses holds one of that name already, so a forward pass that starts from an
+// empty added_losses (a fresh context, or the last pass's losses cleared) gets each once.
 #pragma once
 
 #include <cstdint>
@@ -43,6 +53,9 @@ struct LayerContext {
 
     // The parameter `name` (full path), created with `init` on first use.
     Var param(const std::string& name, const Shape& shape, const Init& init);
+    // Adds penalty(weight) to added_losses as `name`, unless added_losses holds that name
+    // already (Note [Penalties of shared layers]).
+    void add_weight_penalty(const std::string& name, const std::function<Var(Var)>& penalty, const Var& weight);
 };
 
 std::uint64_t hash_name(std::uint64_t seed, const std::string& name);

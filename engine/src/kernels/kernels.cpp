@@ -246,7 +246,7 @@ Tensor max(const Tensor& x, std::span<const int> axes, bool keepdims) {
     require_nonempty(x, axes, "max");
     return dispatch_all(x.dtype(), [&](auto tag) {
         using T = decltype(tag);
-        auto larger = [](T a, T v) { return v > a || v != v ? v : a; };
+        auto larger = [](T a, T v) { return detail::max_keeping_nan(a, v); };
         return reduce<T>(x, axes, keepdims, std::numeric_limits<T>::lowest(), larger, larger);
     });
 }
@@ -255,7 +255,7 @@ Tensor min(const Tensor& x, std::span<const int> axes, bool keepdims) {
     require_nonempty(x, axes, "min");
     return dispatch_all(x.dtype(), [&](auto tag) {
         using T = decltype(tag);
-        auto smaller = [](T a, T v) { return v < a || v != v ? v : a; };
+        auto smaller = [](T a, T v) { return detail::min_keeping_nan(a, v); };
         return reduce<T>(x, axes, keepdims, std::numeric_limits<T>::max(), smaller, smaller);
     });
 }

@@ -139,7 +139,7 @@ template <class T> void forward_pair(const Operands<T>& o, std::int64_t p, T* we
         }
         // P = exp(S - logsumexp(S))
         T m = -INFINITY;
-        for (std::int64_t j = 0; j < n.lk; ++j) m = std::max(m, s[j]);
+        for (std::int64_t j = 0; j < n.lk; ++j) m = detail::max_keeping_nan(m, s[j]);   // Note [NaN propagates]
         if (!std::isfinite(m)) m = T(0);
         double total = 0;
         for (std::int64_t j = 0; j < n.lk; ++j) {
@@ -482,8 +482,10 @@ Var alibi_slopes(std::int64_t n_heads, DType dtype) {
     return constant(op, tabulate(Shape{n_heads}, dtype, op, [&](std::int64_t, std::int64_t h) { return m[h]; }));
 }
 
-// -> (n_heads, Lq, Lk): -m_h |i - j|, or causal -m_h (i - j) for j <= i and 0 beyond. Causal
-// ALiBi needs no alignment: the -m_h i part is constant along a row, and softmax ignores it.
+// -> (n_heads, Lq, Lk): -m_h |i - j|, or causal -m_h (i - j) for j <= i and the masked logit
+// (-1e9, as a mask gives) beyond, so that causal ALiBi hides the future by itself, with or
+// without a causal mask. It needs no alignment: the -m_h i part is constant along a row, and
+// softmax ignores it.
 Var alibi_bias(std::int64_t n_heads, std::int64_t lq, std::int64_t lk, bool causal, DType dtype) {
     const char* op = "alibi_bias";
     check_heads(n_heads, op);
@@ -491,7 +493,7 @@ Var alibi_bias(std::int64_t n_heads, std::int64_t lq, std::int64_t lk, bool caus
     const std::vector<double> m = slopes(n_heads);
     return constant(op, tabulate(Shape{n_heads, lq, lk}, dtype, op, [&](std::int64_t r, std::int64_t j) {
         const std::int64_t h = r / lq, i = r % lq;
-        if (causal && j > i) return 0.0;
+        if (causal && j > i) return kMaskedLogit;
         return -m[static_cast<std::size_t>(h)] * static_cast<double>(std::abs(i - j));
     }));
 }
@@ -539,7 +541,7 @@ void register_attention(Registry& r) {
             {"lk", ArgKind::integer, {}},
             {"causal", ArgKind::boolean, ArgValue{false}},
             dtype},
-           "ALiBi's attention bias -m_h |i - j| per head (causal: j <= i only)", false, [](const Args& a) {
+           "ALiBi's attention bias -m_h |i - j| per head (causal: -m_h (i - j) for j <= i, the masked logit -1e9 above)", false, [](const Args& a) {
                return alibi_bias(a.integer(0), a.integer(1), a.integer(2), a.boolean(3),
                                  parse_dtype(a.string(4), "alibi_bias"));
            }});

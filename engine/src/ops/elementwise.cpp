@@ -155,19 +155,22 @@ Var pow(Var x, Var e) {
 // ---- maximum / minimum / clamp --------------------------------------------------------------
 namespace {
 
-// pick_a: where the gradient goes to a (ties go to a)
+// Whether the output is a: on ties it is, and a NaN on either side is the output (Note [NaN
+// propagates]); the gradient goes where the output came from.
+template <bool kMax, class T> bool picks_a(T x, T y) { return (kMax ? x >= y : x <= y) || x != x; }
+
 template <bool kMax> Var extremum(Var a, Var b, const char* op) {
     detail::require_same_dtype(a.value(), b.value(), op);
     Tensor out = dispatch_all(a.dtype(), [&](auto tag) {
         using T = decltype(tag);
-        return map2<T, T>(a.value(), b.value(), op, [](T x, T y) { return kMax ? (x >= y ? x : y) : (x <= y ? x : y); });
+        return map2<T, T>(a.value(), b.value(), op, [](T x, T y) { return picks_a<kMax>(x, y) ? x : y; });
     });
     Saved sa(a.value()), sb(b.value());
     return tape_of(a).record(op, std::move(out), {a, b}, [sa, sb, op](BackwardCtx& ctx) {
-        // out = a where a (>= | <=) b, else b
+        // out = a where a (>= | <=) b or a is NaN, else b
         Tensor pick_a = dispatch_all(sa.get(op).dtype(), [&](auto tag) {
             using T = decltype(tag);
-            return map2<std::uint8_t, T>(sa.get(op), sb.get(op), op, [](T x, T y) -> std::uint8_t { return kMax ? x >= y : x <= y; });
+            return map2<std::uint8_t, T>(sa.get(op), sb.get(op), op, [](T x, T y) -> std::uint8_t { return picks_a<kMax>(x, y); });
         });
         Tensor zero = Tensor::scalar(0.0, ctx.grad_out().dtype());
         dispatch_all(ctx.grad_out().dtype(), [&](auto tag) {
@@ -340,7 +343,7 @@ void register_elementwise(Registry& r) {
            [](const Args& a) { return where(a.tensor(0), a.tensor(1), a.tensor(2)); }});
     r.add({"detach", {{"x", ArgKind::tensor, {}}}, "x with no gradient flowing back (stop_gradient)", false,
            [](const Args& a) { return detach(a.tensor(0)); }});
-    r.add({"cast", {{"x", ArgKind::tensor, {}}, {"dtype", ArgKind::string, {}}},
+    r.add({"cast", {{"x", ArgKind::tensor, {}}, {"dtype", ArgKind::string, ArgValue{std::string("f32")}}},
            "x converted to dtype f32, f64, i64 or u8 (gradient between f32 and f64)", true,
            [](const Args& a) { return cast(a.tensor(0), parse_dtype(a.string(1), "cast")); }});
 }

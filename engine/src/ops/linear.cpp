@@ -38,15 +38,15 @@ template <class T> void bias_activation(T* __restrict y, const T* __restrict b, 
         for (std::int64_t c = 0; c < n; ++c) y[c] += b[c];
     }
     if (activation == Activation::relu) {
-        for (std::int64_t c = 0; c < n; ++c) y[c] = y[c] > T(0) ? y[c] : T(0);
+        for (std::int64_t c = 0; c < n; ++c) y[c] = !(y[c] <= T(0)) ? y[c] : T(0);   // Note [NaN propagates]
     }
 }
 
-// masked = g where y > 0, else 0
+// masked = g where not y <= 0 (y > 0 or NaN, as relu's own backward), else 0
 template <class T> void mask_row(const T* __restrict g, const T* __restrict y, T* __restrict masked, std::int64_t n) {
     for (std::int64_t c = 0; c < n; ++c) {
         T gc = g[c];
-        masked[c] = y[c] > T(0) ? gc : T(0);
+        masked[c] = !(y[c] <= T(0)) ? gc : T(0);
     }
 }
 

@@ -99,7 +99,7 @@ Tensor loss_grad(const Tensor& grad_out, const Shape& shape, Reduction reduction
 
 template <class T> double row_logsumexp(const T* z, std::int64_t n) {
     double m = -std::numeric_limits<double>::infinity();
-    for (std::int64_t c = 0; c < n; ++c) m = std::max(m, static_cast<double>(z[c]));
+    for (std::int64_t c = 0; c < n; ++c) m = detail::max_keeping_nan(m, static_cast<double>(z[c]));   // Note [NaN propagates]
     double shift = std::isfinite(m) ? m : 0.0;
     double s = 0;
     for (std::int64_t c = 0; c < n; ++c) s += std::exp(static_cast<double>(z[c]) - shift);

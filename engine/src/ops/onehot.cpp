@@ -91,7 +91,8 @@ Tensor sharpen_backward(const Tensor& p, const Tensor& s, const Tensor& grad_out
     });
 }
 
-// Every row of p along axis must be a set of weights: no negative or NaN entry, one positive.
+// Every row of p along axis must be a set of weights: no negative entry, one positive. A NaN
+// passes, and makes its row NaN (Note [NaN propagates]).
 void require_weights(const Tensor& p, int axis) {
     std::atomic<bool> bad_entry = false, empty_row = false;
     dispatch_float(p.dtype(), "sharpen", [&](auto tag) {
@@ -101,21 +102,22 @@ void require_weights(const Tensor& p, int axis) {
             bool positive = false;
             for (std::int64_t j = 0; j < n; ++j) {
                 const T v = pp[off[0] + j * step[0]];
-                if (!(v >= T(0))) bad_entry = true;
-                positive = positive || v > T(0);
+                if (v < T(0)) bad_entry = true;
+                positive = positive || !(v <= T(0));
             }
             if (!positive) empty_row = true;
         });
         return 0;
     });
-    if (bad_entry) throw ShapeError("sharpen", fmt::format("p {} has a negative or NaN entry: it must hold probabilities", p.shape().str()));
+    if (bad_entry) throw ShapeError("sharpen", fmt::format("p {} has a negative entry: it must hold probabilities", p.shape().str()));
     if (empty_row && p.shape()[axis] > 0) {
         throw ShapeError("sharpen", fmt::format("p {} has a row along axis {} with no positive entry", p.shape().str(), axis));
     }
 }
 
 // x (..., n, ...) -> one_hot(argmax(x along axis)) in x's dtype: the first largest entry of
-// each row is 1, every other 0
+// each row is 1, every other 0. As argmax, a NaN is the largest; NaN entries stay NaN, as in
+// PyTorch's y_hard - stop(y) + y (Note [NaN propagates]).
 Tensor hard_one_hot(const Tensor& x, int axis) {
     return dispatch_float(x.dtype(), "straight_through", [&](auto tag) {
         using T = decltype(tag);
@@ -126,10 +128,14 @@ Tensor hard_one_hot(const Tensor& x, int axis) {
             const T* xr = px + off[0];
             T* yr = po + off[1];
             std::int64_t best = 0;
-            for (std::int64_t j = 1; j < n; ++j) {
-                if (xr[j * step[0]] > xr[best * step[0]]) best = j;
+            for (std::int64_t j = 1; j < n && !std::isnan(xr[best * step[0]]); ++j) {
+                const T v = xr[j * step[0]];
+                if (v > xr[best * step[0]] || std::isnan(v)) best = j;
             }
-            for (std::int64_t j = 0; j < n; ++j) yr[j * step[1]] = j == best ? T(1) : T(0);
+            for (std::int64_t j = 0; j < n; ++j) {
+                const T v = xr[j * step[0]];
+                yr[j * step[1]] = std::isnan(v) ? v : j == best ? T(1) : T(0);
+            }
         });
         return out;
     });

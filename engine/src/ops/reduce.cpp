@@ -58,7 +58,8 @@ Var mean(Var x, std::vector<std::int64_t> axes_in, bool keepdims) {
 
 namespace {
 
-// max and min: the gradient is shared equally among the elements equal to the extremum.
+// max and min: the gradient is shared equally among the elements equal to the extremum; a NaN
+// extremum is each NaN's (PyTorch's evenly_distribute_backward; Note [NaN propagates]).
 Var extremum(Var x, std::vector<std::int64_t> axes_in, bool keepdims, bool is_max) {
     const char* op = is_max ? "max" : "min";
     std::vector<int> axes = kern::normalize_axes(axes_in, x.ndim(), op);
@@ -67,10 +68,10 @@ Var extremum(Var x, std::vector<std::int64_t> axes_in, bool keepdims, bool is_ma
     Saved sx(x.value()), skept(kept);
     Shape in_shape = x.shape();
     return x.tape()->record(op, std::move(out), {x}, [sx, skept, axes, in_shape, op](BackwardCtx& ctx) {
-        // out = extremum(x, axes);  dx = grad_out * [x == out] / count(x == out)
+        // out = extremum(x, axes);  dx = grad_out * [x == out] / count(x == out), NaN matching NaN
         dispatch_float(ctx.grad_out().dtype(), op, [&](auto tag) {
             using T = decltype(tag);
-            Tensor hit = map2<T, T>(sx.get(op), skept.get(op), op, [](T v, T m) { return v == m ? T(1) : T(0); });
+            Tensor hit = map2<T, T>(sx.get(op), skept.get(op), op, [](T v, T m) { return v == m || (v != v && m != m) ? T(1) : T(0); });
             Tensor count = kern::sum(hit, axes, true);
             Tensor share = kern::div(ctx.grad_out().reshape(count.shape()), count);
             ctx.add(0, kern::mul(hit, share));

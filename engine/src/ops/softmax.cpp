@@ -22,10 +22,11 @@ using detail::for_each_row;
 
 namespace {
 
-// The row's shift m: its max, or 0 when that is infinite.
+// The row's shift m: its max, or 0 when that is infinite or NaN (Note [NaN propagates]: a NaN
+// entry makes the whole row NaN, as in PyTorch).
 template <class T> T row_shift(const T* x, std::int64_t step, std::int64_t n) {
     T m = -INFINITY;
-    for (std::int64_t j = 0; j < n; ++j) m = std::max(m, x[j * step]);
+    for (std::int64_t j = 0; j < n; ++j) m = detail::max_keeping_nan(m, x[j * step]);
     return std::isfinite(m) ? m : T(0);
 }
 

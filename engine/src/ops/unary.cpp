@@ -90,9 +90,10 @@ Var sigmoid(Var x) {
 }
 
 Var relu(Var x) {
-    return unary("relu", x, Keep::output, [](auto v) { return v > 0 ? v : decltype(v)(0); },
-                 // y = max(x, 0);  dy/dx = [y > 0]
-                 [](auto y) { return y > 0 ? 1 : 0; });
+    // Note [NaN propagates]: relu(NaN) = NaN, and its gradient passes there as PyTorch's does
+    return unary("relu", x, Keep::output, [](auto v) { return !(v <= 0) ? v : decltype(v)(0); },
+                 // y = max(x, 0);  dy/dx = [not y <= 0]
+                 [](auto y) { return !(y <= 0) ? 1 : 0; });
 }
 
 // Note [GELU]

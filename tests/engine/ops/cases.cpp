@@ -1,5 +1,7 @@
 #include "cases.hpp"
 
+#include <cmath>
+
 namespace wengert::test {
 
 CaseList& case_list() {
@@ -43,7 +45,9 @@ void require_close(const Tensor& actual, const std::vector<double>& expected, do
     REQUIRE(values.size() == expected.size());
     for (std::size_t i = 0; i < values.size(); ++i) {
         INFO("element " << i << ": got " << values[i] << ", expected " << expected[i]);
-        CHECK(std::abs(values[i] - expected[i]) <= tol);
+        if (std::isnan(expected[i])) CHECK(std::isnan(values[i]));
+        else if (std::isinf(expected[i])) CHECK(values[i] == expected[i]);
+        else CHECK(std::abs(values[i] - expected[i]) <= tol);
     }
 }
 

@@ -68,6 +68,9 @@ WG_CASES(attention_cases) {
         manual_seed(23);
         return pure_attention(x[0], x[1], x[2], std::nullopt, 4, 0.2, alibi_bias(4, 3, 5, false, DType::f64));
     }, {q, k5, v5});
+    cases.add_grad("pure_attention", "causal alibi_bias without a mask", [](auto x) {
+        return pure_attention(x[0], x[1], x[2], std::nullopt, 2, 0.0, alibi_bias(2, 3, 3, true, DType::f64));
+    }, {q, k, v});
     cases.add_grad("pure_attention", "causal alibi_bias with its causal mask", [](auto x) {
         return pure_attention(x[0], x[1], x[2], x[3], 2, 0.0, alibi_bias(2, 3, 3, true, DType::f64));
     }, {q, k, v, u8({1, 0, 0, 1, 1, 0, 1, 1, 1}, Shape{3, 3})});
@@ -113,7 +116,10 @@ WG_CASES(attention_cases) {
         CHECK_FALSE(both.requires_grad());
         const double m0 = 1.0 / 16, m1 = 1.0 / 256;
         require_close(both.value(), {0, -m0, -2 * m0, -m0, 0, -m0, 0, -m1, -2 * m1, -m1, 0, -m1}, 1e-15);
-        require_close(alibi_bias(2, 2, 3, true, DType::f64).value(), {0, 0, 0, -m0, 0, 0, 0, 0, 0, -m1, 0, 0}, 1e-15);
+        // causal: the masked logit above the diagonal, so the bias hides the future by itself
+        const double hidden = -1e9;
+        require_close(alibi_bias(2, 2, 3, true, DType::f64).value(),
+                      {0, hidden, hidden, -m0, 0, hidden, 0, hidden, hidden, -m1, 0, hidden}, 1e-15);
     });
 }
 

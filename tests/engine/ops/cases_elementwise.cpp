@@ -1,3 +1,5 @@
+#include <cmath>
+
 #include "cases.hpp"
 
 #include <limits>
@@ -89,6 +91,32 @@ TEST_CASE("cast to an integer dtype refuses values it has none for, instead of u
     CHECK(cast(in({-2.5, 2.5, -9223372036854775808.0}), DType::i64).value().to_doubles() ==
           std::vector<double>{-2, 2, -9223372036854775808.0});
     CHECK(cast(in({255.9, -0.5}), DType::u8).value().to_doubles() == std::vector<double>{255, 0});
+}
+
+TEST_CASE("maximum, minimum and clamp propagate NaN as PyTorch does (Note [NaN propagates])", "[elementwise][nan]") {
+    const double nan = std::nan(""), inf = INFINITY;
+    Tape tape;
+    Var a = tape.leaf(Tensor::from(std::vector<double>{nan, 1.0, nan, 2.0, -inf, 3.0}, Shape{6}));
+    Var b = tape.leaf(Tensor::from(std::vector<double>{1.0, nan, nan, 1.0, nan, 3.0}, Shape{6}));
+    Var hi = maximum(a, b), lo = minimum(a, b);
+    require_close(hi.value(), {nan, nan, nan, 2, nan, 3});
+    require_close(lo.value(), {nan, nan, nan, 1, nan, 3});
+    // the gradient goes where the output came from: the NaN operand (a when both are), a on ties
+    tape.backward(sum(hi));
+    require_close(a.grad(), {1, 0, 1, 1, 0, 1});
+    require_close(b.grad(), {0, 1, 0, 0, 1, 0});
+    Tape again;
+    Var x = again.leaf(Tensor::from(std::vector<double>{nan, 2.0, -3.0, 0.5, inf}, Shape{5}));
+    Var c = clamp(x, -1.0, 1.0);
+    require_close(c.value(), {nan, 1, -1, 0.5, 1});
+    require_close(clamp(x, std::nullopt, 1.0).value(), {nan, 1, -3, 0.5, 1});
+    // torch.clamp's backward: the gradient passes where low <= x <= high, so not at NaN
+    again.backward(sum(c));
+    require_close(x.grad(), {0, 0, 0, 1, 0});
+    Var xf = again.input(Tensor::from(std::vector<float>{std::nanf(""), 1.0f, -2.0f}, Shape{3}));
+    Var zf = again.input(Tensor::from(std::vector<float>{0.0f, std::nanf(""), 0.0f}, Shape{3}));
+    require_close(maximum(xf, zf).value(), {nan, nan, 0});
+    require_close(minimum(xf, zf).value(), {nan, nan, -2});
 }
 
 }  // namespace wengert::test

@@ -114,4 +114,22 @@ TEST_CASE("linear errors name every operand's shape", "[linear]") {
                       "linear: expected f32 or f64 operands of one dtype, got x i64 [2, 3], w i64 [3, 2]");
 }
 
+TEST_CASE("linear's fused relu propagates NaN as relu does, values and gradients (Note [NaN propagates])", "[linear][nan]") {
+    const double nan = std::nan(""), inf = INFINITY;
+    for (DType dtype : {DType::f32, DType::f64}) {
+        INFO(dtype_name(dtype));
+        // x @ w = [1, 1, 1, 1, 1] + b: a NaN, a negative, a positive and an infinite pre-activation, on
+        // two rows so the bias gradient sums
+        Tape tape;
+        Var x = tape.leaf(Tensor::from_doubles({1, 1}, Shape{2, 1}, dtype));
+        Var w = tape.leaf(Tensor::from_doubles({1, 1, 1, 1, 1}, Shape{1, 5}, dtype));
+        Var b = tape.leaf(Tensor::from_doubles({nan, -2, 1, inf, -inf}, Shape{5}, dtype));
+        Var y = linear(x, w, b, Activation::relu);
+        require_close(y.value(), {nan, 0, 2, inf, 0, nan, 0, 2, inf, 0});
+        require_close(relu(add(matmul(x, w), b)).value(), y.value().to_doubles());
+        tape.backward(sum(y * tape.input(Tensor::from_doubles({1, 1, 1, 1, 1, 2, 2, 2, 2, 2}, Shape{2, 5}, dtype))));
+        require_close(b.grad(), {3, 0, 3, 3, 0});
+    }
+}
+
 }  // namespace wengert::test

@@ -39,4 +39,21 @@ TEST_CASE("max shares the gradient among ties", "[reduce]") {
     require_close(x.grad(), {0.5, 0, 0.5});
 }
 
+TEST_CASE("max and min of a row with NaN are NaN, and their gradient goes to the NaN (Note [NaN propagates])", "[reduce][nan]") {
+    const double nan = std::nan("");
+    Tape tape;
+    Var x = tape.leaf(Tensor::from(std::vector<double>{1, nan, 3, 4, 5, 6}, Shape{2, 3}));
+    Var hi = max(x, {1}), lo = min(x, {1});
+    require_close(hi.value(), {nan, 6});
+    require_close(lo.value(), {nan, 4});
+    require_close(max(x).value(), {nan});
+    require_close(logsumexp(x, {1}).value(), {nan, std::log(std::exp(4) + std::exp(5) + std::exp(6))});
+    // PyTorch's evenly_distribute_backward: a NaN extremum is the NaN elements'
+    tape.backward(sum(hi) + sum(lo));
+    require_close(x.grad(), {0, 2, 0, 1, 0, 1});
+    Var f = tape.input(Tensor::from(std::vector<float>{2.0f, 7.0f, std::nanf(""), 1.0f, 0.0f, 9.0f, 3.0f, 4.0f, 5.0f}, Shape{9}));
+    require_close(max(f).value(), {nan});
+    require_close(min(f).value(), {nan});
+}
+
 }  // namespace wengert::test

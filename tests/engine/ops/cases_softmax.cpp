@@ -67,4 +67,15 @@ TEST_CASE("large softmax rows run in parallel, identical to one thread", "[softm
     CHECK(one == several);
 }
 
+TEST_CASE("a NaN logit makes its softmax row NaN and leaves the other rows alone (Note [NaN propagates])", "[softmax][nan]") {
+    const double nan = std::nan(""), e = std::exp(1.0);
+    Tape tape;
+    Var x = tape.input(Tensor::from(std::vector<double>{1, nan, 2, 0, 1, 2}, Shape{2, 3}));
+    const double total = 1 + e + e * e;
+    require_close(softmax(x).value(), {nan, nan, nan, 1 / total, e / total, e * e / total});
+    require_close(log_softmax(x).value(), {nan, nan, nan, -std::log(total), 1 - std::log(total), 2 - std::log(total)});
+    Var labels = tape.input(Tensor::from(std::vector<std::int64_t>{0, 2}, Shape{2}));
+    require_close(cross_entropy(x, labels, 0.0, Reduction::none).value(), {nan, std::log(total) - 2});
+}
+
 }  // namespace wengert::test

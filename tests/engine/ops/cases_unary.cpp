@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 
 #include "cases.hpp"
@@ -78,6 +79,26 @@ TEST_CASE("abs and relu send no gradient at exactly 0", "[unary]") {
     Var x = tape.leaf(Tensor::from(std::vector<double>{-1.0, 0.0, 2.0}, Shape{3}));
     tape.backward(sum(abs(x) + relu(x)));
     require_close(x.grad(), {-1.0, 0.0, 2.0});
+}
+
+TEST_CASE("NaN propagates through relu and abs, in f64 and in f32's vector loops (Note [NaN propagates])", "[unary][nan]") {
+    const double nan = std::nan(""), inf = INFINITY;
+    Tape tape;
+    Var x = tape.leaf(Tensor::from(std::vector<double>{nan, 1.0, -1.0, inf, -inf, 0.0}, Shape{6}));
+    Var r = relu(x);
+    require_close(r.value(), {nan, 1, 0, inf, 0, 0});
+    require_close(abs(x).value(), {nan, 1, 1, inf, inf, 0});
+    // PyTorch's threshold_backward passes the gradient where not y <= 0, so at NaN too
+    tape.backward(sum(r));
+    require_close(x.grad(), {1, 1, 0, 1, 0, 0});
+    // long enough for the vectorised body and its tail: NaN at every seventh element
+    std::vector<float> values(45), expected(45);
+    for (std::size_t i = 0; i < values.size(); ++i) {
+        values[i] = i % 7 == 3 ? std::nanf("") : (i % 2 == 0 ? 1.0f : -1.0f) * static_cast<float>(i);
+        expected[i] = i % 7 == 3 ? std::nanf("") : std::max(values[i], 0.0f);
+    }
+    Var xf = tape.input(Tensor::from(values, Shape{45}));
+    require_close(relu(xf).value(), std::vector<double>(expected.begin(), expected.end()), 0.0);
 }
 
 TEST_CASE("unary errors", "[unary]") {

@@ -8,8 +8,9 @@
 // dense in the same statement is "h1.dense_1"), so its parameters are "h1.dense.w" and
 // "h1.dense.b". A function called from a statement `a = block(x)` runs its own statements under
 // "a": "a.h", "a.h.dense.w". A layer bound to a name (`enc = attention_qkv(64)`) takes that
-// name as its path, and keeps it wherever it is applied: reusing a layer value shares its
-// parameters. Running the model again (the next training step) rebuilds the same paths, so a
+// name as its path, and keeps it wherever it is applied, directly or inside combinators
+// (`serial(enc)` does not rename it: Note [Parameter names] in wengert/layers.hpp): reusing a
+// layer value shares its parameters, in any order of its uses. Running the model again (the next training step) rebuilds the same paths, so a
 // call site reuses its own parameters. A `param` declaration's parameter is named as declared.
 #pragma once
 
