@@ -24,8 +24,9 @@ printf '%-44s %12s %12s %8s\n' "sort model training step, batch 64" "wengert" "p
 for function in sorter sorter_penalised; do
     line=$(cd "$root" && "$build/dsl/wengert" train models/sort_attention.wg --function "$function" \
            --steps "$steps" --no-progress 2>/dev/null | grep '^epoch 1')
-    seconds=$(echo "$line" | sed -n 's/.*(\([0-9.]*\) s,.*/\1/p')
-    ours=$(awk -v s="$seconds" -v n="$steps" 'BEGIN { printf "%.3f", s * 1000 / n }')
+    # the epoch line's examples per second: more digits than its seconds (one decimal)
+    rate=$(echo "$line" | sed -n 's/.*s, \([0-9.]*\) ex\/s).*/\1/p')
+    ours=$(awk -v r="$rate" -v b=64 'BEGIN { printf "%.3f", b * 1000 / r }')
     theirs=""
     if [ $have_torch = yes ]; then
         flag=""

@@ -22,8 +22,9 @@ print_kernels
 # multiply-adds of one step, times 2 for FLOP, times 3 for forward and backward
 flop=$(awk 'BEGIN { printf "%.0f", 2 * 3 * 128 * (784*400 + 400*20*2 + 20*400 + 400*784) }')
 line=$(cd "$root" && "$build/dsl/wengert" train models/vae.wg --steps "$steps" --no-progress 2>/dev/null | grep '^epoch 1')
-seconds=$(echo "$line" | sed -n 's/.*(\([0-9.]*\) s,.*/\1/p')
-ours=$(awk -v s="$seconds" -v n="$steps" 'BEGIN { printf "%.3f", s * 1000 / n }')
+# the epoch line's examples per second: more digits than its seconds (one decimal)
+rate=$(echo "$line" | sed -n 's/.*s, \([0-9.]*\) ex\/s).*/\1/p')
+ours=$(awk -v r="$rate" -v b=128 'BEGIN { printf "%.3f", b * 1000 / r }')
 theirs=""
 if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
     theirs=$(/usr/bin/python3 "$here/vae_step.py" --steps "$steps" | sed -n 's/.*: step \([0-9.]*\) ms.*/\1/p')

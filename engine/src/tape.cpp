@@ -21,7 +21,8 @@ thread_local const void* t_site = nullptr;
 // "nan", "inf" or "-inf": the first non-finite element of a floating tensor, for messages.
 std::string first_non_finite(const Tensor& t) {
     Tensor c = t.contiguous();
-    for (std::int64_t i = 0; i < c.numel(); ++i) {
+    const std::int64_t n = c.numel();
+    for (std::int64_t i = 0; i < n; ++i) {
         double x = c.dtype() == DType::f32 ? static_cast<double>(c.data<float>()[i]) : c.data<double>()[i];
         if (!std::isfinite(x)) return std::isnan(x) ? "nan" : (x > 0 ? "inf" : "-inf");   // NaN's sign is noise
     }
@@ -295,9 +296,10 @@ bool all_finite(const Tensor& t) {
     Tensor c = t.contiguous();
     // an element is not finite when its exponent bits are all ones: an OR over integers, which
     // the compiler vectorises (a trainer checks every gradient on every step)
-    auto finite = [&](const auto* bits, auto exponent) {
+    const std::int64_t n = c.numel();   // once: Shape::numel multiplies the extents each call
+    auto finite = [n](const auto* bits, auto exponent) {
         decltype(exponent) any = 0;
-        for (std::int64_t i = 0; i < c.numel(); ++i) any |= static_cast<decltype(exponent)>((bits[i] & exponent) == exponent);
+        for (std::int64_t i = 0; i < n; ++i) any |= static_cast<decltype(exponent)>((bits[i] & exponent) == exponent);
         return any == 0;
     };
     if (c.dtype() == DType::f32) return finite(reinterpret_cast<const std::uint32_t*>(c.data<float>()), std::uint32_t{0x7f800000u});
