@@ -22,4 +22,6 @@ ninja -C build -j"$(nproc)"
 
 # The main job: train the Fashion-MNIST MLP with a penalty on an intermediate layer.
 ./build/dsl/wengert check models/mlp_actreg.wg
-./build/dsl/wengert train models/mlp_actreg.wg --checkpoint build/runs/mlp_actreg
+# --overwrite: each ./run.sh is a fresh run, replacing the previous one's checkpoint (a folder
+# that holds a checkpoint is otherwise refused, so that no run destroys another's by accident).
+./build/dsl/wengert train models/mlp_actreg.wg --checkpoint build/runs/mlp_actreg --overwrite
