@@ -40,6 +40,23 @@ Json shape_json(const Shape& s) {
     return Json(std::move(a));
 }
 
+// The files the manifest in `dir` names (none when it is missing or unreadable).
+std::vector<std::string> named_files(const std::string& dir) {
+    std::vector<std::string> files;
+    std::ifstream in(fs::path(dir) / "manifest.json");
+    if (!in) return files;
+    std::stringstream ss;
+    ss << in.rdbuf();
+    try {
+        Json m = Json::parse(ss.str());
+        for (const char* key : {"params_file", "optimizer_file"}) {
+            if (m.contains(key) && m.at(key).is_string()) files.push_back(m.at(key).as_string());
+        }
+    } catch (const Error&) {
+    }
+    return files;
+}
+
 }  // namespace
 
 void save_checkpoint(const std::string& dir, const CheckpointInfo& info, const ParamStore& params, const Optimizer* optimizer) {
@@ -48,20 +65,7 @@ void save_checkpoint(const std::string& dir, const CheckpointInfo& info, const P
     if (ec) throw IOError(dir, fmt::format("cannot create the checkpoint folder: {}", ec.message()));
     std::string manifest_path = (fs::path(dir) / "manifest.json").string();
     // files of the checkpoint being replaced, removed once the new manifest is in place
-    std::vector<std::string> old_files;
-    if (fs::exists(manifest_path)) {
-        try {
-            std::ifstream in(manifest_path);
-            std::stringstream ss;
-            ss << in.rdbuf();
-            Json old = Json::parse(ss.str());
-            for (const char* key : {"params_file", "optimizer_file"}) {
-                if (old.contains(key) && old.at(key).is_string()) old_files.push_back(old.at(key).as_string());
-            }
-        } catch (const Error&) {
-            // an unreadable old manifest is simply replaced
-        }
-    }
+    std::vector<std::string> old_files = named_files(dir);
 
     std::string params_file = fmt::format("params-{:08d}.npz", info.step);
     std::string optimizer_file = fmt::format("optimizer-{:08d}.npz", info.step);
@@ -231,23 +235,6 @@ bool has_checkpoint(const std::string& dir) {
 }
 
 namespace {
-
-// The files the manifest in `dir` names (none when it is missing or unreadable).
-std::vector<std::string> named_files(const std::string& dir) {
-    std::vector<std::string> files;
-    std::ifstream in(fs::path(dir) / "manifest.json");
-    if (!in) return files;
-    std::stringstream ss;
-    ss << in.rdbuf();
-    try {
-        Json m = Json::parse(ss.str());
-        for (const char* key : {"params_file", "optimizer_file"}) {
-            if (m.contains(key) && m.at(key).is_string()) files.push_back(m.at(key).as_string());
-        }
-    } catch (const Error&) {
-    }
-    return files;
-}
 
 bool is_checkpoint_file(const std::string& name) {
     auto starts = [&](const char* p) { return name.rfind(p, 0) == 0; };

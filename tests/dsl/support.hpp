@@ -2,6 +2,7 @@
 // running the built `wengert` binary.
 #pragma once
 
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -14,6 +15,14 @@ std::string read_text(const std::filesystem::path& path);
 void write_text(const std::filesystem::path& path, const std::string& text);
 // The .wg files directly in `dir`, sorted.
 std::vector<std::filesystem::path> wg_files_in(const std::filesystem::path& dir);
+
+// Sets WENGERT_GEMM_KERNELS for the commands run_wengert runs while it lives.
+struct GemmKernelsEnv {
+    explicit GemmKernelsEnv(const std::string& value) { ::setenv("WENGERT_GEMM_KERNELS", value.c_str(), 1); }
+    ~GemmKernelsEnv() { ::unsetenv("WENGERT_GEMM_KERNELS"); }
+    GemmKernelsEnv(const GemmKernelsEnv&) = delete;
+    GemmKernelsEnv& operator=(const GemmKernelsEnv&) = delete;
+};
 
 // A fresh folder under the system's temporary folder, removed with everything in it.
 struct TempDir {

@@ -93,10 +93,6 @@ TEST_CASE("--help prints each command's usage and exits 0", "[dsl][cli]") {
 }
 
 TEST_CASE("--version names the gemm kernels, and WENGERT_GEMM_KERNELS forces a set the CPU can run", "[dsl][cli]") {
-    struct Env {   // sets WENGERT_GEMM_KERNELS for the commands run while it lives
-        explicit Env(const char* value) { ::setenv("WENGERT_GEMM_KERNELS", value, 1); }
-        ~Env() { ::unsetenv("WENGERT_GEMM_KERNELS"); }
-    };
     CliResult r = run_wengert({"--version"});
     CHECK(r.exit_code == 0);
     CHECK(r.err.empty());
@@ -105,7 +101,7 @@ TEST_CASE("--version names the gemm kernels, and WENGERT_GEMM_KERNELS forces a s
     CHECK(r.out.find("chosen by the CPU's features") != std::string::npos);
     for (const std::string& set : kern::gemm_kernel_sets()) {
         INFO(set);
-        Env env(set.c_str());
+        GemmKernelsEnv env(set);
         CliResult forced = run_wengert({"--version"});
         CHECK(forced.exit_code == 0);
         std::string name = set == "blis" ? kern::blis_kernels() : set;
@@ -115,7 +111,7 @@ TEST_CASE("--version names the gemm kernels, and WENGERT_GEMM_KERNELS forces a s
         CliResult check = run_wengert({"check", small_model});
         CHECK(check.exit_code == 0);
     }
-    Env bad("zen9");
+    GemmKernelsEnv bad("zen9");
     CliResult refused = run_wengert({"check", small_model});
     CHECK(refused.exit_code == 64);
     CHECK(refused.err == "wengert: error: WENGERT_GEMM_KERNELS=zen9: gemm kernels 'zen9' are not one of auto, blis, skx, "

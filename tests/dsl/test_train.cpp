@@ -154,12 +154,8 @@ TEST_CASE("training gives identical numbers at 1 and 2 threads on every gemm ker
                       "    epochs    = 2\n"
                       "    seed      = 3\n"
                       "}\n");
-    struct Env {
-        explicit Env(const std::string& value) { ::setenv("WENGERT_GEMM_KERNELS", value.c_str(), 1); }
-        ~Env() { ::unsetenv("WENGERT_GEMM_KERNELS"); }
-    };
     for (const std::string& set : kern::gemm_kernel_sets()) {
-        Env env(set);
+        GemmKernelsEnv env(set);
         std::vector<std::vector<std::string>> runs;
         for (const char* threads : {"1", "2", "1"}) {
             INFO(set << " at " << threads << " threads");

@@ -2,12 +2,14 @@
 
 #include <blis.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -90,22 +92,23 @@ template <void (*Init)(cntx_t*)> const Kernels& own_kernels(arch_t arch) {
 }
 #endif
 
-// The kernel set named `name` (one of kGemmKernelSets, or "auto"); throws when this build or
-// this CPU cannot run it.
+// The kernel sets WENGERT_GEMM_KERNELS and kern::set_gemm_kernels name, besides "auto".
+constexpr std::string_view kKernelSets[] = {"blis", "skx", "haswell", "generic"};
+
+// The kernel set named `name` (one of kKernelSets, or "auto": Note [BLIS kernels]); throws
+// when this build or this CPU cannot run it.
 const Kernels& kernels_named(std::string_view name) {
     if (name == "auto") {
-        if (cpu_has_avx512()) name = "skx";
-        else if (blis_kernels().name != std::string_view("generic")) name = "blis";
-        else if (cpu_has_avx2_fma()) name = "haswell";
-        else name = "blis";
-#if !defined(WENGERT_BLIS_ALL_KERNELS)
+#if defined(WENGERT_BLIS_ALL_KERNELS)
+        bool blis_knows_cpu = blis_kernels().name != std::string_view("generic");
+        name = cpu_has_avx512() ? "skx" : !blis_knows_cpu && cpu_has_avx2_fma() ? "haswell" : "blis";
+#else
         name = "blis";
 #endif
     }
     if (name == "blis") return blis_kernels();
-    bool known = name == "skx" || name == "haswell" || name == "generic";
-    if (!known) {
-        throw Error(fmt::format("gemm kernels '{}' are not one of auto, blis, skx, haswell, generic", name));
+    if (std::find(std::begin(kKernelSets), std::end(kKernelSets), name) == std::end(kKernelSets)) {
+        throw Error(fmt::format("gemm kernels '{}' are not one of auto, {}", name, fmt::join(kKernelSets, ", ")));
     }
 #if defined(WENGERT_BLIS_ALL_KERNELS)
     if (name == "skx") {
@@ -539,7 +542,7 @@ const char* cpu_vector_isa() {
 
 std::vector<std::string> gemm_kernel_sets() {
     std::vector<std::string> sets;
-    for (const char* name : {"blis", "skx", "haswell", "generic"}) {
+    for (std::string_view name : detail::kKernelSets) {
         try {
             detail::kernels_named(name);
             sets.emplace_back(name);
