@@ -163,6 +163,13 @@ ArgValue to_arg(Interpreter& in, const Value& v, const ArgSpec& spec, const std:
         case ArgKind::string:
             if (!v.is<std::string>()) return bad("a string");
             return v.get<std::string>();
+        case ArgKind::padding: {
+            if (v.is<std::string>()) return v.get<std::string>();
+            ArgSpec as_ints = spec;
+            as_ints.kind = ArgKind::ints;
+            if (v.is<std::int64_t>() || v.is<std::shared_ptr<TupleValue>>()) return to_arg(in, v, as_ints, op, loc);
+            return bad("\"valid\", \"same\" or explicit pads: p, (p_h, p_w) or (top, bottom, left, right)");
+        }
     }
     return std::monostate{};
 }

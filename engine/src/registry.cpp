@@ -20,6 +20,7 @@ const char* arg_kind_name(ArgKind kind) {
         case ArgKind::boolean: return "bool";
         case ArgKind::ints: return "list of integers";
         case ArgKind::string: return "string";
+        case ArgKind::padding: return "padding";
     }
     return "?";
 }
@@ -40,6 +41,12 @@ int checked_int_axis(std::int64_t axis, const char* op) {
 }
 
 }  // namespace
+
+Padding2d Args::padding(std::size_t i, const char* op) const {
+    const ArgValue& v = values_.at(i);
+    if (const auto* name = std::get_if<std::string>(&v)) return parse_padding(*name, op);
+    return explicit_padding(std::get<std::vector<std::int64_t>>(v), op);
+}
 
 int Args::axis(std::size_t i, const char* op) const { return checked_int_axis(integer(i), op); }
 
@@ -110,6 +117,7 @@ const Registry& registry() {
         register_nn(reg);
         register_creation(reg);
         register_attention(reg);
+        register_conv(reg);
         return reg;
     }();
     return r;

@@ -105,6 +105,42 @@ enum class Activation { none, relu };
 Activation parse_activation(const std::string& name, const char* op);   // "none" or "relu"
 Var linear(Var x, Var w, std::optional<Var> b = std::nullopt, Activation activation = Activation::none);
 
+// ---- convolutions and pooling (ops/conv.cpp); images NHWC (Note [Image layout]) -------------
+// Padding of the two spatial axes. "valid": none; "same": as TensorFlow, the output has
+// ceil(in / stride) positions and the padding that needs is split with the extra one at the
+// bottom (right); explicit: rows above and below, columns left and right.
+struct Padding2d {
+    bool same = false;
+    std::int64_t top = 0, bottom = 0, left = 0, right = 0;
+};
+// "valid" or "same" (a string), or explicit: p, (p_h, p_w) or (top, bottom, left, right).
+Padding2d parse_padding(const std::string& name, const char* op);
+Padding2d explicit_padding(const std::vector<std::int64_t>& pads, const char* op);
+struct Conv2dOptions {
+    std::int64_t stride_h = 1, stride_w = 1;
+    Padding2d padding;
+    std::int64_t dilation_h = 1, dilation_w = 1;
+    std::int64_t groups = 1;             // C and F both divisible; groups = C: depthwise
+    Activation activation = Activation::none;
+};
+// activation(conv(x, w) + b): x (N, H, W, C), w (KH, KW, C / groups, F), b (F) ->
+// (N, OH, OW, F), OH = (H + pad_h - dilation_h (KH - 1) - 1) / stride_h + 1 (Note [Blocked im2col]).
+Var conv2d(Var x, Var w, std::optional<Var> b = std::nullopt, const Conv2dOptions& options = {});
+struct Pool2dOptions {
+    std::int64_t kernel_h = 2, kernel_w = 2;
+    std::int64_t stride_h = 0, stride_w = 0;   // 0: the kernel's size
+    Padding2d padding;                         // explicit padding at most half the kernel
+    bool ceil_mode = false;                    // PyTorch's: a last, partial window where one starts inside
+    bool count_include_pad = true;             // avg_pool2d's divisor counts explicit padding (PyTorch)
+};
+// x (N, H, W, C) -> (N, OH, OW, C). max: the gradient goes to the window's first largest value
+// (a NaN counts as largest, the last NaN of the window), as PyTorch; padding never wins.
+Var max_pool2d(Var x, const Pool2dOptions& options = {});
+// The window's mean; the divisor as PyTorch's avg_pool2d (count_include_pad, ceil_mode).
+Var avg_pool2d(Var x, const Pool2dOptions& options = {});
+// x (N, H, W, C) -> (N, C): the mean over H and W.
+Var global_avg_pool2d(Var x);
+
 // ---- softmax family (ops/softmax.cpp) -------------------------------------------------------
 Var softmax(Var x, int axis = -1);                    // exp(x - logsumexp(x))
 Var log_softmax(Var x, int axis = -1);

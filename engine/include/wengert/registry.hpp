@@ -15,11 +15,13 @@
 #include <variant>
 #include <vector>
 
+#include "wengert/ops.hpp"
 #include "wengert/tape.hpp"
 
 namespace wengert {
 
-enum class ArgKind { tensor, tensors, number, integer, boolean, ints, string };
+// padding: "valid" or "same" (a string), or explicit pads (a list of integers).
+enum class ArgKind { tensor, tensors, number, integer, boolean, ints, string, padding };
 const char* arg_kind_name(ArgKind kind);
 
 using ArgValue = std::variant<std::monostate, Var, std::vector<Var>, double, std::int64_t, bool,
@@ -48,6 +50,8 @@ public:
     bool boolean(std::size_t i) const { return std::get<bool>(values_.at(i)); }
     const std::vector<std::int64_t>& ints(std::size_t i) const { return std::get<std::vector<std::int64_t>>(values_.at(i)); }
     const std::string& string(std::size_t i) const { return std::get<std::string>(values_.at(i)); }
+    // A padding argument (parse_padding or explicit_padding in ops.hpp); errors name `op`.
+    Padding2d padding(std::size_t i, const char* op) const;
 
 private:
     std::vector<ArgValue> values_;

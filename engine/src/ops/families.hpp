@@ -27,5 +27,6 @@ void register_mask(Registry& r);
 void register_nn(Registry& r);
 void register_creation(Registry& r);
 void register_attention(Registry& r);
+void register_conv(Registry& r);
 
 }  // namespace wengert

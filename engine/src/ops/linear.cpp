@@ -20,42 +20,15 @@
 #include <vector>
 
 #include "../kernels/gemm.hpp"
-#include "../kernels/rows.hpp"
+#include "../kernels/bias_activation.hpp"
 #include "families.hpp"
 #include "wengert/ops.hpp"
 
 namespace wengert {
 
 using detail::dispatch_float;
+using detail::bias_activation;
 using detail::for_rows;
-
-namespace {
-
-// The row loops, with pointers that do not alias, so that they vectorise.
-// y = act(y + b) over one row of n (b null: no bias)
-template <class T> void bias_activation(T* __restrict y, const T* __restrict b, std::int64_t n, Activation activation) {
-    if (b) {
-        for (std::int64_t c = 0; c < n; ++c) y[c] += b[c];
-    }
-    if (activation == Activation::relu) {
-        for (std::int64_t c = 0; c < n; ++c) y[c] = !(y[c] <= T(0)) ? y[c] : T(0);   // Note [NaN propagates]
-    }
-}
-
-// masked = g where not y <= 0 (y > 0 or NaN, as relu's own backward), else 0
-template <class T> void mask_row(const T* __restrict g, const T* __restrict y, T* __restrict masked, std::int64_t n) {
-    for (std::int64_t c = 0; c < n; ++c) {
-        T gc = g[c];
-        masked[c] = !(y[c] <= T(0)) ? gc : T(0);
-    }
-}
-
-// sums += g, in double
-template <class T> void add_row(const T* __restrict g, double* __restrict sums, std::int64_t n) {
-    for (std::int64_t c = 0; c < n; ++c) sums[c] += static_cast<double>(g[c]);
-}
-
-}  // namespace
 
 Activation parse_activation(const std::string& name, const char* op) {
     if (name == "none") return Activation::none;
@@ -120,22 +93,8 @@ Var linear(Var x, Var w, std::optional<Var> b, Activation activation) {
             Tensor db = want_db ? Tensor::empty(Shape{d_out}, g.dtype()) : Tensor();
             dispatch_float(g.dtype(), op, [&](auto tag) {
                 using T = decltype(tag);
-                const T* pg = g_in.data<T>();
-                const T* py = activation == Activation::relu ? saved_y.get(op).data<T>() : nullptr;
-                T* pm = masked.data<T>();
-                T* pdb = want_db ? db.data<T>() : nullptr;
-                // column blocks, each over every row in order: db's sums do not depend on the split
-                for_rows(d_out, n_rows, [&](std::int64_t lo, std::int64_t hi) {
-                    std::vector<double> sums(static_cast<std::size_t>(hi - lo), 0.0);
-                    for (std::int64_t r = 0; r < n_rows; ++r) {
-                        std::int64_t at = r * d_out + lo;
-                        if (py) mask_row(pg + at, py + at, pm + at, hi - lo);
-                        if (pdb) add_row(py ? pm + at : pg + at, sums.data(), hi - lo);
-                    }
-                    if (pdb) {
-                        for (std::int64_t c = lo; c < hi; ++c) pdb[c] = static_cast<T>(sums[static_cast<std::size_t>(c - lo)]);
-                    }
-                });
+                detail::bias_activation_backward(g_in.data<T>(), activation == Activation::relu ? saved_y.get(op).data<T>() : nullptr,
+                                                 masked.data<T>(), want_db ? db.data<T>() : nullptr, n_rows, d_out);
             });
             g = masked;
             if (want_db) ctx.add(2, db);

@@ -1,0 +1,578 @@
+// Convolutions and pooling over images: conv2d, max_pool2d, avg_pool2d, global_avg_pool2d.
+//
+// Note [Image layout]
+// An image batch is (N, H, W, C), channels last, as Keras lays it out by default and as
+// fashion_mnist(layout = "image") yields it; a conv2d kernel is (KH, KW, C / groups, F), as
+// Keras stores a Conv2D kernel. Channels last because it makes a convolution one matrix
+// product with nothing moved around it: an output pixel's receptive field is KH runs of
+// KW * C contiguous values, the kernel read as a (KH KW C, F) matrix is the kernel itself, the
+// product's output (N OH OW, F) is the NHWC output, and the bias and the activation then run
+// over contiguous rows of F, as in a dense layer (Note [Fused linear]). Channels first
+// (PyTorch's NCHW) needs a transpose of the output or of every receptive field instead.
+// Porting weights: a PyTorch Conv2d weight (F, C / groups, KH, KW) is permute(w, (2, 3, 1, 0))
+// here, and an NCHW batch permute(x, (0, 2, 3, 1)); a Keras kernel needs nothing.
+//
+// Note [Blocked im2col]
+// conv2d as a product: row r of a "column" matrix holds output pixel r's receptive field,
+// tap by tap with channels innermost ((i, j, c), the kernel's own order: KH KW Cg values for
+// Cg = C / groups), and y = col @ w. Materialising col whole (im2col) copies the input KH KW
+// times, 9x for 3x3. Here col is gathered a block at a time: kBlockElems values, R rows with
+// R fixed by the shape, into a buffer of the calling thread that stays in its cache, and each
+// block is one single-threaded gemm (BLIS packs it again into its panels, in cache too).
+// Blocks run in parallel; since R depends on the shape alone and each row is computed by one
+// gemm call over all of k, results do not depend on the thread count.
+//   forward   y[rows] = act(col[rows] @ w + b), bias and activation on the block while it
+//             is in cache
+//   backward  g' = g [y > 0] (relu), db = sum over rows of g' (bias_activation_backward);
+//             dw = sum over blocks of col[rows]^T @ g'[rows]: blocks accumulate (beta = 1) in
+//             order within at most kWeightChunks chunks, fixed by the shape, whose sums are
+//             then added in order;
+//             dx = the transposed convolution, itself a conv2d of g' gathered the same way:
+//             dx[n, h, w, c] = sum over taps (i, j) and filters f of g'[n, o, p, f] w[i, j, c, f]
+//             where o s - pad + i d = h, that is a convolution of g' spread out by the stride
+//             (zeros between its pixels), padded by (KH - 1) d - pad, with the kernel flipped
+//             (i -> KH - 1 - i) and its channel axes swapped. A gather like the forward: no two
+//             blocks write one element, so no scatter, no atomics, no order to fix.
+// The groups of a grouped (or depthwise) convolution are separate products over the same
+// gathered block, each reading its Cg channels and writing its F / groups columns.
+// tests/engine/ops/cases_conv.cpp compares every case with a direct loop over the definition.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <tuple>
+#include <vector>
+
+#include "../kernels/bias_activation.hpp"
+#include "../kernels/gemm.hpp"
+#include "families.hpp"
+#include "wengert/ops.hpp"
+
+namespace wengert {
+
+using detail::dispatch_float;
+
+namespace {
+
+constexpr std::int64_t kBlockElems = std::int64_t{1} << 16;   // a gathered block: 256 KiB in f32
+constexpr std::int64_t kWeightChunks = 16;
+
+// ---------------------------------------------------------------- geometry
+
+// One spatial axis of a window op: `in` positions, a window of `kernel` taps `dilation` apart,
+// moved by `stride`, starting at -pad_lo.
+struct Axis {
+    std::int64_t in, kernel, stride, dilation, pad_lo, pad_hi, out;
+};
+
+// The output extent along an axis, or a ShapeError naming the rule (`what` describes the op's
+// operands for the message).
+Axis make_axis(const char* op, const char* name, std::int64_t in, std::int64_t kernel, std::int64_t stride, std::int64_t dilation,
+               std::int64_t pad_lo, std::int64_t pad_hi, bool same, bool ceil_mode, const std::string& what) {
+    if (kernel < 1 || stride < 1 || dilation < 1) {
+        throw ShapeError(op, fmt::format("kernel, stride and dilation must be positive, got {} {}, {}, {}: {}", name, kernel, stride,
+                                         dilation, what));
+    }
+    const std::int64_t span = dilation * (kernel - 1) + 1;
+    if (same) {
+        std::int64_t out = (in + stride - 1) / stride;
+        std::int64_t total = std::max<std::int64_t>((out - 1) * stride + span - in, 0);
+        pad_lo = total / 2;
+        pad_hi = total - pad_lo;
+    }
+    if (pad_lo < 0 || pad_hi < 0) throw ShapeError(op, fmt::format("padding must not be negative: {}", what));
+    const std::int64_t padded = in + pad_lo + pad_hi;
+    if (padded < span) {
+        throw ShapeError(op, fmt::format("the kernel is larger than the input: its {} spans {} (kernel {}, dilation {}) where the "
+                                         "padded input has {}: {}",
+                                         name, span, kernel, dilation, padded, what));
+    }
+    std::int64_t out = (padded - span) / stride + 1;
+    // PyTorch's ceil_mode: one more window where the last starts inside the input or its left padding
+    if (ceil_mode && (padded - span) % stride != 0 && out * stride < in + pad_lo) ++out;
+    return {in, kernel, stride, dilation, pad_lo, pad_hi, out};
+}
+
+std::string pads_str(const Padding2d& p) {
+    return p.same ? std::string("\"same\"") : fmt::format("({}, {}, {}, {})", p.top, p.bottom, p.left, p.right);
+}
+
+// A convolution gathered from a contiguous (N, H, W, C) image: rows are the output pixels
+// (N, OH, OW) and each row's (KH, KW, Cg) taps read the image at
+//   u = o * stride - pad_lo + i * dilation   (in the image spread out by `spread`: its pixel
+//   h sits at h * spread, zeros between; spread > 1 only for the input gradient)
+struct ConvGeometry {
+    std::int64_t n, c, groups;
+    Axis y, x;
+    std::int64_t spread_y = 1, spread_x = 1;
+    std::int64_t h() const { return y.in; }
+    std::int64_t w() const { return x.in; }
+    std::int64_t cg() const { return c / groups; }
+    std::int64_t rows() const { return n * y.out * x.out; }
+    std::int64_t width() const { return y.kernel * x.kernel * cg(); }
+    std::int64_t block_rows() const { return std::clamp<std::int64_t>(kBlockElems / std::max<std::int64_t>(width(), 1), 16, 4096); }
+    std::int64_t blocks() const { return (rows() + block_rows() - 1) / block_rows(); }
+};
+
+// The position in the (unspread) image a tap reads along one axis, or -1 for padding (or a
+// zero between spread pixels).
+inline std::int64_t source(const Axis& a, std::int64_t spread, std::int64_t o, std::int64_t tap) {
+    std::int64_t u = o * a.stride - a.pad_lo + tap * a.dilation;
+    if (u < 0 || u % spread != 0) return -1;
+    u /= spread;
+    return u < a.in ? u : -1;
+}
+
+// col (r1 - r0, KH KW Cg): rows r0..r1 of group g's column matrix (Note [Blocked im2col])
+template <class T> void gather(const ConvGeometry& geo, const T* image, std::int64_t group, std::int64_t r0, std::int64_t r1, T* col) {
+    const std::int64_t cg = geo.cg(), width = geo.width(), per_image = geo.y.out * geo.x.out;
+    const std::size_t run = static_cast<std::size_t>(cg) * sizeof(T);
+    for (std::int64_t r = r0; r < r1; ++r) {
+        const std::int64_t n = r / per_image, p = r % per_image, oy = p / geo.x.out, ox = p % geo.x.out;
+        T* dst = col + (r - r0) * width;
+        for (std::int64_t i = 0; i < geo.y.kernel; ++i) {
+            const std::int64_t u = source(geo.y, geo.spread_y, oy, i);
+            for (std::int64_t j = 0; j < geo.x.kernel; ++j, dst += cg) {
+                const std::int64_t v = u < 0 ? -1 : source(geo.x, geo.spread_x, ox, j);
+                if (v < 0) std::fill(dst, dst + cg, T(0));
+                else std::memcpy(dst, image + ((n * geo.h() + u) * geo.w() + v) * geo.c + group * cg, run);
+            }
+        }
+    }
+}
+
+// A buffer of the calling thread for one gathered block.
+template <class T> T* block_buffer(std::int64_t elems) {
+    static thread_local std::vector<T> buffer;
+    if (buffer.size() < static_cast<std::size_t>(elems)) buffer.resize(static_cast<std::size_t>(elems));
+    return buffer.data();
+}
+
+// Runs f(block) over [0, blocks), in parallel when the work is large enough to share.
+template <class F> void for_blocks(std::int64_t blocks, std::int64_t work, F&& f) {
+    if (blocks == 1 || work < detail::kThreadedGemmWork || max_threads() == 1) {
+        for (std::int64_t b = 0; b < blocks; ++b) f(b);
+        return;
+    }
+    tbb::parallel_for(std::int64_t{0}, blocks, [&](std::int64_t b) { f(b); });
+}
+
+// y (rows, f) = act(col @ w + bias): w (KH KW Cg, f) with group g's filters in columns
+// [g f/groups, (g + 1) f/groups); bias null for none.
+template <class T>
+void conv_forward(const ConvGeometry& geo, const T* image, const T* w, std::int64_t f, const T* bias, Activation activation, T* y) {
+    const std::int64_t width = geo.width(), rows_per = geo.block_rows(), fg = f / geo.groups;
+    for_blocks(geo.blocks(), geo.rows() * width * fg, [&](std::int64_t b) {
+        const std::int64_t r0 = b * rows_per, r1 = std::min(geo.rows(), r0 + rows_per);
+        T* col = block_buffer<T>(rows_per * width);
+        for (std::int64_t g = 0; g < geo.groups; ++g) {
+            gather(geo, image, g, r0, r1, col);
+            detail::gemm<T>(r1 - r0, fg, width, T(1), col, width, 1, w + g * fg, f, 1, T(0), y + r0 * f + g * fg, f, 1, 1);
+        }
+        if (bias || activation != Activation::none) {
+            for (std::int64_t r = r0; r < r1; ++r) detail::bias_activation(y + r * f, bias, f, activation);
+        }
+    });
+}
+
+// dw (KH KW Cg, f) = col^T @ gy over every row, gy (rows, f) (Note [Blocked im2col])
+template <class T> void conv_weight_grad(const ConvGeometry& geo, const T* image, const T* gy, std::int64_t f, T* dw) {
+    const std::int64_t width = geo.width(), rows_per = geo.block_rows(), fg = f / geo.groups, blocks = geo.blocks();
+    const std::int64_t per_chunk = (blocks + kWeightChunks - 1) / kWeightChunks, chunks = (blocks + per_chunk - 1) / per_chunk;
+    const std::int64_t size = width * f;
+    if (blocks == 0) {
+        std::fill(dw, dw + size, T(0));
+        return;
+    }
+    std::vector<T> partial(static_cast<std::size_t>(chunks > 1 ? chunks * size : 0));
+    for_blocks(chunks, geo.rows() * width * fg, [&](std::int64_t chunk) {
+        T* sums = chunks > 1 ? partial.data() + chunk * size : dw;
+        T* col = block_buffer<T>(rows_per * width);
+        for (std::int64_t b = chunk * per_chunk; b < std::min(blocks, (chunk + 1) * per_chunk); ++b) {
+            const std::int64_t r0 = b * rows_per, r1 = std::min(geo.rows(), r0 + rows_per);
+            const T beta = b == chunk * per_chunk ? T(0) : T(1);
+            for (std::int64_t g = 0; g < geo.groups; ++g) {
+                gather(geo, image, g, r0, r1, col);
+                detail::gemm<T>(width, fg, r1 - r0, T(1), col, 1, width, gy + r0 * f + g * fg, f, 1, beta, sums + g * fg, f, 1, 1);
+            }
+        }
+    });
+    if (chunks == 1) return;
+    std::copy(partial.begin(), partial.begin() + size, dw);
+    for (std::int64_t chunk = 1; chunk < chunks; ++chunk) {
+        const T* sums = partial.data() + chunk * size;
+        for (std::int64_t e = 0; e < size; ++e) dw[e] += sums[e];
+    }
+}
+
+// The transposed convolution's kernel (KH, KW, F / groups, C) from w (KH, KW, Cg, F): flipped,
+// with group g's channel axes swapped (Note [Blocked im2col]).
+template <class T> std::vector<T> transposed_kernel(const T* w, std::int64_t kh, std::int64_t kw, std::int64_t cg, std::int64_t f, std::int64_t groups) {
+    const std::int64_t fg = f / groups, c = cg * groups;
+    std::vector<T> out(static_cast<std::size_t>(kh * kw * fg * c));
+    for (std::int64_t i = 0; i < kh; ++i)
+        for (std::int64_t j = 0; j < kw; ++j)
+            for (std::int64_t g = 0; g < groups; ++g)
+                for (std::int64_t ch = 0; ch < cg; ++ch)
+                    for (std::int64_t k = 0; k < fg; ++k)
+                        out[static_cast<std::size_t>(((i * kw + j) * fg + k) * c + g * cg + ch)] =
+                            w[(((kh - 1 - i) * kw + (kw - 1 - j)) * cg + ch) * f + g * fg + k];
+    return out;
+}
+
+// The geometry of dx's convolution of gy (N, OH, OW, F) back onto (N, H, W, C).
+ConvGeometry input_grad_geometry(const ConvGeometry& geo, std::int64_t f) {
+    auto back = [](const Axis& a) {
+        const std::int64_t pad = (a.kernel - 1) * a.dilation - a.pad_lo;
+        return Axis{a.out, a.kernel, 1, a.dilation, pad, 0, a.in};
+    };
+    ConvGeometry t{geo.n, f, geo.groups, back(geo.y), back(geo.x)};
+    t.spread_y = geo.y.stride;
+    t.spread_x = geo.x.stride;
+    return t;
+}
+
+}  // namespace
+
+Padding2d parse_padding(const std::string& name, const char* op) {
+    if (name == "valid") return {};
+    if (name == "same") return {true};
+    throw ShapeError(op, fmt::format("padding must be \"valid\", \"same\" or explicit pads, got \"{}\"", name));
+}
+
+Padding2d explicit_padding(const std::vector<std::int64_t>& pads, const char* op) {
+    for (std::int64_t p : pads) {
+        if (p < 0) throw ShapeError(op, fmt::format("padding must not be negative, got {}", p));
+    }
+    switch (pads.size()) {
+        case 1: return {false, pads[0], pads[0], pads[0], pads[0]};
+        case 2: return {false, pads[0], pads[0], pads[1], pads[1]};
+        case 4: return {false, pads[0], pads[1], pads[2], pads[3]};
+        default:
+            throw ShapeError(op, fmt::format("explicit padding is p, (p_h, p_w) or (top, bottom, left, right); got {} values", pads.size()));
+    }
+}
+
+// x (N, H, W, C), w (KH, KW, C / groups, F), b (F) -> (N, OH, OW, F)  (Note [Blocked im2col])
+Var conv2d(Var x, Var w, std::optional<Var> b, const Conv2dOptions& o) {
+    const char* op = "conv2d";
+    std::string what = fmt::format("x {}, w {}{}, stride ({}, {}), padding {}, dilation ({}, {}), groups {}", x.shape().str(), w.shape().str(),
+                                   b ? ", b " + b->shape().str() : "", o.stride_h, o.stride_w, pads_str(o.padding), o.dilation_h,
+                                   o.dilation_w, o.groups);
+    if (!is_floating(x.dtype()) || w.dtype() != x.dtype() || (b && b->dtype() != x.dtype())) {
+        throw ShapeError(op, fmt::format("expected f32 or f64 operands of one dtype, got x {}, w {}{}: {}", dtype_name(x.dtype()),
+                                         dtype_name(w.dtype()), b ? fmt::format(", b {}", dtype_name(b->dtype())) : "", what));
+    }
+    if (x.ndim() != 4) throw ShapeError(op, fmt::format("x must be an image batch (N, H, W, C): {}", what));
+    if (w.ndim() != 4) throw ShapeError(op, fmt::format("w must be a kernel (KH, KW, C / groups, F): {}", what));
+    const std::int64_t n = x.shape()[0], c = x.shape()[3], cg = w.shape()[2], f = w.shape()[3];
+    if (o.groups < 1) throw ShapeError(op, fmt::format("groups must be positive: {}", what));
+    if (c % o.groups != 0 || f % o.groups != 0) {
+        throw ShapeError(op, fmt::format("groups must divide the channels {} and the filters {}: {}", c, f, what));
+    }
+    if (cg * o.groups != c) {
+        throw ShapeError(op, fmt::format("x has {} channels but w takes {} per group x {} group{} = {}: {}", c, cg, o.groups,
+                                         o.groups == 1 ? "" : "s", cg * o.groups, what));
+    }
+    if (b && !(b->shape() == Shape{f})) throw ShapeError(op, fmt::format("b must have shape [{}], one per filter: {}", f, what));
+    const Padding2d& p = o.padding;
+    ConvGeometry geo{n, c, o.groups,
+                     make_axis(op, "height", x.shape()[1], w.shape()[0], o.stride_h, o.dilation_h, p.top, p.bottom, p.same, false, what),
+                     make_axis(op, "width", x.shape()[2], w.shape()[1], o.stride_w, o.dilation_w, p.left, p.right, p.same, false, what)};
+
+    Tensor image = x.value().contiguous(), kernel = w.value().contiguous();
+    Tensor bias = b ? b->value().contiguous() : Tensor();
+    Tensor out = Tensor::empty(Shape{n, geo.y.out, geo.x.out, f}, x.dtype());
+    dispatch_float(x.dtype(), op, [&](auto tag) {
+        using T = decltype(tag);
+        conv_forward<T>(geo, image.data<T>(), kernel.data<T>(), f, b ? bias.data<T>() : nullptr, o.activation, out.data<T>());
+    });
+
+    // Only what each gradient reads: the image for dw, the kernel for dx, y for the relu's mask.
+    Saved saved_x = w.requires_grad() ? Saved(image) : Saved();
+    Saved saved_w = x.requires_grad() ? Saved(kernel) : Saved();
+    Saved saved_y = o.activation == Activation::relu ? Saved(out) : Saved();
+    std::vector<Var> inputs{x, w};
+    if (b) inputs.push_back(*b);
+    const bool has_b = b.has_value();
+    const Shape x_shape = x.shape(), w_shape = w.shape();
+    const Activation activation = o.activation;
+    return x.tape()->record(op, out, inputs, [saved_x, saved_w, saved_y, geo, x_shape, w_shape, f, has_b, activation, op](BackwardCtx& ctx) {
+        // y = act(conv(x, w) + b);  g' = g [y > 0] (relu);  db = sum of g';  dw = col^T g';
+        // dx = the transposed convolution of g'
+        Tensor g = ctx.grad_out().contiguous();
+        const bool want_db = has_b && ctx.needs(2);
+        const std::int64_t rows = geo.rows();
+        if (activation == Activation::relu || want_db) {
+            Tensor masked = activation == Activation::relu ? Tensor::empty(g.shape(), g.dtype()) : g;
+            Tensor db = want_db ? Tensor::empty(Shape{f}, g.dtype()) : Tensor();
+            dispatch_float(g.dtype(), op, [&](auto tag) {
+                using T = decltype(tag);
+                detail::bias_activation_backward(g.data<T>(), activation == Activation::relu ? saved_y.get(op).data<T>() : nullptr,
+                                                 masked.data<T>(), want_db ? db.data<T>() : nullptr, rows, f);
+            });
+            g = masked;
+            if (want_db) ctx.add(2, db);
+        }
+        dispatch_float(g.dtype(), op, [&](auto tag) {
+            using T = decltype(tag);
+            if (ctx.needs(1)) {
+                Tensor dw = Tensor::empty(w_shape, g.dtype());
+                conv_weight_grad<T>(geo, saved_x.get(op).data<T>(), g.data<T>(), f, dw.data<T>());
+                ctx.add(1, dw);
+            }
+            if (ctx.needs(0)) {
+                std::vector<T> flipped = transposed_kernel<T>(saved_w.get(op).data<T>(), w_shape[0], w_shape[1], w_shape[2], f, geo.groups);
+                Tensor dx = Tensor::empty(x_shape, g.dtype());
+                conv_forward<T>(input_grad_geometry(geo, f), g.data<T>(), flipped.data(), geo.c, nullptr, Activation::none, dx.data<T>());
+                ctx.add(0, dx);
+            }
+        });
+    });
+}
+
+// ---------------------------------------------------------------- pooling
+
+namespace {
+
+struct PoolGeometry {
+    std::int64_t n, c;
+    Axis y, x;
+};
+
+PoolGeometry pool_geometry(const char* op, const Var& x, const Pool2dOptions& o) {
+    const Padding2d& p = o.padding;
+    std::string what = fmt::format("x {}, kernel ({}, {}), stride ({}, {}), padding {}{}", x.shape().str(), o.kernel_h, o.kernel_w,
+                                   o.stride_h ? o.stride_h : o.kernel_h, o.stride_w ? o.stride_w : o.kernel_w, pads_str(p),
+                                   o.ceil_mode ? ", ceil_mode" : "");
+    if (!is_floating(x.dtype())) throw ShapeError(op, fmt::format("expected an f32 or f64 image batch, got {}: {}", dtype_name(x.dtype()), what));
+    if (x.ndim() != 4) throw ShapeError(op, fmt::format("x must be an image batch (N, H, W, C): {}", what));
+    if (!p.same && (2 * std::max(p.top, p.bottom) > o.kernel_h || 2 * std::max(p.left, p.right) > o.kernel_w)) {
+        throw ShapeError(op, fmt::format("padding may be at most half the kernel: {}", what));
+    }
+    return {x.shape()[0], x.shape()[3],
+            make_axis(op, "height", x.shape()[1], o.kernel_h, o.stride_h ? o.stride_h : o.kernel_h, 1, p.top, p.bottom, p.same, o.ceil_mode, what),
+            make_axis(op, "width", x.shape()[2], o.kernel_w, o.stride_w ? o.stride_w : o.kernel_w, 1, p.left, p.right, p.same, o.ceil_mode, what)};
+}
+
+// The window of output o along an axis, clipped to the input: taps [lo, hi) of the input.
+struct Window {
+    std::int64_t lo, hi;
+};
+inline Window window(const Axis& a, std::int64_t o) {
+    std::int64_t start = o * a.stride - a.pad_lo;
+    return {std::max<std::int64_t>(start, 0), std::min(start + a.kernel, a.in)};
+}
+
+// Runs f(n, oy) over every output row, in parallel over images when large; a whole image is
+// one task, so the backward's adds into an image's gradient run in order.
+template <class F> void for_pool_rows(const PoolGeometry& geo, F&& f) {
+    auto image = [&](std::int64_t n) {
+        for (std::int64_t oy = 0; oy < geo.y.out; ++oy) f(n, oy);
+    };
+    if (geo.n * geo.y.in * geo.x.in * geo.c < detail::kParallelGrain || geo.n == 1 || max_threads() == 1) {
+        for (std::int64_t n = 0; n < geo.n; ++n) image(n);
+        return;
+    }
+    tbb::parallel_for(std::int64_t{0}, geo.n, image);
+}
+
+}  // namespace
+
+// x (N, H, W, C) -> (N, OH, OW, C), the largest value of each window
+Var max_pool2d(Var x, const Pool2dOptions& o) {
+    const char* op = "max_pool2d";
+    PoolGeometry geo = pool_geometry(op, x, o);
+    Tensor in = x.value().contiguous();
+    Tensor out = Tensor::empty(Shape{geo.n, geo.y.out, geo.x.out, geo.c}, x.dtype());
+    // for each output element, the input element (offset within its image) it came from
+    auto argmax = std::make_shared<std::vector<std::int32_t>>(static_cast<std::size_t>(out.numel()));
+    const std::int64_t image_size = geo.y.in * geo.x.in * geo.c;
+    if (image_size > std::numeric_limits<std::int32_t>::max()) throw ShapeError(op, fmt::format("an image of {} values is too large", image_size));
+    dispatch_float(x.dtype(), op, [&](auto tag) {
+        using T = decltype(tag);
+        const T* px = in.data<T>();
+        T* py = out.data<T>();
+        for_pool_rows(geo, [&](std::int64_t n, std::int64_t oy) {
+            const Window wy = window(geo.y, oy);
+            for (std::int64_t ox = 0; ox < geo.x.out; ++ox) {
+                const Window wx = window(geo.x, ox);
+                const std::int64_t at = ((n * geo.y.out + oy) * geo.x.out + ox) * geo.c;
+                T* best = py + at;
+                std::int32_t* from = argmax->data() + at;
+                // PyTorch's rule: the first largest value; a NaN replaces anything (Note [NaN propagates])
+                for (std::int64_t iy = wy.lo; iy < wy.hi; ++iy) {
+                    for (std::int64_t ix = wx.lo; ix < wx.hi; ++ix) {
+                        const std::int64_t offset = (iy * geo.x.in + ix) * geo.c;
+                        const T* v = px + n * image_size + offset;
+                        const bool first = iy == wy.lo && ix == wx.lo;
+                        for (std::int64_t ch = 0; ch < geo.c; ++ch) {
+                            if (first || v[ch] > best[ch] || v[ch] != v[ch]) {
+                                best[ch] = v[ch];
+                                from[ch] = static_cast<std::int32_t>(offset + ch);
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    });
+    const Shape x_shape = x.shape();
+    return x.tape()->record(op, out, {x}, [argmax, geo, x_shape, image_size, op](BackwardCtx& ctx) {
+        // dx[argmax] += g
+        Tensor g = ctx.grad_out().contiguous();
+        Tensor dx = Tensor::zeros(x_shape, g.dtype());
+        const std::int64_t per_image = geo.y.out * geo.x.out * geo.c;
+        dispatch_float(g.dtype(), op, [&](auto tag) {
+            using T = decltype(tag);
+            const T* pg = g.data<T>();
+            T* pdx = dx.data<T>();
+            for_pool_rows(geo, [&](std::int64_t n, std::int64_t oy) {
+                const std::int64_t start = n * per_image + oy * geo.x.out * geo.c;
+                for (std::int64_t e = start; e < start + geo.x.out * geo.c; ++e) pdx[n * image_size + (*argmax)[static_cast<std::size_t>(e)]] += pg[e];
+            });
+        });
+        ctx.add(0, dx);
+    });
+}
+
+// x (N, H, W, C) -> (N, OH, OW, C), each window's sum over its divisor
+Var avg_pool2d(Var x, const Pool2dOptions& o) {
+    const char* op = "avg_pool2d";
+    PoolGeometry geo = pool_geometry(op, x, o);
+    // PyTorch's divisor: the window clipped to the padded input, or (count_include_pad = false,
+    // and always for "same", as TensorFlow) to the input itself
+    const bool count_pad = o.count_include_pad && !o.padding.same;
+    auto divisor = [geo, count_pad](std::int64_t oy, std::int64_t ox) {
+        auto extent = [count_pad](const Axis& a, std::int64_t out) {
+            std::int64_t start = out * a.stride - a.pad_lo;
+            if (count_pad) return std::min(start + a.kernel, a.in + a.pad_hi) - start;
+            Window w = window(a, out);
+            return w.hi - w.lo;
+        };
+        return static_cast<double>(extent(geo.y, oy) * extent(geo.x, ox));
+    };
+    Tensor in = x.value().contiguous();
+    Tensor out = Tensor::empty(Shape{geo.n, geo.y.out, geo.x.out, geo.c}, x.dtype());
+    dispatch_float(x.dtype(), op, [&](auto tag) {
+        using T = decltype(tag);
+        const T* px = in.data<T>();
+        T* py = out.data<T>();
+        for_pool_rows(geo, [&](std::int64_t n, std::int64_t oy) {
+            const Window wy = window(geo.y, oy);
+            for (std::int64_t ox = 0; ox < geo.x.out; ++ox) {
+                const Window wx = window(geo.x, ox);
+                T* mean = py + ((n * geo.y.out + oy) * geo.x.out + ox) * geo.c;
+                std::fill(mean, mean + geo.c, T(0));
+                for (std::int64_t iy = wy.lo; iy < wy.hi; ++iy) {
+                    for (std::int64_t ix = wx.lo; ix < wx.hi; ++ix) {
+                        const T* v = px + ((n * geo.y.in + iy) * geo.x.in + ix) * geo.c;
+                        for (std::int64_t ch = 0; ch < geo.c; ++ch) mean[ch] += v[ch];
+                    }
+                }
+                const T scale = static_cast<T>(1.0 / divisor(oy, ox));
+                for (std::int64_t ch = 0; ch < geo.c; ++ch) mean[ch] *= scale;
+            }
+        });
+    });
+    const Shape x_shape = x.shape();
+    return x.tape()->record(op, out, {x}, [geo, divisor, x_shape, op](BackwardCtx& ctx) {
+        // dx[window] += g / divisor
+        Tensor g = ctx.grad_out().contiguous();
+        Tensor dx = Tensor::zeros(x_shape, g.dtype());
+        dispatch_float(g.dtype(), op, [&](auto tag) {
+            using T = decltype(tag);
+            const T* pg = g.data<T>();
+            T* pdx = dx.data<T>();
+            for_pool_rows(geo, [&](std::int64_t n, std::int64_t oy) {
+                const Window wy = window(geo.y, oy);
+                for (std::int64_t ox = 0; ox < geo.x.out; ++ox) {
+                    const Window wx = window(geo.x, ox);
+                    const T* gv = pg + ((n * geo.y.out + oy) * geo.x.out + ox) * geo.c;
+                    const T scale = static_cast<T>(1.0 / divisor(oy, ox));
+                    for (std::int64_t iy = wy.lo; iy < wy.hi; ++iy) {
+                        for (std::int64_t ix = wx.lo; ix < wx.hi; ++ix) {
+                            T* d = pdx + ((n * geo.y.in + iy) * geo.x.in + ix) * geo.c;
+                            for (std::int64_t ch = 0; ch < geo.c; ++ch) d[ch] += gv[ch] * scale;
+                        }
+                    }
+                }
+            });
+        });
+        ctx.add(0, dx);
+    });
+}
+
+// x (N, H, W, C) -> (N, C)
+Var global_avg_pool2d(Var x) {
+    if (x.ndim() != 4) throw ShapeError("global_avg_pool2d", fmt::format("x must be an image batch (N, H, W, C), got {}", x.shape().str()));
+    return mean(x, {1, 2});
+}
+
+namespace {
+
+// An integer or a pair of them (height, width).
+std::pair<std::int64_t, std::int64_t> pair_arg(const Args& a, std::size_t i, const char* op, const char* name) {
+    const std::vector<std::int64_t>& v = a.ints(i);
+    if (v.size() == 1) return {v[0], v[0]};
+    if (v.size() == 2) return {v[0], v[1]};
+    throw ShapeError(op, fmt::format("{} is an integer or a pair (height, width); got {} values", name, v.size()));
+}
+
+Pool2dOptions pool_options(const Args& a, const char* op) {
+    Pool2dOptions o;
+    std::tie(o.kernel_h, o.kernel_w) = pair_arg(a, 1, op, "kernel");
+    if (a.has(2)) {
+        std::tie(o.stride_h, o.stride_w) = pair_arg(a, 2, op, "stride");
+        if (o.stride_h < 1 || o.stride_w < 1) throw ShapeError(op, "stride must be positive");
+    }
+    o.padding = a.padding(3, op);
+    o.ceil_mode = a.boolean(4);
+    return o;
+}
+
+ArgSpec padding_arg() { return {"padding", ArgKind::padding, ArgValue{std::string("valid")}}; }
+ArgSpec pair_arg_spec(const char* name, std::int64_t v) { return {name, ArgKind::ints, ArgValue{std::vector<std::int64_t>{v}}}; }
+
+}  // namespace
+
+void register_conv(Registry& r) {
+    r.add({"conv2d",
+           {{"x", ArgKind::tensor, {}},
+            {"w", ArgKind::tensor, {}},
+            {"b", ArgKind::tensor, ArgValue{}},
+            pair_arg_spec("stride", 1),
+            padding_arg(),
+            pair_arg_spec("dilation", 1),
+            {"groups", ArgKind::integer, ArgValue{std::int64_t{1}}},
+            {"activation", ArgKind::string, ArgValue{std::string("none")}}},
+           "activation(conv(x, w) + b) over NHWC images: x (N, H, W, C), w (KH, KW, C / groups, F), b (F) -> (N, OH, OW, F)",
+           true, [](const Args& a) {
+               Conv2dOptions o;
+               std::tie(o.stride_h, o.stride_w) = pair_arg(a, 3, "conv2d", "stride");
+               o.padding = a.padding(4, "conv2d");
+               std::tie(o.dilation_h, o.dilation_w) = pair_arg(a, 5, "conv2d", "dilation");
+               o.groups = a.integer(6);
+               o.activation = parse_activation(a.string(7), "conv2d");
+               return conv2d(a.tensor(0), a.tensor(1), a.has(2) ? std::optional(a.tensor(2)) : std::nullopt, o);
+           }});
+    r.add({"max_pool2d",
+           {{"x", ArgKind::tensor, {}}, {"kernel", ArgKind::ints, {}}, {"stride", ArgKind::ints, ArgValue{}}, padding_arg(),
+            {"ceil_mode", ArgKind::boolean, ArgValue{false}}},
+           "the largest value of each window of NHWC images (stride: the kernel's); the gradient to the first largest", true,
+           [](const Args& a) { return max_pool2d(a.tensor(0), pool_options(a, "max_pool2d")); }});
+    r.add({"avg_pool2d",
+           {{"x", ArgKind::tensor, {}}, {"kernel", ArgKind::ints, {}}, {"stride", ArgKind::ints, ArgValue{}}, padding_arg(),
+            {"ceil_mode", ArgKind::boolean, ArgValue{false}}, {"count_include_pad", ArgKind::boolean, ArgValue{true}}},
+           "the mean of each window of NHWC images (stride: the kernel's), divided as PyTorch's avg_pool2d", true, [](const Args& a) {
+               Pool2dOptions o = pool_options(a, "avg_pool2d");
+               o.count_include_pad = a.boolean(5);
+               return avg_pool2d(a.tensor(0), o);
+           }});
+    r.add({"global_avg_pool2d", {{"x", ArgKind::tensor, {}}}, "the mean over height and width: (N, H, W, C) -> (N, C)", true,
+           [](const Args& a) { return global_avg_pool2d(a.tensor(0)); }});
+}
+
+}  // namespace wengert
