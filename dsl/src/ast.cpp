@@ -26,6 +26,7 @@ const char* op_text(BinaryOp op) {
         case BinaryOp::subtract: return "-";
         case BinaryOp::multiply: return "*";
         case BinaryOp::divide: return "/";
+        case BinaryOp::floor_divide: return "//";
         case BinaryOp::modulo: return "%";
         case BinaryOp::matmul: return "@";
         case BinaryOp::power: return "^";

@@ -259,10 +259,35 @@ Value call_op(Interpreter& in, const OpSchema& op, CallArgs& args) {
     return Value(op.call(Args(std::move(bound))));
 }
 
+// Note [Pools as layers]
+// The pools' settings may come first, as in Keras's MaxPooling2D(2): max_pool2d(2) is the layer
+// max_pool2d(kernel = 2) and max_pool2d(x, 2) applies the op, so a positional argument that is
+// not a tensor starts the settings after x.
+bool takes_settings_first(const OpSchema& op) { return op.name == "max_pool2d" || op.name == "avg_pool2d"; }
+
+std::optional<CallArgs> settings_first(const OpSchema& op, const CallArgs& args) {
+    if (args.positional.empty() || args.positional[0].is<Var>()) return std::nullopt;
+    if (args.positional.size() >= op.args.size()) {
+        throw EvalError(args.positional_locs[op.args.size() - 1],
+                        fmt::format("{} takes at most {} settings, got {}", op.signature(), op.args.size() - 1, args.positional.size()));
+    }
+    CallArgs settings = args;
+    settings.positional.clear();
+    settings.positional_locs.clear();
+    for (std::size_t i = 0; i < args.positional.size(); ++i) {
+        settings.keywords.insert(settings.keywords.begin() + static_cast<std::ptrdiff_t>(i), {op.args[i + 1].name, args.positional[i]});
+        settings.keyword_locs.insert(settings.keyword_locs.begin() + static_cast<std::ptrdiff_t>(i), args.positional_locs[i]);
+    }
+    return settings;
+}
+
 void install_ops(Table& t) {
     for (const auto& op : registry().all()) {
         const OpSchema* schema = &op;
-        auto f = make(op.name, op.doc, [schema](Interpreter& in, CallArgs& args) { return call_op(in, *schema, args); });
+        auto f = takes_settings_first(op) ? make(op.name, op.doc, [schema](Interpreter& in, CallArgs& args) {
+            if (auto settings = settings_first(*schema, args)) return call_op(in, *schema, *settings);
+            return call_op(in, *schema, args);
+        }) : make(op.name, op.doc, [schema](Interpreter& in, CallArgs& args) { return call_op(in, *schema, args); });
         for (const auto& a : op.args) {
             f->params.push_back(a.name);
             f->has_default.push_back(a.default_value.has_value());
@@ -278,6 +303,8 @@ void install_ops(Table& t) {
     }
     // The raw lookup op keeps a name of its own: `embedding` is the layer constructor.
     if (auto it = t.find("embedding"); it != t.end()) t["embedding_lookup"] = it->second;
+    // and `conv2d` is the layer (Keras's Conv2D): the op is conv2d_op
+    if (auto it = t.find("conv2d"); it != t.end()) t["conv2d_op"] = it->second;
 }
 
 // ---------------------------------------------------------------- layers
@@ -297,20 +324,20 @@ std::vector<LayerPtr> layers_of(Interpreter& in, const CallArgs& args, const std
     return layers;
 }
 
-std::function<Var(Var)> penalty_fn(Interpreter& in, const Value& v, Location loc, const std::string& what) {
+std::function<Var(Var)> penalty_fn(Interpreter& in, const Value& v, Location loc, const std::string& what, const std::string& layer) {
     if (v.is_none()) return nullptr;
     if (!v.is<std::shared_ptr<Function>>()) {
-        throw EvalError(loc, fmt::format("dense: '{}' must be a regularizer such as l2(1e-4), got {}", what, describe(v)));
+        throw EvalError(loc, fmt::format("{}: '{}' must be a regularizer such as l2(1e-4), got {}", layer, what, describe(v)));
     }
     auto f = v.get<std::shared_ptr<Function>>();
-    return [&in, f, loc, what](Var x) {
+    return [&in, f, loc, what, layer](Var x) {
         CallArgs args;
         args.loc = loc;
         args.positional.push_back(Value(x));
         args.positional_locs.push_back(loc);
         Var penalty = in.as_tensor(f->call(in, args), loc, f->name.c_str());
         if (penalty.numel() != 1) {
-            throw EvalError(loc, fmt::format("dense: the '{}' penalty must give one number, but {} gives {} {}", what, f->name,
+            throw EvalError(loc, fmt::format("{}: the '{}' penalty must give one number, but {} gives {} {}", layer, what, f->name,
                                              dtype_name(penalty.dtype()), penalty.shape().str()));
         }
         return penalty.ndim() == 0 ? penalty : reshape(penalty, Shape{});
@@ -322,14 +349,14 @@ bool is_builtin_relu(const Function& f) {
     return f.name == "relu" && f.params.size() == 1 && f.layer_inputs == 1;
 }
 
-std::function<Var(Var)> activation_fn(Interpreter& in, const Value& v, Location loc) {
+std::function<Var(Var)> activation_fn(Interpreter& in, const Value& v, Location loc, const std::string& layer_name) {
     if (v.is_none()) return nullptr;
     if (!v.is<LayerPtr>() && !v.is<std::shared_ptr<Function>>()) {
-        throw EvalError(loc, fmt::format("dense: 'activation' must be a layer or an op such as relu, got {}", describe(v)));
+        throw EvalError(loc, fmt::format("{}: 'activation' must be a layer or an op such as relu, got {}", layer_name, describe(v)));
     }
     LayerPtr layer = in.as_layer(v, loc);
     if (layer->n_in() != 1 || layer->n_out() != 1) {
-        throw EvalError(loc, fmt::format("dense: an activation takes one tensor and gives one; {} takes {} and gives {}",
+        throw EvalError(loc, fmt::format("{}: an activation takes one tensor and gives one; {} takes {} and gives {}", layer_name,
                                          layer->kind(), layer->n_in(), layer->n_out()));
     }
     return [&in, layer](Var x) {
@@ -338,31 +365,82 @@ std::function<Var(Var)> activation_fn(Interpreter& in, const Value& v, Location 
     };
 }
 
+// dense's and conv2d's settings besides their sizes: the activation (relu itself fuses into the
+// op: one op, no temporaries, the same values; Note [Fused linear]), the bias, the initialisers
+// and Keras's three penalties.
+const std::vector<BuiltinParam> kernel_layer_params = {
+    {"activation", Value()},
+    {"use_bias", Value(true)},
+    {"kernel_init", Value(std::string("glorot_uniform"))},
+    {"bias_init", Value(std::string("zeros"))},
+    {"kernel", Value()},
+    {"bias", Value()},
+    {"activity", Value()},
+};
+
+KernelLayerOptions kernel_layer_options(Interpreter& in, std::map<std::string, Value>& b, const CallArgs& args,
+                                        const std::vector<BuiltinParam>& params, const std::string& layer) {
+    KernelLayerOptions o;
+    o.use_bias = bool_arg(b, layer, "use_bias", args);
+    o.kernel_init = init_from_value(b["kernel_init"], arg_loc(args, params, "kernel_init"));
+    o.bias_init = init_from_value(b["bias_init"], arg_loc(args, params, "bias_init"));
+    if (const Value& act = b["activation"]; act.is<std::shared_ptr<Function>>() && is_builtin_relu(*act.get<std::shared_ptr<Function>>())) {
+        o.fused_activation = Activation::relu;
+    } else {
+        o.activation = activation_fn(in, act, arg_loc(args, params, "activation"), layer);
+    }
+    o.kernel_regularizer = penalty_fn(in, b["kernel"], arg_loc(args, params, "kernel"), "kernel", layer);
+    o.bias_regularizer = penalty_fn(in, b["bias"], arg_loc(args, params, "bias"), "bias", layer);
+    o.activity_regularizer = penalty_fn(in, b["activity"], arg_loc(args, params, "activity"), "activity", layer);
+    return o;
+}
+
 void install_layers(Table& t) {
-    std::vector<BuiltinParam> dense_params = {
-        {"n_units", std::nullopt},      {"activation", Value()},      {"use_bias", Value(true)},
-        {"kernel_init", Value(std::string("glorot_uniform"))},          {"bias_init", Value(std::string("zeros"))},
-        {"kernel", Value()},            {"bias", Value()},            {"activity", Value()},
-    };
+    std::vector<BuiltinParam> dense_params = {{"n_units", std::nullopt}};
+    dense_params.insert(dense_params.end(), kernel_layer_params.begin(), kernel_layer_params.end());
     t["dense"] = Value(make("dense", "dense(n_units): y = x @ w + b over the last axis", [dense_params](Interpreter& in, CallArgs& args) {
         auto b = bind_builtin("dense", dense_params, args);
-        DenseOptions o;
-        o.use_bias = bool_arg(b, "dense", "use_bias", args);
-        o.kernel_init = init_from_value(b["kernel_init"], arg_loc(args, dense_params, "kernel_init"));
-        o.bias_init = init_from_value(b["bias_init"], arg_loc(args, dense_params, "bias_init"));
-        // relu itself (not a layer that happens to compute it) fuses into the product and the
-        // bias: one op, no temporaries (Note [Fused linear]); the values are the same.
-        if (const Value& act = b["activation"]; act.is<std::shared_ptr<Function>>() && is_builtin_relu(*act.get<std::shared_ptr<Function>>())) {
-            o.fused_activation = Activation::relu;
-        } else {
-            o.activation = activation_fn(in, act, arg_loc(args, dense_params, "activation"));
-        }
-        o.kernel_regularizer = penalty_fn(in, b["kernel"], arg_loc(args, dense_params, "kernel"), "kernel");
-        o.bias_regularizer = penalty_fn(in, b["bias"], arg_loc(args, dense_params, "bias"), "bias");
-        o.activity_regularizer = penalty_fn(in, b["activity"], arg_loc(args, dense_params, "activity"), "activity");
+        DenseOptions o = kernel_layer_options(in, b, args, dense_params, "dense");
         std::int64_t n = integer_arg(b, "dense", "n_units", args);
         if (n <= 0) throw EvalError(arg_loc(args, dense_params, "n_units"), fmt::format("dense: 'n_units' must be positive, got {}", n));
         return Value(dense(n, o));
+    }));
+
+    std::vector<BuiltinParam> conv_params = {{"filters", std::nullopt},  {"kernel_size", std::nullopt},  {"stride", Value(std::int64_t{1})},
+                                             {"padding", Value(std::string("valid"))}, {"dilation", Value(std::int64_t{1})},
+                                             {"groups", Value(std::int64_t{1})}};
+    conv_params.insert(conv_params.end(), kernel_layer_params.begin(), kernel_layer_params.end());
+    t["conv2d"] = Value(make("conv2d", "conv2d(filters, kernel_size): Keras's Conv2D over NHWC images", [conv_params](Interpreter& in, CallArgs& args) {
+        auto b = bind_builtin("conv2d", conv_params, args);
+        Conv2dLayerOptions o;
+        static_cast<KernelLayerOptions&>(o) = kernel_layer_options(in, b, args, conv_params, "conv2d");
+        // an integer or a pair (height, width), each at least `least`
+        auto pair = [&](const char* name, std::int64_t least) {
+            ArgValue v = to_arg(in, b[name], ArgSpec{name, ArgKind::ints, {}}, "conv2d", arg_loc(args, conv_params, name));
+            const auto& xs = std::get<std::vector<std::int64_t>>(v);
+            if ((xs.size() != 1 && xs.size() != 2) || std::any_of(xs.begin(), xs.end(), [least](std::int64_t x) { return x < least; })) {
+                throw EvalError(arg_loc(args, conv_params, name),
+                                fmt::format("conv2d: '{}' must be an integer or a pair (height, width) of integers >= {}, got {}", name, least, describe(b[name])));
+            }
+            return std::pair{xs.front(), xs.back()};
+        };
+        std::int64_t filters = integer_arg(b, "conv2d", "filters", args);
+        if (filters <= 0) throw EvalError(arg_loc(args, conv_params, "filters"), fmt::format("conv2d: 'filters' must be positive, got {}", filters));
+        auto [kernel_h, kernel_w] = pair("kernel_size", 1);
+        std::tie(o.stride_h, o.stride_w) = pair("stride", 1);
+        std::tie(o.dilation_h, o.dilation_w) = pair("dilation", 1);
+        ArgValue padding = to_arg(in, b["padding"], ArgSpec{"padding", ArgKind::padding, {}}, "conv2d", arg_loc(args, conv_params, "padding"));
+        try {
+            o.padding = Args({padding}).padding(0, "conv2d");
+        } catch (const ShapeError& e) {
+            throw EvalError(arg_loc(args, conv_params, "padding"), e.what());
+        }
+        o.groups = integer_arg(b, "conv2d", "groups", args);
+        if (o.groups <= 0 || filters % o.groups != 0) {
+            throw EvalError(arg_loc(args, conv_params, "groups"),
+                            fmt::format("conv2d: 'groups' must be positive and divide the {} filters, got {}", filters, o.groups));
+        }
+        return Value(conv2d_layer(filters, kernel_h, kernel_w, o));
     }));
 
     std::vector<BuiltinParam> emb_params = {{"vocab", std::nullopt}, {"d", std::nullopt}, {"init", Value(std::string("normal"))}};

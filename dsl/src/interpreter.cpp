@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <cmath>
 #include <filesystem>
+#include <limits>
 #include <fstream>
 #include <sstream>
 #include <type_traits>
@@ -941,7 +943,7 @@ struct Interpreter::Impl {
             case BinaryOp::greater_equal: return Value(ge(x, y));
             case BinaryOp::logical_and: return Value(logical_and(x, y));
             case BinaryOp::logical_or: return Value(logical_not(logical_and(logical_not(x), logical_not(y))));
-            case BinaryOp::modulo: break;
+            case BinaryOp::floor_divide: case BinaryOp::modulo: break;
         }
         throw EvalError(loc, fmt::format("'{}' is not defined for tensors", op_text(op)));
     }
@@ -974,10 +976,21 @@ struct Interpreter::Impl {
             case BinaryOp::divide:
                 if (y == 0) throw EvalError(loc, "division by zero");
                 return Value(x / y);
-            case BinaryOp::modulo:
+            // Python's floor division and the remainder that goes with it: a == (a // b) * b + a % b,
+            // a % b has b's sign (-7 // 2 is -4, -7 % 2 is 1)
+            case BinaryOp::floor_divide:
+                if (y == 0) throw EvalError(loc, "division by zero");
+                if (!ints) return Value(std::floor(x / y));
+                if (i == std::numeric_limits<std::int64_t>::min() && j == -1) {
+                    throw EvalError(loc, fmt::format("{} // {} does not fit in 64 bits", i, j));
+                }
+                return Value(i / j - ((i % j != 0 && (i % j < 0) != (j < 0)) ? 1 : 0));
+            case BinaryOp::modulo: {
                 if (!ints) throw EvalError(loc, "'%' needs integers");
                 if (j == 0) throw EvalError(loc, "division by zero");
-                return Value(j == -1 ? std::int64_t{0} : i % j);   // INT64_MIN % -1 overflows in C++
+                std::int64_t r = j == -1 ? 0 : i % j;   // INT64_MIN % -1 overflows in C++
+                return Value(r != 0 && (r < 0) != (j < 0) ? r + j : r);
+            }
             case BinaryOp::power: return Value(std::pow(x, y));
             case BinaryOp::equal: return Value(x == y);
             case BinaryOp::not_equal: return Value(x != y);

@@ -45,6 +45,7 @@ const char* token_kind_name(TokenKind kind) {
         case TokenKind::minus: return "'-'";
         case TokenKind::star: return "'*'";
         case TokenKind::slash: return "'/'";
+        case TokenKind::slash_slash: return "'//'";
         case TokenKind::caret: return "'^'";
         case TokenKind::percent: return "'%'";
         case TokenKind::at: return "'@'";
@@ -84,7 +85,7 @@ bool is_name_char(char c) { return is_name_start(c) || is_digit(c); }
 bool continues_line(TokenKind kind) {
     switch (kind) {
         case TokenKind::comma: case TokenKind::colon: case TokenKind::dot:
-        case TokenKind::plus: case TokenKind::minus: case TokenKind::star: case TokenKind::slash:
+        case TokenKind::plus: case TokenKind::minus: case TokenKind::star: case TokenKind::slash: case TokenKind::slash_slash:
         case TokenKind::caret: case TokenKind::percent: case TokenKind::at:
         case TokenKind::equal_equal: case TokenKind::bang_equal: case TokenKind::less:
         case TokenKind::less_equal: case TokenKind::greater: case TokenKind::greater_equal:
@@ -284,7 +285,7 @@ private:
             case ';': emit(make(TokenKind::semicolon)); return;
             case '+': emit(make(TokenKind::plus)); return;
             case '-': emit(make(TokenKind::minus)); return;
-            case '/': emit(make(TokenKind::slash)); return;
+            case '/': emit(make(match('/') ? TokenKind::slash_slash : TokenKind::slash)); return;
             case '^': emit(make(TokenKind::caret)); return;
             case '%': emit(make(TokenKind::percent)); return;
             case '@': emit(make(TokenKind::at)); return;

@@ -56,6 +56,7 @@ BinaryOp binary_op(TokenKind kind) {
         case TokenKind::minus: return BinaryOp::subtract;
         case TokenKind::star: return BinaryOp::multiply;
         case TokenKind::slash: return BinaryOp::divide;
+        case TokenKind::slash_slash: return BinaryOp::floor_divide;
         case TokenKind::percent: return BinaryOp::modulo;
         case TokenKind::at: return BinaryOp::matmul;
         case TokenKind::caret:
@@ -259,6 +260,7 @@ private:
             set(K::minus, &Parser::unary, &Parser::binary, P::term);
             set(K::star, nullptr, &Parser::binary, P::factor);
             set(K::slash, nullptr, &Parser::binary, P::factor);
+            set(K::slash_slash, nullptr, &Parser::binary, P::factor);
             set(K::percent, nullptr, &Parser::binary, P::factor);
             set(K::at, nullptr, &Parser::binary, P::factor);
             set(K::plus, nullptr, &Parser::binary, P::term);

@@ -16,7 +16,7 @@ namespace wengert::detail {
 
 // Note [NaN propagates]
 // As in IEEE arithmetic, NumPy and PyTorch (SPEC.md section 8): relu, maximum, minimum, clamp,
-// abs, the max and min reductions and every row max (softmax, log_softmax, logsumexp,
+// abs, max_pool2d, the max and min reductions and every row max (softmax, log_softmax, logsumexp,
 // cross_entropy, attention) give NaN where an operand is NaN, and argmax (with
 // straight_through's one-hot) takes a NaN for the largest value, the first NaN of its row.
 // std::max(a, b) is `a < b ? b : a`, which drops a NaN b, and `x > 0 ? x : 0` drops a NaN x,

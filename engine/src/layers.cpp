@@ -308,6 +308,38 @@ LayerPtr identity() { return serial({}); }
 
 // ---------------------------------------------------------------- parameterised layers
 
+namespace {
+
+// A layer's kernel "<prefix>.w" and bias "<prefix>.b", with their weight penalties (Note
+// [Penalties of shared layers]). fan_in is the kernel's, for PyTorch's default bias.
+std::pair<Var, std::optional<Var>> kernel_and_bias(LayerContext& ctx, const std::string& prefix, const Shape& kernel_shape,
+                                                   std::int64_t n_out, std::int64_t fan_in, const KernelLayerOptions& options) {
+    Var w = ctx.param(prefix + ".w", kernel_shape, options.kernel_init);
+    if (options.kernel_regularizer) ctx.add_weight_penalty(prefix + ".kernel_regularizer", options.kernel_regularizer, w);
+    std::optional<Var> b;
+    if (options.use_bias) {
+        // PyTorch draws a Linear or Conv bias from U(±1/sqrt(fan_in)) with the kernel's fan_in
+        const double limit = 1.0 / std::sqrt(static_cast<double>(fan_in));
+        Init bias_init = options.bias_init.kind == Init::Kind::fan_in_uniform ? Init::uniform(-limit, limit) : options.bias_init;
+        b = ctx.param(prefix + ".b", Shape{n_out}, bias_init);
+        if (options.bias_regularizer) ctx.add_weight_penalty(prefix + ".bias_regularizer", options.bias_regularizer, *b);
+    }
+    return {w, b};
+}
+
+// The activation after the fused one, then the activity penalty on the output.
+Var finish_output(Var y, LayerContext& ctx, const std::string& prefix, const KernelLayerOptions& options) {
+    if (options.activation) y = options.activation(y);
+    if (options.activity_regularizer) {
+        // tf.keras divides the activity penalty by the batch size
+        double batch = static_cast<double>(y.ndim() > 1 ? y.shape()[0] : 1);
+        ctx.added_losses.emplace_back(prefix + ".activity_regularizer", options.activity_regularizer(y) / batch);
+    }
+    return y;
+}
+
+}  // namespace
+
 LayerPtr dense(std::int64_t n_units, DenseOptions options) {
     if (n_units <= 0) throw ShapeError("dense", fmt::format("n_units must be positive, got {}", n_units));
     return fn_layer("dense", 1, 1, [n_units, options](std::span<const Var> x, LayerContext& ctx, const std::string& path) {
@@ -315,25 +347,36 @@ LayerPtr dense(std::int64_t n_units, DenseOptions options) {
         if (x[0].ndim() < 1) throw ShapeError("dense", "input must have at least one axis");
         std::int64_t d_in = x[0].shape().back();
         std::string prefix = path.empty() ? "dense" : path;
-        Var w = ctx.param(prefix + ".w", Shape{d_in, n_units}, options.kernel_init);
-        if (options.kernel_regularizer) ctx.add_weight_penalty(prefix + ".kernel_regularizer", options.kernel_regularizer, w);
-        std::optional<Var> b;
-        if (options.use_bias) {
-            // PyTorch draws a Linear bias from U(±1/sqrt(fan_in)) with the kernel's fan_in
-            Init bias_init = options.bias_init.kind == Init::Kind::fan_in_uniform
-                                 ? Init::uniform(-1.0 / std::sqrt(static_cast<double>(d_in)), 1.0 / std::sqrt(static_cast<double>(d_in)))
-                                 : options.bias_init;
-            b = ctx.param(prefix + ".b", Shape{n_units}, bias_init);
-            if (options.bias_regularizer) ctx.add_weight_penalty(prefix + ".bias_regularizer", options.bias_regularizer, *b);
+        auto [w, b] = kernel_and_bias(ctx, prefix, Shape{d_in, n_units}, n_units, d_in, options);
+        return std::vector<Var>{finish_output(linear(x[0], w, b, options.fused_activation), ctx, prefix, options)};
+    });
+}
+
+LayerPtr conv2d_layer(std::int64_t filters, std::int64_t kernel_h, std::int64_t kernel_w, Conv2dLayerOptions options) {
+    if (filters <= 0) throw ShapeError("conv2d", fmt::format("filters must be positive, got {}", filters));
+    if (kernel_h <= 0 || kernel_w <= 0) throw ShapeError("conv2d", fmt::format("the kernel must be positive, got ({}, {})", kernel_h, kernel_w));
+    if (options.groups <= 0 || filters % options.groups != 0) {
+        throw ShapeError("conv2d", fmt::format("groups must be positive and divide the filters {}, got {}", filters, options.groups));
+    }
+    return fn_layer("conv2d", 1, 1, [filters, kernel_h, kernel_w, options](std::span<const Var> x, LayerContext& ctx, const std::string& path) {
+        // x (N, H, W, C), w (KH, KW, C / groups, filters), b (filters) -> (N, OH, OW, filters)
+        if (x[0].ndim() != 4) throw ShapeError("conv2d", fmt::format("input must be an image batch (N, H, W, C), got {}", x[0].shape().str()));
+        const std::int64_t c = x[0].shape()[3];
+        if (c % options.groups != 0) {
+            throw ShapeError("conv2d", fmt::format("groups {} must divide the input's {} channels ({})", options.groups, c, x[0].shape().str()));
         }
-        Var y = linear(x[0], w, b, options.fused_activation);
-        if (options.activation) y = options.activation(y);
-        if (options.activity_regularizer) {
-            // tf.keras divides the activity penalty by the batch size
-            double batch = static_cast<double>(y.ndim() > 1 ? y.shape()[0] : 1);
-            ctx.added_losses.emplace_back(prefix + ".activity_regularizer", options.activity_regularizer(y) / batch);
-        }
-        return std::vector<Var>{y};
+        const std::int64_t cg = c / options.groups;
+        std::string prefix = path.empty() ? "conv2d" : path;
+        auto [w, b] = kernel_and_bias(ctx, prefix, Shape{kernel_h, kernel_w, cg, filters}, filters, kernel_h * kernel_w * cg, options);
+        Conv2dOptions conv;
+        conv.stride_h = options.stride_h;
+        conv.stride_w = options.stride_w;
+        conv.padding = options.padding;
+        conv.dilation_h = options.dilation_h;
+        conv.dilation_w = options.dilation_w;
+        conv.groups = options.groups;
+        conv.activation = options.fused_activation;
+        return std::vector<Var>{finish_output(conv2d(x[0], w, b, conv), ctx, prefix, options)};
     });
 }
 

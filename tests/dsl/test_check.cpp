@@ -282,3 +282,35 @@ TEST_CASE("wengert gradcheck runs the VAE in f64: its sample's dtype follows the
     CHECK(r.exit_code == 0);
     CHECK_THAT(r.out, Catch::Contains("all gradients agree with finite differences"));
 }
+
+TEST_CASE("wengert check prints the keras-io convnet's shapes and its 34,826 parameters", "[dsl][check][conv]") {
+    CliResult r = run_wengert({"check", (fs::path(WENGERT_MODELS_DIR) / "convnet.wg").string()});
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.out ==
+          "convnet\n"
+          "  value                            shape                dtype\n"
+          "  h1                               [B, 26, 26, 32]      f32\n"
+          "  p1                               [B, 13, 13, 32]      f32\n"
+          "  h2                               [B, 11, 11, 64]      f32\n"
+          "  p2                               [B, 5, 5, 64]        f32\n"
+          "  logits                           [B, 10]              f32\n"
+          "  ce                               []                   f32\n"
+          "  acc                              []                   f32\n"
+          "  act2                             []                   f32\n"
+          "  loss ce                          []                   f32\n"
+          "  metric acc                       []                   f32\n"
+          "  metric act2                      []                   f32\n"
+          "\n"
+          "parameters\n"
+          "  layer                                   count  shapes\n"
+          "  h1.conv2d                                 320  w [3, 3, 1, 32], b [32]\n"
+          "  h2.conv2d                              18,496  w [3, 3, 32, 64], b [64]\n"
+          "  logits.dense                           16,010  w [1600, 10], b [10]\n"
+          "  total                                  34,826\n");
+    for (const std::string function : {"convnet_actreg", "convnet_explicit"}) {
+        CliResult penalised = run_wengert({"check", (fs::path(WENGERT_MODELS_DIR) / "convnet.wg").string(), "--function", function});
+        REQUIRE(penalised.exit_code == 0);
+        CHECK_THAT(penalised.out, Catch::Contains("34,826\n"));
+        CHECK_THAT(penalised.out, Catch::Contains(function == "convnet_actreg" ? "  loss h2.conv2d.activity_regularizer" : "  loss act2_penalty"));
+    }
+}

@@ -509,3 +509,41 @@ TEST_CASE("docs/dsl.md names every builtin", "[dsl][semantics][docs]") {
         CHECK(docs.find("`" + name) != std::string::npos);
     }
 }
+
+TEST_CASE("'//' is floor division and '%' its remainder, as in Python", "[dsl][semantics]") {
+    Model m(R"(
+def f(x: f32[B, 4]) {
+    # -7 // 2 = -4, -7 % 2 = 1, 7 // -2 = -4, 7 % -2 = -1, (28 - 3) // 2 + 1 = 13
+    sizes = ones((-7 // 2 + 5, -7 % 2 + 1, 7 // -2 + 5, 7 % -2 + 3, (28 - 3) // 2 + 1))
+    return sizes, x * (7.5 // 2)
+}
+)");
+    Tape tape;
+    RunResult r = m.in.run("f", {Tensor::ones(Shape{1, 4})}, Mode::eval);
+    CHECK(r.outputs[0].get<Var>().shape() == Shape{1, 2, 1, 2, 13});
+    CHECK(output(r, 1).to_doubles() == std::vector<double>{3, 3, 3, 3});
+}
+
+TEST_CASE("conv2d is a layer with dense's rules: one kernel per layer value, its penalty once, the activity per call", "[dsl][semantics][conv]") {
+    Model m(R"(
+def f(x: f32[B, 6, 6, 2]) {
+    conv = conv2d(3, 3, kernel = l2(0.01), activity = l2(0.01))
+    a = conv(x)
+    b = conv(x)
+    p = max_pool2d(2)(a)
+    q = max_pool2d(a, 2, stride = 1)
+    g = global_avg_pool2d(p)
+    loss l = sum(b) + sum(q) + sum(g)
+    return p, q, g
+}
+)");
+    Tape tape;
+    RunResult r = m.in.run("f", {random_tensor(Shape{2, 6, 6, 2}, 1)}, Mode::train);
+    CHECK(m.param_names() == std::vector<std::string>{"conv.w", "conv.b"});
+    CHECK(r.outputs[0].get<Var>().shape() == Shape{2, 2, 2, 3});
+    CHECK(r.outputs[1].get<Var>().shape() == Shape{2, 3, 3, 3});
+    CHECK(r.outputs[2].get<Var>().shape() == Shape{2, 3});
+    std::vector<std::string> terms;
+    for (const auto& [name, value] : r.losses) terms.push_back(name);
+    CHECK(terms == std::vector<std::string>{"l", "conv.kernel_regularizer", "conv.activity_regularizer", "conv.activity_regularizer"});
+}

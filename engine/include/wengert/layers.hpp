@@ -107,7 +107,8 @@ using LayerFn = std::function<std::vector<Var>(std::span<const Var>, LayerContex
 LayerPtr fn_layer(std::string kind, int n_in, int n_out, LayerFn fn);
 
 // ---- parameterised layers -----------------------------------------------------------------------
-struct DenseOptions {
+// What a layer with a kernel and a bias takes besides its size (dense, conv2d).
+struct KernelLayerOptions {
     bool use_bias = true;
     // Computed with the product and the bias in one op (linear() in ops.hpp, Note [Fused
     // linear]): the cheap way to write activation = relu.
@@ -122,8 +123,18 @@ struct DenseOptions {
     std::function<Var(Var)> bias_regularizer;
     std::function<Var(Var)> activity_regularizer;   // divided by the batch size (first axis)
 };
+using DenseOptions = KernelLayerOptions;
 // y = x @ W + b over the last axis, one linear() op; W (d_in, n_units) named "<path>.w", b "<path>.b".
 LayerPtr dense(std::int64_t n_units, DenseOptions options = {});
+struct Conv2dLayerOptions : KernelLayerOptions {
+    std::int64_t stride_h = 1, stride_w = 1;
+    Padding2d padding;
+    std::int64_t dilation_h = 1, dilation_w = 1;
+    std::int64_t groups = 1;
+};
+// Keras's Conv2D over NHWC images, one conv2d() op: x (N, H, W, C) -> (N, OH, OW, filters),
+// kernel W (kernel_h, kernel_w, C / groups, filters) named "<path>.w", b (filters) "<path>.b".
+LayerPtr conv2d_layer(std::int64_t filters, std::int64_t kernel_h, std::int64_t kernel_w, Conv2dLayerOptions options = {});
 // table (vocab, d) named "<path>.table"; ids i64 (...) -> (..., d), or a distribution over
 // the vocabulary, f32/f64 (..., vocab) -> (..., d), as s @ table (Note [Near one-hot]).
 LayerPtr embedding_layer(std::int64_t vocab, std::int64_t d, Init init = Init::normal(0.0, 1.0));

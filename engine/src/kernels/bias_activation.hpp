@@ -34,23 +34,37 @@ template <class T> void add_row(const T* __restrict g, double* __restrict sums, 
     for (std::int64_t c = 0; c < n; ++c) sums[c] += static_cast<double>(g[c]);
 }
 
+// Rows of one partial sum in bias_activation_backward's db, whatever the thread count.
+constexpr std::int64_t kSumChunkRows = 1024;
+
 // The backward of act(... + b) over n_rows contiguous rows of d: masked = g [y > 0] when y is
 // given (relu; else masked is not written), and db = the sum over rows of the masked (or given)
-// g when db is given. Column blocks, each over every row in order, so db's sums do not depend
-// on the thread count.
+// g when db is given. db adds the rows in order in double, in chunks of kSumChunkRows rows
+// whose sums are then added in order: one chunk (the rows of a dense layer's batch) is the
+// plain sum in row order, and no split depends on the thread count.
 template <class T>
 void bias_activation_backward(const T* g, const T* y, T* masked, T* db, std::int64_t n_rows, std::int64_t d) {
-    for_rows(d, n_rows, [&](std::int64_t lo, std::int64_t hi) {
-        std::vector<double> sums(static_cast<std::size_t>(hi - lo), 0.0);
-        for (std::int64_t r = 0; r < n_rows; ++r) {
-            std::int64_t at = r * d + lo;
-            if (y) mask_row(g + at, y + at, masked + at, hi - lo);
-            if (db) add_row(y ? masked + at : g + at, sums.data(), hi - lo);
-        }
-        if (db) {
-            for (std::int64_t c = lo; c < hi; ++c) db[c] = static_cast<T>(sums[static_cast<std::size_t>(c - lo)]);
-        }
-    });
+    if (y) {
+        for_rows(n_rows, d, [&](std::int64_t lo, std::int64_t hi) { mask_row(g + lo * d, y + lo * d, masked + lo * d, (hi - lo) * d); });
+    }
+    if (!db) return;
+    const T* summed = y ? masked : g;
+    const std::int64_t chunks = std::max<std::int64_t>(1, (n_rows + kSumChunkRows - 1) / kSumChunkRows);
+    std::vector<double> sums(static_cast<std::size_t>(chunks * d), 0.0);
+    auto sum_chunk = [&](std::int64_t chunk) {
+        double* s = sums.data() + chunk * d;
+        for (std::int64_t r = chunk * kSumChunkRows; r < std::min(n_rows, (chunk + 1) * kSumChunkRows); ++r) add_row(summed + r * d, s, d);
+    };
+    if (chunks == 1 || n_rows * d < kParallelGrain || max_threads() == 1) {
+        for (std::int64_t chunk = 0; chunk < chunks; ++chunk) sum_chunk(chunk);
+    } else {
+        tbb::parallel_for(std::int64_t{0}, chunks, sum_chunk);
+    }
+    for (std::int64_t c = 0; c < d; ++c) {
+        double total = sums[static_cast<std::size_t>(c)];
+        for (std::int64_t chunk = 1; chunk < chunks; ++chunk) total += sums[static_cast<std::size_t>(chunk * d + c)];
+        db[c] = static_cast<T>(total);
+    }
 }
 
 }  // namespace wengert::detail

@@ -168,10 +168,11 @@ void blis_gemm(bool sup, std::int64_t m, std::int64_t n, std::int64_t k, T alpha
 
 // The loop of Note [Small products] (gemm.hpp): c (m, n) = alpha a (m, k) @ b (k, n) + beta c
 // without BLIS. Columns of c are taken kSmallCols at a time: that block of b is copied into a
-// (k, kSmallCols) buffer padded with zeros, and each kSmallRows rows of c sum over p = 0 .. k-1
-// in order, a row's element of a times the buffer's row, in registers.
+// (k, kSmallCols) buffer padded with zeros, and each group of rows of c sums over p = 0 .. k-1
+// in order, a row's element of a times the buffer's row, in registers: 8 rows where a row of
+// 16 floats is one AVX-512 register, 4 where it is two AVX2 registers (8 rows would need 16
+// registers for the sums alone, and spill). The group does not change any element's sum.
 constexpr int kSmallCols = 16;
-constexpr int kSmallRows = 8;
 
 template <int Rows, class T>
 [[gnu::always_inline]] inline void small_rows(std::int64_t k, T alpha, const T* a, std::int64_t rs_a, std::int64_t cs_a,
@@ -223,10 +224,12 @@ template <class T>
                 packed[static_cast<std::size_t>(p * kSmallCols + j)] = j < cols ? b[p * rs_b + (j0 + j) * cs_b] : T(0);
             }
         }
+        static const bool wide = __builtin_cpu_supports("avx512f");
         std::int64_t i = 0;
-        for (; i + kSmallRows <= m; i += kSmallRows) {
-            small_rows<kSmallRows>(k, alpha, a + i * rs_a, rs_a, cs_a, packed.data(), cols, beta, c + i * rs_c + j0 * cs_c, rs_c, cs_c);
+        if (wide) {
+            for (; i + 8 <= m; i += 8) small_rows<8>(k, alpha, a + i * rs_a, rs_a, cs_a, packed.data(), cols, beta, c + i * rs_c + j0 * cs_c, rs_c, cs_c);
         }
+        for (; i + 4 <= m; i += 4) small_rows<4>(k, alpha, a + i * rs_a, rs_a, cs_a, packed.data(), cols, beta, c + i * rs_c + j0 * cs_c, rs_c, cs_c);
         for (; i < m; ++i) small_rows<1>(k, alpha, a + i * rs_a, rs_a, cs_a, packed.data(), cols, beta, c + i * rs_c + j0 * cs_c, rs_c, cs_c);
     }
 }

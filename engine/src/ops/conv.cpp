@@ -56,7 +56,7 @@ using detail::dispatch_float;
 
 namespace {
 
-constexpr std::int64_t kBlockElems = std::int64_t{1} << 16;   // a gathered block: 256 KiB in f32
+constexpr std::int64_t kBlockElems = std::int64_t{1} << 17;   // a gathered block: 512 KiB in f32
 constexpr std::int64_t kWeightChunks = 16;
 
 // ---------------------------------------------------------------- geometry
@@ -125,19 +125,37 @@ inline std::int64_t source(const Axis& a, std::int64_t spread, std::int64_t o, s
     return u < a.in ? u : -1;
 }
 
-// col (r1 - r0, KH KW Cg): rows r0..r1 of group g's column matrix (Note [Blocked im2col])
+// col (r1 - r0, KH KW Cg): rows r0..r1 of group g's column matrix (Note [Blocked im2col]).
+// Where a tap row's KW taps are one contiguous run of the image (one group, dilation 1, no
+// spread, no padding in the row), it is one copy.
 template <class T> void gather(const ConvGeometry& geo, const T* image, std::int64_t group, std::int64_t r0, std::int64_t r1, T* col) {
-    const std::int64_t cg = geo.cg(), width = geo.width(), per_image = geo.y.out * geo.x.out;
-    const std::size_t run = static_cast<std::size_t>(cg) * sizeof(T);
+    const std::int64_t cg = geo.cg(), width = geo.width(), per_image = geo.y.out * geo.x.out, kw = geo.x.kernel;
+    const bool runs = geo.groups == 1 && geo.x.dilation == 1 && geo.spread_x == 1;
+    auto copy = [](const T* from, std::int64_t count, T* to) {
+        if (count == 1) *to = *from;
+        else std::memcpy(to, from, static_cast<std::size_t>(count) * sizeof(T));
+    };
     for (std::int64_t r = r0; r < r1; ++r) {
         const std::int64_t n = r / per_image, p = r % per_image, oy = p / geo.x.out, ox = p % geo.x.out;
+        const std::int64_t first_column = ox * geo.x.stride - geo.x.pad_lo;
         T* dst = col + (r - r0) * width;
         for (std::int64_t i = 0; i < geo.y.kernel; ++i) {
             const std::int64_t u = source(geo.y, geo.spread_y, oy, i);
-            for (std::int64_t j = 0; j < geo.x.kernel; ++j, dst += cg) {
-                const std::int64_t v = u < 0 ? -1 : source(geo.x, geo.spread_x, ox, j);
-                if (v < 0) std::fill(dst, dst + cg, T(0));
-                else std::memcpy(dst, image + ((n * geo.h() + u) * geo.w() + v) * geo.c + group * cg, run);
+            if (u < 0) {
+                std::fill(dst, dst + kw * cg, T(0));
+                dst += kw * cg;
+                continue;
+            }
+            const T* image_row = image + (n * geo.h() + u) * geo.w() * geo.c + group * cg;
+            if (runs && first_column >= 0 && first_column + kw <= geo.w()) {
+                copy(image_row + first_column * geo.c, kw * cg, dst);
+                dst += kw * cg;
+            } else {
+                for (std::int64_t j = 0; j < kw; ++j, dst += cg) {
+                    const std::int64_t v = source(geo.x, geo.spread_x, ox, j);
+                    if (v < 0) std::fill(dst, dst + cg, T(0));
+                    else copy(image_row + v * geo.c, cg, dst);
+                }
             }
         }
     }
@@ -403,16 +421,20 @@ Var max_pool2d(Var x, const Pool2dOptions& o) {
                 T* best = py + at;
                 std::int32_t* from = argmax->data() + at;
                 // PyTorch's rule: the first largest value; a NaN replaces anything (Note [NaN propagates])
+                const T* image = px + n * image_size;
+                const std::int64_t first = (wy.lo * geo.x.in + wx.lo) * geo.c;
+                for (std::int64_t ch = 0; ch < geo.c; ++ch) {
+                    best[ch] = image[first + ch];
+                    from[ch] = static_cast<std::int32_t>(first + ch);
+                }
                 for (std::int64_t iy = wy.lo; iy < wy.hi; ++iy) {
-                    for (std::int64_t ix = wx.lo; ix < wx.hi; ++ix) {
+                    for (std::int64_t ix = iy == wy.lo ? wx.lo + 1 : wx.lo; ix < wx.hi; ++ix) {
                         const std::int64_t offset = (iy * geo.x.in + ix) * geo.c;
-                        const T* v = px + n * image_size + offset;
-                        const bool first = iy == wy.lo && ix == wx.lo;
+                        const T* v = image + offset;
                         for (std::int64_t ch = 0; ch < geo.c; ++ch) {
-                            if (first || v[ch] > best[ch] || v[ch] != v[ch]) {
-                                best[ch] = v[ch];
-                                from[ch] = static_cast<std::int32_t>(offset + ch);
-                            }
+                            const bool take = v[ch] > best[ch] || v[ch] != v[ch];
+                            best[ch] = take ? v[ch] : best[ch];
+                            from[ch] = take ? static_cast<std::int32_t>(offset + ch) : from[ch];
                         }
                     }
                 }
@@ -523,7 +545,7 @@ std::pair<std::int64_t, std::int64_t> pair_arg(const Args& a, std::size_t i, con
 
 Pool2dOptions pool_options(const Args& a, const char* op) {
     Pool2dOptions o;
-    std::tie(o.kernel_h, o.kernel_w) = pair_arg(a, 1, op, "kernel");
+    std::tie(o.kernel_h, o.kernel_w) = pair_arg(a, 1, op, "kernel_size");
     if (a.has(2)) {
         std::tie(o.stride_h, o.stride_w) = pair_arg(a, 2, op, "stride");
         if (o.stride_h < 1 || o.stride_w < 1) throw ShapeError(op, "stride must be positive");
@@ -559,12 +581,12 @@ void register_conv(Registry& r) {
                return conv2d(a.tensor(0), a.tensor(1), a.has(2) ? std::optional(a.tensor(2)) : std::nullopt, o);
            }});
     r.add({"max_pool2d",
-           {{"x", ArgKind::tensor, {}}, {"kernel", ArgKind::ints, {}}, {"stride", ArgKind::ints, ArgValue{}}, padding_arg(),
+           {{"x", ArgKind::tensor, {}}, {"kernel_size", ArgKind::ints, {}}, {"stride", ArgKind::ints, ArgValue{}}, padding_arg(),
             {"ceil_mode", ArgKind::boolean, ArgValue{false}}},
            "the largest value of each window of NHWC images (stride: the kernel's); the gradient to the first largest", true,
            [](const Args& a) { return max_pool2d(a.tensor(0), pool_options(a, "max_pool2d")); }});
     r.add({"avg_pool2d",
-           {{"x", ArgKind::tensor, {}}, {"kernel", ArgKind::ints, {}}, {"stride", ArgKind::ints, ArgValue{}}, padding_arg(),
+           {{"x", ArgKind::tensor, {}}, {"kernel_size", ArgKind::ints, {}}, {"stride", ArgKind::ints, ArgValue{}}, padding_arg(),
             {"ceil_mode", ArgKind::boolean, ArgValue{false}}, {"count_include_pad", ArgKind::boolean, ArgValue{true}}},
            "the mean of each window of NHWC images (stride: the kernel's), divided as PyTorch's avg_pool2d", true, [](const Args& a) {
                Pool2dOptions o = pool_options(a, "avg_pool2d");

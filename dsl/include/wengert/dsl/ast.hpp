@@ -29,7 +29,7 @@ enum class BinaryOp {
     logical_or, logical_and,
     equal, not_equal, less, less_equal, greater, greater_equal,
     add, subtract,
-    multiply, divide, modulo, matmul,
+    multiply, divide, floor_divide, modulo, matmul,
     power,
 };
 

@@ -21,7 +21,7 @@ enum class TokenKind {
     left_paren, right_paren, left_bracket, right_bracket, left_brace, right_brace,
     comma, colon, equal, dot, semicolon,
     // operators
-    plus, minus, star, slash, caret, percent, at,
+    plus, minus, star, slash, slash_slash, caret, percent, at,
     equal_equal, bang_equal, less, less_equal, greater, greater_equal,
     // structure
     newline, end_of_file,
