@@ -7,7 +7,7 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-build}
 bin="$build/bench"
-for exe in bench-gemm bench-gemm-threads bench-op-overhead bench-elementwise bench-attention bench-mlp-step; do
+for exe in bench-gemm bench-gemm-threads bench-op-overhead bench-elementwise bench-attention bench-mlp-step bench-conv; do
     if [ ! -x "$bin/$exe" ]; then
         echo "run.sh: $bin/$exe not found; build first: meson setup $build && ninja -C $build" >&2
         exit 64
@@ -75,3 +75,7 @@ echo
 
 echo "== models/vae.wg: one training step =="
 "$here/run_vae.sh" "$build"
+echo
+
+echo "== models/convnet.wg: step, epoch, and its two convolutions =="
+"$here/run_convnet.sh" "$build"

@@ -555,33 +555,32 @@ TEST_CASE("an interrupted save leaves the previous checkpoint valid", "[dsl][tra
     CHECK(read_text(dir / "manifest.json").find("\"params_file\":\"params-00000012.npz\"") != std::string::npos);
 }
 
-// models/mlp_actreg.wg trains `mlp` (dense(..., activity = l2(1e-4))) and says `mlp_explicit`
-// (loss act2 = 1e-4 * sum(h2 ^ 2) / batch) gives the same losses step for step.
-TEST_CASE("the activity penalty and the explicit loss on h2 give the same losses step for step", "[dsl][train][cli][models]") {
-    TempDir tmp;
-    const fs::path model = fs::path(WENGERT_MODELS_DIR) / "mlp_actreg.wg";
+// A model file's two ways to write one penalty: `keras` with a layer's activity regularizer
+// (logged as `penalty`), `explicit` with a loss term (logged as `term`) on the named value. Both
+// start from the same parameters (the functions name their layers alike) and, trained in f64
+// on `data` (npz with x and y) for 2 epochs of batch 8, give the same losses step for step.
+void same_losses_step_for_step(const fs::path& model, const std::string& keras, const std::string& explicit_fn,
+                               const std::string& penalty, const std::string& term, const fs::path& data, const fs::path& inputs,
+                               const fs::path& tmp) {
     std::string text = read_text(model);
-    std::size_t train_block = text.find("\ntrain mlp {");
+    std::size_t train_block = text.find("\ntrain ");
     REQUIRE(train_block != std::string::npos);
     std::string defs = text.substr(0, train_block + 1);
-    write_dataset(tmp.path / "data.npz", 24, 784, 10, 9, DType::f64);
-
-    // the two functions name their layers alike, so one seed gives both the same parameters
-    write_dataset(tmp.path / "in.npz", 4, 784, 10, 10);
-    for (const std::string fn : {"mlp", "mlp_explicit"}) {
-        CliResult r = run_wengert({"run", model.string(), "--inputs", (tmp.path / "in.npz").string(), "--function", fn, "--save-params",
-                                   (tmp.path / (fn + ".npz")).string()});
+    for (const std::string& fn : {keras, explicit_fn}) {
+        CliResult r = run_wengert({"run", model.string(), "--inputs", inputs.string(), "--function", fn, "--save-params",
+                                   (tmp / (fn + ".npz")).string()});
         REQUIRE(r.exit_code == 0);
     }
-    require_same_params(tmp.path / "mlp.npz", tmp.path / "mlp_explicit.npz");
+    require_same_params(tmp / (keras + ".npz"), tmp / (explicit_fn + ".npz"));
 
     std::vector<std::vector<Json>> records;
-    for (const std::string fn : {"mlp", "mlp_explicit"}) {
-        fs::path copy = tmp.path / (fn + ".wg");
-        write_text(copy, defs + "train " + fn + " {\n    data = npz_data(path = \"" + (tmp.path / "data.npz").string() +
+    for (const std::string& fn : {keras, explicit_fn}) {
+        fs::path copy = tmp / (fn + ".wg");
+        write_text(copy, defs + "train " + fn + " {\n    data = npz_data(path = \"" + data.string() +
                              "\")\n    optimizer = adam(lr = 1e-3)\n    batch = 8\n    epochs = 2\n    seed = 1\n}\n");
-        fs::path log = tmp.path / (fn + ".jsonl");
+        fs::path log = tmp / (fn + ".jsonl");
         CliResult r = run_wengert({"train", copy.string(), "--dtype", "f64", "--log", log.string(), "--no-progress"});
+        INFO(r.err);
         REQUIRE(r.exit_code == 0);
         std::vector<Json> steps;
         for (const std::string& line : lines_of(read_text(log))) {
@@ -594,16 +593,42 @@ TEST_CASE("the activity penalty and the explicit loss on h2 give the same losses
     REQUIRE(records[1].size() == 6);
     for (std::size_t i = 0; i < records[0].size(); ++i) {
         INFO("step " << i + 1);
-        const Json &keras = records[0][i], &explicit_term = records[1][i];
-        double penalty = keras.at("losses").at("h2.dense.activity_regularizer").as_number();
-        CHECK(penalty > 0);
-        CHECK(explicit_term.at("losses").at("act2").as_number() == Approx(penalty).epsilon(1e-12));
-        CHECK(explicit_term.at("losses").at("ce").as_number() == Approx(keras.at("losses").at("ce").as_number()).epsilon(1e-12));
-        CHECK(explicit_term.at("loss").as_number() == Approx(keras.at("loss").as_number()).epsilon(1e-12));
-        CHECK(explicit_term.at("metrics").at("acc").as_number() == keras.at("metrics").at("acc").as_number());
+        const Json &keras_record = records[0][i], &explicit_record = records[1][i];
+        double value = keras_record.at("losses").at(penalty).as_number();
+        CHECK(value > 0);
+        CHECK(explicit_record.at("losses").at(term).as_number() == Approx(value).epsilon(1e-12));
+        CHECK(explicit_record.at("losses").at("ce").as_number() == Approx(keras_record.at("losses").at("ce").as_number()).epsilon(1e-12));
+        CHECK(explicit_record.at("loss").as_number() == Approx(keras_record.at("loss").as_number()).epsilon(1e-12));
+        CHECK(explicit_record.at("metrics").at("acc").as_number() == keras_record.at("metrics").at("acc").as_number());
     }
     // training moved: the losses are not constant
     CHECK(records[0][0].at("loss").as_number() != records[0][5].at("loss").as_number());
+}
+
+// models/mlp_actreg.wg trains `mlp` (dense(..., activity = l2(1e-4))) and says `mlp_explicit`
+// (loss act2 = 1e-4 * sum(h2 ^ 2) / batch) gives the same losses step for step.
+TEST_CASE("the activity penalty and the explicit loss on h2 give the same losses step for step", "[dsl][train][cli][models]") {
+    TempDir tmp;
+    write_dataset(tmp.path / "data.npz", 24, 784, 10, 9, DType::f64);
+    write_dataset(tmp.path / "in.npz", 4, 784, 10, 10);
+    same_losses_step_for_step(fs::path(WENGERT_MODELS_DIR) / "mlp_actreg.wg", "mlp", "mlp_explicit", "h2.dense.activity_regularizer",
+                              "act2", tmp.path / "data.npz", tmp.path / "in.npz", tmp.path);
+}
+
+// models/convnet.wg says the same of its second conv layer: `convnet_actreg` (conv2d(...,
+// activity = l2(1e-4))) and `convnet_explicit` (loss act2_penalty = 1e-4 * sum(h2 ^ 2) / batch).
+TEST_CASE("the convnet's activity penalty on its second conv layer equals the explicit loss step for step", "[dsl][train][cli][models][conv]") {
+    TempDir tmp;
+    auto images = [&](const fs::path& path, std::int64_t n, std::uint64_t seed, DType dtype) {
+        write_dataset(path, n, 28 * 28, 10, seed, dtype);
+        NamedTensors arrays = load_npz(path.string());
+        REQUIRE(arrays.size() == 2);
+        save_npz(path.string(), {{"x", arrays[0].second.reshape(Shape{n, 28, 28, 1})}, {"y", arrays[1].second}});
+    };
+    images(tmp.path / "data.npz", 24, 9, DType::f64);
+    images(tmp.path / "in.npz", 4, 10, DType::f32);
+    same_losses_step_for_step(fs::path(WENGERT_MODELS_DIR) / "convnet.wg", "convnet_actreg", "convnet_explicit",
+                              "h2.conv2d.activity_regularizer", "act2_penalty", tmp.path / "data.npz", tmp.path / "in.npz", tmp.path);
 }
 
 TEST_CASE("a model with Fashion-MNIST trains one step when the dataset is installed", "[dsl][train][cli][models][fashion]") {
