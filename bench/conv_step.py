@@ -42,13 +42,14 @@ def step():
     opt.step()
 
 
-if os.environ.get("DNNL_VERBOSE") == "1":   # the child below: one convolution, for its kernel's name
-    with torch.no_grad():
-        model(x)
+if os.environ.get("DNNL_VERBOSE") == "1":   # the child below: one step, for its kernels' names
+    step()
     sys.exit(0)
 verbose = subprocess.run([sys.executable, __file__, str(threads)], env=dict(os.environ, DNNL_VERBOSE="1"),
                          capture_output=True, text=True).stdout
-impls = sorted({line.split(",")[5] for line in verbose.splitlines() if ",convolution," in line and line.startswith("dnnl_verbose,exec")})
+# "onednn_verbose,exec,cpu,convolution,jit:avx2,forward_training,...": the implementation and the pass
+impls = sorted({"{} ({})".format(*line.split(",")[4:6]) for line in verbose.splitlines()
+                if line.split(",")[1:4] == ["exec", "cpu", "convolution"]})
 print(f"pytorch {torch.__version__}, {threads} threads; convolutions on oneDNN: {', '.join(impls) or 'not oneDNN'}")
 print(f"convnet train step b128: {median_ms(step):.3f} ms")
 images = torch.rand(60000, 1, 28, 28)

@@ -169,42 +169,55 @@ void blis_gemm(bool sup, std::int64_t m, std::int64_t n, std::int64_t k, T alpha
 // The loop of Note [Small products] (gemm.hpp): c (m, n) = alpha a (m, k) @ b (k, n) + beta c
 // without BLIS. Columns of c are taken kSmallCols at a time: that block of b is copied into a
 // (k, kSmallCols) buffer padded with zeros, and each group of rows of c sums over p = 0 .. k-1
-// in order, a row's element of a times the buffer's row, in registers: 8 rows where a row of
-// 16 floats is one AVX-512 register, 4 where it is two AVX2 registers (8 rows would need 16
-// registers for the sums alone, and spill). The group does not change any element's sum.
+// in order, a row's element of a times the buffer's row, in registers. The sums are 32-byte
+// vectors (one AVX2 register: 8 floats or 4 doubles), a row of the block kParts of them, and a
+// group has as many rows as keep its sums in registers: 8 vectors, 16 where AVX-512 gives 32
+// registers. (One 64-byte vector per row, as GCC lowers it for AVX2, kept the sums in memory.)
+// The group does not change any element's sum.
 constexpr int kSmallCols = 16;
+
+template <class T> struct SmallVecOf;
+template <> struct SmallVecOf<float> { typedef float type __attribute__((vector_size(32))); };
+template <> struct SmallVecOf<double> { typedef double type __attribute__((vector_size(32))); };
+template <class T> using SmallVec = typename SmallVecOf<T>::type;
+template <class T> constexpr int kLanes = static_cast<int>(32 / sizeof(T));
+template <class T> constexpr int kParts = kSmallCols / kLanes<T>;
 
 template <int Rows, class T>
 [[gnu::always_inline]] inline void small_rows(std::int64_t k, T alpha, const T* a, std::int64_t rs_a, std::int64_t cs_a,
                                               const T* __restrict packed, std::int64_t cols, T beta, T* c, std::int64_t rs_c,
                                               std::int64_t cs_c) {
-    // one row of the block of c as one vector (GCC's vector extension: AVX-512, AVX2 or SSE
-    // registers, whichever the clone targets), so that the sums stay in registers
-    typedef T Row __attribute__((vector_size(kSmallCols * sizeof(T))));
-    Row acc[Rows];
-#pragma GCC unroll 8
-    for (int r = 0; r < Rows; ++r) acc[r] = Row{};
+    using Vec = SmallVec<T>;
+    constexpr int lanes = kLanes<T>, parts = kParts<T>;
+    Vec acc[Rows][parts] = {};
     for (std::int64_t p = 0; p < k; ++p) {
-        Row bp;
-        std::memcpy(&bp, packed + p * kSmallCols, sizeof bp);
-#pragma GCC unroll 8
-        for (int r = 0; r < Rows; ++r) acc[r] += a[r * rs_a + p * cs_a] * bp;
+        Vec bp[parts];
+#pragma GCC unroll 4
+        for (int q = 0; q < parts; ++q) std::memcpy(&bp[q], packed + p * kSmallCols + q * lanes, sizeof(Vec));
+#pragma GCC unroll 16
+        for (int r = 0; r < Rows; ++r) {
+            const T ar = a[r * rs_a + p * cs_a];
+#pragma GCC unroll 4
+            for (int q = 0; q < parts; ++q) acc[r][q] += ar * bp[q];
+        }
     }
     for (int r = 0; r < Rows; ++r) {
         T* out = c + r * rs_c;
         if (cs_c == 1 && cols == kSmallCols) {
             // a whole contiguous row of the block: vector stores (beta 0 never reads c)
-            Row row = alpha * acc[r];
-            if (beta != T(0)) {
-                Row old;
-                std::memcpy(&old, out, sizeof old);
-                row += beta * old;
+            for (int q = 0; q < parts; ++q) {
+                Vec row = alpha * acc[r][q];
+                if (beta != T(0)) {
+                    Vec old;
+                    std::memcpy(&old, out + q * lanes, sizeof old);
+                    row += beta * old;
+                }
+                std::memcpy(out + q * lanes, &row, sizeof row);
             }
-            std::memcpy(out, &row, sizeof row);
             continue;
         }
-        T sums[kSmallCols];
-        std::memcpy(sums, &acc[r], sizeof sums);
+        T sums[kSmallCols] = {};
+        for (int q = 0; q < parts; ++q) std::memcpy(sums + q * lanes, &acc[r][q], sizeof(Vec));
         for (std::int64_t j = 0; j < cols; ++j) {
             out[j * cs_c] = beta == T(0) ? alpha * sums[j] : alpha * sums[j] + beta * out[j * cs_c];
         }
@@ -217,20 +230,25 @@ template <class T>
                                                    std::int64_t cs_b, T beta, T* c, std::int64_t rs_c, std::int64_t cs_c) {
     thread_local std::vector<T> packed;   // reused: attention makes thousands of these per step
     packed.resize(static_cast<std::size_t>(k * kSmallCols));
+    constexpr int group = 8 / kParts<T>;
+    static const bool wide = __builtin_cpu_supports("avx512f");
     for (std::int64_t j0 = 0; j0 < n; j0 += kSmallCols) {
         const std::int64_t cols = std::min<std::int64_t>(kSmallCols, n - j0);
         for (std::int64_t p = 0; p < k; ++p) {
-            for (std::int64_t j = 0; j < kSmallCols; ++j) {
-                packed[static_cast<std::size_t>(p * kSmallCols + j)] = j < cols ? b[p * rs_b + (j0 + j) * cs_b] : T(0);
-            }
+            T* row = packed.data() + p * kSmallCols;
+            for (std::int64_t j = 0; j < cols; ++j) row[j] = b[p * rs_b + (j0 + j) * cs_b];
+            for (std::int64_t j = cols; j < kSmallCols; ++j) row[j] = T(0);
         }
-        static const bool wide = __builtin_cpu_supports("avx512f");
         std::int64_t i = 0;
-        if (wide) {
-            for (; i + 8 <= m; i += 8) small_rows<8>(k, alpha, a + i * rs_a, rs_a, cs_a, packed.data(), cols, beta, c + i * rs_c + j0 * cs_c, rs_c, cs_c);
-        }
-        for (; i + 4 <= m; i += 4) small_rows<4>(k, alpha, a + i * rs_a, rs_a, cs_a, packed.data(), cols, beta, c + i * rs_c + j0 * cs_c, rs_c, cs_c);
-        for (; i < m; ++i) small_rows<1>(k, alpha, a + i * rs_a, rs_a, cs_a, packed.data(), cols, beta, c + i * rs_c + j0 * cs_c, rs_c, cs_c);
+        auto rows_of = [&](auto size) {
+            constexpr int rows = decltype(size)::value;
+            for (; i + rows <= m; i += rows) {
+                small_rows<rows>(k, alpha, a + i * rs_a, rs_a, cs_a, packed.data(), cols, beta, c + i * rs_c + j0 * cs_c, rs_c, cs_c);
+            }
+        };
+        if (wide) rows_of(std::integral_constant<int, 2 * group>{});
+        rows_of(std::integral_constant<int, group>{});
+        rows_of(std::integral_constant<int, 1>{});
     }
 }
 

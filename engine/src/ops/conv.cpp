@@ -397,6 +397,17 @@ template <class F> void for_pool_rows(const PoolGeometry& geo, F&& f) {
     tbb::parallel_for(std::int64_t{0}, geo.n, image);
 }
 
+// One tap of a max-pool window over c channels: where v beats best (or is NaN), best = v and
+// from = its offset. Pointers that do not alias, so that it vectorises.
+template <class T>
+void max_step(const T* __restrict v, T* __restrict best, std::int32_t* __restrict from, std::int32_t offset, std::int64_t c) {
+    for (std::int64_t ch = 0; ch < c; ++ch) {
+        const bool take = v[ch] > best[ch] || v[ch] != v[ch];
+        best[ch] = take ? v[ch] : best[ch];
+        from[ch] = take ? offset + static_cast<std::int32_t>(ch) : from[ch];
+    }
+}
+
 }  // namespace
 
 // x (N, H, W, C) -> (N, OH, OW, C), the largest value of each window
@@ -430,12 +441,7 @@ Var max_pool2d(Var x, const Pool2dOptions& o) {
                 for (std::int64_t iy = wy.lo; iy < wy.hi; ++iy) {
                     for (std::int64_t ix = iy == wy.lo ? wx.lo + 1 : wx.lo; ix < wx.hi; ++ix) {
                         const std::int64_t offset = (iy * geo.x.in + ix) * geo.c;
-                        const T* v = image + offset;
-                        for (std::int64_t ch = 0; ch < geo.c; ++ch) {
-                            const bool take = v[ch] > best[ch] || v[ch] != v[ch];
-                            best[ch] = take ? v[ch] : best[ch];
-                            from[ch] = take ? static_cast<std::int32_t>(offset + ch) : from[ch];
-                        }
+                        max_step(image + offset, best, from, static_cast<std::int32_t>(offset), geo.c);
                     }
                 }
             }

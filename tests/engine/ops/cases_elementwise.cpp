@@ -29,6 +29,7 @@ WG_CASES(elementwise_cases) {
     cases.add_grad("neg", "-x", [](auto x) { return -x[0]; }, {a});
     cases.add_grad("pow", "tensor exponent", [](auto x) { return pow(x[0], x[1]); }, {pos, b});
     cases.add_grad("pow", "broadcast exponent", [](auto x) { return pow(x[0], x[1]); }, {pos, row});
+    cases.add_grad("pow_scalar", "x^2", [](auto x) { return pow(x[0], 2.0); }, {a});
     cases.add_grad("pow_scalar", "x^3", [](auto x) { return pow(x[0], 3.0); }, {a});
     cases.add_grad("pow_scalar", "x^0.5", [](auto x) { return pow(x[0], 0.5); }, {pos});
     auto sa = spread_tensor(s, 6), sb = spread_tensor(s, 7, 0.05);
@@ -117,6 +118,24 @@ TEST_CASE("maximum, minimum and clamp propagate NaN as PyTorch does (Note [NaN p
     Var zf = again.input(Tensor::from(std::vector<float>{0.0f, std::nanf(""), 0.0f}, Shape{3}));
     require_close(maximum(xf, zf).value(), {nan, nan, 0});
     require_close(minimum(xf, zf).value(), {nan, nan, -2});
+}
+
+}  // namespace wengert::test
+
+namespace wengert::test {
+
+TEST_CASE("pow with the exponents 2, 3 and 0.5 is x * x, x * x * x and sqrt(x), as PyTorch's", "[elementwise]") {
+    Tape tape;
+    Tensor x = random_tensor(Shape{1000}, 5, 0.0, 10.0, DType::f32);
+    Var v = tape.input(x);
+    auto xs = x.to_doubles();
+    auto sq = pow(v, 2.0).value().to_doubles(), cube = pow(v, 3.0).value().to_doubles(), root = pow(v, 0.5).value().to_doubles();
+    for (std::size_t i = 0; i < xs.size(); ++i) {
+        float f = static_cast<float>(xs[i]);
+        CHECK(sq[i] == static_cast<double>(f * f));
+        CHECK(cube[i] == static_cast<double>(f * f * f));
+        CHECK(root[i] == static_cast<double>(std::sqrt(f)));
+    }
 }
 
 }  // namespace wengert::test
