@@ -282,16 +282,18 @@ Path path_of(std::int64_t m, std::int64_t n, std::int64_t k) {
 }
 
 // One thread's product, on the path chosen for the whole product: BLIS, or the small path, run
-// as c^T = b^T a^T when c has more columns than kSmallSide, so that its few rows become the
-// columns the small path blocks. The small path's sums do not depend on the orientation or
+// as c^T = b^T a^T when that pads less (c with few rows and more columns than a block: its few
+// rows become the columns the small path blocks). The small path's sums do not depend on the orientation or
 // the block: each element is a sum over k, in order, of a products computed lane by lane.
 template <class T>
 void gemm_one_thread(Path path, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t rs_a,
                      std::int64_t cs_a, const T* b, std::int64_t rs_b, std::int64_t cs_b, T beta, T* c, std::int64_t rs_c,
                      std::int64_t cs_c) {
+    // the small path pads c's columns to blocks of kSmallCols: take the orientation that pads less
+    auto padded = [](std::int64_t x) { return (x + kSmallCols - 1) / kSmallCols * kSmallCols; };
     if (path != Path::small) {
         blis_gemm(path == Path::blis_sup, m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
-    } else if (n <= kSmallSide) {
+    } else if (padded(n) * m <= padded(m) * n) {
         small_gemm(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
     } else {
         small_gemm(n, m, k, alpha, b, cs_b, rs_b, a, cs_a, rs_a, beta, c, cs_c, rs_c);

@@ -120,8 +120,11 @@ struct ConvGeometry {
 // zero between spread pixels).
 inline std::int64_t source(const Axis& a, std::int64_t spread, std::int64_t o, std::int64_t tap) {
     std::int64_t u = o * a.stride - a.pad_lo + tap * a.dilation;
-    if (u < 0 || u % spread != 0) return -1;
-    u /= spread;
+    if (u < 0) return -1;
+    if (spread != 1) {
+        if (u % spread != 0) return -1;
+        u /= spread;
+    }
     return u < a.in ? u : -1;
 }
 
@@ -131,12 +134,23 @@ inline std::int64_t source(const Axis& a, std::int64_t spread, std::int64_t o, s
 template <class T> void gather(const ConvGeometry& geo, const T* image, std::int64_t group, std::int64_t r0, std::int64_t r1, T* col) {
     const std::int64_t cg = geo.cg(), width = geo.width(), per_image = geo.y.out * geo.x.out, kw = geo.x.kernel;
     const bool runs = geo.groups == 1 && geo.x.dilation == 1 && geo.spread_x == 1;
+    // runs are short (a tap's channels, or a row of taps): fixed-size copies, which the compiler
+    // inlines, rather than a memcpy call per run
     auto copy = [](const T* from, std::int64_t count, T* to) {
-        if (count == 1) *to = *from;
-        else std::memcpy(to, from, static_cast<std::size_t>(count) * sizeof(T));
+        constexpr std::int64_t chunk = 32 / sizeof(T);
+        for (; count >= chunk; count -= chunk, from += chunk, to += chunk) std::memcpy(to, from, chunk * sizeof(T));
+        for (std::int64_t i = 0; i < count; ++i) to[i] = from[i];
     };
-    for (std::int64_t r = r0; r < r1; ++r) {
-        const std::int64_t n = r / per_image, p = r % per_image, oy = p / geo.x.out, ox = p % geo.x.out;
+    // row r is output pixel (n, oy, ox): divided out once, then counted along
+    std::int64_t n = r0 / per_image, oy = r0 % per_image / geo.x.out, ox = r0 % geo.x.out;
+    for (std::int64_t r = r0; r < r1; ++r, ++ox) {
+        if (ox == geo.x.out) {
+            ox = 0;
+            if (++oy == geo.y.out) {
+                oy = 0;
+                ++n;
+            }
+        }
         const std::int64_t first_column = ox * geo.x.stride - geo.x.pad_lo;
         T* dst = col + (r - r0) * width;
         for (std::int64_t i = 0; i < geo.y.kernel; ++i) {
