@@ -7,6 +7,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <limits>
@@ -782,6 +783,31 @@ TEST_CASE("every model in models/ runs in f64: check, two training steps on tiny
         CHECK(grads.exit_code == 0);
         CHECK(grads.out.find("MISMATCH") == std::string::npos);
     }
+}
+
+// models/embedding_loss.wg: sharpen(p, 100) trains in f32 where p^100 / sum p^100 is 0 / 0 at the
+// first step, and the run stops there naming the division.
+TEST_CASE("the embedding loss at n = 100: sharpen stays finite, the naive power is NaN at step 1", "[dsl][train][cli][models][onehot]") {
+    TempDir tmp;
+    write_fake_fashion_mnist(tmp.path / "fashion", 24);
+    const std::string model = (fs::path(WENGERT_MODELS_DIR) / "embedding_loss.wg").string();
+    CliResult stable = run_wengert({"train", model, "--function", "sharpened_100", "--steps", "3", "--batch", "8", "--no-progress",
+                                    "--data", (tmp.path / "fashion").string(), "--log", (tmp.path / "stable.jsonl").string()});
+    INFO(stable.err);
+    CHECK(stable.exit_code == 0);
+    int steps = 0;
+    for (const std::string& line : lines_of(read_text(tmp.path / "stable.jsonl"))) {
+        Json rec = Json::parse(line);
+        if (rec.contains("event")) continue;
+        CHECK(std::isfinite(rec.at("loss").as_number()));
+        ++steps;
+    }
+    CHECK(steps == 3);
+    CliResult naive = run_wengert({"train", model, "--function", "naive_100", "--steps", "3", "--batch", "8", "--no-progress",
+                                   "--data", (tmp.path / "fashion").string()});
+    CHECK(naive.exit_code == 65);
+    CHECK_THAT(naive.err, Catch::Contains("step 1 (epoch 1, batch 1): the loss is nan (loss term 'embedding' is nan): first, div made a "
+                                          "non-finite value (nan) from finite inputs"));
 }
 
 TEST_CASE("gradcheck names a surrogate gradient per parameter instead of a mismatch (Note [Surrogate gradients])",
