@@ -371,6 +371,7 @@ std::function<Var(Var)> activation_fn(Interpreter& in, const Value& v, Location 
 const std::vector<BuiltinParam> kernel_layer_params = {
     {"activation", Value()},
     {"use_bias", Value(true)},
+    {"trainable", Value(true)},
     {"kernel_init", Value(std::string("glorot_uniform"))},
     {"bias_init", Value(std::string("zeros"))},
     {"kernel", Value()},
@@ -382,6 +383,7 @@ KernelLayerOptions kernel_layer_options(Interpreter& in, std::map<std::string, V
                                         const std::vector<BuiltinParam>& params, const std::string& layer) {
     KernelLayerOptions o;
     o.use_bias = bool_arg(b, layer, "use_bias", args);
+    o.trainable = bool_arg(b, layer, "trainable", args);
     o.kernel_init = init_from_value(b["kernel_init"], arg_loc(args, params, "kernel_init"));
     o.bias_init = init_from_value(b["bias_init"], arg_loc(args, params, "bias_init"));
     if (const Value& act = b["activation"]; act.is<std::shared_ptr<Function>>() && is_builtin_relu(*act.get<std::shared_ptr<Function>>())) {
@@ -443,19 +445,21 @@ void install_layers(Table& t) {
         return Value(conv2d_layer(filters, kernel_h, kernel_w, o));
     }));
 
-    std::vector<BuiltinParam> emb_params = {{"vocab", std::nullopt}, {"d", std::nullopt}, {"init", Value(std::string("normal"))}};
+    std::vector<BuiltinParam> emb_params = {{"vocab", std::nullopt}, {"d", std::nullopt}, {"init", Value(std::string("normal"))},
+                                            {"trainable", Value(true)}};
     t["embedding"] = Value(make("embedding", "embedding(vocab, d): ids (...) -> (..., d)", [emb_params](Interpreter&, CallArgs& args) {
         auto b = bind_builtin("embedding", emb_params, args);
         return Value(embedding_layer(integer_arg(b, "embedding", "vocab", args), integer_arg(b, "embedding", "d", args),
-                                     init_from_value(b["init"], arg_loc(args, emb_params, "init"))));
+                                     init_from_value(b["init"], arg_loc(args, emb_params, "init")),
+                                     bool_arg(b, "embedding", "trainable", args)));
     }));
 
-    std::vector<BuiltinParam> ln_params = {{"eps", Value(1e-6)}};
+    std::vector<BuiltinParam> ln_params = {{"eps", Value(1e-6)}, {"trainable", Value(true)}};
     auto ln = make("layer_norm", "layer_norm(eps=1e-6): a layer normalising the last axis, with learned gamma and beta",
                    [ln_params](Interpreter& in, CallArgs& args) {
                        if (args.positional.empty() || !args.positional[0].is<Var>()) {
                            auto b = bind_builtin("layer_norm", ln_params, args);
-                           return Value(layer_norm_layer(number_arg(b, "layer_norm", "eps", args)));
+                           return Value(layer_norm_layer(number_arg(b, "layer_norm", "eps", args), bool_arg(b, "layer_norm", "trainable", args)));
                        }
                        // layer_norm(x, eps = ...) is layer_norm(eps = ...)(x): made and applied at once
                        CallArgs settings = args, apply = args;
@@ -464,7 +468,9 @@ void install_layers(Table& t) {
                        apply.keywords.clear();
                        apply.keyword_locs.clear();
                        auto b = bind_builtin("layer_norm", ln_params, settings);
-                       return in.call(Value(layer_norm_layer(number_arg(b, "layer_norm", "eps", settings))), apply);
+                       return in.call(Value(layer_norm_layer(number_arg(b, "layer_norm", "eps", settings),
+                                                             bool_arg(b, "layer_norm", "trainable", settings))),
+                                      apply);
                    });
     ln->layer_factory = true;
     t["layer_norm"] = Value(ln);

@@ -250,6 +250,20 @@ CheckReport check_model(Interpreter& in, std::optional<std::string> function) {
         for (const auto& r : rows) values_table += fmt::format("  {:<{}} {:<{}} {}\n", r[0], width, r[1], shape_width, r[2]);
     }
     check_train_block(in);
+    if (train && std::find(targets.begin(), targets.end(), train->target) != targets.end()) {
+        for (const auto& kw : train->settings) {
+            if (kw.name != "freeze" || std::as_const(in.params()).unmatched_freeze_patterns().empty()) continue;
+            TrainSettings s;
+            s.target = train->target;
+            s.freeze_loc = kw.value->loc;
+            try {
+                check_freeze_patterns(in, s);
+            } catch (const EvalError& e) {
+                auto& d = in.sink().error(e.loc, e.what());
+                d.suggestions = e.suggestions;
+            }
+        }
+    }
     // parameters grouped by layer: the name up to its last dot
     std::vector<std::pair<std::string, std::vector<const Parameter*>>> layers;
     for (const Parameter* p : std::as_const(in.params()).all()) {
@@ -261,19 +275,28 @@ CheckReport check_model(Interpreter& in, std::optional<std::string> function) {
     std::size_t width = 32;
     for (const auto& [layer, _] : layers) width = std::max(width, layer.size());
     params_table += fmt::format("parameters\n  {:<{}} {:>12}  {}\n", "layer", width, "count", "shapes");
+    std::int64_t frozen_total = 0;
     for (const auto& [layer, ps] : layers) {
-        std::int64_t count = 0;
+        std::int64_t count = 0, frozen = 0;
         std::string shapes;
         for (const Parameter* p : ps) {
             count += p->value.numel();
+            if (!p->trainable) frozen += p->value.numel();
             auto dot = p->name.rfind('.');
             shapes += fmt::format("{}{} {}", shapes.empty() ? "" : ", ", dot == std::string::npos ? p->name : p->name.substr(dot + 1),
                                   p->value.shape().str());
         }
         rep.total_params += count;
-        params_table += fmt::format("  {:<{}} {:>12}  {}\n", layer, width, group_thousands(count), shapes);
+        frozen_total += frozen;
+        // Keras's summary: which weights do not train
+        std::string note = frozen == 0 ? "" : frozen == count ? "  (frozen)" : fmt::format("  ({} frozen)", group_thousands(frozen));
+        params_table += fmt::format("  {:<{}} {:>12}  {}{}\n", layer, width, group_thousands(count), shapes, note);
     }
     params_table += fmt::format("  {:<{}} {:>12}\n", "total", width, group_thousands(rep.total_params));
+    if (frozen_total > 0) {
+        params_table += fmt::format("  {:<{}} {:>12}\n", "trainable", width, group_thousands(rep.total_params - frozen_total));
+        params_table += fmt::format("  {:<{}} {:>12}\n", "frozen", width, group_thousands(frozen_total));
+    }
     rep.table = values_table + "\n" + params_table;
     return rep;
 }

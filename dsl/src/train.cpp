@@ -30,7 +30,7 @@ namespace fs = std::filesystem;
 namespace {
 
 const std::vector<std::string> kSettings = {"data", "eval_data", "optimizer", "schedule", "epochs", "steps", "batch",
-                                            "seed", "clip_norm", "checkpoint", "checkpoint_every", "log"};
+                                            "seed", "clip_norm", "checkpoint", "checkpoint_every", "log", "freeze"};
 
 std::shared_ptr<Record> record_setting(const Value& v, const KeywordArg& kw, const char* kind) {
     if (!v.is<std::shared_ptr<Record>>() || v.get<std::shared_ptr<Record>>()->kind != kind) {
@@ -96,11 +96,43 @@ void apply_setting(Interpreter& in, const KeywordArg& kw, TrainSettings& s) {
             throw EvalError(kw.value->loc, fmt::format("train: 'clip_norm' must be a non-negative number, got {}", describe(v)));
         }
         s.clip_norm = v.number();
+    } else if (kw.name == "freeze") {
+        // a name pattern or a tuple or list of them
+        auto bad = [&] {
+            return EvalError(kw.value->loc, fmt::format("train: 'freeze' must be a name pattern such as \"h1.*\" or a list of them, got {}",
+                                                        describe(v)));
+        };
+        s.freeze.clear();
+        if (v.is<std::string>()) {
+            s.freeze.push_back(v.get<std::string>());
+        } else if (v.is<std::shared_ptr<TupleValue>>()) {
+            for (const auto& e : *v.get<std::shared_ptr<TupleValue>>()) {
+                if (!e.is<std::string>()) throw bad();
+                s.freeze.push_back(e.get<std::string>());
+            }
+        } else {
+            throw bad();
+        }
+        s.freeze_loc = kw.value->loc;
+        in.params().freeze(s.freeze);
     } else if (kw.name == "checkpoint" || kw.name == "log") {
         if (!v.is<std::string>()) throw EvalError(kw.value->loc, fmt::format("train: '{}' must be a string (a path), got {}", kw.name, describe(v)));
         (kw.name == "checkpoint" ? s.checkpoint : s.log) = v.get<std::string>();
     }
 }
+
+}  // namespace
+
+void check_freeze_patterns(Interpreter& in, const TrainSettings& s) {
+    std::vector<std::string> unmatched = std::as_const(in.params()).unmatched_freeze_patterns();
+    if (unmatched.empty()) return;
+    std::vector<std::string> names;
+    for (const Parameter* p : std::as_const(in.params()).all()) names.push_back(p->name);
+    throw EvalError(s.freeze_loc, fmt::format("train: freeze pattern \"{}\" matches no parameter of {}", unmatched.front(), s.target),
+                    closest_names(unmatched.front(), names));
+}
+
+namespace {
 
 Location train_block_loc(const Interpreter& in) {
     for (const auto& d : in.main_module().decls) if (d.as<TrainBlock>() == in.train_block()) return d.loc;
@@ -366,6 +398,20 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
     Running running;
     manual_seed(s.seed);
 
+    // a first pass creates the model's parameters, to match a checkpoint's or freeze patterns against
+    auto create_params = [&] {
+        std::vector<std::int64_t> rows(static_cast<std::size_t>(std::min(s.batch, n)));
+        std::iota(rows.begin(), rows.end(), 0);
+        Tape tape;
+        NoGrad no_grad;
+        in.run(s.target, gather_rows(data, rows), Mode::eval);
+    };
+    if (!s.freeze.empty()) {
+        create_params();
+        check_freeze_patterns(in, s);
+        manual_seed(s.seed);
+    }
+
     std::string run_id = new_run_id();
     if (overrides.resume) {
         if (s.checkpoint.empty()) throw IOError(model_path, "--resume needs a checkpoint folder (--checkpoint DIR or `checkpoint = ...`)");
@@ -410,13 +456,7 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
                                                     ck.info.step, ck.info.epoch, per_epoch));
         }
         if (!ck.info.run_id.empty()) run_id = ck.info.run_id;
-        {   // a first pass creates the model's parameters, so the checkpoint's can be matched against them
-            std::vector<std::int64_t> rows(static_cast<std::size_t>(std::min(s.batch, n)));
-            std::iota(rows.begin(), rows.end(), 0);
-            Tape tape;
-            NoGrad no_grad;
-            in.run(s.target, gather_rows(data, rows), Mode::eval);
-        }
+        create_params();
         assign_params(params, ck.params, ck.params_path);
         optimizer_path = ck.optimizer_path;
         try {

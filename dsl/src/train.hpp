@@ -26,7 +26,13 @@ struct TrainSettings {
     std::string checkpoint;                      // folder; empty: no checkpoints
     std::int64_t checkpoint_every = 0;           // steps; 0: at the end of every epoch
     std::string log;                             // JSONL metrics; empty: <checkpoint>/metrics.jsonl or none
+    std::vector<std::string> freeze;             // name patterns of parameters that do not train
+    Location freeze_loc;
 };
+
+// The freeze patterns of `s` that match none of the model's parameters: an EvalError at the
+// setting naming the first, with the closest parameter names (the parameters must exist).
+void check_freeze_patterns(Interpreter& in, const TrainSettings& s);
 
 // Flags that override a train block (absent: keep the block's value).
 struct TrainOverrides {

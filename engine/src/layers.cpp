@@ -30,11 +30,12 @@ std::uint64_t hash_name(std::uint64_t seed, const std::string& name) {
     return h;
 }
 
-Var LayerContext::param(const std::string& name, const Shape& shape, const Init& init) {
+Var LayerContext::param(const std::string& name, const Shape& shape, const Init& init, bool trainable) {
     Parameter* p = params.find(name);
     if (!p) {
         Generator gen(hash_name(seed, name));
         p = &params.create(name, shape, dtype, init, gen);
+        if (!trainable) p->trainable = false;
     } else if (!(p->value.shape() == shape)) {
         throw ShapeError(name, fmt::format("parameter has shape {} but this use needs {} (a layer value applied to "
                                            "inputs of a different size shares its parameters)",
@@ -314,14 +315,14 @@ namespace {
 // [Penalties of shared layers]). fan_in is the kernel's, for PyTorch's default bias.
 std::pair<Var, std::optional<Var>> kernel_and_bias(LayerContext& ctx, const std::string& prefix, const Shape& kernel_shape,
                                                    std::int64_t n_out, std::int64_t fan_in, const KernelLayerOptions& options) {
-    Var w = ctx.param(prefix + ".w", kernel_shape, options.kernel_init);
+    Var w = ctx.param(prefix + ".w", kernel_shape, options.kernel_init, options.trainable);
     if (options.kernel_regularizer) ctx.add_weight_penalty(prefix + ".kernel_regularizer", options.kernel_regularizer, w);
     std::optional<Var> b;
     if (options.use_bias) {
         // PyTorch draws a Linear or Conv bias from U(±1/sqrt(fan_in)) with the kernel's fan_in
         const double limit = 1.0 / std::sqrt(static_cast<double>(fan_in));
         Init bias_init = options.bias_init.kind == Init::Kind::fan_in_uniform ? Init::uniform(-limit, limit) : options.bias_init;
-        b = ctx.param(prefix + ".b", Shape{n_out}, bias_init);
+        b = ctx.param(prefix + ".b", Shape{n_out}, bias_init, options.trainable);
         if (options.bias_regularizer) ctx.add_weight_penalty(prefix + ".bias_regularizer", options.bias_regularizer, *b);
     }
     return {w, b};
@@ -380,9 +381,9 @@ LayerPtr conv2d_layer(std::int64_t filters, std::int64_t kernel_h, std::int64_t 
     });
 }
 
-LayerPtr embedding_layer(std::int64_t vocab, std::int64_t d, Init init) {
-    return fn_layer("embedding", 1, 1, [vocab, d, init](std::span<const Var> x, LayerContext& ctx, const std::string& path) {
-        Var table = ctx.param((path.empty() ? "embedding" : path) + ".table", Shape{vocab, d}, init);
+LayerPtr embedding_layer(std::int64_t vocab, std::int64_t d, Init init, bool trainable) {
+    return fn_layer("embedding", 1, 1, [vocab, d, init, trainable](std::span<const Var> x, LayerContext& ctx, const std::string& path) {
+        Var table = ctx.param((path.empty() ? "embedding" : path) + ".table", Shape{vocab, d}, init, trainable);
         if (!is_floating(x[0].dtype())) return std::vector<Var>{embedding(table, x[0])};
         // Note [Near one-hot]: a distribution s (..., vocab) mixes the rows, s @ table; a
         // one-hot s reads the row an id would, and the gradient reaches s
@@ -394,12 +395,12 @@ LayerPtr embedding_layer(std::int64_t vocab, std::int64_t d, Init init) {
     });
 }
 
-LayerPtr layer_norm_layer(double eps) {
-    return fn_layer("layer_norm", 1, 1, [eps](std::span<const Var> x, LayerContext& ctx, const std::string& path) {
+LayerPtr layer_norm_layer(double eps, bool trainable) {
+    return fn_layer("layer_norm", 1, 1, [eps, trainable](std::span<const Var> x, LayerContext& ctx, const std::string& path) {
         std::int64_t d = x[0].shape().back();
         std::string prefix = path.empty() ? "layer_norm" : path;
-        Var gamma = ctx.param(prefix + ".gamma", Shape{d}, Init::ones());
-        Var beta = ctx.param(prefix + ".beta", Shape{d}, Init::zeros());
+        Var gamma = ctx.param(prefix + ".gamma", Shape{d}, Init::ones(), trainable);
+        Var beta = ctx.param(prefix + ".beta", Shape{d}, Init::zeros(), trainable);
         return std::vector<Var>{layer_norm(x[0], gamma, beta, eps)};
     });
 }

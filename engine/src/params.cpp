@@ -92,9 +92,51 @@ Parameter& ParamStore::add(const std::string& name, Tensor value) {
     parameter->name = name;
     parameter->value = value.contiguous();
     Parameter& added = *parameter;
+    for (const auto& pattern : frozen_) {
+        if (matches_pattern(name, pattern)) added.trainable = false;
+    }
     params_.push_back(std::move(parameter));
     index_[name] = &added;
     return added;
+}
+
+bool matches_pattern(const std::string& name, const std::string& pattern) {
+    // iterative glob with one backtrack point per '*': linear in practice, never exponential
+    std::size_t n = 0, p = 0, star = std::string::npos, resume = 0;
+    while (n < name.size()) {
+        if (p < pattern.size() && (pattern[p] == '?' || pattern[p] == name[n])) {
+            ++n;
+            ++p;
+        } else if (p < pattern.size() && pattern[p] == '*') {
+            star = p++;
+            resume = n;
+        } else if (star != std::string::npos) {
+            p = star + 1;
+            n = ++resume;
+        } else {
+            return false;
+        }
+    }
+    while (p < pattern.size() && pattern[p] == '*') ++p;
+    return p == pattern.size();
+}
+
+void ParamStore::freeze(const std::vector<std::string>& patterns) {
+    for (const auto& pattern : patterns) {
+        frozen_.push_back(pattern);
+        for (auto& p : params_) {
+            if (matches_pattern(p->name, pattern)) p->trainable = false;
+        }
+    }
+}
+
+std::vector<std::string> ParamStore::unmatched_freeze_patterns() const {
+    std::vector<std::string> out;
+    for (const auto& pattern : frozen_) {
+        bool any = std::any_of(params_.begin(), params_.end(), [&](const auto& p) { return matches_pattern(p->name, pattern); });
+        if (!any) out.push_back(pattern);
+    }
+    return out;
 }
 
 Parameter* ParamStore::find(const std::string& name) {

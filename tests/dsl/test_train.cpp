@@ -835,3 +835,66 @@ TEST_CASE("gradcheck names a surrogate gradient per parameter instead of a misma
     CHECK(exact.exit_code == 0);
     CHECK_THAT(exact.out, Catch::Contains("all gradients agree with finite differences"));
 }
+
+// Frozen parameters: trainable = false on a layer and a param, and freeze = [...] by name in the
+// train block. They keep their initial values through training, the others move, `check` says
+// which, and a pattern that matches nothing is an error at the setting.
+TEST_CASE("frozen layers and params keep their initial values; check counts them", "[dsl][train][cli][freeze]") {
+    TempDir tmp;
+    write_dataset(tmp.path / "data.npz", 24, 4, 3, 5);
+    write_dataset(tmp.path / "in.npz", 4, 4, 3, 6);
+    auto model = [&](const std::string& freeze) {
+        return "param scale: f32[3] = 1.0, trainable = false\n"
+               "def f(x: f32[B, 4], y: i64[B]) {\n"
+               "    h1 = dense(8, activation = relu, trainable = false)(x)\n"
+               "    h2 = dense(8, activation = relu)(h1)\n"
+               "    n = layer_norm(trainable = false)(h2)\n"
+               "    logits = dense(3)(n) * scale\n"
+               "    loss ce = cross_entropy(logits, y)\n"
+               "    return logits\n"
+               "}\n"
+               "train f {\n    data = npz_data(path = \"" + (tmp.path / "data.npz").string() +
+               "\")\n    optimizer = adam(lr = 1e-2)\n    batch = 8\n    epochs = 1\n" + freeze + "}\n";
+    };
+    fs::path file = tmp.path / "net.wg";
+    write_text(file, model("    freeze = [\"h2.dense.*\"]\n"));
+
+    CliResult check = run_wengert({"check", file.string()});
+    INFO(check.err);
+    REQUIRE(check.exit_code == 0);
+    CHECK_THAT(check.out, Catch::Contains("  h1.dense                                   40  w [4, 8], b [8]  (frozen)\n"));
+    CHECK_THAT(check.out, Catch::Contains("  h2.dense                                   72  w [8, 8], b [8]  (frozen)\n"));
+    CHECK_THAT(check.out, Catch::Contains("  n.layer_norm                               16  gamma [8], beta [8]  (frozen)\n"));
+    CHECK_THAT(check.out, Catch::Contains("  logits.dense                               27  w [8, 3], b [3]\n"));
+    CHECK_THAT(check.out, Catch::Contains("  scale                                       3  scale [3]  (frozen)\n"));
+    CHECK_THAT(check.out, Catch::Contains("  trainable                                  27\n"));
+    CHECK_THAT(check.out, Catch::Contains("  frozen                                    131\n"));
+
+    REQUIRE(run_wengert({"run", file.string(), "--inputs", (tmp.path / "in.npz").string(), "--save-params", (tmp.path / "before.npz").string()})
+                .exit_code == 0);
+    CliResult train = run_wengert({"train", file.string(), "--checkpoint", (tmp.path / "ck").string(), "--no-progress"});
+    INFO(train.err);
+    REQUIRE(train.exit_code == 0);
+    NamedTensors before = load_npz((tmp.path / "before.npz").string()), after = load_npz((tmp.path / "ck" / "params-00000003.npz").string());
+    REQUIRE(before.size() == after.size());
+    for (std::size_t i = 0; i < before.size(); ++i) {
+        INFO(before[i].first);
+        REQUIRE(before[i].first == after[i].first);
+        bool same = before[i].second.to_doubles() == after[i].second.to_doubles();
+        CHECK(same == (before[i].first.rfind("logits.", 0) != 0));   // only the last dense layer trains
+    }
+    // the optimizer keeps no state for what does not train
+    NamedTensors state = load_npz((tmp.path / "ck" / "optimizer-00000003.npz").string());
+    for (const auto& [name, _] : state) {
+        INFO(name);
+        CHECK((name == "adam.step" || name.find(".logits.dense.") != std::string::npos));
+    }
+
+    write_text(file, model("    freeze = [\"h3.*\"]\n"));
+    CliResult typo = run_wengert({"check", file.string()});
+    CHECK(typo.exit_code == 65);
+    CHECK_THAT(typo.err, Catch::Contains("error: train: freeze pattern \"h3.*\" matches no parameter of f"));
+    CliResult typo_train = run_wengert({"train", file.string(), "--no-progress"});
+    CHECK(typo_train.exit_code == 65);
+    CHECK_THAT(typo_train.err, Catch::Contains("error: train: freeze pattern \"h3.*\" matches no parameter of f"));
+}

@@ -51,8 +51,9 @@ struct LayerContext {
     // caller, each logged under its name.
     std::vector<std::pair<std::string, Var>> added_losses;
 
-    // The parameter `name` (full path), created with `init` on first use.
-    Var param(const std::string& name, const Shape& shape, const Init& init);
+    // The parameter `name` (full path), created with `init` on first use; `trainable = false`
+    // creates it frozen (no gradient, no optimizer state).
+    Var param(const std::string& name, const Shape& shape, const Init& init, bool trainable = true);
     // Adds penalty(weight) to added_losses as `name`, unless added_losses holds that name
     // already (Note [Penalties of shared layers]).
     void add_weight_penalty(const std::string& name, const std::function<Var(Var)>& penalty, const Var& weight);
@@ -110,6 +111,7 @@ LayerPtr fn_layer(std::string kind, int n_in, int n_out, LayerFn fn);
 // What a layer with a kernel and a bias takes besides its size (dense, conv2d).
 struct KernelLayerOptions {
     bool use_bias = true;
+    bool trainable = true;   // false: the kernel and bias are frozen (Keras's trainable = False)
     // Computed with the product and the bias in one op (linear() in ops.hpp, Note [Fused
     // linear]): the cheap way to write activation = relu.
     Activation fused_activation = Activation::none;
@@ -137,9 +139,9 @@ struct Conv2dLayerOptions : KernelLayerOptions {
 LayerPtr conv2d_layer(std::int64_t filters, std::int64_t kernel_h, std::int64_t kernel_w, Conv2dLayerOptions options = {});
 // table (vocab, d) named "<path>.table"; ids i64 (...) -> (..., d), or a distribution over
 // the vocabulary, f32/f64 (..., vocab) -> (..., d), as s @ table (Note [Near one-hot]).
-LayerPtr embedding_layer(std::int64_t vocab, std::int64_t d, Init init = Init::normal(0.0, 1.0));
+LayerPtr embedding_layer(std::int64_t vocab, std::int64_t d, Init init = Init::normal(0.0, 1.0), bool trainable = true);
 // Layer norm over the last axis with "<path>.gamma" (ones) and "<path>.beta" (zeros).
-LayerPtr layer_norm_layer(double eps = 1e-6);
+LayerPtr layer_norm_layer(double eps = 1e-6, bool trainable = true);
 LayerPtr dropout_layer(double rate);
 
 }  // namespace wengert

@@ -81,9 +81,19 @@ public:
     std::vector<Parameter*> all();
     std::vector<const Parameter*> all() const;
 
+    // Freezes (trainable = false) every parameter whose name matches one of `patterns`, those
+    // there and those added later (Keras's trainable = False, by name: "h1.*").
+    void freeze(const std::vector<std::string>& patterns);
+    // The patterns freeze() was given that match no parameter yet.
+    std::vector<std::string> unmatched_freeze_patterns() const;
+
 private:
     std::vector<std::unique_ptr<Parameter>> params_;
     std::map<std::string, Parameter*> index_;
+    std::vector<std::string> frozen_;
 };
+
+// Whether `name` matches a glob `pattern`: `*` any run of characters (dots included), `?` one.
+bool matches_pattern(const std::string& name, const std::string& pattern);
 
 }  // namespace wengert
