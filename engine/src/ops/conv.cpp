@@ -411,6 +411,12 @@ template <class F> void for_pool_rows(const PoolGeometry& geo, F&& f) {
     tbb::parallel_for(std::int64_t{0}, geo.n, image);
 }
 
+// Calls f(ox, wy, wx) for each window of output row oy: its position and its taps along each axis.
+template <class F> void for_windows(const PoolGeometry& geo, std::int64_t oy, F&& f) {
+    const Window wy = window(geo.y, oy);
+    for (std::int64_t ox = 0; ox < geo.x.out; ++ox) f(ox, wy, window(geo.x, ox));
+}
+
 // One tap of a max-pool window over c channels: where v beats best (or is NaN), best = v and
 // from = its offset. Pointers that do not alias, so that it vectorises.
 template <class T>
@@ -439,9 +445,7 @@ Var max_pool2d(Var x, const Pool2dOptions& o) {
         const T* px = in.data<T>();
         T* py = out.data<T>();
         for_pool_rows(geo, [&](std::int64_t n, std::int64_t oy) {
-            const Window wy = window(geo.y, oy);
-            for (std::int64_t ox = 0; ox < geo.x.out; ++ox) {
-                const Window wx = window(geo.x, ox);
+            for_windows(geo, oy, [&](std::int64_t ox, Window wy, Window wx) {
                 const std::int64_t at = ((n * geo.y.out + oy) * geo.x.out + ox) * geo.c;
                 T* best = py + at;
                 std::int32_t* from = argmax->data() + at;
@@ -458,7 +462,7 @@ Var max_pool2d(Var x, const Pool2dOptions& o) {
                         max_step(image + offset, best, from, static_cast<std::int32_t>(offset), geo.c);
                     }
                 }
-            }
+            });
         });
     });
     const Shape x_shape = x.shape();
@@ -503,9 +507,7 @@ Var avg_pool2d(Var x, const Pool2dOptions& o) {
         const T* px = in.data<T>();
         T* py = out.data<T>();
         for_pool_rows(geo, [&](std::int64_t n, std::int64_t oy) {
-            const Window wy = window(geo.y, oy);
-            for (std::int64_t ox = 0; ox < geo.x.out; ++ox) {
-                const Window wx = window(geo.x, ox);
+            for_windows(geo, oy, [&](std::int64_t ox, Window wy, Window wx) {
                 T* mean = py + ((n * geo.y.out + oy) * geo.x.out + ox) * geo.c;
                 std::fill(mean, mean + geo.c, T(0));
                 for (std::int64_t iy = wy.lo; iy < wy.hi; ++iy) {
@@ -514,9 +516,9 @@ Var avg_pool2d(Var x, const Pool2dOptions& o) {
                         for (std::int64_t ch = 0; ch < geo.c; ++ch) mean[ch] += v[ch];
                     }
                 }
-                const T scale = static_cast<T>(1.0 / divisor(oy, ox));
-                for (std::int64_t ch = 0; ch < geo.c; ++ch) mean[ch] *= scale;
-            }
+                const T d = static_cast<T>(divisor(oy, ox));
+                for (std::int64_t ch = 0; ch < geo.c; ++ch) mean[ch] /= d;   // divided, as PyTorch does
+            });
         });
     });
     const Shape x_shape = x.shape();
@@ -529,18 +531,16 @@ Var avg_pool2d(Var x, const Pool2dOptions& o) {
             const T* pg = g.data<T>();
             T* pdx = dx.data<T>();
             for_pool_rows(geo, [&](std::int64_t n, std::int64_t oy) {
-                const Window wy = window(geo.y, oy);
-                for (std::int64_t ox = 0; ox < geo.x.out; ++ox) {
-                    const Window wx = window(geo.x, ox);
+                for_windows(geo, oy, [&](std::int64_t ox, Window wy, Window wx) {
                     const T* gv = pg + ((n * geo.y.out + oy) * geo.x.out + ox) * geo.c;
-                    const T scale = static_cast<T>(1.0 / divisor(oy, ox));
+                    const T d = static_cast<T>(divisor(oy, ox));
                     for (std::int64_t iy = wy.lo; iy < wy.hi; ++iy) {
                         for (std::int64_t ix = wx.lo; ix < wx.hi; ++ix) {
-                            T* d = pdx + ((n * geo.y.in + iy) * geo.x.in + ix) * geo.c;
-                            for (std::int64_t ch = 0; ch < geo.c; ++ch) d[ch] += gv[ch] * scale;
+                            T* dxv = pdx + ((n * geo.y.in + iy) * geo.x.in + ix) * geo.c;
+                            for (std::int64_t ch = 0; ch < geo.c; ++ch) dxv[ch] += gv[ch] / d;   // as PyTorch: g / divisor
                         }
                     }
-                }
+                });
             });
         });
         ctx.add(0, dx);
