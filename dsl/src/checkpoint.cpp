@@ -302,4 +302,31 @@ void assign_params(ParamStore& params, const NamedTensors& values, const std::st
     }
 }
 
+PartialLoad assign_params_partial(ParamStore& params, const NamedTensors& values) {
+    PartialLoad out;
+    std::set<std::string> seen;
+    for (const auto& [name, t] : values) {
+        seen.insert(name);
+        Parameter* p = params.find(name);
+        if (!p) {
+            out.skipped.push_back(fmt::format("{} (not in the model)", name));
+        } else if (!is_floating(t.dtype())) {
+            out.skipped.push_back(fmt::format("{} (the file holds {})", name, dtype_name(t.dtype())));
+        } else if (!(p->value.shape() == t.shape())) {
+            out.skipped.push_back(fmt::format("{} (model {}, file {})", name, p->value.shape().str(), t.shape().str()));
+        } else {
+            p->value.copy_from(t.to(p->value.dtype()));
+            out.loaded.push_back(name);
+        }
+    }
+    for (const Parameter* p : params.all()) if (!seen.count(p->name)) out.left.push_back(p->name);
+    return out;
+}
+
+NamedTensors load_init_params(const std::string& path) {
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) return load_checkpoint(path).params;
+    return load_npz(path);
+}
+
 }  // namespace wengert::dsl

@@ -95,10 +95,21 @@ void clean_checkpoint_folder(const std::string& dir);
 // seed, which must not be disturbed).
 std::string new_run_id();
 
-// Copies named tensors into the store. With `exact`, parameters of the model missing from
-// `values`, entries the model does not have, and shape mismatches are one error listing them
-// all; `source` names where the values came from.
+// Copies named tensors into the store. Parameters of the model missing from `values`, entries
+// the model does not have, and shape mismatches are one error listing them all; `source` names
+// where the values came from.
 void assign_params(ParamStore& params, const NamedTensors& values, const std::string& source);
+
+// What assign_params_partial did: the parameters it loaded, the file's entries it skipped (with
+// why), and the model's parameters the file did not have, left at their initialisers.
+struct PartialLoad {
+    std::vector<std::string> loaded, skipped, left;
+};
+// Copies the entries of `values` that match a parameter by name, shape and floating dtype.
+PartialLoad assign_params_partial(ParamStore& params, const NamedTensors& values);
+
+// The parameters a warm start (--init) reads: an .npz file of them, or a checkpoint folder's.
+NamedTensors load_init_params(const std::string& path);
 
 // FNV-1a of a text, as 16 hex digits.
 std::string text_hash(const std::string& text);

@@ -123,6 +123,29 @@ void apply_setting(Interpreter& in, const KeywordArg& kw, TrainSettings& s) {
 
 }  // namespace
 
+namespace {
+
+// --init: the parameters of a file or checkpoint folder, all of them (every parameter of the
+// model by name and shape) or, partial, those that match, saying what was loaded and what not.
+void warm_start(ParamStore& params, const std::string& path, bool partial) {
+    NamedTensors values = load_init_params(path);
+    if (!partial) {
+        assign_params(params, values, path);
+        fmt::print("initialised all {} parameters from {}\n", values.size(), path);
+        return;
+    }
+    PartialLoad load = assign_params_partial(params, values);
+    fmt::print("initialised {} of {} parameters from {}\n", load.loaded.size(), params.size(), path);
+    auto list = [](const char* what, const std::vector<std::string>& names) {
+        if (!names.empty()) fmt::print("  {}: {}\n", what, fmt::join(names, ", "));
+    };
+    list("loaded", load.loaded);
+    list("skipped from the file", load.skipped);
+    list("left at their initialisers", load.left);
+}
+
+}  // namespace
+
 void check_freeze_patterns(Interpreter& in, const TrainSettings& s) {
     std::vector<std::string> unmatched = std::as_const(in.params()).unmatched_freeze_patterns();
     if (unmatched.empty()) return;
@@ -406,9 +429,10 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
         NoGrad no_grad;
         in.run(s.target, gather_rows(data, rows), Mode::eval);
     };
-    if (!s.freeze.empty()) {
+    if (!s.freeze.empty() || overrides.init) {
         create_params();
-        check_freeze_patterns(in, s);
+        if (!s.freeze.empty()) check_freeze_patterns(in, s);
+        if (overrides.init) warm_start(params, *overrides.init, overrides.init_partial);
         manual_seed(s.seed);
     }
 

@@ -45,6 +45,8 @@ struct TrainOverrides {
     bool function_given = false;                 // --function: the target was chosen, not defaulted
     bool check_finite = false;                   // --check-finite: every op of every step (Note [Finite checks])
     bool progress = true;                        // a progress bar when stderr is a terminal
+    std::optional<std::string> init;             // --init: start from these parameters (.npz or checkpoint folder)
+    bool init_partial = false;                   // --init-partial: load what matches, say the rest
 };
 
 // Reads the model's train block (EvalError at a bad or unknown setting).

@@ -898,3 +898,48 @@ TEST_CASE("frozen layers and params keep their initial values; check counts them
     CHECK(typo_train.exit_code == 65);
     CHECK_THAT(typo_train.err, Catch::Contains("error: train: freeze pattern \"h3.*\" matches no parameter of f"));
 }
+
+// --init: a warm start from saved parameters with a fresh optimizer. Whole, every parameter must
+// match; --init-partial loads what matches and lists the rest.
+TEST_CASE("train --init starts from saved parameters; --init-partial says what it loaded", "[dsl][train][cli][init]") {
+    TempDir tmp;
+    write_dataset(tmp.path / "data.npz", 24, 4, 3, 5);
+    auto model = [&](int hidden) {
+        return fmt::format("def f(x: f32[B, 4], y: i64[B]) {{\n    h = dense({}, activation = relu)(x)\n    logits = dense(3)(h)\n"
+                           "    loss ce = cross_entropy(logits, y)\n    return logits\n}}\n"
+                           "train f {{\n    data = npz_data(path = \"{}\")\n    optimizer = adam(lr = 1e-2)\n    batch = 8\n    epochs = 1\n}}\n",
+                           hidden, (tmp.path / "data.npz").string());
+    };
+    fs::path first = tmp.path / "first.wg", second = tmp.path / "second.wg";
+    write_text(first, model(8));
+    REQUIRE(run_wengert({"train", first.string(), "--checkpoint", (tmp.path / "a").string(), "--no-progress"}).exit_code == 0);
+
+    // with lr 0 a step leaves the parameters as they started: the warm start's checkpoint holds
+    // the first run's parameters exactly
+    CliResult warm = run_wengert({"train", first.string(), "--steps", "1", "--lr", "0", "--no-progress", "--checkpoint",
+                                  (tmp.path / "b").string(), "--init", (tmp.path / "a").string()});
+    INFO(warm.err);
+    REQUIRE(warm.exit_code == 0);
+    CHECK_THAT(warm.out, Catch::Contains("initialised all 4 parameters from " + (tmp.path / "a").string()));
+    require_same_params(tmp.path / "a" / "params-00000003.npz", tmp.path / "b" / "params-00000001.npz");
+    CliResult fresh = run_wengert({"train", first.string(), "--steps", "1", "--lr", "0", "--no-progress", "--checkpoint", (tmp.path / "c").string()});
+    REQUIRE(fresh.exit_code == 0);
+    CHECK(load_npz((tmp.path / "c" / "params-00000001.npz").string())[0].second.to_doubles() !=
+          load_npz((tmp.path / "a" / "params-00000003.npz").string())[0].second.to_doubles());
+
+    // another hidden size: the whole load is refused, the partial one takes the matching bias
+    write_text(second, model(6));
+    CliResult whole = run_wengert({"train", second.string(), "--steps", "1", "--no-progress", "--init", (tmp.path / "a").string()});
+    CHECK(whole.exit_code == 74);
+    CHECK_THAT(whole.err, Catch::Contains("wrong shape: h.dense.w (model [4, 6], file [4, 8])"));
+    CliResult partial = run_wengert({"train", second.string(), "--steps", "1", "--no-progress", "--init", (tmp.path / "a").string(), "--init-partial"});
+    INFO(partial.err);
+    CHECK(partial.exit_code == 0);
+    CHECK_THAT(partial.out, Catch::Contains("initialised 1 of 4 parameters from " + (tmp.path / "a").string() + "\n"
+                                            "  loaded: logits.dense.b\n"
+                                            "  skipped from the file: h.dense.w (model [4, 6], file [4, 8]), h.dense.b (model [6], file [8]), "
+                                            "logits.dense.w (model [6, 3], file [8, 3])\n"));
+    CHECK(run_wengert({"train", first.string(), "--init-partial"}).exit_code == 64);
+    CHECK(run_wengert({"train", first.string(), "--init", (tmp.path / "a").string(), "--resume", "--checkpoint", (tmp.path / "a").string()})
+              .exit_code == 64);
+}

@@ -74,7 +74,7 @@ folder in use, 74 I/O error
 const std::map<std::string, std::string> kCommandHelp = {
     {"train", R"(usage: wengert train FILE [--function NAME] [--epochs N] [--steps N] [--batch N] [--lr X] [--seed N]
                      [--checkpoint DIR] [--resume | --overwrite] [--log FILE] [--no-progress]
-                     [--check-finite] [common options]
+                     [--check-finite] [--init FILE|DIR [--init-partial]] [common options]
 
 Trains the function the model's train block names (or --function NAME, with the block's
 settings). Flags override the block's settings.
@@ -87,6 +87,9 @@ One run trains into a folder at a time, and a folder that holds a checkpoint is 
 A loss, gradient or parameter that is not finite stops the run (exit 65) at the first op that
 made a NaN or infinity from finite inputs, found by replaying the step with every op checked;
 nothing of that step is saved. --check-finite checks every op on every step, for debugging.
+--init starts from saved parameters (an .npz file, or a checkpoint folder's) with a fresh
+optimizer: every parameter of the model must be there by name and shape, or with
+--init-partial, those that match are loaded and the rest listed.
 )"},
     {"eval", R"(usage: wengert eval FILE --checkpoint DIR [--function NAME] [--batch N] [common options]
 
@@ -158,7 +161,7 @@ struct Cli {
 
 // Options that take a value, per command; flags take none.
 const std::map<std::string, std::set<std::string>> kValueOptions = {
-    {"train", {"function", "epochs", "steps", "batch", "lr", "seed", "checkpoint", "log", "threads", "dtype", "data"}},
+    {"train", {"function", "epochs", "steps", "batch", "lr", "seed", "checkpoint", "log", "threads", "dtype", "data", "init"}},
     {"eval", {"checkpoint", "function", "batch", "threads", "dtype", "data", "seed"}},
     {"check", {"function", "threads", "dtype", "seed", "data"}},
     {"run", {"inputs", "function", "params", "save-params", "dump", "grads", "threads", "dtype", "seed", "data"}},
@@ -166,7 +169,7 @@ const std::map<std::string, std::set<std::string>> kValueOptions = {
     {"graph", {"function", "threads", "dtype", "seed", "data"}},
 };
 const std::map<std::string, std::set<std::string>> kFlags = {
-    {"train", {"resume", "overwrite", "no-progress", "check-finite"}}, {"eval", {}}, {"check", {}}, {"run", {"eval"}}, {"gradcheck", {}}, {"graph", {}},
+    {"train", {"resume", "overwrite", "no-progress", "check-finite", "init-partial"}}, {"eval", {}}, {"check", {}}, {"run", {"eval"}}, {"gradcheck", {}}, {"graph", {}},
 };
 
 // Fills `cli` as it reads, so a usage error can still name the command.
@@ -361,6 +364,10 @@ int cmd_train(const Cli& cli) {
         o.resume = cli.flags.count("resume") > 0;
         o.overwrite = cli.flags.count("overwrite") > 0;
         if (o.resume && o.overwrite) throw UsageError("--resume and --overwrite exclude each other");
+        if (cli.has("init")) o.init = cli.get("init");
+        o.init_partial = cli.flags.count("init-partial") > 0;
+        if (o.init_partial && !o.init) throw UsageError("--init-partial needs --init FILE|DIR");
+        if (o.init && o.resume) throw UsageError("--init and --resume exclude each other: --resume continues a run, --init starts one");
         o.function_given = cli.has("function");
         o.check_finite = cli.flags.count("check-finite") > 0;
         o.progress = cli.flags.count("no-progress") == 0;
