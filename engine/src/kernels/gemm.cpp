@@ -333,6 +333,22 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, s
     });
 }
 
+template <class T>
+void gemm_unsplit(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t rs_a, std::int64_t cs_a,
+                  const T* b, std::int64_t rs_b, std::int64_t cs_b, T beta, T* c, std::int64_t rs_c, std::int64_t cs_c) {
+    if (m == 0 || n == 0) return;
+    settle_unit_strides(m, k, rs_a, cs_a);
+    settle_unit_strides(k, n, rs_b, cs_b);
+    settle_unit_strides(m, n, rs_c, cs_c);
+    const Path path = path_of(m, n, k) == Path::small ? Path::small : Path::blis_sup;
+    gemm_one_thread(path, m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
+}
+
+template void gemm_unsplit<float>(std::int64_t, std::int64_t, std::int64_t, float, const float*, std::int64_t, std::int64_t,
+                                  const float*, std::int64_t, std::int64_t, float, float*, std::int64_t, std::int64_t);
+template void gemm_unsplit<double>(std::int64_t, std::int64_t, std::int64_t, double, const double*, std::int64_t, std::int64_t,
+                                   const double*, std::int64_t, std::int64_t, double, double*, std::int64_t, std::int64_t);
+
 template void gemm<float>(std::int64_t, std::int64_t, std::int64_t, float, const float*, std::int64_t, std::int64_t,
                           const float*, std::int64_t, std::int64_t, float, float*, std::int64_t, std::int64_t, int);
 template void gemm<double>(std::int64_t, std::int64_t, std::int64_t, double, const double*, std::int64_t, std::int64_t,

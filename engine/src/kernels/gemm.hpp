@@ -111,6 +111,14 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, s
           const T* b, std::int64_t rs_b, std::int64_t cs_b, T beta, T* c, std::int64_t rs_c, std::int64_t cs_c,
           int threads);
 
+// One product on the calling thread, never split: the small path or BLIS as it chooses, its
+// small/skinny ("sup") kernels included, whatever the size. For callers that split work into
+// blocks of their own whose shapes do not depend on the thread count (conv2d's blocks, Note
+// [Blocked im2col]): each block's sums then do not either.
+template <class T>
+void gemm_unsplit(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t rs_a, std::int64_t cs_a,
+                  const T* b, std::int64_t rs_b, std::int64_t cs_b, T beta, T* c, std::int64_t rs_c, std::int64_t cs_c);
+
 // For bench/gemm.cpp's reference: c = a @ b as one bli_sgemm_ex call on the kernels in use,
 // BLIS's own way: `threads` of its own threads and its small/skinny path on.
 void blis_reference_sgemm(std::int64_t m, std::int64_t n, std::int64_t k, const float* a, std::int64_t rs_a,

@@ -1,6 +1,7 @@
 #include "cases.hpp"
 
 #include <cmath>
+#include <cstdlib>
 
 namespace wengert::test {
 
@@ -49,6 +50,11 @@ void require_close(const Tensor& actual, const std::vector<double>& expected, do
         else if (std::isinf(expected[i])) CHECK(values[i] == expected[i]);
         else CHECK(std::abs(values[i] - expected[i]) <= tol);
     }
+}
+
+std::string default_gemm_kernels() {
+    const char* env = std::getenv("WENGERT_GEMM_KERNELS");
+    return env && *env ? env : "auto";
 }
 
 }  // namespace wengert::test

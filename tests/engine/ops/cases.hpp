@@ -63,6 +63,10 @@ Tensor noncontiguous(const Tensor& t);
 // Values bounded away from each other and from zero: for max/abs/relu-like kinks.
 Tensor spread_tensor(const Shape& shape, std::uint64_t seed, double offset = 0.0);
 
+// The kernel set this process started with (WENGERT_GEMM_KERNELS, else "auto"), to restore
+// after a test changes it.
+std::string default_gemm_kernels();
+
 // Compare element by element, within tolerance; an expected NaN needs a NaN, an expected
 // infinity that infinity.
 void require_close(const Tensor& actual, const std::vector<double>& expected, double tol = 1e-6);

@@ -217,7 +217,7 @@ TEST_CASE("conv2d's shape errors name the rule and every operand", "[conv]") {
           "dilation (1, 1), groups 2");
 }
 
-TEST_CASE("conv2d and the pools give the same bits at 1 and 2 threads", "[conv][threads]") {
+TEST_CASE("conv2d and the pools give the same bits at 1 and 2 threads, on every kernel set", "[conv][threads]") {
     // large enough that the blocks of Note [Blocked im2col] and the pools' images run in parallel
     Tensor x = random_tensor(Shape{16, 13, 13, 32}, 1, -1.0, 1.0, DType::f32), w = random_tensor(Shape{3, 3, 32, 64}, 2, -1.0, 1.0, DType::f32);
     Tensor b = random_tensor(Shape{64}, 3, -1.0, 1.0, DType::f32);
@@ -230,9 +230,14 @@ TEST_CASE("conv2d and the pools give the same bits at 1 and 2 threads", "[conv][
         tape.backward(sum(y * tape.input(cotangent(y.shape(), DType::f32))));
         return std::vector<std::vector<double>>{y.value().to_doubles(), xv.grad().to_doubles(), wv.grad().to_doubles(), bv.grad().to_doubles()};
     };
-    auto one = run(1), two = run(2);
+    for (const std::string& set : kern::gemm_kernel_sets()) {
+        kern::set_gemm_kernels(set);
+        INFO("kernels " << set << " (" << kern::gemm_kernels() << ")");
+        auto one = run(1), two = run(2);
+        CHECK(one == two);
+    }
+    kern::set_gemm_kernels(default_gemm_kernels());
     set_num_threads(before);
-    CHECK(one == two);
 }
 
 TEST_CASE("max_pool2d follows PyTorch: the first of tied values, the last NaN, no padding wins", "[conv][nan]") {

@@ -73,12 +73,6 @@ std::vector<std::vector<double>> value_and_grads(const Tensor& a, const Tensor& 
     return {out.value().to_doubles(), x.grad().to_doubles(), y.grad().to_doubles()};
 }
 
-// The kernel set this process started with, to restore after a test changes it.
-std::string default_kernels() {
-    const char* env = std::getenv("WENGERT_GEMM_KERNELS");
-    return env && *env ? env : "auto";
-}
-
 }  // namespace
 
 WG_CASES(matmul_cases) {
@@ -235,7 +229,7 @@ TEST_CASE("matmul gives identical results at 1 and 2 threads on every kernel set
             CHECK(value_and_grads(a, b) == two);
         }
     }
-    kern::set_gemm_kernels(default_kernels());
+    kern::set_gemm_kernels(default_gemm_kernels());
     set_num_threads(before);
 }
 
@@ -256,7 +250,7 @@ TEST_CASE("every kernel set computes the same products to rounding", "[matmul][g
             CHECK(std::abs(c64[i] - want[i]) <= 1e-12);
         }
     }
-    kern::set_gemm_kernels(default_kernels());
+    kern::set_gemm_kernels(default_gemm_kernels());
     CHECK(before == kern::gemm_kernels());
 }
 
@@ -282,7 +276,7 @@ TEST_CASE("gemm kernels are chosen from the CPU and refuse what it cannot run", 
         }
     }
     CHECK_THROWS_WITH(kern::set_gemm_kernels("zen9"), "gemm kernels 'zen9' are not one of auto, blis, skx, haswell, generic");
-    kern::set_gemm_kernels(default_kernels());
+    kern::set_gemm_kernels(default_gemm_kernels());
 }
 
 TEST_CASE("matmul errors name both shapes and the rule", "[matmul]") {
