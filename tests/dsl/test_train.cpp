@@ -558,6 +558,13 @@ TEST_CASE("a corrupt checkpoint is an I/O error naming the file, never a crash",
              write_text(dir / "manifest.json", manifest.replace(manifest.find("\"step\":4,"), 9, "\"step\":-5,"));
          },
          "manifest.json", "corrupt manifest: \"step\" is -5, which is not a count"},
+        {"a negative seed (cast to an integer, undefined, before)",
+         [](const fs::path& dir) {
+             std::string manifest = read_text(dir / "manifest.json");
+             REQUIRE(manifest.find("\"seed\":3,") != std::string::npos);
+             write_text(dir / "manifest.json", manifest.replace(manifest.find("\"seed\":3,"), 9, "\"seed\":-1.5,"));
+         },
+         "manifest.json", "corrupt manifest: \"seed\" is -1.5, which is not a seed"},
         {"a manifest nested past the parser's limit",
          [](const fs::path& dir) { write_text(dir / "manifest.json", "{\"format\": " + std::string(100000, '[')); }, "manifest.json",
          "corrupt manifest: json: line 1, column 267: values nested more than 256 deep"},
