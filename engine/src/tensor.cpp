@@ -276,6 +276,14 @@ Tensor Tensor::empty(const Shape& shape, DType dtype) {
     if (shape.numel() > std::numeric_limits<std::int64_t>::max() / item_bytes) {
         throw ShapeError("tensor", fmt::format("shape {} of {} needs more than 2^63 bytes", shape.str(), dtype_name(dtype)));
     }
+    // the extents other than 0 too: an empty tensor's strides are their products (NumPy
+    // refuses (0, 2^62, 2^62) as well); found by fuzzing the IDX reader
+    std::int64_t nonzero_bytes = item_bytes;
+    for (auto d : shape) {
+        if (d != 0 && __builtin_mul_overflow(nonzero_bytes, d, &nonzero_bytes)) {
+            throw ShapeError("tensor", fmt::format("shape {} of {} needs more than 2^63 bytes", shape.str(), dtype_name(dtype)));
+        }
+    }
     ElementLimit::check(shape);
     Tensor t;
     try {
