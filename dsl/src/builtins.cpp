@@ -256,6 +256,9 @@ Value call_op(Interpreter& in, const OpSchema& op, CallArgs& args) {
             throw EvalError(args.loc, fmt::format("{}: missing argument '{}' ({})", op.name, specs[i].name, op.signature()));
         }
     }
+    // an op given no tensor makes one from the sizes it was given (Note [Element limit])
+    std::optional<ElementLimit> limit;
+    if (!any_tensor_given) limit.emplace(kMaxElements, op.name, "an op may make from sizes a model gives");
     return Value(op.call(Args(std::move(bound))));
 }
 

@@ -74,8 +74,18 @@ std::set<std::int64_t> model_integers(const Interpreter& in) {
 }
 
 // Symbolic sizes of a function's annotations, B first, each mapped to a prime the model
-// does not mention.
-std::vector<std::pair<std::string, std::int64_t>> symbolic_sizes(const Interpreter& in, const FunctionDef& def) {
+// does not mention, so that a literal size equal to B by chance is still caught.
+// Note [Bounded symbolic sizes]: the primes are taken from [37, kMaxSymbolicSize]. A file
+// that writes every prime below it (100k distinct integer literals) would otherwise push B
+// to the first prime beyond them, and every input `check` makes grows with it: a model of
+// f32[B, L, D] inputs took gigabytes. When the window is used up, its primes are reused in
+// order: the check still runs with small sizes, only a literal equal to one of them is not
+// told apart from the symbol.
+constexpr std::int64_t kMaxSymbolicSize = 1021;
+
+// `used`: model_integers(in), worked out once for all the defs a check runs (per def, a file
+// of 20k defs walked its whole text 20k times).
+std::vector<std::pair<std::string, std::int64_t>> symbolic_sizes(const std::set<std::int64_t>& used, const FunctionDef& def) {
     std::vector<std::string> names{"B"};
     for (const auto& p : def.params) {
         if (!p.type) continue;
@@ -85,16 +95,20 @@ std::vector<std::pair<std::string, std::int64_t>> symbolic_sizes(const Interpret
             }
         }
     }
-    std::set<std::int64_t> used = model_integers(in);
-    std::vector<std::pair<std::string, std::int64_t>> out;
-    std::int64_t candidate = 37;
     auto is_prime = [](std::int64_t n) {
         for (std::int64_t k = 2; k * k <= n; ++k) if (n % k == 0) return false;
         return true;
     };
-    for (const auto& name : names) {
-        while (!is_prime(candidate) || used.count(candidate)) ++candidate;
-        out.emplace_back(name, candidate++);
+    std::vector<std::int64_t> unused, all;
+    for (std::int64_t n = 37; n <= kMaxSymbolicSize; ++n) {
+        if (!is_prime(n)) continue;
+        all.push_back(n);
+        if (!used.count(n)) unused.push_back(n);
+    }
+    std::vector<std::pair<std::string, std::int64_t>> out;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+        std::int64_t size = i < unused.size() ? unused[i] : all[(i - unused.size()) % all.size()];
+        out.emplace_back(names[i], size);
     }
     return out;
 }
@@ -120,6 +134,12 @@ std::vector<Tensor> inputs_for(Interpreter& in, const FunctionDef& def,
         for (const auto& d : p.type->dims) {
             if (const auto* n = std::get_if<std::int64_t>(&d.size)) shape.push_back(*n);
             else shape.push_back(sizes.at(std::get<std::string>(d.size)));
+        }
+        ElementLimit limit(kMaxElements, fmt::format("{}: input '{}'", def.name, p.name), "an input made from an annotation may have");
+        try {
+            ElementLimit::check(shape);
+        } catch (const ShapeError& e) {
+            throw EvalError(p.type->loc, e.what());
         }
         DType dtype = parse_dtype(p.type->dtype, "annotation");
         if (is_floating(dtype)) {
@@ -198,11 +218,22 @@ CheckReport check_model(Interpreter& in, std::optional<std::string> function) {
     CheckReport rep;
     const TrainBlock* train = in.train_block();
     std::string values_table, params_table;
+    const std::set<std::int64_t> used = model_integers(in);
     for (const auto& name : targets) {
         const FunctionDef& def = require_function(in, name);
-        auto sizes = symbolic_sizes(in, def);
+        auto sizes = symbolic_sizes(used, def);
         std::map<std::string, std::int64_t> size_map(sizes.begin(), sizes.end());
         auto filter = [sizes](const std::string& s) { return symbolic_text(s, sizes); };
+        std::vector<Tensor> inputs;
+        try {
+            inputs = inputs_for(in, def, size_map, in.options().seed, false);
+        } catch (const EvalError& e) {
+            in.sink().error(e.loc, filter(e.what()));
+            continue;   // nothing ran, so there are no values to list
+        } catch (const Error& e) {
+            in.sink().error(def.params.empty() ? Location{} : def.params[0].loc, filter(e.what()));
+            continue;
+        }
         in.set_message_filter(filter);
         in.set_check_mode(true);
         std::size_t errors_before = in.sink().error_count();
@@ -210,7 +241,7 @@ CheckReport check_model(Interpreter& in, std::optional<std::string> function) {
         Tape tape;   // recording, so that warn_unreached can follow the objective back
         RunResult result;
         try {
-            result = in.run(name, inputs_for(in, def, size_map, in.options().seed, false), Mode::train);
+            result = in.run(name, inputs, Mode::train);
         } catch (const EvalError& e) {
             auto& d = in.sink().error(e.loc, filter(e.what()));
             d.suggestions = e.suggestions;
@@ -452,7 +483,7 @@ GradcheckReport gradcheck_model(Interpreter& in, const std::string& function, co
 
 std::string graph_dot(Interpreter& in, const std::string& function) {
     const FunctionDef& def = require_function(in, function);
-    auto sizes = symbolic_sizes(in, def);
+    auto sizes = symbolic_sizes(model_integers(in), def);
     std::map<std::string, std::int64_t> size_map(sizes.begin(), sizes.end());
     Tape tape;
     NoGrad no_grad;

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstring>
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -140,7 +141,12 @@ LoadedCheckpoint load_checkpoint(const std::string& dir) {
         info.model_hash = m.at("model_hash").as_string();
         info.step = count("step");
         info.epoch = count("epoch");
-        info.seed = static_cast<std::uint64_t>(m.at("seed").as_number());
+        // a seed is a count below 2^64 (a cast of any other double is undefined: found by fuzzing)
+        const double seed = m.at("seed").as_number();
+        if (!(seed >= 0.0 && seed < 18446744073709551616.0) || seed != std::floor(seed)) {
+            throw IOError(manifest_path, fmt::format("corrupt manifest: \"seed\" is {}, which is not a seed", seed));
+        }
+        info.seed = static_cast<std::uint64_t>(seed);
         info.dtype = m.at("dtype").as_string();
         info.rng_seed = std::stoull(m.at("rng").at("seed").as_string());
         info.rng_offset = std::stoull(m.at("rng").at("offset").as_string());

@@ -125,6 +125,13 @@ int count_returns(const FunctionDef& def) {
     return 0;
 }
 
+// The layers' context of one run: parameters capped as Note [Element limit] says.
+std::unique_ptr<LayerContext> layer_context_for(ParamStore& params, const InterpreterOptions& options) {
+    auto ctx = std::make_unique<LayerContext>(params, options.seed, options.dtype);
+    ctx->max_param_elements = kMaxElements;
+    return ctx;
+}
+
 }  // namespace
 
 struct Interpreter::Impl {
@@ -332,10 +339,14 @@ struct Interpreter::Impl {
     void resolve(const Expr& e, const std::set<std::string>& local) {
         if (const auto* n = e.as<Name>()) {
             if (!known(n->id, local)) {
-                std::vector<std::string> names(local.begin(), local.end());
-                for (const auto& [k, _] : global_locs) names.push_back(k);
-                for (const auto& [k, _] : builtins) names.push_back(k);
-                self.sink_.error(e.loc, fmt::format("unknown name '{}'", n->id)).suggestions = closest_names(n->id, names);
+                const bool shown = self.sink_.shows_next();
+                Diagnostic& d = self.sink_.error(e.loc, fmt::format("unknown name '{}'", n->id));
+                if (shown) {
+                    std::vector<std::string> names(local.begin(), local.end());
+                    for (const auto& [k, _] : global_locs) names.push_back(k);
+                    for (const auto& [k, _] : builtins) names.push_back(k);
+                    d.suggestions = closest_names(n->id, names);
+                }
             }
         } else if (const auto* u = e.as<Unary>()) {
             resolve(*u->operand, local);
@@ -1063,7 +1074,7 @@ RunResult Interpreter::run(const std::string& name, const std::vector<Tensor>& i
     named_.clear();
     impl_->path.clear();
     impl_->kind_counts.clear();
-    impl_->ctx = std::make_unique<LayerContext>(params_, options_.seed, options_.dtype);
+    impl_->ctx = layer_context_for(params_, options_);
     RunResult result;
     impl_->result = &result;
     batch_ = inputs.empty() || inputs[0].ndim() == 0 ? 1 : inputs[0].shape()[0];
@@ -1196,7 +1207,7 @@ Var Interpreter::as_tensor(const Value& value, Location loc, const char* what) {
 }
 
 LayerContext& Interpreter::layer_context() {
-    if (!impl_->ctx) impl_->ctx = std::make_unique<LayerContext>(params_, options_.seed, options_.dtype);
+    if (!impl_->ctx) impl_->ctx = layer_context_for(params_, options_);
     return *impl_->ctx;
 }
 
@@ -1214,6 +1225,7 @@ void Interpreter::set_check_mode(bool on) { impl_->check_mode = on; }
 void Interpreter::record_loss(const std::string& name, Var value) { impl_->record_loss(name, value); }
 
 Parameter& Interpreter::Impl::create_declared_param(const ParamDecl& decl) {
+    ElementLimit limit(kMaxElements, fmt::format("param '{}'", decl.name), "a parameter may have");
     DType dtype = self.options_.dtype;
     if (decl.type.dtype != "f32" && decl.type.dtype != "f64") {
         throw EvalError(decl.type.loc, fmt::format("param '{}' must be f32 or f64, not {}", decl.name, decl.type.dtype));

@@ -331,6 +331,44 @@ void flush_log(std::ofstream& log, const std::string& path) {
     if (!log) throw IOError(path, fmt::format("cannot write the metrics log: {}", errno ? std::strerror(errno) : "write failed"));
 }
 
+// Note [Bad rows]
+// A row the model cannot take (a label beyond its classes, an index beyond an embedding, a
+// value the model refuses) fails the whole batch it is in, and the op's error can only say
+// where it is in that batch, which is shuffled. When a batch fails, each of its rows is run
+// alone (without a gradient, in the same mode), and the first row that fails alone is named
+// by its place in the dataset (`role` is the train setting that names the dataset), with the
+// op's error at its place in the model. When every row of the batch fails alone, the dataset
+// as a whole does not fit (a column of the wrong shape): the batch's error names the dataset
+// without a row. When none does, the batch failed for another reason and its error stands.
+[[noreturn]] void throw_bad_row(Interpreter& in, const std::string& target, const Dataset& data, const char* role,
+                                std::span<const std::int64_t> rows, Mode mode, const EvalError& batch_error) {
+    NoGrad no_grad;
+    std::optional<EvalError> first;
+    std::int64_t first_row = 0;
+    std::size_t failed = 0;
+    for (std::int64_t row : rows) {
+        Tape tape;
+        try {
+            in.run(target, gather_rows(data, std::span<const std::int64_t>(&row, 1)), mode);
+        } catch (const EvalError& e) {
+            if (!first) {
+                first = e;
+                first_row = row;
+            }
+            ++failed;
+        }
+    }
+    if (!first) throw batch_error;
+    const bool whole = failed == rows.size() && rows.size() > 1;
+    const EvalError& cause = whole ? batch_error : *first;
+    EvalError error(cause.loc, whole ? fmt::format("{} {}: {}", role, data.description, cause.what())
+                                     : fmt::format("{} {}, row {} (rows count from 0): {}", role, data.description, first_row,
+                                                   cause.what()),
+                    cause.suggestions);
+    error.notes = cause.notes;
+    throw error;
+}
+
 }  // namespace
 
 EvalSummary evaluate(Interpreter& in, const std::string& target, const Dataset& data, std::int64_t batch) {
@@ -343,7 +381,12 @@ EvalSummary evaluate(Interpreter& in, const std::string& target, const Dataset& 
         std::vector<std::int64_t> rows(static_cast<std::size_t>(count));
         for (std::int64_t i = 0; i < count; ++i) rows[static_cast<std::size_t>(i)] = start + i;
         Tape tape;
-        RunResult r = in.run(target, gather_rows(data, rows), Mode::eval);
+        RunResult r;
+        try {
+            r = in.run(target, gather_rows(data, rows), Mode::eval);
+        } catch (const EvalError& e) {
+            throw_bad_row(in, target, data, "eval_data", rows, Mode::eval, e);   // Note [Bad rows]
+        }
         for (const auto& [name, v] : r.losses) run.add(name, v.item(), count);
         for (const auto& [name, v] : r.metrics) run.add(name, v.item(), count);
         if (r.objective.defined()) run.add("$objective", r.objective.item(), count);
@@ -516,6 +559,14 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
         if (!*log) throw IOError(s.log, fmt::format("cannot open the metrics log for writing: {}", std::strerror(errno)));
     }
     bool tty = overrides.progress && ::isatty(STDERR_FILENO);
+    if (eval_data) {
+        // Note [Bad rows]: a row of the evaluation data the model cannot take is found now,
+        // not at the end of the first epoch. The random state is put back, so that the run
+        // draws what it would have drawn without this pass.
+        const std::uint64_t rng_seed = default_generator().seed(), rng_offset = default_generator().offset();
+        evaluate(in, s.target, *eval_data, s.batch);
+        default_generator().set_state(rng_seed, rng_offset);
+    }
     fmt::print(stderr, "training {} on {} ({} examples, batch {}, {} steps per epoch, {} steps)\n", s.target, data.description, n,
                s.batch, per_epoch, total);
 
@@ -550,6 +601,8 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
             r = in.run(s.target, batch, Mode::train);
         } catch (const NonFiniteError& e) {
             throw non_finite_error(in, e, where, "");
+        } catch (const EvalError& e) {
+            throw_bad_row(in, s.target, data, "data", rows, Mode::train, e);   // Note [Bad rows]
         }
         if (!r.objective.defined()) {
             throw EvalError(Location{in.main_module().file, 0, 0, 0}, fmt::format("{} defines no loss: add a `loss name = ...` statement", s.target));
@@ -647,6 +700,29 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
         bool end_of_epoch = pos == per_epoch - 1 || step == total - 1;
         bool checkpoint_now = !s.checkpoint.empty() && (s.checkpoint_every > 0 ? ((step + 1) % s.checkpoint_every == 0 || step == total - 1)
                                                                                 : end_of_epoch);
+        // the log reaches the checkpoint's step before the checkpoint does
+        auto save = [&] {
+            if (log) flush_log(*log, s.log);
+            if (!checkpoint_now) return;
+            CheckpointInfo info;
+            info.run_id = run_id;
+            info.function = s.target;
+            info.batch = s.batch;
+            info.model = model_path;
+            info.model_hash = hash;
+            info.step = step + 1;
+            info.epoch = (step + 1) / per_epoch;
+            info.seed = s.seed;
+            info.dtype = dtype_name(in.options().dtype);
+            info.rng_seed = default_generator().seed();
+            info.rng_offset = default_generator().offset();
+            info.optimizer = opt->name();
+            if (pos != per_epoch - 1) {   // mid-epoch: the resumed run continues these means
+                info.epoch_sums = running.sums;
+                info.epoch_examples = running.examples;
+            }
+            save_checkpoint(s.checkpoint, info, params, opt.get());
+        };
         if (end_of_epoch) {
             double secs = std::chrono::duration<double>(Clock::now() - epoch_start).count();
             bool partial = pos != per_epoch - 1;   // the run stops mid-epoch
@@ -669,7 +745,18 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
                 erec["train"][name] = running.mean(name);
             }
             if (eval_data) {
-                EvalSummary e = evaluate(in, s.target, *eval_data, s.batch);
+                EvalSummary e;
+                try {
+                    e = evaluate(in, s.target, *eval_data, s.batch);
+                } catch (EvalError& e) {
+                    save();   // the epoch's training is kept, whatever its evaluation met (Note [Bad rows])
+                    if (checkpoint_now) {
+                        e.notes.push_back({train_block_loc(in), fmt::format("the checkpoint of step {} was saved before this "
+                                                                            "evaluation: --resume continues from it",
+                                                                            step + 1)});
+                    }
+                    throw;
+                }
                 line += "  | eval";
                 erec["eval"]["loss"] = e.objective;
                 for (const auto& [name, v] : e.losses) {
@@ -687,27 +774,7 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
             std::fflush(stdout);
             if (log) *log << erec.dump() << '\n';
         }
-        if (log) flush_log(*log, s.log);   // the log reaches the checkpoint's step before the checkpoint does
-        if (checkpoint_now) {
-            CheckpointInfo info;
-            info.run_id = run_id;
-            info.function = s.target;
-            info.batch = s.batch;
-            info.model = model_path;
-            info.model_hash = hash;
-            info.step = step + 1;
-            info.epoch = (step + 1) / per_epoch;
-            info.seed = s.seed;
-            info.dtype = dtype_name(in.options().dtype);
-            info.rng_seed = default_generator().seed();
-            info.rng_offset = default_generator().offset();
-            info.optimizer = opt->name();
-            if (pos != per_epoch - 1) {   // mid-epoch: the resumed run continues these means
-                info.epoch_sums = running.sums;
-                info.epoch_examples = running.examples;
-            }
-            save_checkpoint(s.checkpoint, info, params, opt.get());
-        }
+        save();
     }
     return 0;
 }

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <optional>
 
 #include "wengert/ops.hpp"
 #include "wengert/random.hpp"
@@ -33,6 +34,8 @@ std::uint64_t hash_name(std::uint64_t seed, const std::string& name) {
 Var LayerContext::param(const std::string& name, const Shape& shape, const Init& init, bool trainable) {
     Parameter* p = params.find(name);
     if (!p) {
+        std::optional<ElementLimit> limit;
+        if (max_param_elements > 0) limit.emplace(max_param_elements, name, "a parameter may have");
         Generator gen(hash_name(seed, name));
         p = &params.create(name, shape, dtype, init, gen);
         if (!trainable) p->trainable = false;

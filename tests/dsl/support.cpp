@@ -63,12 +63,12 @@ std::string quoted(const std::string& s) {
     return out + "'";
 }
 
-}  // namespace
-
-CliResult run_wengert(const std::vector<std::string>& args, const fs::path& cwd) {
+// Runs `prefix WENGERT_CLI args` in a shell, in `cwd` when given.
+CliResult run_command(const std::vector<std::string>& prefix, const std::vector<std::string>& args, const fs::path& cwd) {
     TempDir capture;
     std::vector<std::string> words;
     if (!cwd.empty()) words = {"cd", quoted(cwd.string()), "&&"};
+    words.insert(words.end(), prefix.begin(), prefix.end());
     words.push_back(quoted(WENGERT_CLI));
     for (const auto& a : args) words.push_back(quoted(a));
     words.push_back(">" + quoted((capture.path / "out").string()));
@@ -85,6 +85,14 @@ CliResult run_wengert(const std::vector<std::string>& args, const fs::path& cwd)
     r.out = read_text(capture.path / "out");
     r.err = read_text(capture.path / "err");
     return r;
+}
+
+}  // namespace
+
+CliResult run_wengert(const std::vector<std::string>& args, const fs::path& cwd) { return run_command({}, args, cwd); }
+
+CliResult run_wengert_in_memory(std::size_t kib, const std::vector<std::string>& args, const fs::path& cwd) {
+    return run_command({"ulimit", "-v", std::to_string(kib), "&&"}, args, cwd);
 }
 
 std::string normalize_paths(std::string text, const fs::path& dir) {

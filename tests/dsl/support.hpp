@@ -41,6 +41,9 @@ struct CliResult {
 // Runs the built `wengert` with `args` (in `cwd` when given) and collects its exit code,
 // stdout and stderr.
 CliResult run_wengert(const std::vector<std::string>& args, const std::filesystem::path& cwd = {});
+// The same with its address space limited to `kib` KiB (`ulimit -v`): out of memory on purpose,
+// without taking the machine's.
+CliResult run_wengert_in_memory(std::size_t kib, const std::vector<std::string>& args, const std::filesystem::path& cwd = {});
 
 // `text` with "<dir>/" removed and the standard library's folder written "<std>".
 std::string normalize_paths(std::string text, const std::filesystem::path& dir);

@@ -358,3 +358,54 @@ TEST_CASE("wengert gradcheck agrees with finite differences on the small model",
     CHECK(r.out.find("MISMATCH") == std::string::npos);
     CHECK(r.out.substr(r.out.rfind('\n', r.out.size() - 2) + 1) == "all gradients agree with finite differences\n");
 }
+
+TEST_CASE("out of memory exits 74 saying what was being allocated, never 70 (Note [Resources are I/O errors])", "[dsl][cli]") {
+    TempDir tmp;
+    // 2e8 elements is below the language's limit (Note [Element limit]), 800 MB above what the
+    // command may have here
+    write_text(tmp.path / "m.wg", "def f(x: f32[B, 2]) {\n    z = zeros((200000000,))\n    loss l = sum(z)\n    return x\n}\n");
+#if !defined(__SANITIZE_ADDRESS__)   // AddressSanitizer's shadow memory needs more address space than any limit here
+    for (const std::string command : {"check", "graph"}) {
+        INFO(command);
+        CliResult r = run_wengert_in_memory(500 * 1024, {command, "m.wg"}, tmp.path);
+        CHECK(r.exit_code == 74);
+        CHECK(r.err == "wengert: error: out of memory: cannot allocate 800000000 bytes for a f32 tensor of shape [200000000]\n");
+    }
+#endif
+    // files that are folders: each named, exit 74 (an import: a located model error)
+    fs::create_directory(tmp.path / "folder");
+    write_dataset(tmp.path / "d.npz", 6, 2, 3, 1);
+    CliResult inputs = run_wengert({"run", "m.wg", "--inputs", "folder"}, tmp.path);
+    CHECK(inputs.exit_code == 74);
+    CHECK(inputs.err == "wengert: error: folder: cannot read: Is a directory\n");
+    write_text(tmp.path / "t.wg", "def f(x: f32[B, 2], y: i64[B]) {\n    loss ce = cross_entropy(dense(3)(x), y)\n    return x\n}\n"
+                                  "train f {\n    data = npz_data(\"folder\")\n}\n");
+    CliResult data = run_wengert({"train", "t.wg", "--no-progress"}, tmp.path);
+    CHECK(data.exit_code == 74);
+    CHECK(data.err == "wengert: error: folder: cannot read: Is a directory\n");
+    CliResult params = run_wengert({"run", "t.wg", "--inputs", "d.npz", "--params", "folder"}, tmp.path);
+    CHECK(params.exit_code == 74);
+    CHECK(params.err == "wengert: error: folder: cannot read: Is a directory\n");
+    write_text(tmp.path / "i.wg", "import \"folder\"\n");
+    CliResult imported = run_wengert({"check", "i.wg"}, tmp.path);
+    CHECK(imported.exit_code == 65);
+    CHECK(imported.err.rfind("i.wg:1:8: error: cannot import 'folder': cannot be read\n", 0) == 0);
+}
+
+TEST_CASE("check's memory does not grow with the number of distinct sizes a model writes (Note [Storage cache])", "[dsl][cli]") {
+    // 1000 defs, each checked on an input of its own size (37 x 10i floats, 1.5 KB to 1.5 MB):
+    // the storage cache kept blocks of sizes that never came back, and malloc's heap kept the
+    // rest resident, 740 MB in all. Now the check runs in 300 MB of address space.
+    TempDir tmp;
+    std::string text;
+    for (int i = 1; i <= 1000; ++i) text += fmt::format("def f{}(x: f32[B, {}]) {{\n    loss l = sum(x)\n    return x\n}}\n", i, 10 * i);
+    write_text(tmp.path / "m.wg", text);
+#if defined(__SANITIZE_ADDRESS__)
+    CliResult r = run_wengert({"check", "m.wg"}, tmp.path);   // its shadow memory needs more address space than any limit here
+#else
+    CliResult r = run_wengert_in_memory(300 * 1024, {"check", "m.wg"}, tmp.path);
+#endif
+    CHECK(r.exit_code == 0);
+    CHECK(r.err.empty());
+    CHECK(r.out.find("f1000\n") != std::string::npos);
+}

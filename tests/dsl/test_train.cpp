@@ -383,6 +383,83 @@ TEST_CASE("NaN or infinity in the data is an error naming the dataset, field and
     CHECK(r.err.find("training ") == std::string::npos);
 }
 
+TEST_CASE("a row the model cannot take is named by its place in the dataset, before training where it can be (Note [Bad rows])",
+          "[dsl][train][cli]") {
+    TempDir tmp;
+    auto labelled = [&](const std::string& name, std::int64_t n, std::int64_t features, std::int64_t bad_row, std::int64_t label) {
+        write_dataset(tmp.path / name, n, features, 3, 5);
+        NamedTensors arrays = load_npz((tmp.path / name).string());
+        Tensor y = arrays[1].second.contiguous().clone();
+        if (bad_row >= 0) y.data<std::int64_t>()[bad_row] = label;
+        save_npz((tmp.path / name).string(), {arrays[0], {"y", y}});
+    };
+    labelled("train.npz", 12, 4, -1, 0);
+    labelled("eval.npz", 10, 4, 7, 5);       // row 7: a class the model does not have
+    labelled("train_bad.npz", 12, 4, 9, -1);
+    labelled("eval_wide.npz", 10, 5, -1, 0);  // every row: 5 features, not 4
+    auto model = [&](const std::string& data, const std::string& eval) {
+        const fs::path path = tmp.path / "net.wg";
+        write_text(path, "def net(x: f32[B, 4], y: i64[B]) {\n"
+                         "    loss ce = cross_entropy(dense(3)(x), y)\n"
+                         "    return x\n"
+                         "}\n"
+                         "train net {\n"
+                         "    data      = npz_data(path = \"" + data + "\")\n"
+                         "    eval_data = npz_data(path = \"" + eval + "\")\n"
+                         "    batch     = 4\n"
+                         "}\n");
+        return run_wengert({"train", "net.wg", "--no-progress", "--checkpoint", "ck", "--overwrite"}, tmp.path);
+    };
+    // the evaluation data is run once before training: nothing trains, nothing is saved
+    CliResult eval = model("train.npz", "eval.npz");
+    CHECK(eval.exit_code == 65);
+    CHECK(eval.err.rfind("net.wg:2:28: error: eval_data npz_data(\"eval.npz\"), row 7 (rows count from 0): cross_entropy: "
+                         "label 5 at index 0 is out of range for 3 classes (logits [1, 3], target [1])\n", 0) == 0);
+    CHECK(eval.err.find("training ") == std::string::npos);
+    CHECK(!fs::exists(tmp.path / "ck" / "manifest.json"));
+
+    // a bad training row is named by its row, not by its place in the shuffled batch
+    CliResult train = model("train_bad.npz", "train.npz");
+    CHECK(train.exit_code == 65);
+    CHECK(train.err.find("net.wg:2:28: error: data npz_data(\"train_bad.npz\"), row 9 (rows count from 0): cross_entropy: "
+                         "label -1 at index 0 is out of range for 3 classes (logits [1, 3], target [1])\n") != std::string::npos);
+
+    // a column that no row fits names the dataset, not a row
+    CliResult wide = model("train.npz", "eval_wide.npz");
+    CHECK(wide.exit_code == 65);
+    CHECK(wide.err.rfind("net.wg:1:9: error: eval_data npz_data(\"eval_wide.npz\"): net: parameter 'x' is declared f32[B, 4] but "
+                         "was given f32[4, 5]\n", 0) == 0);
+}
+
+TEST_CASE("an evaluation that fails at the end of an epoch keeps the epoch's checkpoint (Note [Bad rows])", "[dsl][train][cli]") {
+    // w starts at 1 and the first step takes it to -9: the evaluation's x = 1 rows pass sharpen
+    // before training and fail after, while the training rows (x = 0) never do
+    TempDir tmp;
+    save_npz((tmp.path / "zeros.npz").string(), {{"x", Tensor::zeros(Shape{4, 4})}, {"y", Tensor::zeros(Shape{4}, DType::i64)}});
+    save_npz((tmp.path / "ones.npz").string(), {{"x", Tensor::ones(Shape{4, 4})}, {"y", Tensor::zeros(Shape{4}, DType::i64)}});
+    write_text(tmp.path / "m.wg", "param w: f32[] = 1.0\n"
+                                  "def net(x: f32[B, 4], y: i64[B]) {\n"
+                                  "    p = sharpen(x * w + 0.5, 2)\n"
+                                  "    loss l = w + 0 * sum(p)\n"
+                                  "    return p\n"
+                                  "}\n"
+                                  "train net {\n"
+                                  "    data      = npz_data(path = \"zeros.npz\")\n"
+                                  "    eval_data = npz_data(path = \"ones.npz\")\n"
+                                  "    optimizer = sgd(lr = 10)\n"
+                                  "    batch     = 2\n"
+                                  "    epochs    = 2\n"
+                                  "}\n");
+    CliResult r = run_wengert({"train", "m.wg", "--no-progress", "--checkpoint", "ck"}, tmp.path);
+    CHECK(r.exit_code == 65);
+    CHECK(r.err.find("m.wg:3:16: error: eval_data npz_data(\"ones.npz\"): sharpen: p [2, 4] has a negative entry: it must hold "
+                     "probabilities\n") != std::string::npos);
+    CHECK(r.err.find("m.wg:7:7: note: the checkpoint of step 2 was saved before this evaluation: --resume continues from it\n") !=
+          std::string::npos);
+    REQUIRE(fs::exists(tmp.path / "ck" / "manifest.json"));
+    CHECK(Json::parse(read_text(tmp.path / "ck" / "manifest.json")).at("step").as_int() == 2);
+}
+
 TEST_CASE("a corrupt checkpoint is an I/O error naming the file, never a crash", "[dsl][train][cli]") {
     Trained t;
     const fs::path good = t.tmp.path / "good";
@@ -482,6 +559,13 @@ TEST_CASE("a corrupt checkpoint is an I/O error naming the file, never a crash",
              write_text(dir / "manifest.json", manifest.replace(manifest.find("\"step\":4,"), 9, "\"step\":-5,"));
          },
          "manifest.json", "corrupt manifest: \"step\" is -5, which is not a count"},
+        {"a negative seed (cast to an integer, undefined, before)",
+         [](const fs::path& dir) {
+             std::string manifest = read_text(dir / "manifest.json");
+             REQUIRE(manifest.find("\"seed\":3,") != std::string::npos);
+             write_text(dir / "manifest.json", manifest.replace(manifest.find("\"seed\":3,"), 9, "\"seed\":-1.5,"));
+         },
+         "manifest.json", "corrupt manifest: \"seed\" is -1.5, which is not a seed"},
         {"a manifest nested past the parser's limit",
          [](const fs::path& dir) { write_text(dir / "manifest.json", "{\"format\": " + std::string(100000, '[')); }, "manifest.json",
          "corrupt manifest: json: line 1, column 267: values nested more than 256 deep"},

@@ -279,6 +279,8 @@ TEST_CASE("npy errors name the file and what is wrong", "[io][npy][errors]") {
                       path + ": shape (1, 1, 1, 1, 1, 1, 1, 1, 2) has 9 dimensions; wengert supports at most 8");
     CHECK_THROWS_WITH(load_with(npy_file("{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296)}", data)),
                       path + ": corrupt header: shape (4294967296, 4294967296) is too large");
+    CHECK_THROWS_WITH(load_with(npy_file("{'descr': '<f4', 'fortran_order': False, 'shape': (0, 4294967296, 4294967296)}", "")),
+                      path + ": corrupt header: shape (0, 4294967296, 4294967296) is too large");
     CHECK_THROWS_WITH(load_with(npy_file("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,)}", data)),
                       path + ": corrupt header: integer out of range at character 69 of "
                              "\"{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,)}\"");
@@ -445,6 +447,9 @@ TEST_CASE("IDX errors name the file and what is wrong", "[io][idx][errors]") {
     CHECK_THROWS_WITH(load_with(corrupt_crc), path + ": corrupt gzip stream: incorrect data check");
     CHECK_THROWS_WITH(load_with(gz + "junk"), path + ": 4 bytes of trailing garbage after the gzip stream");
     CHECK_THROWS_WITH(load_idx(tmp / "missing"), tmp / "missing" + ": cannot open: No such file or directory");
+    // found by fuzzing: no data, but strides beyond 2^63 (signed overflow in contiguous_strides)
+    CHECK_THROWS_WITH(load_with(idx_file(0x08, {0, 0xfefcffe0, 0xff460700}, "")),
+                      path + ": corrupt header: shape [0, 4277993440, 4282779392] is too large");
 }
 
 TEST_CASE("Fashion-MNIST's test split loads when the dataset package is installed", "[io][idx][data]") {

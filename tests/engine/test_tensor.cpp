@@ -98,3 +98,28 @@ TEST_CASE("slices with huge bounds and steps do not overflow, as NumPy's do not"
     CHECK(t.slice(0, std::numeric_limits<std::int64_t>::min(), kMax, 2).to_doubles() == std::vector<double>{0, 1, 4, 5});
     CHECK(t.slice(0, kMax, kMax, 1).shape() == Shape{0, 2});
 }
+
+TEST_CASE("an empty tensor whose other extents multiply past 2^63 bytes is refused, as NumPy refuses it", "[tensor]") {
+    // found by fuzzing the IDX reader: its strides overflowed (undefined) in contiguous_strides
+    CHECK_THROWS_WITH(Tensor::empty(Shape{0, std::int64_t{1} << 32, std::int64_t{1} << 32}),
+                      "tensor: shape [0, 4294967296, 4294967296] of f32 needs more than 2^63 bytes");
+    CHECK(Tensor::empty(Shape{0, std::int64_t{1} << 20, 8}).numel() == 0);
+}
+
+TEST_CASE("an ElementLimit refuses larger tensors on its thread before allocating, innermost first (Note [Element limit])",
+          "[tensor]") {
+    {
+        ElementLimit outer(100, "outer", "the test allows");
+        CHECK(Tensor::empty(Shape{10, 10}).numel() == 100);
+        CHECK_THROWS_WITH(Tensor::zeros(Shape{101}), "outer: a tensor of shape [101] has more than 100 elements, the most the test allows");
+        {
+            ElementLimit inner(10, "inner", "here");
+            CHECK_THROWS_WITH(Tensor::empty(Shape{11}), "inner: a tensor of shape [11] has more than 10 elements, the most here");
+            CHECK_THROWS_WITH(ElementLimit::check(Shape{std::int64_t{1} << 40, std::int64_t{1} << 40}),
+                              "inner: a tensor of shape [1099511627776, 1099511627776] has more than 10 elements, the most here");
+            CHECK(Tensor::empty(Shape{0, std::int64_t{1} << 40}).numel() == 0);
+        }
+        CHECK(Tensor::empty(Shape{50}).numel() == 50);
+    }
+    CHECK(Tensor::empty(Shape{1000}).numel() == 1000);   // no limit outside a scope
+}

@@ -569,6 +569,21 @@ int main(int argc, char** argv) {
     } catch (const wengert::Error& e) {
         fmt::print(stderr, "wengert: error: {}\n", e.what());
         return kExitModel;
+    } catch (const OutOfMemory& e) {
+        // Note [Resources are I/O errors]: the machine's limits (memory, files it cannot
+        // read) exit 74 like a full disk, never 70: nothing in wengert went wrong
+        fmt::print(stderr, "wengert: error: {}\n", e.what());
+        return kExitIO;
+    } catch (const std::bad_alloc&) {
+        fmt::print(stderr, "wengert: error: out of memory\n");
+        return kExitIO;
+    } catch (const std::length_error& e) {
+        // a container asked for more than it can hold: a size no memory has
+        fmt::print(stderr, "wengert: error: out of memory: {}\n", e.what());
+        return kExitIO;
+    } catch (const std::filesystem::filesystem_error& e) {
+        fmt::print(stderr, "wengert: error: {}: {}\n", e.path1().string(), e.code().message());
+        return kExitIO;
     } catch (const std::exception& e) {
         fmt::print(stderr, "wengert: internal error: {}\n", e.what());
         return kExitInternal;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <new>
 #include <stdexcept>
 #include <string>
 
@@ -44,6 +45,19 @@ private:
 class AutogradError : public Error {
 public:
     using Error::Error;
+};
+
+// Memory for a tensor could not be had: what was being allocated, in `what()` ("out of memory:
+// cannot allocate 800000000 bytes for a f32 tensor of shape [100000000, 2]"). A std::bad_alloc,
+// not an Error: it is the machine's limit, not a mistake in the input, so a handler of bad
+// input (which turns an Error into a located model error) lets it pass.
+class OutOfMemory : public std::bad_alloc {
+public:
+    explicit OutOfMemory(std::string message) : message_(std::move(message)) {}
+    const char* what() const noexcept override { return message_.c_str(); }
+
+private:
+    std::string message_;
 };
 
 std::string fmt_dtype_mismatch(const char* want, const char* have);

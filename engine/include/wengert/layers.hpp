@@ -50,6 +50,9 @@ struct LayerContext {
     // Penalties a layer adds (activity/kernel regularizers): summed into the objective by the
     // caller, each logged under its name.
     std::vector<std::pair<std::string, Var>> added_losses;
+    // When positive, param() creates no parameter of more elements (Note [Element limit]): the
+    // language sets it, so that dense(10^9) is an error instead of the machine's memory.
+    std::int64_t max_param_elements = 0;
 
     // The parameter `name` (full path), created with `init` on first use; `trainable = false`
     // creates it frozen (no gradient, no optimizer state).

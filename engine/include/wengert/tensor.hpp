@@ -72,6 +72,30 @@ private:
 // Normalise a possibly negative axis against ndim; throws ShapeError naming `op`.
 int normalize_axis(std::int64_t axis, int ndim, const char* op);
 
+// Note [Element limit]
+// A program that makes tensors from sizes it is given (the .wg language: zeros(n), dense(n),
+// alibi_bias(h, lq, lk)) can cap them. While an ElementLimit lives on a thread, Tensor::empty
+// on that thread refuses a tensor of more elements than the limit with a ShapeError naming
+// `what` and the shape, and saying `why` there is a limit, before anything is allocated
+// ("zeros: a tensor of shape [...] has more than N elements, the most <why>"): a size that cannot be sensible is an
+// error at once instead of seconds of allocation or the machine's memory. Scopes nest; the
+// innermost one decides. Without one there is no limit beyond the address space.
+class ElementLimit {
+public:
+    ElementLimit(std::int64_t max_elements, std::string what, std::string why);
+    ~ElementLimit();
+    ElementLimit(const ElementLimit&) = delete;
+    ElementLimit& operator=(const ElementLimit&) = delete;
+    // Throws the limit's ShapeError if a tensor of `shape` would exceed the innermost limit
+    // on this thread; for an op that works out sizes before it allocates its output.
+    static void check(const Shape& shape);
+
+private:
+    std::int64_t max_elements_;
+    std::string what_, why_;
+    const ElementLimit* previous_;
+};
+
 struct Storage {
     void* data = nullptr;
     std::size_t nbytes = 0;

@@ -71,6 +71,16 @@ bool checked_mul(std::int64_t a, std::int64_t b, std::int64_t& out) {
     return true;
 }
 
+bool array_bytes(const Shape& shape, std::int64_t item_size, std::int64_t& bytes) {
+    std::int64_t nonzero = item_size, total = item_size;
+    for (auto d : shape) {
+        if (d != 0 && !checked_mul(nonzero, d, nonzero)) return false;
+        total *= d;   // at most `nonzero`
+    }
+    bytes = total;
+    return true;
+}
+
 // ---------------------------------------------------------------- zlib
 
 std::uint32_t crc32(Bytes bytes, std::uint32_t crc) {

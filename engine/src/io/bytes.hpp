@@ -44,6 +44,11 @@ void put_le32(std::string& out, std::uint32_t v);
 
 // out = a * b for a, b >= 0; false (out untouched) when the product exceeds INT64_MAX.
 bool checked_mul(std::int64_t a, std::int64_t b, std::int64_t& out);
+// bytes = the size of a row-major array of `shape` with items of `item_size` bytes; false
+// (bytes untouched) when it, or the product of the extents other than 0, exceeds INT64_MAX:
+// an empty array still has strides, the products of its other extents (Tensor::empty refuses
+// [0, 2^32, 2^32] as NumPy refuses (0, 2^62, 2^62); found by fuzzing the IDX reader).
+bool array_bytes(const Shape& shape, std::int64_t item_size, std::int64_t& bytes);
 
 std::uint32_t crc32(Bytes bytes, std::uint32_t crc = 0);
 

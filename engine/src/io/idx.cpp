@@ -66,11 +66,10 @@ Tensor parse_idx(Bytes bytes, bool gzipped, const Where& where) {
         where.fail(fmt::format("truncated file: expected a {}-byte IDX header, found {} bytes{}", data_at, bytes.size(), after));
     }
     Shape shape;
-    std::int64_t data_bytes = static_cast<std::int64_t>(type->size);
-    for (int i = 0; i < ndim; ++i) {
-        std::int64_t d = be32(&bytes[4 + 4 * static_cast<std::size_t>(i)]);
-        shape.push_back(d);
-        if (!checked_mul(data_bytes, d, data_bytes)) where.fail(fmt::format("corrupt header: shape {} is too large", shape.str()));
+    for (int i = 0; i < ndim; ++i) shape.push_back(be32(&bytes[4 + 4 * static_cast<std::size_t>(i)]));
+    std::int64_t data_bytes = 0;
+    if (!array_bytes(shape, static_cast<std::int64_t>(type->size), data_bytes)) {
+        where.fail(fmt::format("corrupt header: shape {} is too large", shape.str()));
     }
     std::uint64_t found = bytes.size() - data_at;
     if (found < static_cast<std::uint64_t>(data_bytes)) {

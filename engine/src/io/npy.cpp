@@ -242,11 +242,9 @@ Tensor parse_npy(Bytes bytes, const Where& where) {
     }
     for (const Literal& d : dims) shape.push_back(d.integer);
 
-    std::int64_t data_bytes = static_cast<std::int64_t>(dtype_size(type.dtype));
-    for (auto d : shape) {
-        if (!checked_mul(data_bytes, d, data_bytes)) {
-            where.fail(fmt::format("corrupt header: shape {} is too large", shape_literal->source));
-        }
+    std::int64_t data_bytes = 0;
+    if (!array_bytes(shape, static_cast<std::int64_t>(dtype_size(type.dtype)), data_bytes)) {
+        where.fail(fmt::format("corrupt header: shape {} is too large", shape_literal->source));
     }
     std::uint64_t found = bytes.size() - data_offset;
     if (found < static_cast<std::uint64_t>(data_bytes)) {

@@ -478,6 +478,7 @@ Var penalize_weights(Var weights, Var penalty) {
 Var alibi_slopes(std::int64_t n_heads, DType dtype) {
     const char* op = "alibi_slopes";
     check_heads(n_heads, op);
+    ElementLimit::check(Shape{n_heads});   // before the slopes' own table (Note [Element limit])
     const std::vector<double> m = slopes(n_heads);
     return constant(op, tabulate(Shape{n_heads}, dtype, op, [&](std::int64_t, std::int64_t h) { return m[h]; }));
 }
@@ -490,6 +491,7 @@ Var alibi_bias(std::int64_t n_heads, std::int64_t lq, std::int64_t lk, bool caus
     const char* op = "alibi_bias";
     check_heads(n_heads, op);
     check_lengths(lq, lk, op);
+    ElementLimit::check(Shape{n_heads, lq, lk});   // before the slopes' own table (Note [Element limit])
     const std::vector<double> m = slopes(n_heads);
     return constant(op, tabulate(Shape{n_heads, lq, lk}, dtype, op, [&](std::int64_t r, std::int64_t j) {
         const std::int64_t h = r / lq, i = r % lq;

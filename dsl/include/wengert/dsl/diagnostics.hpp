@@ -64,6 +64,10 @@ public:
     // how many more there are.
     std::string format_all() const;
     static constexpr std::size_t kMaxShownDiagnostics = 50;
+    // Whether a diagnostic reported now is one format_all shows: what only serves the printed
+    // text ("did you mean", measured against every name in scope) is worked out for those alone,
+    // so that 10k unknown names cost 50 searches, not 10k.
+    bool shows_next() const { return diagnostics_.size() < kMaxShownDiagnostics; }
 
 private:
     std::vector<Diagnostic> diagnostics_;

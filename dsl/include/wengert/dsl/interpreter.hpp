@@ -40,6 +40,13 @@ public:
     std::vector<Note> notes;
 };
 
+// Note [Element limit] in the language: a tensor whose size the model gives (a creation op's
+// result, zeros(n) or alibi_bias(h, lq, lk); a parameter; an input `check` makes from an
+// annotation) has at most kMaxElements elements, 2^28 (1 GiB of f32): a larger one is an error
+// at its place in the source before anything is allocated (docs/dsl.md, "Limits"). Tensors
+// sized by data (a batch's activations) have no such limit.
+constexpr std::int64_t kMaxElements = std::int64_t{1} << 28;
+
 struct InterpreterOptions {
     std::uint64_t seed = 1;
     DType dtype = DType::f32;
