@@ -280,19 +280,14 @@ CheckReport check_model(Interpreter& in, std::optional<std::string> function) {
         values_table += fmt::format("{}\n  {:<{}} {:<{}} {}\n", name, "value", width, "shape", shape_width, "dtype");
         for (const auto& r : rows) values_table += fmt::format("  {:<{}} {:<{}} {}\n", r[0], width, r[1], shape_width, r[2]);
     }
-    check_train_block(in);
+    TrainSettings settings = check_train_block(in);
+    in.params().freeze(settings.freeze);
+    // the patterns name the train target's parameters: only a check that ran it has them all
     if (train && std::find(targets.begin(), targets.end(), train->target) != targets.end()) {
-        for (const auto& kw : train->settings) {
-            if (kw.name != "freeze" || std::as_const(in.params()).unmatched_freeze_patterns().empty()) continue;
-            TrainSettings s;
-            s.target = train->target;
-            s.freeze_loc = kw.value->loc;
-            try {
-                check_freeze_patterns(in, s);
-            } catch (const EvalError& e) {
-                auto& d = in.sink().error(e.loc, e.what());
-                d.suggestions = e.suggestions;
-            }
+        try {
+            check_freeze_patterns(in, settings);
+        } catch (const EvalError& e) {
+            in.sink().error(e.loc, e.what()).suggestions = e.suggestions;
         }
     }
     // parameters grouped by layer: the name up to its last dot

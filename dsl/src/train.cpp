@@ -114,7 +114,6 @@ void apply_setting(Interpreter& in, const KeywordArg& kw, TrainSettings& s) {
             throw bad();
         }
         s.freeze_loc = kw.value->loc;
-        in.params().freeze(s.freeze);
     } else if (kw.name == "checkpoint" || kw.name == "log") {
         if (!v.is<std::string>()) throw EvalError(kw.value->loc, fmt::format("train: '{}' must be a string (a path), got {}", kw.name, describe(v)));
         (kw.name == "checkpoint" ? s.checkpoint : s.log) = v.get<std::string>();
@@ -164,10 +163,11 @@ Location train_block_loc(const Interpreter& in) {
 
 }  // namespace
 
-void check_train_block(Interpreter& in) {
-    const TrainBlock* block = in.train_block();
-    if (!block) return;
+TrainSettings check_train_block(Interpreter& in) {
     TrainSettings s;
+    const TrainBlock* block = in.train_block();
+    if (!block) return s;
+    s.target = block->target;
     for (const auto& kw : block->settings) {
         try {
             apply_setting(in, kw, s);
@@ -189,6 +189,7 @@ void check_train_block(Interpreter& in) {
     }
     bool has_data = std::any_of(block->settings.begin(), block->settings.end(), [](const KeywordArg& kw) { return kw.name == "data"; });
     if (!has_data) in.sink().error(train_block_loc(in), fmt::format("train {}: the block names no data (add `data = ...`)", block->target));
+    return s;
 }
 
 TrainSettings read_train_settings(Interpreter& in, const TrainOverrides& overrides) {
@@ -472,6 +473,7 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
         NoGrad no_grad;
         in.run(s.target, gather_rows(data, rows), Mode::eval);
     };
+    params.freeze(s.freeze);
     if (!s.freeze.empty() || overrides.init) {
         create_params();
         if (!s.freeze.empty()) check_freeze_patterns(in, s);

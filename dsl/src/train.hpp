@@ -53,8 +53,8 @@ struct TrainOverrides {
 TrainSettings read_train_settings(Interpreter& in, const TrainOverrides& overrides);
 
 // Reports every bad or unknown setting of the train block (if any) to the interpreter's sink,
-// without reading data: for `wengert check`.
-void check_train_block(Interpreter& in);
+// without reading data: for `wengert check`. Returns the settings it could read.
+TrainSettings check_train_block(Interpreter& in);
 
 std::unique_ptr<Optimizer> make_optimizer(const Record& record, std::optional<double> lr);
 Schedule make_schedule(const Record* record, std::int64_t total_steps);

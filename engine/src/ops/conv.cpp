@@ -221,9 +221,11 @@ template <class T> void conv_weight_grad(const ConvGeometry& geo, const T* image
         std::fill(dw, dw + size, T(0));
         return;
     }
-    std::vector<T> partial(static_cast<std::size_t>(chunks > 1 ? chunks * size : 0));
+    // the chunks' sums, in a tensor so that the engine's storage cache reuses it step after step
+    Tensor partials = chunks > 1 ? Tensor::empty(Shape{chunks * size}, dtype_of<T>()) : Tensor();
+    T* partial = chunks > 1 ? partials.data<T>() : nullptr;
     for_blocks(chunks, geo.rows() * width * fg, [&](std::int64_t chunk) {
-        T* sums = chunks > 1 ? partial.data() + chunk * size : dw;
+        T* sums = chunks > 1 ? partial + chunk * size : dw;
         T* col = block_buffer<T>(rows_per * width);
         for (std::int64_t b = chunk * per_chunk; b < std::min(blocks, (chunk + 1) * per_chunk); ++b) {
             const std::int64_t r0 = b * rows_per, r1 = std::min(geo.rows(), r0 + rows_per);
@@ -235,9 +237,9 @@ template <class T> void conv_weight_grad(const ConvGeometry& geo, const T* image
         }
     });
     if (chunks == 1) return;
-    std::copy(partial.begin(), partial.begin() + size, dw);
+    std::copy(partial, partial + size, dw);
     for (std::int64_t chunk = 1; chunk < chunks; ++chunk) {
-        const T* sums = partial.data() + chunk * size;
+        const T* sums = partial + chunk * size;
         for (std::int64_t e = 0; e < size; ++e) dw[e] += sums[e];
     }
 }
@@ -414,10 +416,13 @@ template <class F> void for_pool_rows(const PoolGeometry& geo, F&& f) {
     tbb::parallel_for(std::int64_t{0}, geo.n, image);
 }
 
-// Calls f(ox, wy, wx) for each window of output row oy: its position and its taps along each axis.
-template <class F> void for_windows(const PoolGeometry& geo, std::int64_t oy, F&& f) {
-    const Window wy = window(geo.y, oy);
-    for (std::int64_t ox = 0; ox < geo.x.out; ++ox) f(ox, wy, window(geo.x, ox));
+// Calls f(n, at, wy, wx, oy, ox) for every window: its image, the offset of its output
+// element's first channel, its taps along each axis and its position (for_pool_rows' order).
+template <class F> void for_windows(const PoolGeometry& geo, F&& f) {
+    for_pool_rows(geo, [&](std::int64_t n, std::int64_t oy) {
+        const Window wy = window(geo.y, oy);
+        for (std::int64_t ox = 0; ox < geo.x.out; ++ox) f(n, ((n * geo.y.out + oy) * geo.x.out + ox) * geo.c, wy, window(geo.x, ox), oy, ox);
+    });
 }
 
 // One tap of a max-pool window over c channels: where v beats best (or is NaN), best = v and
@@ -447,25 +452,22 @@ Var max_pool2d(Var x, const Pool2dOptions& o) {
         using T = decltype(tag);
         const T* px = in.data<T>();
         T* py = out.data<T>();
-        for_pool_rows(geo, [&](std::int64_t n, std::int64_t oy) {
-            for_windows(geo, oy, [&](std::int64_t ox, Window wy, Window wx) {
-                const std::int64_t at = ((n * geo.y.out + oy) * geo.x.out + ox) * geo.c;
-                T* best = py + at;
-                std::int32_t* from = argmax->data() + at;
-                // PyTorch's rule: the first largest value; a NaN replaces anything (Note [NaN propagates])
-                const T* image = px + n * image_size;
-                const std::int64_t first = (wy.lo * geo.x.in + wx.lo) * geo.c;
-                for (std::int64_t ch = 0; ch < geo.c; ++ch) {
-                    best[ch] = image[first + ch];
-                    from[ch] = static_cast<std::int32_t>(first + ch);
+        for_windows(geo, [&](std::int64_t n, std::int64_t at, Window wy, Window wx, std::int64_t, std::int64_t) {
+            T* best = py + at;
+            std::int32_t* from = argmax->data() + at;
+            // PyTorch's rule: the first largest value; a NaN replaces anything (Note [NaN propagates])
+            const T* image = px + n * image_size;
+            const std::int64_t first = (wy.lo * geo.x.in + wx.lo) * geo.c;
+            for (std::int64_t ch = 0; ch < geo.c; ++ch) {
+                best[ch] = image[first + ch];
+                from[ch] = static_cast<std::int32_t>(first + ch);
+            }
+            for (std::int64_t iy = wy.lo; iy < wy.hi; ++iy) {
+                for (std::int64_t ix = iy == wy.lo ? wx.lo + 1 : wx.lo; ix < wx.hi; ++ix) {
+                    const std::int64_t offset = (iy * geo.x.in + ix) * geo.c;
+                    max_step(image + offset, best, from, static_cast<std::int32_t>(offset), geo.c);
                 }
-                for (std::int64_t iy = wy.lo; iy < wy.hi; ++iy) {
-                    for (std::int64_t ix = iy == wy.lo ? wx.lo + 1 : wx.lo; ix < wx.hi; ++ix) {
-                        const std::int64_t offset = (iy * geo.x.in + ix) * geo.c;
-                        max_step(image + offset, best, from, static_cast<std::int32_t>(offset), geo.c);
-                    }
-                }
-            });
+            }
         });
     });
     const Shape x_shape = x.shape();
@@ -509,19 +511,17 @@ Var avg_pool2d(Var x, const Pool2dOptions& o) {
         using T = decltype(tag);
         const T* px = in.data<T>();
         T* py = out.data<T>();
-        for_pool_rows(geo, [&](std::int64_t n, std::int64_t oy) {
-            for_windows(geo, oy, [&](std::int64_t ox, Window wy, Window wx) {
-                T* mean = py + ((n * geo.y.out + oy) * geo.x.out + ox) * geo.c;
-                std::fill(mean, mean + geo.c, T(0));
-                for (std::int64_t iy = wy.lo; iy < wy.hi; ++iy) {
-                    for (std::int64_t ix = wx.lo; ix < wx.hi; ++ix) {
-                        const T* v = px + ((n * geo.y.in + iy) * geo.x.in + ix) * geo.c;
-                        for (std::int64_t ch = 0; ch < geo.c; ++ch) mean[ch] += v[ch];
-                    }
+        for_windows(geo, [&](std::int64_t n, std::int64_t at, Window wy, Window wx, std::int64_t oy, std::int64_t ox) {
+            T* mean = py + at;
+            std::fill(mean, mean + geo.c, T(0));
+            for (std::int64_t iy = wy.lo; iy < wy.hi; ++iy) {
+                for (std::int64_t ix = wx.lo; ix < wx.hi; ++ix) {
+                    const T* v = px + ((n * geo.y.in + iy) * geo.x.in + ix) * geo.c;
+                    for (std::int64_t ch = 0; ch < geo.c; ++ch) mean[ch] += v[ch];
                 }
-                const T d = static_cast<T>(divisor(oy, ox));
-                for (std::int64_t ch = 0; ch < geo.c; ++ch) mean[ch] /= d;   // divided, as PyTorch does
-            });
+            }
+            const T d = static_cast<T>(divisor(oy, ox));
+            for (std::int64_t ch = 0; ch < geo.c; ++ch) mean[ch] /= d;   // divided, as PyTorch does
         });
     });
     const Shape x_shape = x.shape();
@@ -533,17 +533,15 @@ Var avg_pool2d(Var x, const Pool2dOptions& o) {
             using T = decltype(tag);
             const T* pg = g.data<T>();
             T* pdx = dx.data<T>();
-            for_pool_rows(geo, [&](std::int64_t n, std::int64_t oy) {
-                for_windows(geo, oy, [&](std::int64_t ox, Window wy, Window wx) {
-                    const T* gv = pg + ((n * geo.y.out + oy) * geo.x.out + ox) * geo.c;
-                    const T d = static_cast<T>(divisor(oy, ox));
-                    for (std::int64_t iy = wy.lo; iy < wy.hi; ++iy) {
-                        for (std::int64_t ix = wx.lo; ix < wx.hi; ++ix) {
-                            T* dxv = pdx + ((n * geo.y.in + iy) * geo.x.in + ix) * geo.c;
-                            for (std::int64_t ch = 0; ch < geo.c; ++ch) dxv[ch] += gv[ch] / d;   // as PyTorch: g / divisor
-                        }
+            for_windows(geo, [&](std::int64_t n, std::int64_t at, Window wy, Window wx, std::int64_t oy, std::int64_t ox) {
+                const T* gv = pg + at;
+                const T d = static_cast<T>(divisor(oy, ox));
+                for (std::int64_t iy = wy.lo; iy < wy.hi; ++iy) {
+                    for (std::int64_t ix = wx.lo; ix < wx.hi; ++ix) {
+                        T* dxv = pdx + ((n * geo.y.in + iy) * geo.x.in + ix) * geo.c;
+                        for (std::int64_t ch = 0; ch < geo.c; ++ch) dxv[ch] += gv[ch] / d;   // as PyTorch: g / divisor
                     }
-                });
+                }
             });
         });
         ctx.add(0, dx);
