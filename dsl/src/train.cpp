@@ -588,10 +588,10 @@ EvalSummary evaluate(Interpreter& in, const std::string& target, const Dataset& 
     EvalSummary summary;
     Running run;
     NoGrad no_grad;
-    // Note [Data-parallel training]: each process evaluates its contiguous share of the rows
+    // Note [Data-parallel training]: each process evaluates its share of every batch, with the
+    // batch's draws (an eval pass may sample too: a VAE's normal()) per example
     Communicator& comm = communicator();
     const std::int64_t n = data.size();
-    const std::int64_t lo = n * comm.rank() / comm.size(), hi = n * (comm.rank() + 1) / comm.size();
     bool named = false;
     auto take_names = [&](const RunResult& r) {
         if (named) return;
@@ -599,26 +599,37 @@ EvalSummary evaluate(Interpreter& in, const std::string& target, const Dataset& 
         for (const auto& [name, _] : r.metrics) summary.metrics.emplace_back(name, 0.0);
         named = true;
     };
-    for (std::int64_t start = lo; start < hi; start += batch) {
-        std::int64_t count = std::min(batch, hi - start);
-        std::vector<std::int64_t> rows(static_cast<std::size_t>(count));
-        for (std::int64_t i = 0; i < count; ++i) rows[static_cast<std::size_t>(i)] = start + i;
+    for (std::int64_t start = 0; start < n; start += batch) {
+        const std::int64_t count = std::min(batch, n - start);
+        const auto [first, share] = share_of(count, comm.rank(), comm.size());
+        if (share == 0) continue;
+        std::vector<std::int64_t> rows(static_cast<std::size_t>(share));
+        for (std::int64_t i = 0; i < share; ++i) rows[static_cast<std::size_t>(i)] = start + first + i;
+        std::optional<BatchShard> shard;
+        if (comm.size() > 1) shard.emplace(count, first, share);
         Tape tape;
         RunResult r;
         try {
             r = in.run(target, gather_rows(data, rows), Mode::eval);
         } catch (const EvalError& e) {
+            shard.reset();
             throw_bad_row(in, target, data, "eval_data", rows, Mode::eval, e);   // Note [Bad rows]
         }
-        for (const auto& [name, v] : r.losses) run.add(name, v.item(), count);
-        for (const auto& [name, v] : r.metrics) run.add(name, v.item(), count);
-        if (r.objective.defined()) run.add("$objective", r.objective.item(), count);
-        run.examples += count;
+        for (const auto& [name, v] : r.losses) run.add(name, v.item(), share);
+        for (const auto& [name, v] : r.metrics) run.add(name, v.item(), share);
+        if (r.objective.defined()) run.add("$objective", r.objective.item(), share);
+        run.examples += share;
         take_names(r);
     }
     if (!named && n > 0) {   // more processes than rows: this one learns the names from row 0, counting nothing
         Tape tape;
         take_names(in.run(target, gather_rows(data, std::vector<std::int64_t>{0}), Mode::eval));
+    }
+    if (comm.size() > 1) {
+        // a process without rows in a batch drew nothing for it: rank 0's generator, which drew for all
+        std::uint64_t state[2] = {default_generator().seed(), default_generator().offset()};
+        comm.broadcast(std::as_writable_bytes(std::span<std::uint64_t>(state, 2)));
+        default_generator().set_state(state[0], state[1]);
     }
     if (comm.size() > 1) {
         std::vector<double> sums;
@@ -1063,6 +1074,7 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
             reducer.drop_missing(values.data() + k);
             ++reduced_steps;
         }
+        shard.reset();
         double lr = opt->current_lr();
         std::vector<double> group_lrs;
         for (std::size_t g = 0; g < opt->groups().size(); ++g) group_lrs.push_back(opt->current_lr(static_cast<int>(g)));

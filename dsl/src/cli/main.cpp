@@ -5,6 +5,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -582,8 +583,14 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     std::fflush(stderr);
     if (comm.size() > 1 && rc != 0) {
-        // a process that failed ends them all, with its error, rather than leave them waiting
-        if (comm.rank() != 0) quiet.speak(comm.rank());
+        // A process that failed ends them all, with its error, rather than leave them waiting.
+        // The others first give rank 0 two seconds: when it failed too (a mistake every process
+        // meets), its abort ends them before they repeat its error, and Open MPI 4.1's mpirun
+        // can crash when several processes abort at once.
+        if (comm.rank() != 0) {
+            std::this_thread::sleep_for(std::chrono::seconds(2));
+            quiet.speak(comm.rank());
+        }
         comm.abort(rc);
     }
     finalize_communicator();
