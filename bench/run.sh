@@ -79,3 +79,11 @@ echo
 
 echo "== models/convnet.wg: step, epoch, and its two convolutions =="
 "$here/run_convnet.sh" "$build"
+echo
+
+echo "== data-parallel training: 1 process against 2 under mpirun =="
+if "$build/dsl/wengert" --version | grep -q "data-parallel training: Open MPI" && command -v mpirun >/dev/null; then
+    "$here/run_mpi.sh" "$build"
+else
+    echo "(built without MPI, or no mpirun: no comparison)"
+fi

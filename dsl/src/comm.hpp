@@ -29,6 +29,8 @@ public:
     virtual void start_allreduce_sum(std::span<float> values) = 0;
     virtual void start_allreduce_sum(std::span<double> values) = 0;
     virtual void wait_all() = 0;
+    // Lets started sums move on (MPI progresses them only inside its calls); never waits.
+    virtual void progress() {}
     // Rank 0's bytes on every process; the size must agree.
     virtual void broadcast(std::span<std::byte> bytes) = 0;
     // Ends every process with `code` (after an error on this one), never returning.
@@ -37,7 +39,8 @@ public:
     // Rank 0's string on every process.
     void broadcast(std::string& text);
 
-    // What the reductions cost: bytes summed and seconds spent waiting for sums, since start.
+    // What the reductions cost: bytes summed, and seconds spent in the calls that wait for sums
+    // or move them on (wait_all, progress, allreduce_sum), since start.
     std::int64_t bytes_reduced = 0;
     double wait_seconds = 0;
 };

@@ -1012,7 +1012,7 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
             metrics = term_names.second;
         }
         double objective = share_rows > 0 ? r.objective.item() : 0.0;
-        if (distributed) reducer.begin(params, share);
+        if (distributed) reducer.begin(params);
         // what is not finite, if anything: the loss (naming its terms) or a parameter's gradient
         std::string bad;
         if (share_rows == 0) {
@@ -1025,8 +1025,10 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
                               terms.empty() ? "" : fmt::format(" (loss term {})", fmt::join(terms, ", ")));
         } else {
             try {
-                if (distributed) {   // each parameter's gradient is summed as soon as backward finishes it
-                    tape.backward(r.objective, Tensor::ones(Shape{}, r.objective.value().dtype()),
+                if (distributed) {
+                    // weighted by this process's share; each parameter's gradient is summed as
+                    // soon as backward finishes it (Note [Gradient buckets])
+                    tape.backward(r.objective, Tensor::full(Shape{}, share, r.objective.value().dtype()),
                                   [&](Parameter& p) { reducer.ready(p); });
                 } else {
                     tape.backward(r.objective);
@@ -1071,7 +1073,7 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
             objective = values[k++];
             for (auto& [_, v] : losses) v = values[k++];
             for (auto& [_, v] : metrics) v = values[k++];
-            reducer.drop_missing(values.data() + k);
+            reducer.settle(values.data() + k);
             ++reduced_steps;
         }
         shard.reset();
