@@ -121,6 +121,26 @@ struct Running {
 
 namespace {
 
+// A name pattern ("h1.*") or a tuple or list of them (freeze, group(params = ...)); `what` names
+// the setting in the error.
+std::vector<std::string> name_patterns(const Value& v, Location loc, const char* what) {
+    auto bad = [&] {
+        return EvalError(loc, fmt::format("{} must be a name pattern such as \"h1.*\" or a list of them, got {}", what, describe(v)));
+    };
+    std::vector<std::string> out;
+    if (v.is<std::string>()) {
+        out.push_back(v.get<std::string>());
+    } else if (v.is<std::shared_ptr<TupleValue>>()) {
+        for (const auto& e : *v.get<std::shared_ptr<TupleValue>>()) {
+            if (!e.is<std::string>()) throw bad();
+            out.push_back(e.get<std::string>());
+        }
+    } else {
+        throw bad();
+    }
+    return out;
+}
+
 // Reads one setting of a train block into `s`; EvalError at an unknown name or a bad value.
 void apply_setting(Interpreter& in, const KeywordArg& kw, TrainSettings& s) {
     if (std::find(kSettings.begin(), kSettings.end(), kw.name) == kSettings.end()) {
@@ -142,22 +162,7 @@ void apply_setting(Interpreter& in, const KeywordArg& kw, TrainSettings& s) {
         }
         s.clip_norm = v.number();
     } else if (kw.name == "freeze") {
-        // a name pattern or a tuple or list of them
-        auto bad = [&] {
-            return EvalError(kw.value->loc, fmt::format("train: 'freeze' must be a name pattern such as \"h1.*\" or a list of them, got {}",
-                                                        describe(v)));
-        };
-        s.freeze.clear();
-        if (v.is<std::string>()) {
-            s.freeze.push_back(v.get<std::string>());
-        } else if (v.is<std::shared_ptr<TupleValue>>()) {
-            for (const auto& e : *v.get<std::shared_ptr<TupleValue>>()) {
-                if (!e.is<std::string>()) throw bad();
-                s.freeze.push_back(e.get<std::string>());
-            }
-        } else {
-            throw bad();
-        }
+        s.freeze = name_patterns(v, kw.value->loc, "train: 'freeze'");
         s.freeze_loc = kw.value->loc;
     } else if (kw.name == "groups") {
         // a group(...) or a tuple or list of them
@@ -396,22 +401,8 @@ std::optional<double> group_number(const Record& r, const char* k) {
 
 ParamGroup group_of_record(const Record& r) {
     ParamGroup g;
-    const Value& params = r.fields.at("params");
-    auto bad = [&] {
-        return EvalError(r.loc, fmt::format("group: 'params' must be a name pattern such as \"h1.*\" or a list of them, got {}",
-                                            describe(params)));
-    };
-    if (params.is<std::string>()) {
-        g.patterns.push_back(params.get<std::string>());
-    } else if (params.is<std::shared_ptr<TupleValue>>()) {
-        for (const auto& e : *params.get<std::shared_ptr<TupleValue>>()) {
-            if (!e.is<std::string>()) throw bad();
-            g.patterns.push_back(e.get<std::string>());
-        }
-    } else {
-        throw bad();
-    }
-    if (g.patterns.empty()) throw bad();
+    g.patterns = name_patterns(r.fields.at("params"), r.loc, "group: 'params'");
+    if (g.patterns.empty()) throw EvalError(r.loc, "group: 'params' names no pattern");
     g.lr = group_number(r, "lr");
     g.lr_scale = group_number(r, "lr_scale");
     g.weight_decay = group_number(r, "weight_decay");
