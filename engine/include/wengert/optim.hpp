@@ -62,13 +62,13 @@ Schedule exponential_lr(double gamma, std::int64_t every = 1);
 // What a parameter group sets differently from its optimizer (Note [Parameter groups]); an
 // absent field keeps the optimizer's value.
 struct ParamGroup {
-    std::vector<std::string> patterns;       // glob patterns of parameter names
-    std::optional<double> lr;                // the group's own base lr, or
-    std::optional<double> lr_scale;          // a multiple of the optimizer's (Caffe's lr_mult)
-    std::optional<double> weight_decay;
-    std::optional<double> momentum;          // sgd
-    std::optional<double> beta1, beta2;      // adam, adamw
-    std::vector<Constraint> constraints;     // after the parameter's own
+    std::vector<std::string> patterns = {};  // glob patterns of parameter names
+    std::optional<double> lr = {};           // the group's own base lr, or
+    std::optional<double> lr_scale = {};     // a multiple of the optimizer's (Caffe's lr_mult)
+    std::optional<double> weight_decay = {};
+    std::optional<double> momentum = {};     // sgd
+    std::optional<double> beta1 = {}, beta2 = {};   // adam, adamw
+    std::vector<Constraint> constraints = {};       // after the parameter's own
     std::string label() const;               // "Q" or "h1.*, h2.*": the patterns
 };
 
