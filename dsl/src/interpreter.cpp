@@ -1141,7 +1141,7 @@ RunResult Interpreter::run(const std::string& name, const std::vector<Tensor>& i
     impl_->absent_inputs = false;
     offered_ = impl_->ctx->offered;
     for (const auto& [value_name, v] : impl_->ctx->inspected) named_.push_back({value_name, Value(v), Location{}});
-    if (is_poison(out)) {
+    if (!absent.empty() && is_poison(out)) {
         throw EvalError(Location{impl_->main->file, 0, 0, 0}, fmt::format("{}: its return value needs {} '{}', which the inputs do not give", name,
                                               absent.size() == 1 ? "argument" : "arguments", fmt::join(absent, "', '")));
     }
