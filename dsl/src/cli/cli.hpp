@@ -94,6 +94,10 @@ std::vector<Tensor> rows_of(const std::vector<Tensor>& inputs, std::int64_t star
 // Joins per-batch tensors along the first axis.
 Tensor join_rows(const std::vector<Tensor>& parts);
 
+// `graph --out FILE` (graph_out.cpp): FILE.dot gets the DOT text; any other extension names
+// the format Graphviz's `dot` renders it to.
+void write_graph(const std::string& out, const std::string& dot_text);
+
 // The commands of their own files.
 int cmd_predict(const Cli& cli);
 int cmd_sample(const Cli& cli);

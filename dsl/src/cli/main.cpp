@@ -120,9 +120,12 @@ Runs the model in float64 and compares the tape's gradient of the summed loss wi
 finite differences for every parameter (at most N elements each, default 64), naming the worst
 element. Without --inputs, random inputs are made from the function's annotations (batch 3).
 )"},
-    {"graph", R"(usage: wengert graph FILE [--function NAME] [common options]
+    {"graph", R"(usage: wengert graph FILE [--function NAME] [--out graph.svg] [common options]
 
-Prints the tape of one forward pass (batch B) as Graphviz DOT, with every value's op and shape.
+Prints the tape of one forward pass (batch B) as Graphviz DOT, with every value's op and shape,
+and an edge from every input of an op, those of ops without a gradient (argmax, comparisons,
+integer casts) too. --out writes it to a file instead: graph.dot as DOT text, any other
+extension (svg, png, pdf) rendered by Graphviz's dot, which must be installed.
 )"},
     {"predict", R"(usage: wengert predict FILE --checkpoint DIR --inputs x.npz --out y.npz [--function NAME] [--batch N]
                        [--dump NAME=out.npy ...] [common options]
@@ -168,7 +171,7 @@ const std::map<std::string, std::set<std::string>> kValueOptions = {
     {"check", {"function", "threads", "dtype", "seed", "data"}},
     {"run", {"inputs", "function", "params", "save-params", "dump", "grads", "threads", "dtype", "seed", "data"}},
     {"gradcheck", {"inputs", "function", "max-elements", "eps", "threads", "seed", "data"}},
-    {"graph", {"function", "threads", "dtype", "seed", "data"}},
+    {"graph", {"function", "out", "threads", "dtype", "seed", "data"}},
     {"predict", {"checkpoint", "inputs", "out", "function", "batch", "dump", "threads", "dtype", "seed", "data"}},
     {"sample", {"checkpoint", "out", "function", "n", "seed", "reconstruct", "steps", "scale", "threads", "dtype", "data"}},
     {"show", {"out", "index", "scale", "threads"}},
@@ -397,7 +400,9 @@ int cmd_gradcheck(const Cli& cli) {
 int cmd_graph(const Cli& cli) {
     return with_model(cli, interpreter_options(cli), [&](Interpreter& in, ParamStore&, DiagnosticSink&) {
         std::string fname = target_function(in, cli);
-        fmt::print("{}", graph_dot(in, fname));
+        std::string dot = graph_dot(in, fname);
+        if (cli.has("out")) write_graph(cli.get("out"), dot);
+        else fmt::print("{}", dot);
         return 0;
     });
 }
