@@ -66,6 +66,13 @@ struct Canvas {
     }
 };
 
+// `text` cut to `width` pixels at 11 points, "..." marking the cut.
+std::string fitted(Canvas& canvas, std::string text, double width) {
+    if (canvas.text_width(text) <= width) return text;
+    while (!text.empty() && canvas.text_width(text + "...") > width) text.pop_back();
+    return text + "...";
+}
+
 double clamp01(double v) { return std::isnan(v) ? 0.0 : std::clamp(v, 0.0, 1.0); }
 
 // Packs an image into a cairo RGB24 surface, one pixel per image pixel.
@@ -170,7 +177,7 @@ void write_heatmaps(const std::string& path, const std::vector<Heatmap>& maps, i
         const double x0 = static_cast<double>(kMargin + (static_cast<std::int64_t>(i) % per_row) * map_w);
         const double y0 = static_cast<double>(kMargin + (static_cast<std::int64_t>(i) / per_row) * map_h);
         cairo_set_source_rgb(cr, 0, 0, 0);
-        canvas.text(x0, y0 + kTitle - 6, m.title);
+        canvas.text(x0, y0 + kTitle - 6, fitted(canvas, m.title, static_cast<double>(map_w - kMargin)));
         for (std::int64_t r = 0; r < m.rows; ++r) {
             for (std::int64_t c = 0; c < m.cols; ++c) {
                 double v = m.values[static_cast<std::size_t>(r * m.cols + c)];
@@ -275,7 +282,12 @@ void write_panels(const std::string& path, const std::vector<Panel>& panels) {
             }
         }
         cairo_restore(cr);
-        // legend, top right inside the frame
+        // legend, top right inside the frame, on a white ground
+        double legend_w = 0;
+        for (const auto& s : p.series) legend_w = std::max(legend_w, canvas.text_width(s.label, 10));
+        cairo_set_source_rgba(cr, 1, 1, 1, 0.85);
+        cairo_rectangle(cr, px1 - legend_w - 32, py0 + 3, legend_w + 30, 14.0 * static_cast<double>(p.series.size()) + 4);
+        cairo_fill(cr);
         double ly = py0 + 14;
         for (const auto& s : p.series) {
             double w = canvas.text_width(s.label, 10);

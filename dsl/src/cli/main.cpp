@@ -407,10 +407,11 @@ int cmd_graph(const Cli& cli) {
     });
 }
 
-// `wengert --version`: the version, and what matrix products run on (Note [BLIS kernels]).
+// `wengert --version`: the version and build type, and what matrix products run on (Note [BLIS
+// kernels]) with how many threads.
 void print_version() {
     const char* forced = std::getenv("WENGERT_GEMM_KERNELS");
-    fmt::print("wengert {}\n", WENGERT_VERSION);
+    fmt::print("wengert {} ({} build)\n", WENGERT_VERSION, WENGERT_BUILD_TYPE);
     fmt::print("gemm kernels: {} ({}; BLIS {} detects '{}'; chosen by {})\n", kern::gemm_kernels(), kern::cpu_vector_isa(),
                kern::blis_version(), kern::blis_kernels(),
                forced && *forced ? fmt::format("WENGERT_GEMM_KERNELS={}", forced) : std::string("the CPU's features"));

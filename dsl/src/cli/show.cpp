@@ -58,7 +58,7 @@ int cmd_show(const Cli& cli) {
         if (array.ndim() == 4) {
             if (index < 0 || index >= s[0]) throw UsageError(fmt::format("--index must be in [0, {}), got {}", s[0], index));
             stack = array.slice(0, index, index + 1).reshape(Shape{s[1], s[2], s[3]});
-            item = fmt::format("[{}] ", index);
+            item = fmt::format("item {}, ", index);
         } else if (cli.has("index")) {
             throw UsageError("--index picks the batch item of a 4-D (B, h, Lq, Lk) array; this one is 3-D");
         }
@@ -66,7 +66,7 @@ int cmd_show(const Cli& cli) {
         const Shape& m = stack.shape();
         for (std::int64_t i = 0; i < m[0]; ++i) {
             auto first = v.begin() + i * m[1] * m[2];
-            maps.push_back({fmt::format("{}{}head {}", stem + " ", item, i), m[1], m[2], std::vector<double>(first, first + m[1] * m[2])});
+            maps.push_back({fmt::format("{}head {}", item, i), m[1], m[2], std::vector<double>(first, first + m[1] * m[2])});
         }
     } else {
         throw UsageError(fmt::format("show: draws a 2-D array, a 3-D stack of maps or a 4-D (B, h, Lq, Lk) one (or images "
