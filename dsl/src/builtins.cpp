@@ -588,13 +588,37 @@ void install_records(Table& t) {
     record_builtin(t, "optimizer", "adamw",
                    {{"lr", Value(1e-3)}, {"beta1", Value(0.9)}, {"beta2", Value(0.999)}, {"eps", Value(1e-8)}, {"weight_decay", Value(1e-2)}},
                    "adamw(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01): PyTorch's AdamW");
-    record_builtin(t, "schedule", "constant_lr", {}, "constant_lr(): the optimizer's lr throughout");
-    record_builtin(t, "schedule", "step_lr", {{"step_size", std::nullopt}, {"gamma", Value(0.1)}},
-                   "step_lr(step_size, gamma=0.1): lr * gamma^(step / step_size)");
-    record_builtin(t, "schedule", "cosine_lr", {{"t_max", Value()}, {"min_lr", Value(0.0)}},
-                   "cosine_lr(t_max=total steps, min_lr=0): cosine decay");
-    record_builtin(t, "schedule", "warmup", {{"steps", std::nullopt}, {"then", Value()}},
-                   "warmup(steps, then=constant_lr()): linear warm-up, then another schedule");
+    const Value by_step(std::string("step"));
+    record_builtin(t, "schedule", "constant_lr", {}, "constant_lr(): the base value throughout");
+    record_builtin(t, "schedule", "step_lr", {{"step_size", std::nullopt}, {"gamma", Value(0.1)}, {"by", by_step}},
+                   "step_lr(step_size, gamma=0.1, by=\"step\"|\"epoch\"): base * gamma^floor(step / step_size)");
+    record_builtin(t, "schedule", "cosine_lr", {{"t_max", Value()}, {"min_lr", Value(0.0)}, {"by", by_step}},
+                   "cosine_lr(t_max=all steps, min_lr=0, by=\"step\"|\"epoch\"): cosine decay to min_lr");
+    record_builtin(t, "schedule", "warmup", {{"steps", std::nullopt}, {"then", Value()}, {"by", by_step}},
+                   "warmup(steps, then=constant_lr(), by=\"step\"|\"epoch\"): linear warm-up, then another schedule");
+    record_builtin(t, "schedule", "piecewise", {{"boundaries", std::nullopt}, {"values", std::nullopt}, {"by", by_step}},
+                   "piecewise(boundaries, values, by=\"step\"|\"epoch\"): base * values[i] from boundary i-1 to boundary i");
+    record_builtin(t, "schedule", "linear", {{"start", Value(1.0)}, {"end", Value(0.0)}, {"steps", Value()}, {"by", by_step}},
+                   "linear(start=1, end=0, steps=all steps, by=\"step\"|\"epoch\"): base * (start -> end), then end");
+    record_builtin(t, "schedule", "exponential", {{"gamma", std::nullopt}, {"every", Value(1)}, {"by", by_step}},
+                   "exponential(gamma, every=1, by=\"step\"|\"epoch\"): base * gamma^floor(step / every)");
+    record_builtin(t, "schedule", "reduce_on_plateau",
+                   {{"metric", std::nullopt}, {"factor", Value(0.1)}, {"patience", Value(10)}, {"mode", Value(std::string("auto"))},
+                    {"threshold", Value(1e-4)}, {"min_lr", Value(0.0)}},
+                   "reduce_on_plateau(metric, factor=0.1, patience=10, mode=\"auto\"|\"min\"|\"max\", threshold=1e-4, min_lr=0): "
+                   "the lr times factor when an eval value stops improving (PyTorch's ReduceLROnPlateau)");
+    record_builtin(t, "monitor", "monitor", {{"metric", std::nullopt}, {"mode", Value(std::string("auto"))}, {"min_delta", Value(0.0)}},
+                   "monitor(metric, mode=\"auto\"|\"min\"|\"max\", min_delta=0): an evaluation value to watch "
+                   "(keep_best, early_stopping)");
+    record_builtin(t, "early_stopping", "early_stopping", {{"metric", std::nullopt}, {"patience", Value(5)}, {"mode", Value(std::string("auto"))},
+                    {"min_delta", Value(0.0)}},
+                   "early_stopping(metric, patience=5, mode=\"auto\"|\"min\"|\"max\", min_delta=0): stop when an eval value "
+                   "has not improved for patience epochs (Keras's EarlyStopping)");
+    record_builtin(t, "param_group", "group",
+                   {{"params", std::nullopt}, {"lr", Value()}, {"lr_scale", Value()}, {"weight_decay", Value()}, {"momentum", Value()},
+                    {"beta1", Value()}, {"beta2", Value()}, {"constraint", Value()}},
+                   "group(params, lr, lr_scale, weight_decay, momentum, beta1, beta2, constraint): optimizer settings for the "
+                   "parameters whose names match params (a pattern or a list of them)");
     record_builtin(t, "dataset", "fashion_mnist",
                    {{"split", Value(std::string("train"))}, {"layout", Value(std::string("flat"))}, {"dir", Value()},
                     {"label_noise", Value(0.0)}, {"noise", Value(std::string("pairs"))}, {"noise_seed", Value(std::int64_t{1})}},
@@ -616,6 +640,54 @@ void install_records(Table& t) {
                    "max_norm(max_value=2, axis=0): rescales columns whose norm exceeds max_value");
     record_builtin(t, "constraint", "simplex", {{"axis", Value(0)}},
                    "simplex(axis=0): Euclidean projection of each slice onto the probability simplex");
+
+    // Note [Label noise] in data.cpp: the flip matrix of the noise a dataset's labels carry,
+    // T[j, i] = p(noisy label j | true label i), so a learned noise layer can be scored against it.
+    std::vector<BuiltinParam> noise_params = {{"data", std::nullopt}, {"noise", Value()}, {"classes", Value(10)}};
+    t["label_noise_matrix"] = Value(make(
+        "label_noise_matrix",
+        "label_noise_matrix(data | rate, noise=\"pairs\"|\"uniform\", classes=10): T[j, i] = p(noisy j | true i) of a "
+        "dataset's label noise (fashion_mnist(label_noise = ...)) or of a rate and kind",
+        [noise_params](Interpreter& in, CallArgs& args) {
+            auto b = bind_builtin("label_noise_matrix", noise_params, args);
+            const Value& data = b["data"];
+            double rate = 0;
+            std::string kind = "pairs";
+            if (data.is<std::shared_ptr<Record>>() && data.get<std::shared_ptr<Record>>()->kind == "dataset") {
+                const Record& r = *data.get<std::shared_ptr<Record>>();
+                if (!r.fields.count("label_noise")) {
+                    throw EvalError(arg_loc(args, noise_params, "data"), fmt::format("label_noise_matrix: {} has no label noise setting", r.name));
+                }
+                if (!b["noise"].is_none()) {
+                    throw EvalError(arg_loc(args, noise_params, "noise"), "label_noise_matrix: the dataset says its noise kind; give 'noise' only with a rate");
+                }
+                const Value& rv = r.fields.at("label_noise");
+                const Value& kv = r.fields.at("noise");
+                rate = rv.is_number() ? rv.number() : -1;
+                kind = kv.is<std::string>() ? kv.get<std::string>() : "";
+            } else if (data.is_number()) {
+                rate = data.number();
+                if (!b["noise"].is_none()) kind = string_arg(b, "label_noise_matrix", "noise", args);
+            } else {
+                throw EvalError(arg_loc(args, noise_params, "data"),
+                                fmt::format("label_noise_matrix: expected a dataset such as fashion_mnist(label_noise = 0.4) or a rate, got {}",
+                                            describe(data)));
+            }
+            if (!(rate >= 0 && rate < 1)) throw EvalError(args.loc, fmt::format("label_noise_matrix: the rate must be in [0, 1), got {}", rate));
+            if (kind != "pairs" && kind != "uniform") {
+                throw EvalError(args.loc, fmt::format("label_noise_matrix: noise must be \"pairs\" or \"uniform\", got \"{}\"", kind));
+            }
+            std::int64_t k = integer_arg(b, "label_noise_matrix", "classes", args);
+            if (k < 2 || k > 4096) throw EvalError(arg_loc(args, noise_params, "classes"), fmt::format("label_noise_matrix: classes must be in [2, 4096], got {}", k));
+            std::vector<double> m(static_cast<std::size_t>(k * k), 0.0);
+            for (std::int64_t i = 0; i < k; ++i) {   // column i: the true class
+                for (std::int64_t j = 0; j < k; ++j) {
+                    double p = j == i ? 1 - rate : kind == "uniform" ? rate / static_cast<double>(k - 1) : j == (i + 1) % k ? rate : 0.0;
+                    m[static_cast<std::size_t>(j * k + i)] = p;
+                }
+            }
+            return Value(Tape::current().input(Tensor::from_doubles(m, Shape{k, k}, in.options().dtype)));
+        }));
 
     t["shape"] = Value(make("shape", "shape(x): the extents of x as a tuple", [](Interpreter& in, CallArgs& args) {
         auto b = bind_builtin("shape", {{"x", std::nullopt}}, args);

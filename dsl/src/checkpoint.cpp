@@ -91,8 +91,12 @@ void save_checkpoint(const std::string& dir, const CheckpointInfo& info, const P
     m["batch"] = info.batch;
     m["model"] = info.model;
     m["model_hash"] = info.model_hash;
+    if (!info.model_structure.empty()) m["model_structure"] = info.model_structure;
+    if (!info.control.is_null()) m["control"] = info.control;
     m["step"] = info.step;
     m["epoch"] = info.epoch;
+    if (info.steps_per_epoch > 0) m["steps_per_epoch"] = info.steps_per_epoch;
+    if (info.total_steps > 0) m["total_steps"] = info.total_steps;
     m["seed"] = Json(static_cast<std::uint64_t>(info.seed));
     m["dtype"] = info.dtype;
     m["rng"]["seed"] = fmt::format("{}", info.rng_seed);
@@ -139,8 +143,12 @@ LoadedCheckpoint load_checkpoint(const std::string& dir) {
         if (m.contains("batch")) info.batch = count("batch");
         info.model = m.at("model").as_string();
         info.model_hash = m.at("model_hash").as_string();
+        if (m.contains("model_structure")) info.model_structure = m.at("model_structure").as_string();
+        if (m.contains("control")) info.control = m.at("control");
         info.step = count("step");
         info.epoch = count("epoch");
+        if (m.contains("steps_per_epoch")) info.steps_per_epoch = count("steps_per_epoch");
+        if (m.contains("total_steps")) info.total_steps = count("total_steps");
         // a seed is a count below 2^64 (a cast of any other double is undefined: found by fuzzing)
         const double seed = m.at("seed").as_number();
         if (!(seed >= 0.0 && seed < 18446744073709551616.0) || seed != std::floor(seed)) {
@@ -250,7 +258,10 @@ bool is_checkpoint_file(const std::string& name) {
 
 }  // namespace
 
+std::string best_checkpoint_dir(const std::string& dir) { return (fs::path(dir) / "best").string(); }
+
 void remove_checkpoint(const std::string& dir) {
+    if (has_checkpoint(best_checkpoint_dir(dir))) remove_checkpoint(best_checkpoint_dir(dir));
     std::vector<std::string> files = named_files(dir);
     std::error_code ec;
     fs::remove(fs::path(dir) / "manifest.json", ec);
@@ -260,8 +271,9 @@ void remove_checkpoint(const std::string& dir) {
 }
 
 void clean_checkpoint_folder(const std::string& dir) {
-    std::vector<std::string> named = named_files(dir);
     std::error_code ec;
+    if (fs::is_directory(best_checkpoint_dir(dir), ec)) clean_checkpoint_folder(best_checkpoint_dir(dir));
+    std::vector<std::string> named = named_files(dir);
     for (const auto& entry : fs::directory_iterator(dir, ec)) {
         std::string name = entry.path().filename().string();
         bool temporary = name.find(".tmp-") != std::string::npos;

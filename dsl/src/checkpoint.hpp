@@ -35,8 +35,13 @@ struct CheckpointInfo {
     std::int64_t batch = 0;       // the batch size (0 in older checkpoints)
     std::string model;            // the model file's path as given
     std::string model_hash;       // of the model's source text
+    // The model's declarations as S-expressions, one per line, without the train settings
+    // that only say how long and where to train (Note [Resuming a changed file] in train.cpp):
+    // what a resumed run compares when the text changed. Empty in older checkpoints.
+    std::string model_structure;
     std::int64_t step = 0;        // optimizer steps taken
     std::int64_t epoch = 0;       // completed epochs
+    std::int64_t steps_per_epoch = 0, total_steps = 0;   // of the run (0 in older checkpoints)
     std::uint64_t seed = 0;
     std::string dtype;
     std::uint64_t rng_seed = 0, rng_offset = 0;   // the default generator's state
@@ -45,6 +50,9 @@ struct CheckpointInfo {
     // mid-epoch reports the same epoch means as an uninterrupted one.
     std::vector<std::pair<std::string, double>> epoch_sums;
     std::int64_t epoch_examples = 0;
+    // The training control's state (reduce_on_plateau, early_stopping, keep_best), and for a
+    // best checkpoint what it is the best of; null when the run has none.
+    Json control;
 };
 
 // Writes `dir` (created if missing) as described in Note [Atomic checkpoints].
@@ -84,11 +92,16 @@ private:
 // Whether `dir` holds a checkpoint manifest.
 bool has_checkpoint(const std::string& dir);
 
-// Removes the checkpoint in `dir`: the manifest first, then the files it names.
+// The folder inside a checkpoint folder that keeps its run's best checkpoint (keep_best).
+std::string best_checkpoint_dir(const std::string& dir);
+
+// Removes the checkpoint in `dir`: the manifest first, then the files it names; and its best
+// checkpoint, if any.
 void remove_checkpoint(const std::string& dir);
 
 // Removes temporary files and parameter/optimizer files the manifest does not name, left by an
-// interrupted run. Only while holding the folder's lock.
+// interrupted run, in `dir` and in its best checkpoint's folder. Only while holding the
+// folder's lock.
 void clean_checkpoint_folder(const std::string& dir);
 
 // A fresh run id: 16 hex digits from the clock and the process id (never from the run's

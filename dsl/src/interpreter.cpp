@@ -11,6 +11,7 @@
 #include <type_traits>
 
 #include "builtins.hpp"
+#include "schedules.hpp"
 #include "wengert/dsl/parser.hpp"
 #include "wengert/ops.hpp"
 #include "wengert/random.hpp"
@@ -934,7 +935,17 @@ struct Interpreter::Impl {
         return Value(logical_not(self.as_tensor(v, loc, "'not'")));
     }
 
-    Value binary(BinaryOp op, const Value& a, const Value& b, Location loc) {
+    // A schedule record used as a number: its value at this step (Note [Schedules]), logged
+    // under the statement's path.
+    Value scheduled(const Value& v) {
+        if (!is_schedule(v)) return v;
+        double x = schedule_value(*v.get<std::shared_ptr<Record>>(), self.progress_);
+        if (result) result->schedules.emplace_back(joined(), x);
+        return Value(x);
+    }
+
+    Value binary(BinaryOp op, const Value& a_in, const Value& b_in, Location loc) {
+        const Value a = scheduled(a_in), b = scheduled(b_in);
         if (a.is_number() && b.is_number()) return numeric(op, a, b, loc);
         if ((op == BinaryOp::logical_and || op == BinaryOp::logical_or) && a.is<bool>() && b.is<bool>()) {
             return Value(op == BinaryOp::logical_and ? (a.get<bool>() && b.get<bool>()) : (a.get<bool>() || b.get<bool>()));
@@ -1247,8 +1258,9 @@ LayerPtr Interpreter::as_layer(const Value& value, Location loc) {
     throw EvalError(loc, fmt::format("expected a layer, got {}", describe(value)));
 }
 
-Var Interpreter::as_tensor(const Value& value, Location loc, const char* what) {
-    if (value.is<Var>()) return value.get<Var>();
+Var Interpreter::as_tensor(const Value& value_in, Location loc, const char* what) {
+    if (value_in.is<Var>()) return value_in.get<Var>();
+    const Value value = impl_->scheduled(value_in);
     if (value.is_number()) return Tape::current().input(Tensor::scalar(value.number(), options_.dtype));
     throw EvalError(loc, fmt::format("{} expects a tensor, got {}", what, describe(value)));
 }

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <numeric>
 #include <optional>
 #include <string_view>
@@ -20,6 +21,7 @@
 #include "builtins.hpp"
 #include "checkpoint.hpp"
 #include "progress.hpp"
+#include "wengert/dsl/ast_printer.hpp"
 #include "wengert/io.hpp"
 #include "wengert/json.hpp"
 #include "wengert/random.hpp"
@@ -31,7 +33,8 @@ namespace fs = std::filesystem;
 namespace {
 
 const std::vector<std::string> kSettings = {"data", "eval_data", "optimizer", "schedule", "epochs", "steps", "batch",
-                                            "seed", "clip_norm", "checkpoint", "checkpoint_every", "log", "freeze"};
+                                            "seed", "clip_norm", "checkpoint", "checkpoint_every", "log", "freeze",
+                                            "groups", "keep_best", "early_stopping"};
 
 std::shared_ptr<Record> record_setting(const Value& v, const KeywordArg& kw, const char* kind) {
     if (!v.is<std::shared_ptr<Record>>() || v.get<std::shared_ptr<Record>>()->kind != kind) {
@@ -115,6 +118,39 @@ void apply_setting(Interpreter& in, const KeywordArg& kw, TrainSettings& s) {
             throw bad();
         }
         s.freeze_loc = kw.value->loc;
+    } else if (kw.name == "groups") {
+        // a group(...) or a tuple or list of them
+        s.groups.clear();
+        auto add = [&](const Value& e) {
+            if (!e.is<std::shared_ptr<Record>>() || e.get<std::shared_ptr<Record>>()->kind != "param_group") {
+                throw EvalError(kw.value->loc, fmt::format("train: 'groups' must be group(...) or a list of them, got {}", describe(e)));
+            }
+            s.groups.push_back(e.get<std::shared_ptr<Record>>());
+        };
+        if (v.is<std::shared_ptr<TupleValue>>()) {
+            for (const auto& e : *v.get<std::shared_ptr<TupleValue>>()) add(e);
+        } else {
+            add(v);
+        }
+    } else if (kw.name == "keep_best") {
+        s.keep_best = monitor_from_value(v, kw.value->loc, "keep_best");
+    } else if (kw.name == "early_stopping") {
+        TrainSettings::EarlyStopping e;
+        if (v.is<std::shared_ptr<Record>>() && v.get<std::shared_ptr<Record>>()->kind == "early_stopping") {
+            const Record& r = *v.get<std::shared_ptr<Record>>();
+            auto monitor = std::make_shared<Record>(Record{"monitor", "monitor",
+                                                           {{"metric", r.fields.at("metric")}, {"mode", r.fields.at("mode")},
+                                                            {"min_delta", r.fields.at("min_delta")}}, r.loc});
+            e.monitor = monitor_from_value(Value(monitor), kw.value->loc, "early_stopping");
+            const Value& patience = r.fields.at("patience");
+            if (!patience.is<std::int64_t>() || patience.get<std::int64_t>() < 1) {
+                throw EvalError(kw.value->loc, fmt::format("early_stopping: 'patience' must be a positive integer, got {}", describe(patience)));
+            }
+            e.patience = patience.get<std::int64_t>();
+        } else {
+            e.monitor = monitor_from_value(v, kw.value->loc, "early_stopping");
+        }
+        s.early_stopping = e;
     } else if (kw.name == "checkpoint" || kw.name == "log") {
         if (!v.is<std::string>()) throw EvalError(kw.value->loc, fmt::format("train: '{}' must be a string (a path), got {}", kw.name, describe(v)));
         (kw.name == "checkpoint" ? s.checkpoint : s.log) = v.get<std::string>();
@@ -162,6 +198,74 @@ Location train_block_loc(const Interpreter& in) {
     return Location{in.main_module().file, 0, 0, 0};
 }
 
+// Note [Resuming a changed file]
+// A checkpoint keeps the model's text hash and its structure: every declaration of the main
+// file as an S-expression (ast_printer.hpp), one per line, the train block without the
+// settings that say only how long and where to train (epochs, steps, checkpoint,
+// checkpoint_every, log). --resume on a file whose text hash differs goes on when the
+// structure is the same (comments, blank lines, spacing, and those settings changed), says so,
+// and otherwise refuses, naming the first declaration that differs. What else must match
+// (function, seed, batch, dtype, optimizer, parameters) is checked on its own, by name.
+const std::vector<std::string> kRunLengthSettings = {"epochs", "steps", "checkpoint", "checkpoint_every", "log"};
+
+}  // namespace
+
+std::string model_structure(const Interpreter& in) {
+    std::string out;
+    for (const auto& d : in.main_module().decls) {
+        if (const auto* tb = d.as<TrainBlock>()) {
+            out += "(train " + tb->target;
+            for (const auto& kw : tb->settings) {
+                if (std::find(kRunLengthSettings.begin(), kRunLengthSettings.end(), kw.name) != kRunLengthSettings.end()) continue;
+                out += " :" + kw.name + " " + to_sexpr(*kw.value);
+            }
+            out += ")";
+        } else {
+            out += to_sexpr(d);
+        }
+        out += '\n';
+    }
+    return out;
+}
+
+namespace {
+
+// "def with_q: the checkpoint's has `...` where this file has `...`", around the first change.
+std::string first_difference(const std::string& before, const std::string& after) {
+    auto lines = [](const std::string& text) {
+        std::vector<std::string> out;
+        std::size_t start = 0;
+        while (start < text.size()) {
+            std::size_t end = text.find('\n', start);
+            if (end == std::string::npos) end = text.size();
+            out.push_back(text.substr(start, end - start));
+            start = end + 1;
+        }
+        return out;
+    };
+    std::vector<std::string> a = lines(before), b = lines(after);
+    auto head = [](const std::string& line) {   // "(def with_q (x y) ..." -> "def with_q"
+        std::size_t first = line.find(' ', 1);
+        std::size_t second = first == std::string::npos ? std::string::npos : line.find_first_of(" )", first + 1);
+        return line.substr(1, second == std::string::npos ? std::string::npos : second - 1);
+    };
+    auto excerpt = [](const std::string& line, std::size_t at) {
+        std::size_t from = at > 30 ? at - 30 : 0;
+        std::string out = line.substr(from, 70);
+        return (from > 0 ? "..." : "") + out + (from + 70 < line.size() ? "..." : "");
+    };
+    for (std::size_t i = 0; i < std::max(a.size(), b.size()); ++i) {
+        if (i >= a.size()) return fmt::format("this file adds `{}`", head(b[i]));
+        if (i >= b.size()) return fmt::format("this file no longer has `{}`", head(a[i]));
+        if (a[i] == b[i]) continue;
+        if (head(a[i]) != head(b[i])) return fmt::format("the checkpoint's model has `{}` where this file has `{}`", head(a[i]), head(b[i]));
+        std::size_t at = 0;
+        while (at < a[i].size() && at < b[i].size() && a[i][at] == b[i][at]) ++at;
+        return fmt::format("`{}` changed: the checkpoint's has `{}` where this file has `{}`", head(a[i]), excerpt(a[i], at), excerpt(b[i], at));
+    }
+    return "the declarations differ";
+}
+
 }  // namespace
 
 TrainSettings check_train_block(Interpreter& in) {
@@ -181,12 +285,10 @@ TrainSettings check_train_block(Interpreter& in) {
         }
     }
     try {
-        if (s.optimizer) make_optimizer(*s.optimizer, std::nullopt);
-        make_schedule(s.schedule.get(), 1);
+        make_optimizer(s, std::nullopt, train_block_loc(in));
+        make_schedule(s.schedule.get(), 1, 1);
     } catch (const EvalError& e) {
         in.sink().error(e.loc, e.what());
-    } catch (const Error& e) {
-        in.sink().error(s.optimizer ? s.optimizer->loc : train_block_loc(in), e.what());
     }
     bool has_data = std::any_of(block->settings.begin(), block->settings.end(), [](const KeywordArg& kw) { return kw.name == "data"; });
     if (!has_data) in.sink().error(train_block_loc(in), fmt::format("train {}: the block names no data (add `data = ...`)", block->target));
@@ -210,7 +312,9 @@ TrainSettings read_train_settings(Interpreter& in, const TrainOverrides& overrid
     return s;
 }
 
-std::unique_ptr<Optimizer> make_optimizer(const Record& r, std::optional<double> lr) {
+namespace {
+
+std::unique_ptr<Optimizer> optimizer_of(const Record& r, std::optional<double> lr) {
     auto num = [&](const char* k) { return r.fields.at(k).number(); };
     for (const auto& [k, v] : r.fields) {
         if (!v.is_number() && !v.is<bool>()) throw EvalError(r.loc, fmt::format("{}: '{}' must be a number", r.name, k));
@@ -241,30 +345,96 @@ std::unique_ptr<Optimizer> make_optimizer(const Record& r, std::optional<double>
     return std::make_unique<AdamW>(o);
 }
 
-Schedule make_schedule(const Record* r, std::int64_t total_steps) {
-    if (!r || r->name == "constant_lr") return constant_lr();
-    auto integer = [&](const char* k) {
-        const Value& v = r->fields.at(k);
-        if (!v.is<std::int64_t>() || v.get<std::int64_t>() <= 0) {
-            throw EvalError(r->loc, fmt::format("{}: '{}' must be a positive integer, got {}", r->name, k, describe(v)));
-        }
-        return v.get<std::int64_t>();
+// An optional number of a group record: absent when none.
+std::optional<double> group_number(const Record& r, const char* k) {
+    const Value& v = r.fields.at(k);
+    if (v.is_none()) return std::nullopt;
+    if (!v.is_number() || !std::isfinite(v.number())) throw EvalError(r.loc, fmt::format("group: '{}' must be a number, got {}", k, describe(v)));
+    return v.number();
+}
+
+ParamGroup group_of_record(const Record& r) {
+    ParamGroup g;
+    const Value& params = r.fields.at("params");
+    auto bad = [&] {
+        return EvalError(r.loc, fmt::format("group: 'params' must be a name pattern such as \"h1.*\" or a list of them, got {}",
+                                            describe(params)));
     };
-    if (r->name == "step_lr") return step_lr(integer("step_size"), r->fields.at("gamma").number());
-    if (r->name == "cosine_lr") {
-        std::int64_t t_max = r->fields.at("t_max").is_none() ? total_steps : integer("t_max");
-        return cosine_lr(t_max, r->fields.at("min_lr").number());
-    }
-    const Value& then = r->fields.at("then");
-    const Record* next = nullptr;
-    if (!then.is_none()) {
-        if (!then.is<std::shared_ptr<Record>>() || then.get<std::shared_ptr<Record>>()->kind != "schedule") {
-            throw EvalError(r->loc, "warmup: 'then' must be a schedule");
+    if (params.is<std::string>()) {
+        g.patterns.push_back(params.get<std::string>());
+    } else if (params.is<std::shared_ptr<TupleValue>>()) {
+        for (const auto& e : *params.get<std::shared_ptr<TupleValue>>()) {
+            if (!e.is<std::string>()) throw bad();
+            g.patterns.push_back(e.get<std::string>());
         }
-        next = then.get<std::shared_ptr<Record>>().get();
+    } else {
+        throw bad();
     }
-    std::int64_t steps = integer("steps");
-    return linear_warmup(steps, make_schedule(next, std::max<std::int64_t>(1, total_steps - steps)));
+    if (g.patterns.empty()) throw bad();
+    g.lr = group_number(r, "lr");
+    g.lr_scale = group_number(r, "lr_scale");
+    g.weight_decay = group_number(r, "weight_decay");
+    g.momentum = group_number(r, "momentum");
+    g.beta1 = group_number(r, "beta1");
+    g.beta2 = group_number(r, "beta2");
+    const Value& c = r.fields.at("constraint");
+    if (!c.is_none()) g.constraints.push_back(constraint_from_value(c, r.loc));
+    return g;
+}
+
+}  // namespace
+
+std::unique_ptr<Optimizer> make_optimizer(const TrainSettings& s, std::optional<double> lr, Location fallback) {
+    static const auto default_opt = std::make_shared<Record>(Record{"optimizer", "adam",
+                                                                    {{"lr", Value(1e-3)}, {"beta1", Value(0.9)}, {"beta2", Value(0.999)},
+                                                                     {"eps", Value(1e-8)}, {"weight_decay", Value(0.0)}}, {}});
+    std::unique_ptr<Optimizer> opt;
+    try {
+        opt = optimizer_of(s.optimizer ? *s.optimizer : *default_opt, lr);
+    } catch (const EvalError&) {
+        throw;
+    } catch (const Error& e) {   // a value the engine rejects (lr < 0, beta1 >= 1)
+        throw EvalError(s.optimizer ? s.optimizer->loc : fallback, e.what());
+    }
+    for (const auto& r : s.groups) {
+        ParamGroup g = group_of_record(*r);
+        try {
+            opt->add_group(std::move(g));
+        } catch (const Error& e) {
+            throw EvalError(r->loc, e.what());
+        }
+    }
+    return opt;
+}
+
+void check_group_patterns(Interpreter& in, const TrainSettings& s) {
+    std::vector<std::string> names;
+    for (const Parameter* p : std::as_const(in.params()).all()) names.push_back(p->name);
+    std::vector<ParamGroup> groups;
+    for (const auto& r : s.groups) groups.push_back(group_of_record(*r));
+    for (std::size_t g = 0; g < groups.size(); ++g) {
+        for (const auto& pattern : groups[g].patterns) {
+            if (std::none_of(names.begin(), names.end(), [&](const std::string& n) { return matches_pattern(n, pattern); })) {
+                throw EvalError(s.groups[g]->loc, fmt::format("train: group pattern \"{}\" matches no parameter of {}", pattern, s.target),
+                                closest_names(pattern, names));
+            }
+        }
+    }
+    for (const auto& name : names) {
+        int first = -1;
+        for (std::size_t g = 0; g < groups.size(); ++g) {
+            bool hit = std::any_of(groups[g].patterns.begin(), groups[g].patterns.end(),
+                                   [&](const std::string& p) { return matches_pattern(name, p); });
+            if (!hit) continue;
+            if (first >= 0) {
+                throw EvalError(s.groups[g]->loc, fmt::format("train: parameter '{}' is in group {} (\"{}\") and group {} (\"{}\"); "
+                                                              "a parameter belongs to one group",
+                                                              name, first + 1, groups[static_cast<std::size_t>(first)].label(), g + 1,
+                                                              groups[g].label()));
+            }
+            first = static_cast<int>(g);
+        }
+    }
 }
 
 namespace {
@@ -449,18 +619,39 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
         throw EvalError(train_block_loc(in), fmt::format("train: {} epochs of {} steps is more than 2^63 steps", s.epochs, per_epoch));
     }
 
-    auto default_opt = std::make_shared<Record>(Record{"optimizer", "adam",
-                                                       {{"lr", Value(1e-3)}, {"beta1", Value(0.9)}, {"beta2", Value(0.999)},
-                                                        {"eps", Value(1e-8)}, {"weight_decay", Value(0.0)}}, {}});
-    std::unique_ptr<Optimizer> opt;
-    try {
-        opt = make_optimizer(s.optimizer ? *s.optimizer : *default_opt, overrides.lr);
-    } catch (const Error& e) {   // a value the engine rejects (lr < 0, beta1 >= 1), reported as `wengert check` does
-        throw EvalError(s.optimizer ? s.optimizer->loc : train_block_loc(in), e.what());
+    std::unique_ptr<Optimizer> opt = make_optimizer(s, overrides.lr, train_block_loc(in));
+    // Note [Schedules]: reduce_on_plateau scales every group's lr by its factor so far
+    std::shared_ptr<Plateau> plateau;
+    if (s.schedule && s.schedule->name == "reduce_on_plateau") {
+        plateau = std::make_shared<Plateau>(*s.schedule);
+        opt->set_schedule([plateau](double base_lr, std::int64_t) { return base_lr * plateau->scale(); });
+    } else {
+        opt->set_schedule(make_schedule(s.schedule.get(), total, per_epoch));
     }
-    opt->set_schedule(make_schedule(s.schedule.get(), total));
+    // what watches the evaluation pass needs one, and keep_best a folder to keep it in
+    auto needs_eval = [&](const Monitor& m, const char* setting) {
+        if (!eval_data) {
+            throw EvalError(m.loc, fmt::format("{} watches the evaluation pass's '{}', but this run has no evaluation data: add "
+                                               "`eval_data = ...` to the train block",
+                                               setting, m.name));
+        }
+    };
+    if (plateau) needs_eval(plateau->monitor(), "reduce_on_plateau");
+    if (s.early_stopping) needs_eval(s.early_stopping->monitor, "early_stopping");
+    if (s.keep_best) {
+        needs_eval(*s.keep_best, "keep_best");
+        if (s.checkpoint.empty()) {
+            throw EvalError(s.keep_best->loc, "keep_best keeps a checkpoint, but this run has no checkpoint folder: add `checkpoint = "
+                                              "\"DIR\"` or pass --checkpoint DIR");
+        }
+    }
+    // the best values so far (Note [Training control])
+    std::optional<double> best_value, stop_best;
+    std::int64_t best_epoch = 0, stop_bad_epochs = 0;
+    bool stopped_early = false;
     ParamStore& params = in.params();
     std::string hash = text_hash(model_text);
+    const std::string structure = model_structure(in);
     std::int64_t start_step = 0;
     std::string optimizer_path;   // where the optimizer's state came from, on a resumed run
     Running running;
@@ -475,9 +666,10 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
         in.run(s.target, gather_rows(data, rows), Mode::eval);
     };
     params.freeze(s.freeze);
-    if (!s.freeze.empty() || overrides.init) {
+    if (!s.freeze.empty() || !s.groups.empty() || overrides.init) {
         create_params();
         if (!s.freeze.empty()) check_freeze_patterns(in, s);
+        if (!s.groups.empty()) check_group_patterns(in, s);
         if (overrides.init) warm_start(params, *overrides.init, overrides.init_partial);
         manual_seed(s.seed);
     }
@@ -486,9 +678,18 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
     if (overrides.resume) {
         if (s.checkpoint.empty()) throw IOError(model_path, "--resume needs a checkpoint folder (--checkpoint DIR or `checkpoint = ...`)");
         LoadedCheckpoint ck = load_checkpoint(s.checkpoint);
-        if (ck.info.model_hash != hash) {
-            throw IOError(s.checkpoint, fmt::format("the checkpoint was made from a different model text ({} hash {}, this "
-                                                    "model {}); start a new checkpoint folder", ck.info.model, ck.info.model_hash, hash));
+        if (ck.info.model_hash != hash) {   // Note [Resuming a changed file]
+            if (ck.info.model_structure.empty()) {
+                throw IOError(s.checkpoint, fmt::format("the checkpoint was made from a different model text ({} hash {}, this "
+                                                        "model {}); start a new checkpoint folder", ck.info.model, ck.info.model_hash, hash));
+            }
+            if (ck.info.model_structure != structure) {
+                throw IOError(s.checkpoint, fmt::format("the model changed since the checkpoint was written, beyond comments, "
+                                                        "formatting and how long to train: {}; start a new checkpoint folder",
+                                                        first_difference(ck.info.model_structure, structure)));
+            }
+            fmt::print(stderr, "{} changed since the checkpoint only in comments, formatting or how long to train: resuming\n",
+                       model_path);
         }
         if (ck.info.dtype != dtype_name(in.options().dtype)) {
             throw IOError(s.checkpoint, fmt::format("the checkpoint holds {} parameters but this run uses --dtype {}", ck.info.dtype,
@@ -542,13 +743,50 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
         start_step = ck.info.step;
         running.sums = ck.info.epoch_sums;
         running.examples = ck.info.epoch_examples;
+        try {
+            const Json& c = ck.info.control;
+            if (plateau && c.contains("plateau")) plateau->load_state(c.at("plateau"));
+            if (s.keep_best && c.contains("best") && !c.at("best").at("value").is_null()) {
+                best_value = c.at("best").at("value").as_number();
+                best_epoch = c.at("best").at("epoch").as_int();
+            }
+            if (s.early_stopping && c.contains("early_stopping")) {
+                const Json& e = c.at("early_stopping");
+                if (!e.at("best").is_null()) stop_best = e.at("best").as_number();
+                stop_bad_epochs = e.at("bad_epochs").as_int();
+                stopped_early = e.at("stopped").as_bool();
+            }
+        } catch (const Error& e) {
+            throw IOError((fs::path(s.checkpoint) / "manifest.json").string(), fmt::format("corrupt manifest: \"control\": {}", e.what()));
+        }
         fmt::print(stderr, "resuming from {} at step {} (epoch {})\n", s.checkpoint, start_step, ck.info.epoch);
+    }
+    if (stopped_early) {
+        fmt::print(stderr, "nothing to do: the run stopped early at step {} (eval {} had not improved for {} epochs)\n", start_step,
+                   s.early_stopping->monitor.name, s.early_stopping->patience);
+        return 0;
     }
     if (start_step >= total) {
         fmt::print(stderr, "nothing to do: the checkpoint is at step {} of {}\n", start_step, total);
         return 0;
     }
 
+    if (eval_data) {
+        // Note [Bad rows]: a row of the evaluation data the model cannot take is found now,
+        // not at the end of the first epoch. The random state is put back, so that the run
+        // draws what it would have drawn without this pass.
+        const std::uint64_t rng_seed = default_generator().seed(), rng_offset = default_generator().offset();
+        in.set_progress(TrainingProgress{start_step, per_epoch, total});
+        EvalSummary first = evaluate(in, s.target, *eval_data, s.batch);
+        default_generator().set_state(rng_seed, rng_offset);
+        // and the names the training control watches are the pass's
+        std::vector<std::string> losses, metrics;
+        for (const auto& [name, _] : first.losses) losses.push_back(name);
+        for (const auto& [name, _] : first.metrics) metrics.push_back(name);
+        if (plateau) resolve_monitor(plateau->monitor(), losses, metrics, "reduce_on_plateau");
+        if (s.keep_best) resolve_monitor(*s.keep_best, losses, metrics, "keep_best");
+        if (s.early_stopping) resolve_monitor(s.early_stopping->monitor, losses, metrics, "early_stopping");
+    }
     std::unique_ptr<std::ofstream> log;
     if (!s.log.empty()) {
         fs::path lp(s.log);
@@ -562,16 +800,28 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
         if (!*log) throw IOError(s.log, fmt::format("cannot open the metrics log for writing: {}", std::strerror(errno)));
     }
     bool tty = overrides.progress && ::isatty(STDERR_FILENO);
-    if (eval_data) {
-        // Note [Bad rows]: a row of the evaluation data the model cannot take is found now,
-        // not at the end of the first epoch. The random state is put back, so that the run
-        // draws what it would have drawn without this pass.
-        const std::uint64_t rng_seed = default_generator().seed(), rng_offset = default_generator().offset();
-        evaluate(in, s.target, *eval_data, s.batch);
-        default_generator().set_state(rng_seed, rng_offset);
-    }
     fmt::print(stderr, "training {} on {} ({} examples, batch {}, {} steps per epoch, {} steps)\n", s.target, data.description, n,
                s.batch, per_epoch, total);
+
+    // the training control's state, for checkpoints (Note [Training control])
+    std::vector<std::string> notices;   // said after an epoch's line
+    auto control_state = [&] {
+        Json c;
+        if (plateau) c["plateau"] = plateau->state();
+        if (s.keep_best) {
+            c["best"]["metric"] = s.keep_best->name;
+            c["best"]["value"] = best_value ? Json(*best_value) : Json();
+            c["best"]["epoch"] = best_epoch;
+            c["best"]["dir"] = "best";
+        }
+        if (s.early_stopping) {
+            c["early_stopping"]["metric"] = s.early_stopping->monitor.name;
+            c["early_stopping"]["best"] = stop_best ? Json(*stop_best) : Json();
+            c["early_stopping"]["bad_epochs"] = stop_bad_epochs;
+            c["early_stopping"]["stopped"] = stopped_early;
+        }
+        return c;
+    };
 
     std::vector<std::int64_t> order;
     std::int64_t order_epoch = -1;
@@ -600,6 +850,7 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
         if (overrides.check_finite) checks.emplace();
         Tape tape;
         RunResult r;
+        in.set_progress(TrainingProgress{step, per_epoch, total});
         try {
             r = in.run(s.target, batch, Mode::train);
         } catch (const NonFiniteError& e) {
@@ -651,6 +902,8 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
                                                              where, bad));
         }
         double lr = opt->current_lr();
+        std::vector<double> group_lrs;
+        for (std::size_t g = 0; g < opt->groups().size(); ++g) group_lrs.push_back(opt->current_lr(static_cast<int>(g)));
         if (s.clip_norm > 0) clip_grad_norm(params, s.clip_norm);
         try {
             opt->step(params);
@@ -675,6 +928,10 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
         rec["step"] = step + 1;
         rec["epoch"] = epoch + 1;
         rec["lr"] = lr;
+        for (std::size_t g = 0; g < group_lrs.size(); ++g) rec["group_lr"][opt->groups()[g].label()] = group_lrs[g];
+        for (const auto& [name, x] : r.schedules) {
+            if (!rec.contains("schedules") || !rec.at("schedules").contains(name)) rec["schedules"][name] = x;
+        }
         rec["loss"] = objective;
         running.add("loss", objective, count);
         for (const auto& [name, v] : r.losses) {
@@ -706,9 +963,7 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
         bool checkpoint_now = !s.checkpoint.empty() && (s.checkpoint_every > 0 ? ((step + 1) % s.checkpoint_every == 0 || step == total - 1)
                                                                                 : end_of_epoch);
         // the log reaches the checkpoint's step before the checkpoint does
-        auto save = [&] {
-            if (log) flush_log(*log, s.log);
-            if (!checkpoint_now) return;
+        auto make_info = [&] {
             CheckpointInfo info;
             info.run_id = run_id;
             info.function = s.target;
@@ -717,6 +972,8 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
             info.model_hash = hash;
             info.step = step + 1;
             info.epoch = (step + 1) / per_epoch;
+            info.steps_per_epoch = per_epoch;
+            info.total_steps = total;
             info.seed = s.seed;
             info.dtype = dtype_name(in.options().dtype);
             info.rng_seed = default_generator().seed();
@@ -726,7 +983,14 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
                 info.epoch_sums = running.sums;
                 info.epoch_examples = running.examples;
             }
-            save_checkpoint(s.checkpoint, info, params, opt.get());
+            info.model_structure = structure;
+            info.control = control_state();
+            return info;
+        };
+        auto save = [&] {
+            if (log) flush_log(*log, s.log);
+            if (!checkpoint_now) return;
+            save_checkpoint(s.checkpoint, make_info(), params, opt.get());
         };
         if (end_of_epoch) {
             double secs = std::chrono::duration<double>(Clock::now() - epoch_start).count();
@@ -772,14 +1036,61 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
                     line += fmt::format("  {} {:.4f}", name, v);
                     erec["eval"][name] = v;
                 }
+                // Note [Training control]: at the end of whole epochs
+                auto value_of = [&](const Monitor& m) {
+                    if (m.name == "loss") return e.objective;
+                    for (const auto& [name, v] : e.losses) if (name == m.name) return v;
+                    for (const auto& [name, v] : e.metrics) if (name == m.name) return v;
+                    return std::numeric_limits<double>::quiet_NaN();
+                };
+                if (!partial && plateau && plateau->step(value_of(plateau->monitor()), opt->base_lr())) {
+                    notices.push_back(fmt::format("eval {} has not improved for more than {} epochs: the lr is now {:g}",
+                                                  plateau->monitor().name, plateau->patience(),
+                                                  opt->current_lr()));
+                    erec["lr_reduced_to"] = opt->current_lr();
+                }
+                if (!partial && s.keep_best && improves(*s.keep_best, value_of(*s.keep_best), best_value)) {
+                    best_value = value_of(*s.keep_best);
+                    best_epoch = epoch + 1;
+                    // the best first, then the last that records it (Note [Training control])
+                    CheckpointInfo info = make_info();
+                    info.control = Json();
+                    info.control["role"] = "best";
+                    info.control["metric"] = s.keep_best->name;
+                    info.control["value"] = *best_value;
+                    info.control["epoch"] = best_epoch;
+                    save_checkpoint(best_checkpoint_dir(s.checkpoint), info, params, opt.get());
+                    erec["best"] = true;
+                    line += "  (best)";
+                }
+                if (!partial && s.early_stopping) {
+                    const Monitor& m = s.early_stopping->monitor;
+                    if (improves(m, value_of(m), stop_best)) {
+                        stop_best = value_of(m);
+                        stop_bad_epochs = 0;
+                    } else if (++stop_bad_epochs >= s.early_stopping->patience && step != total - 1) {
+                        stopped_early = true;
+                        checkpoint_now = !s.checkpoint.empty();
+                        notices.push_back(fmt::format("stopping early: eval {} has not improved on {:.6g} for {} epochs", m.name,
+                                                      stop_best ? *stop_best : std::numeric_limits<double>::quiet_NaN(), stop_bad_epochs));
+                        erec["stopped_early"] = true;
+                    }
+                }
             }
             line += fmt::format("  ({:.1f} s, {:.0f} ex/s)", secs, static_cast<double>(running.examples) / std::max(secs, 1e-9));
             if (tty) fmt::print(stderr, "\r\033[K");
             fmt::print("{}\n", line);
+            for (const auto& n : notices) fmt::print("  {}\n", n);
+            notices.clear();
             std::fflush(stdout);
             if (log) *log << erec.dump() << '\n';
         }
         save();
+        if (stopped_early) break;
+    }
+    if (s.keep_best && best_value) {
+        fmt::print("best checkpoint: {} (eval {} {:.6g} at epoch {}); the last is {}\n", best_checkpoint_dir(s.checkpoint), s.keep_best->name,
+                   *best_value, best_epoch, s.checkpoint);
     }
     return 0;
 }

@@ -6,10 +6,26 @@
 #include <string>
 
 #include "data.hpp"
+#include "schedules.hpp"
 #include "wengert/dsl/interpreter.hpp"
 #include "wengert/optim.hpp"
 
 namespace wengert::dsl {
+
+// Note [Training control]
+// Three settings watch one value of the evaluation pass run at the end of each whole epoch (a
+// run that stops mid-epoch evaluates its partial epoch but decides nothing on it; a loss
+// term, a metric, or "loss", the objective), named as the pass names it; the names are checked
+// against the pass that runs before training, so a misspelt one fails before the first step.
+// - keep_best = "acc": when the value improves on the best so far (larger for a metric, smaller
+//   for a loss, unless monitor(..., mode =) says), the checkpoint of that step is written to
+//   DIR/best (a whole checkpoint: `wengert eval --checkpoint DIR/best`), before DIR's own, whose
+//   manifest records the best value and epoch ("control"); DIR/best's says "role": "best".
+// - early_stopping(metric, patience): after `patience` epochs without an improvement the run
+//   checkpoints and stops; a resumed run that stopped early has nothing to do.
+// - reduce_on_plateau(metric, ...) as the schedule: PyTorch's ReduceLROnPlateau.
+// Their state (best values, epochs without improvement, the lr factor) is in the manifest, so a
+// resumed run decides as the uninterrupted one would.
 
 // Settings of a train block, after the CLI's flags override it.
 struct TrainSettings {
@@ -28,7 +44,22 @@ struct TrainSettings {
     std::string log;                             // JSONL metrics; empty: <checkpoint>/metrics.jsonl or none
     std::vector<std::string> freeze;             // name patterns of parameters that do not train
     Location freeze_loc;
+    std::vector<std::shared_ptr<Record>> groups; // group(...) records (Note [Parameter groups] in optim.hpp)
+    std::optional<Monitor> keep_best;            // keep the best checkpoint by this eval value
+    struct EarlyStopping {
+        Monitor monitor;
+        std::int64_t patience = 5;
+    };
+    std::optional<EarlyStopping> early_stopping;
 };
+
+// The optimizer the settings name (adam() by default) with the settings' parameter groups,
+// its lr replaced by `lr` when given. EvalError at the record the engine refuses.
+std::unique_ptr<Optimizer> make_optimizer(const TrainSettings& s, std::optional<double> lr, Location fallback);
+
+// Each group pattern must match some parameter, and no parameter two groups: an EvalError at
+// the group naming the first that does not (the parameters must exist).
+void check_group_patterns(Interpreter& in, const TrainSettings& s);
 
 // The freeze patterns of `s` that match none of the model's parameters: an EvalError at the
 // setting naming the first, with the closest parameter names (the parameters must exist).
@@ -49,6 +80,9 @@ struct TrainOverrides {
     bool init_partial = false;                   // --init-partial: load what matches, say the rest
 };
 
+// The model's declarations as a resumed run compares them (Note [Resuming a changed file]).
+std::string model_structure(const Interpreter& in);
+
 // Reads the model's train block (EvalError at a bad or unknown setting).
 TrainSettings read_train_settings(Interpreter& in, const TrainOverrides& overrides);
 
@@ -56,8 +90,6 @@ TrainSettings read_train_settings(Interpreter& in, const TrainOverrides& overrid
 // without reading data: for `wengert check`. Returns the settings it could read.
 TrainSettings check_train_block(Interpreter& in);
 
-std::unique_ptr<Optimizer> make_optimizer(const Record& record, std::optional<double> lr);
-Schedule make_schedule(const Record* record, std::int64_t total_steps);
 
 struct EvalSummary {
     std::vector<std::pair<std::string, double>> losses;    // means over examples

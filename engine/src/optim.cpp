@@ -75,7 +75,41 @@ Schedule linear_warmup(std::int64_t warmup_steps, Schedule after) {
     };
 }
 
+Schedule piecewise_lr(std::vector<std::int64_t> boundaries, std::vector<double> factors) {
+    require(factors.size() == boundaries.size() + 1, "piecewise_lr",
+            fmt::format("{} boundaries need {} factors, got {}", boundaries.size(), boundaries.size() + 1, factors.size()));
+    for (std::size_t i = 0; i < boundaries.size(); ++i) {
+        require(boundaries[i] >= 0 && (i == 0 || boundaries[i] > boundaries[i - 1]), "piecewise_lr",
+                fmt::format("boundaries must be non-negative and strictly increasing, got {} after {}", boundaries[i],
+                            i == 0 ? std::int64_t{0} : boundaries[i - 1]));
+    }
+    return [boundaries = std::move(boundaries), factors = std::move(factors)](double base_lr, std::int64_t step) {
+        std::size_t i = 0;
+        while (i < boundaries.size() && step >= boundaries[i]) ++i;
+        return base_lr * factors[i];
+    };
+}
+
+Schedule linear_lr(double start, double end, std::int64_t steps) {
+    require(steps > 0, "linear_lr", fmt::format("steps must be positive, got {}", steps));
+    return [start, end, steps](double base_lr, std::int64_t step) {
+        double t = static_cast<double>(std::min(step, steps)) / static_cast<double>(steps);
+        return base_lr * (start + (end - start) * t);
+    };
+}
+
+Schedule exponential_lr(double gamma, std::int64_t every) {
+    require(every > 0, "exponential_lr", fmt::format("every must be positive, got {}", every));
+    require(gamma >= 0, "exponential_lr", fmt::format("gamma must not be negative, got {}", gamma));
+    return [gamma, every](double base_lr, std::int64_t step) { return base_lr * std::pow(gamma, static_cast<double>(step / every)); };
+}
+
 // ---- Optimizer ------------------------------------------------------------------------------
+std::string ParamGroup::label() const {
+    std::string out;
+    for (const auto& p : patterns) out += (out.empty() ? "" : ", ") + p;
+    return out;
+}
 Optimizer::Optimizer(std::string name, double lr, std::vector<std::string> slot_names)
     : name_(std::move(name)), slot_names_(std::move(slot_names)) {
     set_base_lr(lr);
@@ -91,8 +125,53 @@ void Optimizer::set_schedule(Schedule schedule) {
     schedule_ = std::move(schedule);
 }
 
+void Optimizer::check_group(const ParamGroup& g) const {
+    const std::string what = fmt::format("{} group \"{}\"", name_, g.label());
+    require(!g.patterns.empty(), name_, "a parameter group needs at least one name pattern");
+    require(!(g.lr && g.lr_scale), name_, fmt::format("{}: give lr or lr_scale, not both", what));
+    auto non_negative = [&](const std::optional<double>& v, const char* field) {
+        require(!v || (*v >= 0 && std::isfinite(*v)), name_, fmt::format("{}: {} must be a non-negative number, got {}", what, field, v.value_or(0)));
+    };
+    non_negative(g.lr, "lr");
+    non_negative(g.lr_scale, "lr_scale");
+    non_negative(g.weight_decay, "weight_decay");
+}
+
+void Optimizer::add_group(ParamGroup group) {
+    check_group(group);
+    groups_.push_back(std::move(group));
+}
+
+int Optimizer::group_of(const std::string& name) const {
+    for (std::size_t g = 0; g < groups_.size(); ++g) {
+        for (const auto& pattern : groups_[g].patterns) {
+            if (matches_pattern(name, pattern)) return static_cast<int>(g);
+        }
+    }
+    return -1;
+}
+
+double Optimizer::current_lr(int group) const {
+    if (group < 0) return current_lr();
+    const ParamGroup& g = groups_.at(static_cast<std::size_t>(group));
+    return schedule_(g.lr ? *g.lr : lr_ * g.lr_scale.value_or(1.0), steps_);
+}
+
 void Optimizer::step(ParamStore& params) {
-    const double lr = current_lr();
+    const Hyper base = defaults();
+    std::vector<Hyper> hypers;
+    for (std::size_t g = 0; g < groups_.size(); ++g) {
+        const ParamGroup& group = groups_[g];
+        Hyper h = base;
+        h.lr = current_lr(static_cast<int>(g));
+        h.weight_decay = group.weight_decay.value_or(h.weight_decay);
+        h.momentum = group.momentum.value_or(h.momentum);
+        h.beta1 = group.beta1.value_or(h.beta1);
+        h.beta2 = group.beta2.value_or(h.beta2);
+        hypers.push_back(h);
+    }
+    Hyper own = base;
+    own.lr = current_lr();
     for (Parameter* p : params.all()) {
         if (!p->trainable || !p->grad.defined()) continue;
         if (!is_floating(p->value.dtype()) || !p->value.is_contiguous()) {
@@ -104,9 +183,13 @@ void Optimizer::step(ParamStore& params) {
                                                 dtype_name(p->value.dtype()), p->value.shape().str(),
                                                 dtype_name(p->grad.dtype()), p->grad.shape().str()));
         }
-        update(*p, p->grad.contiguous(), lr, state_[p->name]);
+        const int g = group_of(p->name);
+        update(*p, p->grad.contiguous(), g < 0 ? own : hypers[static_cast<std::size_t>(g)], state_[p->name]);
         p->value.bump_version();
         for (const Constraint& c : p->constraints) c.project(p->value);
+        if (g >= 0) {
+            for (const Constraint& c : groups_[static_cast<std::size_t>(g)].constraints) c.project(p->value);
+        }
     }
     ++steps_;
 }
@@ -158,10 +241,28 @@ SGD::SGD(SGDOptions options) : Optimizer("sgd", options.lr, {"momentum"}), optio
                         options.dampening));
 }
 
-void SGD::update(Parameter& p, const Tensor& grad, double lr, std::map<std::string, Tensor>& slots) {
+Hyper SGD::defaults() const {
+    Hyper h;
+    h.lr = base_lr();
+    h.weight_decay = options_.weight_decay;
+    h.momentum = options_.momentum;
+    return h;
+}
+
+void SGD::check_group(const ParamGroup& g) const {
+    Optimizer::check_group(g);
+    const std::string what = fmt::format("sgd group \"{}\"", g.label());
+    require(!g.beta1 && !g.beta2, "sgd", fmt::format("{}: sgd has no betas (they are Adam's)", what));
+    require(!g.momentum || *g.momentum >= 0.0, "sgd", fmt::format("{}: momentum must not be negative, got {}", what, g.momentum.value_or(0)));
+    require(!options_.nesterov || !g.momentum || *g.momentum > 0.0, "sgd",
+            fmt::format("{}: nesterov needs momentum > 0, got {}", what, g.momentum.value_or(0)));
+}
+
+void SGD::update(Parameter& p, const Tensor& grad, const Hyper& h, std::map<std::string, Tensor>& slots) {
     const SGDOptions o = options_;
+    const double lr = h.lr, momentum_coef = h.momentum, weight_decay = h.weight_decay;
     bool first = false;
-    Tensor* momentum = o.momentum != 0.0 ? &slot_like(name(), slots, "momentum", p, &first) : nullptr;
+    Tensor* momentum = momentum_coef != 0.0 ? &slot_like(name(), slots, "momentum", p, &first) : nullptr;
     detail::dispatch_float(p.value.dtype(), "sgd", [&](auto tag) {
         using T = decltype(tag);
         T* w = p.value.data<T>();
@@ -169,11 +270,11 @@ void SGD::update(Parameter& p, const Tensor& grad, double lr, std::map<std::stri
         T* buf = momentum ? momentum->data<T>() : nullptr;
         for_elements(p.value.numel(), [&](std::int64_t lo, std::int64_t hi) {
             for (std::int64_t i = lo; i < hi; ++i) {
-                double d = g[i] + o.weight_decay * w[i];
+                double d = g[i] + weight_decay * w[i];
                 if (buf) {
-                    double b = first ? d : o.momentum * buf[i] + (1 - o.dampening) * d;
+                    double b = first ? d : momentum_coef * buf[i] + (1 - o.dampening) * d;
                     buf[i] = static_cast<T>(b);
-                    d = o.nesterov ? d + o.momentum * b : b;
+                    d = o.nesterov ? d + momentum_coef * b : b;
                 }
                 w[i] = static_cast<T>(w[i] - lr * d);
             }
@@ -234,8 +335,32 @@ template <class T>
 
 }  // namespace
 
-void Adam::update(Parameter& p, const Tensor& grad, double lr, std::map<std::string, Tensor>& slots) {
-    const AdamOptions o = options_;
+Hyper Adam::defaults() const {
+    Hyper h;
+    h.lr = base_lr();
+    h.weight_decay = options_.weight_decay;
+    h.beta1 = options_.beta1;
+    h.beta2 = options_.beta2;
+    return h;
+}
+
+void Adam::check_group(const ParamGroup& g) const {
+    Optimizer::check_group(g);
+    const std::string what = fmt::format("{} group \"{}\"", name(), g.label());
+    require(!g.momentum, name(), fmt::format("{}: {} has no momentum setting (its betas are)", what, name()));
+    auto beta = [&](const std::optional<double>& b, const char* field) {
+        require(!b || (*b >= 0.0 && *b < 1.0), name(), fmt::format("{}: {} must be in [0, 1), got {}", what, field, b.value_or(0)));
+    };
+    beta(g.beta1, "beta1");
+    beta(g.beta2, "beta2");
+}
+
+void Adam::update(Parameter& p, const Tensor& grad, const Hyper& h, std::map<std::string, Tensor>& slots) {
+    AdamOptions o = options_;
+    o.beta1 = h.beta1;
+    o.beta2 = h.beta2;
+    o.weight_decay = h.weight_decay;
+    const double lr = h.lr;
     Tensor& m_slot = slot_like(name(), slots, "m", p);
     Tensor& v_slot = slot_like(name(), slots, "v", p);
     auto step_it = slots.find("step");

@@ -500,7 +500,7 @@ TEST_CASE("a corrupt checkpoint is an I/O error naming the file, never a crash",
              fs::remove_all(dir);
              fs::copy(other, dir);
          },
-         "", "the checkpoint was made from a different model text"},
+         "", "the model changed since the checkpoint was written, beyond comments, formatting and how long to train: `def net` changed"},
         {"parameters from another model",
          [&](const fs::path& dir) { fs::copy_file(other / "params-00000004.npz", dir / "params-00000004.npz", fs::copy_options::overwrite_existing); },
          "params-00000004.npz", "does not match its manifest: h.dense.w is listed as [4, 5] but the file has [4, 7]"},

@@ -215,3 +215,102 @@ TEST_CASE("optimizer options are checked", "[optim]") {
     Adam opt;
     CHECK_THROWS_WITH(opt.step(store), "adam: parameter 'w' is f64 [2] but its gradient is f64 [1]");
 }
+
+TEST_CASE("piecewise, linear and exponential schedules", "[optim]") {
+    Schedule p = piecewise_lr({3, 5}, {1.0, 0.5, 0.0});
+    CHECK(p(0.2, 0) == 0.2);
+    CHECK(p(0.2, 2) == 0.2);
+    CHECK(p(0.2, 3) == 0.1);
+    CHECK(p(0.2, 4) == 0.1);
+    CHECK(p(0.2, 5) == 0.0);
+    CHECK(p(0.2, 100) == 0.0);
+    CHECK_THROWS_WITH(piecewise_lr({3}, {1.0}), Catch::Contains("1 boundaries need 2 factors, got 1"));
+    CHECK_THROWS_WITH(piecewise_lr({3, 3}, {1.0, 0.5, 0.1}), Catch::Contains("strictly increasing"));
+
+    Schedule l = linear_lr(1.0, 0.0, 4);   // PyTorch's LinearLR(start_factor=1, end_factor=0, total_iters=4)
+    CHECK(l(0.1, 0) == 0.1);
+    CHECK(l(0.1, 2) == Approx(0.05));
+    CHECK(l(0.1, 4) == 0.0);
+    CHECK(l(0.1, 9) == 0.0);
+
+    Schedule e = exponential_lr(0.5, 2);
+    CHECK(e(1.0, 0) == 1.0);
+    CHECK(e(1.0, 1) == 1.0);
+    CHECK(e(1.0, 2) == 0.5);
+    CHECK(e(1.0, 5) == 0.25);
+}
+
+// Note [Parameter groups]: a group's settings apply to its parameters only, exactly as an
+// optimizer made with those settings would.
+TEST_CASE("parameter groups set lr, weight decay, momentum, betas and constraints per parameter", "[optim]") {
+    auto store_of = [] {
+        ParamStore store;
+        store.add("a.w", vec({1.0, -2.0, 0.5}));
+        store.add("b.w", vec({1.0, -2.0, 0.5}));
+        return store;
+    };
+    auto run = [](Optimizer& opt, ParamStore& store) {
+        for (const auto& g : kGrads) {
+            store.get("a.w").grad = vec(g);
+            store.get("b.w").grad = vec(g);
+            opt.step(store);
+        }
+    };
+    SECTION("SGD: lr, lr_scale, weight decay and momentum") {
+        ParamStore store = store_of();
+        SGD opt({.lr = 0.1});
+        opt.add_group({.patterns = {"b.*"}, .lr_scale = 0.5, .weight_decay = 0.01, .momentum = 0.9});
+        run(opt, store);
+        require_close(store.get("a.w").value.to_doubles(), {0.9400000000000001, -2.12, 0.57});   // as plain SGD above
+        SGD alone({.lr = 0.05, .momentum = 0.9, .weight_decay = 0.01});
+        require_close(store.get("b.w").value.to_doubles(), three_steps(alone));
+        CHECK(opt.current_lr(0) == 0.05);
+        CHECK(opt.current_lr(-1) == 0.1);
+
+        ParamStore absolute = store_of();
+        SGD own({.lr = 0.1});
+        own.add_group({.patterns = {"b.*"}, .lr = 0.0});
+        run(own, absolute);
+        CHECK(absolute.get("b.w").value.to_doubles() == std::vector<double>{1.0, -2.0, 0.5});
+    }
+    SECTION("Adam: betas and weight decay; the schedule scales every group from its own base") {
+        ParamStore store = store_of();
+        Adam opt({.lr = 0.1});
+        opt.add_group({.patterns = {"b.w"}, .weight_decay = 0.01, .beta1 = 0.5, .beta2 = 0.9});
+        opt.set_schedule(step_lr(2, 0.5));
+        run(opt, store);
+        Adam a({.lr = 0.1});
+        a.set_schedule(step_lr(2, 0.5));
+        Adam b({.lr = 0.1, .beta1 = 0.5, .beta2 = 0.9, .weight_decay = 0.01});
+        b.set_schedule(step_lr(2, 0.5));
+        require_close(store.get("a.w").value.to_doubles(), three_steps(a));
+        require_close(store.get("b.w").value.to_doubles(), three_steps(b));
+    }
+    SECTION("a group's constraint is projected after its parameters' updates") {
+        ParamStore store = store_of();
+        SGD opt({.lr = 0.1});
+        opt.add_group({.patterns = {"b.*"}, .constraints = {non_neg()}});
+        run(opt, store);
+        CHECK(store.get("a.w").value.to_doubles()[1] < 0);
+        for (double x : store.get("b.w").value.to_doubles()) CHECK(x >= 0);
+    }
+    SECTION("a parameter takes the first group it matches") {
+        SGD opt({.lr = 0.1});
+        opt.add_group({.patterns = {"a.*"}, .lr = 0.2});
+        opt.add_group({.patterns = {"*"}, .lr = 0.3});
+        CHECK(opt.group_of("a.w") == 0);
+        CHECK(opt.group_of("b.w") == 1);
+        SGD none({.lr = 0.1});
+        CHECK(none.group_of("a.w") == -1);
+    }
+    SECTION("values an optimizer does not take are errors") {
+        Adam adam;
+        CHECK_THROWS_WITH(adam.add_group({.patterns = {"a.*"}, .momentum = 0.9}), Catch::Contains("adam has no momentum setting"));
+        CHECK_THROWS_WITH(adam.add_group({.patterns = {"a.*"}, .beta1 = 1.0}), Catch::Contains("beta1 must be in [0, 1), got 1"));
+        SGD sgd;
+        CHECK_THROWS_WITH(sgd.add_group({.patterns = {"a.*"}, .beta2 = 0.9}), Catch::Contains("sgd has no betas"));
+        CHECK_THROWS_WITH(sgd.add_group({.patterns = {"a.*"}, .lr = -1.0}), Catch::Contains("lr must be a non-negative number"));
+        CHECK_THROWS_WITH(sgd.add_group({.patterns = {"a.*"}, .lr = 0.1, .lr_scale = 2.0}), Catch::Contains("lr or lr_scale, not both"));
+        CHECK_THROWS_WITH(sgd.add_group({}), Catch::Contains("at least one name pattern"));
+    }
+}

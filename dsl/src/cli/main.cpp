@@ -326,6 +326,9 @@ int cmd_eval(const Cli& cli) {
         std::iota(rows.begin(), rows.end(), 0);
         create_params(in, s.target, gather_rows(*eval_data, rows), Mode::eval);
         assign_params(params, ck.params, ck.params_path);
+        // schedules used as numbers take the checkpoint's step (Note [Schedules])
+        in.set_progress(TrainingProgress{ck.info.step, std::max<std::int64_t>(1, ck.info.steps_per_epoch),
+                                         std::max<std::int64_t>(1, ck.info.total_steps)});
         EvalSummary e = evaluate(in, s.target, *eval_data, batch);
         fmt::print("eval of {} on {} ({} examples, checkpoint step {})\n", s.target, eval_data->description, e.examples,
                    ck.info.step);

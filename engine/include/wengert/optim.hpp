@@ -8,11 +8,22 @@
 // parameter whose grad was never set is skipped and its state left alone, as PyTorch skips a
 // parameter whose grad is None. The step uses the learning rate the schedule gives for the
 // number of steps taken before it: the first step is step 0.
+//
+// Note [Parameter groups]
+// As PyTorch's param groups and Caffe's lr_mult/decay_mult: a group names parameters by glob
+// patterns (matches_pattern) and sets some of the optimizer's hyperparameters differently for
+// them (its own base lr or a multiple of the optimizer's, weight decay, momentum, betas) and may
+// add constraints, projected after the parameter's own. A parameter belongs to the first group
+// with a matching pattern, or to none (the optimizer's own settings); a group's lr follows the
+// optimizer's schedule from its own base (schedules are functions of the base rate). Groups are
+// part of the optimizer's settings, not its state: a checkpoint holds the per-parameter state
+// whatever the grouping, and a resumed run gives the same groups again.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -38,8 +49,34 @@ Schedule cosine_lr(std::int64_t total_steps, double min_lr = 0.0);
 // base_lr * (step + 1) / warmup_steps for the first warmup_steps steps, then `after`, counted
 // from the end of the warm-up (after's step 0 is the first step past it).
 Schedule linear_warmup(std::int64_t warmup_steps, Schedule after = constant_lr());
+// factors[i] * base_lr from step boundaries[i - 1] (0 for i = 0) up to boundaries[i]; the last
+// factor after the last boundary (Keras's PiecewiseConstantDecay, as multiples of the base).
+// Boundaries increase strictly; factors has one more entry than boundaries.
+Schedule piecewise_lr(std::vector<std::int64_t> boundaries, std::vector<double> factors);
+// base_lr * (start + (end - start) min(step, steps) / steps): PyTorch's LinearLR.
+Schedule linear_lr(double start, double end, std::int64_t steps);
+// base_lr * gamma^floor(step / every): PyTorch's ExponentialLR stepped every `every` steps.
+Schedule exponential_lr(double gamma, std::int64_t every = 1);
 
 // ---- optimizers -----------------------------------------------------------------------------
+// What a parameter group sets differently from its optimizer (Note [Parameter groups]); an
+// absent field keeps the optimizer's value.
+struct ParamGroup {
+    std::vector<std::string> patterns;       // glob patterns of parameter names
+    std::optional<double> lr;                // the group's own base lr, or
+    std::optional<double> lr_scale;          // a multiple of the optimizer's (Caffe's lr_mult)
+    std::optional<double> weight_decay;
+    std::optional<double> momentum;          // sgd
+    std::optional<double> beta1, beta2;      // adam, adamw
+    std::vector<Constraint> constraints;     // after the parameter's own
+    std::string label() const;               // "Q" or "h1.*, h2.*": the patterns
+};
+
+// The hyperparameters one parameter's update uses: the optimizer's, or its group's.
+struct Hyper {
+    double lr = 0, weight_decay = 0, momentum = 0, beta1 = 0, beta2 = 0;
+};
+
 class Optimizer {
 public:
     virtual ~Optimizer() = default;
@@ -53,9 +90,18 @@ public:
     double base_lr() const { return lr_; }
     void set_base_lr(double lr);
     void set_schedule(Schedule schedule);
-    // The learning rate the next step will use.
+    // The learning rate the next step will use (for parameters in no group).
     double current_lr() const { return schedule_(lr_, steps_); }
     std::int64_t steps() const { return steps_; }
+
+    // Adds a parameter group (Note [Parameter groups]); a value this optimizer does not take
+    // (momentum on Adam, betas on SGD) or a bad one (lr < 0) is an error.
+    void add_group(ParamGroup group);
+    const std::vector<ParamGroup>& groups() const { return groups_; }
+    // The index of the group parameter `name` belongs to, or -1.
+    int group_of(const std::string& name) const;
+    // The learning rate the next step will use for group g (-1: the optimizer's own).
+    double current_lr(int group) const;
 
     // Everything step() depends on besides the parameters, for checkpoints: "<name>.step" (i64
     // scalar, steps taken) and one entry per parameter and slot, "<name>.<slot>.<param name>"
@@ -67,9 +113,13 @@ public:
 
 protected:
     Optimizer(std::string name, double lr, std::vector<std::string> slot_names);
-    // One parameter's update at learning rate lr. `slots` holds its state by slot name, empty
-    // before its first update.
-    virtual void update(Parameter& p, const Tensor& grad, double lr, std::map<std::string, Tensor>& slots) = 0;
+    // One parameter's update with hyperparameters h (h.lr already scheduled). `slots` holds its
+    // state by slot name, empty before its first update.
+    virtual void update(Parameter& p, const Tensor& grad, const Hyper& h, std::map<std::string, Tensor>& slots) = 0;
+    // The optimizer's own hyperparameters (lr aside), which groups override.
+    virtual Hyper defaults() const = 0;
+    // Checks a group's values against what this optimizer takes; throws ShapeError.
+    virtual void check_group(const ParamGroup& group) const;
 
 private:
     std::string name_;
@@ -78,6 +128,7 @@ private:
     Schedule schedule_ = constant_lr();
     std::int64_t steps_ = 0;
     std::map<std::string, std::map<std::string, Tensor>> state_;   // parameter name -> slot -> tensor
+    std::vector<ParamGroup> groups_;
 };
 
 struct SGDOptions {
@@ -96,7 +147,9 @@ public:
     explicit SGD(SGDOptions options = {});
 
 protected:
-    void update(Parameter& p, const Tensor& grad, double lr, std::map<std::string, Tensor>& slots) override;
+    void update(Parameter& p, const Tensor& grad, const Hyper& h, std::map<std::string, Tensor>& slots) override;
+    Hyper defaults() const override;
+    void check_group(const ParamGroup& group) const override;
 
 private:
     SGDOptions options_;
@@ -127,7 +180,9 @@ public:
 
 protected:
     Adam(std::string name, AdamOptions options, bool decoupled_weight_decay);
-    void update(Parameter& p, const Tensor& grad, double lr, std::map<std::string, Tensor>& slots) override;
+    void update(Parameter& p, const Tensor& grad, const Hyper& h, std::map<std::string, Tensor>& slots) override;
+    Hyper defaults() const override;
+    void check_group(const ParamGroup& group) const override;
 
 private:
     AdamOptions options_;

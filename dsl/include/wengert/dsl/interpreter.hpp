@@ -54,12 +54,23 @@ struct InterpreterOptions {
     std::string stdlib_dir;
 };
 
+// Where training is, for schedules used as numbers in a model function (Note [Schedules] in
+// dsl/src/schedules.hpp): the optimizer step being taken (0 for the first), of how many.
+struct TrainingProgress {
+    std::int64_t step = 0;
+    std::int64_t steps_per_epoch = 1;
+    std::int64_t total_steps = 1;
+};
+
 // What one run of a model function produced.
 struct RunResult {
     std::vector<std::pair<std::string, Var>> losses;    // every `loss` term and layer penalty, in order
     std::vector<std::pair<std::string, Var>> metrics;
     std::vector<Value> outputs;                          // the function's return values
     Var objective;                                       // the sum of the losses (undefined if none)
+    // the value of every schedule the run used as a number, by the path of the statement that
+    // used it ("trace" for `loss trace = piecewise(...) * trace(Q)`), in order
+    std::vector<std::pair<std::string, double>> schedules;
 };
 
 struct NamedValue {
@@ -110,6 +121,10 @@ public:
     // Evaluates a top-level expression (a train block setting) in the global scope.
     Value eval_global(const Expr& expr);
 
+    // Where training is: the step schedules used as numbers take their value at.
+    void set_progress(TrainingProgress progress) { progress_ = progress; }
+    const TrainingProgress& progress() const { return progress_; }
+
     ParamStore& params() { return params_; }
     const InterpreterOptions& options() const { return options_; }
     DiagnosticSink& sink() { return sink_; }
@@ -137,6 +152,7 @@ private:
     std::set<std::string> wanted_;
     std::vector<std::string> offered_;
     std::int64_t batch_ = 0;
+    TrainingProgress progress_;
 };
 
 // Lists every builtin name (for "did you mean" and the docs).
