@@ -3,6 +3,7 @@
 #include "picture.hpp"
 
 #include <cairo.h>
+#include <fontconfig/fontconfig.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -20,6 +21,22 @@ namespace {
 // cairo's image surfaces hold at most 32767 pixels a side; a picture this large is a mistake
 // (a --scale too big, an array that is no image).
 constexpr int kMaxSide = 16384;
+
+// Note [Fonts at exit]
+// cairo finds its fonts through fontconfig, which keeps what it read in caches it never frees:
+// LeakSanitizer reports them as leaks when the process exits, and CI runs the CLI under it. A
+// command draws its picture and exits, so after each picture, with no cairo object left,
+// FontRelease puts cairo's static data and fontconfig back to their initial state (the next
+// picture, if any, initialises them again). What a sanitizer then reports is wengert's own.
+struct FontRelease {
+    FontRelease() = default;
+    ~FontRelease() {
+        cairo_debug_reset_static_data();
+        FcFini();
+    }
+    FontRelease(const FontRelease&) = delete;
+    FontRelease& operator=(const FontRelease&) = delete;
+};
 
 struct Canvas {
     cairo_surface_t* surface = nullptr;
@@ -140,6 +157,7 @@ void write_image_grid(const std::string& path, const std::vector<Image>& images,
     const std::int64_t cols = std::min<std::int64_t>(columns, static_cast<std::int64_t>(images.size()));
     const std::int64_t rows = (static_cast<std::int64_t>(images.size()) + cols - 1) / cols;
     const std::int64_t cell_w = first.width * scale + kGap, cell_h = first.height * scale + kGap;
+    FontRelease release;   // after the canvas is gone (Note [Fonts at exit])
     Canvas canvas(path, cols * cell_w + kGap, rows * cell_h + kGap);
     canvas.fill(0.5, 0.5, 0.5);
     for (std::size_t i = 0; i < images.size(); ++i) {
@@ -169,6 +187,7 @@ void write_heatmaps(const std::string& path, const std::vector<Heatmap>& maps, i
     const std::int64_t n_rows = (static_cast<std::int64_t>(maps.size()) + per_row - 1) / per_row;
     const std::int64_t map_w = maps[0].cols * cell + kMargin, map_h = kTitle + maps[0].rows * cell + kMargin;
     const std::int64_t width = per_row * map_w + kMargin + kBar, height = n_rows * map_h + kMargin;
+    FontRelease release;   // after the canvas is gone (Note [Fonts at exit])
     Canvas canvas(path, width, height);
     canvas.fill(1, 1, 1);
     cairo_t* cr = canvas.cr;
@@ -207,6 +226,7 @@ void write_panels(const std::string& path, const std::vector<Panel>& panels) {
     if (panels.empty()) throw IOError(path, "nothing to plot");
     const auto n = static_cast<std::int64_t>(panels.size());
     const std::int64_t per_row = std::min<std::int64_t>(kPanelsPerRow, n);
+    FontRelease release;   // after the canvas is gone (Note [Fonts at exit])
     Canvas canvas(path, per_row * kPanelWidth, ((n + per_row - 1) / per_row) * kPanelHeight);
     canvas.fill(1, 1, 1);
     cairo_t* cr = canvas.cr;

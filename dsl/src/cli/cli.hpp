@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "wengert/dsl/interpreter.hpp"
+#include "../checkpoint.hpp"
 #include "wengert/io.hpp"
 
 namespace wengert::dsl {
@@ -86,6 +87,8 @@ Var named_tensor(const Interpreter& in, const std::string& name);
 // the encoder, when only the decoder runs) are left. Otherwise an IOError listing the missing
 // and misshapen ones.
 void params_from_checkpoint(ParamStore& params, const NamedTensors& values, const std::string& source);
+// Where the checkpoint's training stopped, for schedules used as numbers (Note [Schedules]).
+TrainingProgress checkpoint_progress(const CheckpointInfo& info);
 // The names `def` returns its values by: a returned name (`return logits`) is its own name,
 // anything else output (one value) or output_i (the i-th of several).
 std::vector<std::string> output_names(const FunctionDef& def);

@@ -149,6 +149,10 @@ void params_from_checkpoint(ParamStore& params, const NamedTensors& values, cons
     }
 }
 
+TrainingProgress checkpoint_progress(const CheckpointInfo& info) {
+    return TrainingProgress{info.step, std::max<std::int64_t>(1, info.steps_per_epoch), std::max<std::int64_t>(1, info.total_steps)};
+}
+
 std::vector<std::string> output_names(const FunctionDef& def) {
     const Return* ret = nullptr;
     for (const auto& stmt : def.body) if (const auto* r = stmt.as<Return>()) ret = r;

@@ -81,6 +81,7 @@ int cmd_predict(const Cli& cli) {
 
         create_params(in, fname, rows_of(inputs, 0, std::min(batch, n)), Mode::predict);
         params_from_checkpoint(params, ck.params, ck.params_path);
+        in.set_progress(checkpoint_progress(ck.info));
         in.want_values(wanted);
         manual_seed(in.options().seed);
 

@@ -141,6 +141,7 @@ int cmd_sample(const Cli& cli) {
         create_params(in, s.decode, {Tensor::zeros(Shape{1, d}, in.options().dtype)}, Mode::predict);
         if (images.defined()) create_params(in, s.encode, {images.slice(0, 0, 1).contiguous()}, Mode::predict);
         params_from_checkpoint(params, ck.params, ck.params_path);
+        in.set_progress(checkpoint_progress(ck.info));
         manual_seed(in.options().seed);
 
         std::vector<picture::Image> grid;
