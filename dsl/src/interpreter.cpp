@@ -1135,11 +1135,11 @@ RunResult Interpreter::run(const std::string& name, const std::vector<Tensor>& i
         }
         args.positional_locs.push_back(Location{});
     }
-    impl_->absent_inputs = !absent.empty();
     if (inputs.size() != def->params.size()) {
         throw EvalError(Location{impl_->main->file, 0, 0, 0},
                         fmt::format("{} takes {} inputs but the data gives {}", name, def->params.size(), inputs.size()));
     }
+    impl_->absent_inputs = !absent.empty();
     Value out;
     try {
         out = impl_->call_def(*def, args);

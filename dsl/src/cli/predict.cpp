@@ -73,6 +73,8 @@ int cmd_predict(const Cli& cli) {
         if (!def) {
             throw IOError(cli.get("checkpoint"), fmt::format("the checkpoint trained function '{}', which this model does not define", fname));
         }
+        const std::vector<std::string> names = output_names(*def);
+        if (names.empty()) throw UsageError(fmt::format("predict: {} returns nothing to write", fname));
         std::vector<Tensor> inputs = named_inputs(*def, cli.get("inputs"));
         const std::int64_t n = std::find_if(inputs.begin(), inputs.end(), [](const Tensor& t) { return t.defined(); })->shape()[0];
         const std::vector<std::string> dumps = cli.has("dump") ? cli.options.at("dump") : std::vector<std::string>{};
@@ -85,7 +87,6 @@ int cmd_predict(const Cli& cli) {
         in.want_values(wanted);
         manual_seed(in.options().seed);
 
-        const std::vector<std::string> names = output_names(*def);
         std::vector<Collected> outputs(names.size()), dumped(dumps.size());
         for (std::int64_t start = 0; start < n; start += batch) {
             const std::int64_t stop = std::min(n, start + batch);
