@@ -43,7 +43,11 @@ std::int64_t unit(const Record& r, std::int64_t per_epoch) {
 std::vector<Value> list_field(const Record& r, const char* k) {
     const Value& v = r.fields.at(k);
     if (v.is<std::shared_ptr<TupleValue>>()) return *v.get<std::shared_ptr<TupleValue>>();
-    if (v.is_number()) return {v};
+    if (v.is_number()) {
+        std::vector<Value> one;   // not {v}: GCC 12 warns (wrongly) of an uninitialised variant in the list
+        one.push_back(v);
+        return one;
+    }
     throw EvalError(r.loc, fmt::format("{}: '{}' must be a list of numbers, got {}", r.name, k, describe(v)));
 }
 

@@ -20,6 +20,8 @@
 
 #include "builtins.hpp"
 #include "checkpoint.hpp"
+#include "comm.hpp"
+#include "grad_reducer.hpp"
 #include "progress.hpp"
 #include "wengert/dsl/ast_printer.hpp"
 #include "wengert/io.hpp"
@@ -27,6 +29,32 @@
 #include "wengert/random.hpp"
 
 namespace wengert::dsl {
+
+// Note [Data-parallel training]
+// Under `mpirun -np N wengert train FILE` every process runs the same model on its share of
+// each global batch, as PyTorch's DDP and Horovod do; without mpirun there is one process and
+// none of this happens (comm.hpp).
+// - The train block's batch is the global batch. The epoch's order is drawn from the seed, the
+//   same on every process; process r takes a contiguous share of each batch (share_of: the
+//   first count % N processes one row more, so a last batch smaller than N leaves the last
+//   processes without rows for that step; they take part with zeros). Random draws over the
+//   batch axis are per example (Note [Per-example streams] in random.hpp), so the numbers do
+//   not depend on N.
+// - Rank 0's parameters, optimizer state and run state (initialisation, --init or checkpoint)
+//   are broadcast before the first step; from then on every process applies the same update
+//   to the same parameters, so they stay equal by construction.
+// - Each process's gradients are weighted by its share of the batch (rows / global rows) and
+//   summed across processes in buckets while backward runs (Note [Gradient buckets] in
+//   grad_reducer.hpp); clipping, the optimizer step and constraints follow the sum. The loss
+//   terms and metrics are summed the same way before they are logged, and evaluation splits
+//   its rows across processes and sums the totals. So a run equals one process's when every
+//   loss term is a mean over the batch's examples (or does not depend on the batch: a penalty
+//   on weights); a term that sums over the batch without dividing by `batch` counts each
+//   process's sum at its share.
+// - Rank 0 alone takes the folder's lock, writes the log and the checkpoints; a resumed run
+//   reads the checkpoint on rank 0, at any process count.
+// - A process that fails (bad data in its share, a NaN) prints its error and ends every
+//   process (MPI_Abort in main), so no process waits for it forever.
 
 namespace fs = std::filesystem;
 
@@ -55,6 +83,20 @@ std::int64_t positive_int(const Value& v, const KeywordArg& kw, bool allow_zero 
 std::string format_duration(double seconds) {
     auto s = static_cast<std::int64_t>(seconds + 0.5);
     return s >= 3600 ? fmt::format("{}:{:02d}:{:02d}", s / 3600, (s / 60) % 60, s % 60) : fmt::format("{}:{:02d}", s / 60, s % 60);
+}
+
+// "1.2 MB", "304 kB", "96 B".
+std::string format_bytes(std::int64_t bytes) {
+    if (bytes >= 1000000) return fmt::format("{:.1f} MB", static_cast<double>(bytes) / 1e6);
+    if (bytes >= 1000) return fmt::format("{:.0f} kB", static_cast<double>(bytes) / 1e3);
+    return fmt::format("{} B", bytes);
+}
+
+// Note [Data-parallel training]: the rows [first, first + rows) of a batch of `count` that
+// process `rank` of `size` takes: contiguous, the first count % size processes one more.
+std::pair<std::int64_t, std::int64_t> share_of(std::int64_t count, int rank, int size) {
+    const std::int64_t base = count / size, extra = count % size;
+    return {rank * base + std::min<std::int64_t>(rank, extra), base + (rank < extra ? 1 : 0)};
 }
 
 // Running means over an epoch, weighted by batch size.
@@ -547,26 +589,63 @@ EvalSummary evaluate(Interpreter& in, const std::string& target, const Dataset& 
     EvalSummary summary;
     Running run;
     NoGrad no_grad;
-    std::int64_t n = data.size();
+    // Note [Data-parallel training]: each process evaluates its share of every batch, with the
+    // batch's draws (an eval pass may sample too: a VAE's normal()) per example
+    Communicator& comm = communicator();
+    const std::int64_t n = data.size();
+    bool named = false;
+    auto take_names = [&](const RunResult& r) {
+        if (named) return;
+        for (const auto& [name, _] : r.losses) summary.losses.emplace_back(name, 0.0);
+        for (const auto& [name, _] : r.metrics) summary.metrics.emplace_back(name, 0.0);
+        named = true;
+    };
     for (std::int64_t start = 0; start < n; start += batch) {
-        std::int64_t count = std::min(batch, n - start);
-        std::vector<std::int64_t> rows(static_cast<std::size_t>(count));
-        for (std::int64_t i = 0; i < count; ++i) rows[static_cast<std::size_t>(i)] = start + i;
+        const std::int64_t count = std::min(batch, n - start);
+        const auto [first, share] = share_of(count, comm.rank(), comm.size());
+        if (share == 0) continue;
+        std::vector<std::int64_t> rows(static_cast<std::size_t>(share));
+        for (std::int64_t i = 0; i < share; ++i) rows[static_cast<std::size_t>(i)] = start + first + i;
+        std::optional<BatchShard> shard;
+        if (comm.size() > 1) shard.emplace(count, first, share);
         Tape tape;
         RunResult r;
         try {
             r = in.run(target, gather_rows(data, rows), Mode::eval);
         } catch (const EvalError& e) {
+            shard.reset();
             throw_bad_row(in, target, data, "eval_data", rows, Mode::eval, e);   // Note [Bad rows]
         }
-        for (const auto& [name, v] : r.losses) run.add(name, v.item(), count);
-        for (const auto& [name, v] : r.metrics) run.add(name, v.item(), count);
-        if (r.objective.defined()) run.add("$objective", r.objective.item(), count);
-        run.examples += count;
-        if (start == 0) {
-            for (const auto& [name, _] : r.losses) summary.losses.emplace_back(name, 0.0);
-            for (const auto& [name, _] : r.metrics) summary.metrics.emplace_back(name, 0.0);
-        }
+        for (const auto& [name, v] : r.losses) run.add(name, v.item(), share);
+        for (const auto& [name, v] : r.metrics) run.add(name, v.item(), share);
+        if (r.objective.defined()) run.add("$objective", r.objective.item(), share);
+        run.examples += share;
+        take_names(r);
+    }
+    if (!named && n > 0) {   // more processes than rows: this one learns the names from row 0, counting nothing
+        Tape tape;
+        take_names(in.run(target, gather_rows(data, std::vector<std::int64_t>{0}), Mode::eval));
+    }
+    if (comm.size() > 1) {
+        // a process without rows in a batch drew nothing for it: rank 0's generator, which drew for all
+        std::uint64_t state[2] = {default_generator().seed(), default_generator().offset()};
+        comm.broadcast(std::as_writable_bytes(std::span<std::uint64_t>(state, 2)));
+        default_generator().set_state(state[0], state[1]);
+    }
+    if (comm.size() > 1) {
+        std::vector<double> sums;
+        for (const auto& [name, _] : summary.losses) sums.push_back(run.mean(name) * static_cast<double>(run.examples));
+        for (const auto& [name, _] : summary.metrics) sums.push_back(run.mean(name) * static_cast<double>(run.examples));
+        sums.push_back(run.mean("$objective") * static_cast<double>(run.examples));
+        sums.push_back(static_cast<double>(run.examples));
+        comm.allreduce_sum(sums);
+        const double examples = std::max(sums.back(), 1.0);
+        std::size_t k = 0;
+        for (auto& [name, v] : summary.losses) v = sums[k++] / examples;
+        for (auto& [name, v] : summary.metrics) v = sums[k++] / examples;
+        summary.objective = sums[k] / examples;
+        summary.examples = static_cast<std::int64_t>(sums.back());
+        return summary;
     }
     for (auto& [name, v] : summary.losses) v = run.mean(name);
     for (auto& [name, v] : summary.metrics) v = run.mean(name);
@@ -579,9 +658,16 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
           const TrainOverrides& overrides, const DataOptions& data_options) {
     using Clock = std::chrono::steady_clock;
     TrainSettings s = settings;   // a resumed run trains the checkpoint's function
+    // Note [Data-parallel training]: rank 0 alone writes the log and checkpoints
+    Communicator& comm = communicator();
+    const bool distributed = comm.size() > 1, lead = comm.rank() == 0;
+    if (distributed && s.batch < comm.size()) {
+        throw EvalError(train_block_loc(in), fmt::format("train: batch {} is smaller than the {} processes that share each batch",
+                                                         s.batch, comm.size()));
+    }
     // Note [One run per folder]: the lock first, so that a second run is refused at once
     std::optional<FolderLock> lock;
-    if (!s.checkpoint.empty()) {
+    if (!s.checkpoint.empty() && lead) {
         std::error_code ec;
         if (overrides.resume && !fs::is_directory(s.checkpoint, ec)) throw IOError(s.checkpoint, "no such checkpoint folder");
         lock.emplace(s.checkpoint);
@@ -666,16 +752,35 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
         in.run(s.target, gather_rows(data, rows), Mode::eval);
     };
     params.freeze(s.freeze);
-    if (!s.freeze.empty() || !s.groups.empty() || overrides.init) {
+    if (distributed || !s.freeze.empty() || !s.groups.empty() || overrides.init) {
         create_params();
         if (!s.freeze.empty()) check_freeze_patterns(in, s);
         if (!s.groups.empty()) check_group_patterns(in, s);
-        if (overrides.init) warm_start(params, *overrides.init, overrides.init_partial);
+        if (overrides.init && lead) warm_start(params, *overrides.init, overrides.init_partial);   // then broadcast
         manual_seed(s.seed);
     }
 
+    // a checkpoint's training control state (Note [Training control])
+    auto apply_control = [&](const Json& c, const std::string& where) {
+        try {
+            if (plateau && c.contains("plateau")) plateau->load_state(c.at("plateau"));
+            if (s.keep_best && c.contains("best") && !c.at("best").at("value").is_null()) {
+                best_value = c.at("best").at("value").as_number();
+                best_epoch = c.at("best").at("epoch").as_int();
+            }
+            if (s.early_stopping && c.contains("early_stopping")) {
+                const Json& e = c.at("early_stopping");
+                if (!e.at("best").is_null()) stop_best = e.at("best").as_number();
+                stop_bad_epochs = e.at("bad_epochs").as_int();
+                stopped_early = e.at("stopped").as_bool();
+            }
+        } catch (const Error& e) {
+            throw IOError(where, fmt::format("corrupt manifest: \"control\": {}", e.what()));
+        }
+    };
+    Json resumed_control;
     std::string run_id = new_run_id();
-    if (overrides.resume) {
+    if (overrides.resume && lead) {
         if (s.checkpoint.empty()) throw IOError(model_path, "--resume needs a checkpoint folder (--checkpoint DIR or `checkpoint = ...`)");
         LoadedCheckpoint ck = load_checkpoint(s.checkpoint);
         if (ck.info.model_hash != hash) {   // Note [Resuming a changed file]
@@ -743,23 +848,49 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
         start_step = ck.info.step;
         running.sums = ck.info.epoch_sums;
         running.examples = ck.info.epoch_examples;
-        try {
-            const Json& c = ck.info.control;
-            if (plateau && c.contains("plateau")) plateau->load_state(c.at("plateau"));
-            if (s.keep_best && c.contains("best") && !c.at("best").at("value").is_null()) {
-                best_value = c.at("best").at("value").as_number();
-                best_epoch = c.at("best").at("epoch").as_int();
-            }
-            if (s.early_stopping && c.contains("early_stopping")) {
-                const Json& e = c.at("early_stopping");
-                if (!e.at("best").is_null()) stop_best = e.at("best").as_number();
-                stop_bad_epochs = e.at("bad_epochs").as_int();
-                stopped_early = e.at("stopped").as_bool();
-            }
-        } catch (const Error& e) {
-            throw IOError((fs::path(s.checkpoint) / "manifest.json").string(), fmt::format("corrupt manifest: \"control\": {}", e.what()));
-        }
+        resumed_control = ck.info.control;
+        apply_control(ck.info.control, (fs::path(s.checkpoint) / "manifest.json").string());
         fmt::print(stderr, "resuming from {} at step {} (epoch {})\n", s.checkpoint, start_step, ck.info.epoch);
+    }
+    if (distributed) {
+        // Note [Data-parallel training]: rank 0's run state, parameters and optimizer state
+        // (its initialisation, warm start or checkpoint) on every process
+        Json state;
+        if (lead) {
+            state["target"] = s.target;
+            state["start_step"] = start_step;
+            state["rng_seed"] = fmt::format("{}", default_generator().seed());
+            state["rng_offset"] = fmt::format("{}", default_generator().offset());
+            for (const auto& [name, sum] : running.sums) state["epoch_sums"][name] = sum;
+            state["epoch_examples"] = running.examples;
+            state["control"] = resumed_control;
+            state["run_id"] = run_id;
+        }
+        std::string text = lead ? state.dump() : std::string();
+        comm.broadcast(text);
+        if (!lead) {
+            state = Json::parse(text);
+            if (state.at("target").as_string() != s.target) {
+                s.target = state.at("target").as_string();
+                create_params();
+            }
+            start_step = state.at("start_step").as_int();
+            default_generator().set_state(std::stoull(state.at("rng_seed").as_string()), std::stoull(state.at("rng_offset").as_string()));
+            running = Running{};
+            if (state.contains("epoch_sums")) {
+                for (const auto& [name, sum] : state.at("epoch_sums").as_object()) running.sums.emplace_back(name, sum.as_number());
+            }
+            running.examples = state.at("epoch_examples").as_int();
+            if (!state.at("control").is_null()) apply_control(state.at("control"), "rank 0's checkpoint");
+            run_id = state.at("run_id").as_string();
+        }
+        NamedTensors values;
+        for (const Parameter* p : std::as_const(params).all()) values.emplace_back(p->name, p->value);
+        broadcast_tensors(comm, values);
+        if (!lead) assign_params(params, values, "rank 0's parameters");
+        NamedTensors opt_state = lead ? opt->state() : NamedTensors{};
+        broadcast_tensors(comm, opt_state);
+        if (!lead) opt->load_state(opt_state);
     }
     if (stopped_early) {
         fmt::print(stderr, "nothing to do: the run stopped early at step {} (eval {} had not improved for {} epochs)\n", start_step,
@@ -788,7 +919,7 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
         if (s.early_stopping) resolve_monitor(s.early_stopping->monitor, losses, metrics, "early_stopping");
     }
     std::unique_ptr<std::ofstream> log;
-    if (!s.log.empty()) {
+    if (!s.log.empty() && lead) {
         fs::path lp(s.log);
         std::error_code ec;
         if (lp.has_parent_path()) fs::create_directories(lp.parent_path(), ec);
@@ -825,6 +956,9 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
 
     std::vector<std::int64_t> order;
     std::int64_t order_epoch = -1;
+    GradReducer reducer(comm);
+    std::int64_t reduced_steps = 0;
+    std::pair<std::vector<std::pair<std::string, double>>, std::vector<std::pair<std::string, double>>> term_names;
     auto epoch_start = Clock::now();
     auto run_start = Clock::now();
     std::int64_t steps_this_run = 0;
@@ -840,8 +974,12 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
             }
         }
         std::int64_t first = pos * s.batch, count = std::min(s.batch, n - first);
-        std::span<const std::int64_t> rows(order.data() + first, static_cast<std::size_t>(count));
-        std::vector<Tensor> batch = gather_rows(data, rows);
+        // Note [Data-parallel training]: this process's contiguous share of the global batch
+        const auto [share_first, share_rows] = share_of(count, comm.rank(), comm.size());
+        std::span<const std::int64_t> rows(order.data() + first + share_first, static_cast<std::size_t>(share_rows));
+        std::vector<Tensor> batch = share_rows > 0 ? gather_rows(data, rows) : std::vector<Tensor>{};
+        std::optional<BatchShard> shard;   // Note [Per-example streams]
+        if (distributed) shard.emplace(count, share_first, share_rows);
 
         const std::string where = fmt::format("step {} (epoch {}, batch {})", step + 1, epoch + 1, pos + 1);
         const std::uint64_t rng_seed = default_generator().seed(), rng_offset = default_generator().offset();
@@ -851,29 +989,49 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
         Tape tape;
         RunResult r;
         in.set_progress(TrainingProgress{step, per_epoch, total});
-        try {
-            r = in.run(s.target, batch, Mode::train);
-        } catch (const NonFiniteError& e) {
-            throw non_finite_error(in, e, where, "");
-        } catch (const EvalError& e) {
-            throw_bad_row(in, s.target, data, "data", rows, Mode::train, e);   // Note [Bad rows]
+        if (share_rows > 0) {
+            try {
+                r = in.run(s.target, batch, Mode::train);
+            } catch (const NonFiniteError& e) {
+                throw non_finite_error(in, e, where, "");
+            } catch (const EvalError& e) {
+                throw_bad_row(in, s.target, data, "data", rows, Mode::train, e);   // Note [Bad rows]
+            }
+            if (!r.objective.defined()) {
+                throw EvalError(Location{in.main_module().file, 0, 0, 0}, fmt::format("{} defines no loss: add a `loss name = ...` statement", s.target));
+            }
         }
-        if (!r.objective.defined()) {
-            throw EvalError(Location{in.main_module().file, 0, 0, 0}, fmt::format("{} defines no loss: add a `loss name = ...` statement", s.target));
+        // this process's values; under data-parallel training summed below, each weighted by its share
+        const double share = static_cast<double>(share_rows) / static_cast<double>(count);
+        std::vector<std::pair<std::string, double>> losses, metrics;
+        if (share_rows > 0) {
+            for (const auto& [name, v] : r.losses) losses.emplace_back(name, v.item());
+            for (const auto& [name, v] : r.metrics) metrics.emplace_back(name, v.item());
+            term_names = {losses, metrics};
+        } else {   // no rows this step: zeros under the last step's names
+            losses = term_names.first;
+            metrics = term_names.second;
         }
-        double objective = r.objective.item();
+        double objective = share_rows > 0 ? r.objective.item() : 0.0;
+        if (distributed) reducer.begin(params, share);
         // what is not finite, if anything: the loss (naming its terms) or a parameter's gradient
         std::string bad;
-        if (!std::isfinite(objective)) {
+        if (share_rows == 0) {
+        } else if (!std::isfinite(objective)) {
             std::vector<std::string> terms;
-            for (const auto& [name, v] : r.losses) {
-                if (!std::isfinite(v.item())) terms.push_back(fmt::format("'{}' is {}", name, non_finite_text(v.item())));
+            for (const auto& [name, v] : losses) {
+                if (!std::isfinite(v)) terms.push_back(fmt::format("'{}' is {}", name, non_finite_text(v)));
             }
             bad = fmt::format("the loss is {}{}", non_finite_text(objective),
                               terms.empty() ? "" : fmt::format(" (loss term {})", fmt::join(terms, ", ")));
         } else {
             try {
-                tape.backward(r.objective);
+                if (distributed) {   // each parameter's gradient is summed as soon as backward finishes it
+                    tape.backward(r.objective, Tensor::ones(Shape{}, r.objective.value().dtype()),
+                                  [&](Parameter& p) { reducer.ready(p); });
+                } else {
+                    tape.backward(r.objective);
+                }
             } catch (const NonFiniteError& e) {
                 throw non_finite_error(in, e, where, "");
             }
@@ -901,6 +1059,23 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
                                                              "checkpoint (if any) is intact",
                                                              where, bad));
         }
+        if (distributed) {
+            // the global batch's gradients, then its losses and metrics: the weighted sums
+            std::vector<double> sums;
+            reducer.finish(sums);   // one flag per parameter: whether this process had a gradient
+            std::vector<double> values = {objective * share};
+            for (const auto& [_, v] : losses) values.push_back(v * share);
+            for (const auto& [_, v] : metrics) values.push_back(v * share);
+            values.insert(values.end(), sums.begin(), sums.end());
+            comm.allreduce_sum(values);
+            std::size_t k = 0;
+            objective = values[k++];
+            for (auto& [_, v] : losses) v = values[k++];
+            for (auto& [_, v] : metrics) v = values[k++];
+            reducer.drop_missing(values.data() + k);
+            ++reduced_steps;
+        }
+        shard.reset();
         double lr = opt->current_lr();
         std::vector<double> group_lrs;
         for (std::size_t g = 0; g < opt->groups().size(); ++g) group_lrs.push_back(opt->current_lr(static_cast<int>(g)));
@@ -922,6 +1097,12 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
         }
         params.zero_grad();
         ++steps_this_run;
+        if (distributed && count < comm.size()) {
+            // a process without rows drew nothing (Note [Per-example streams]): rank 0's generator
+            std::uint64_t state[2] = {default_generator().seed(), default_generator().offset()};
+            comm.broadcast(std::as_writable_bytes(std::span<std::uint64_t>(state, 2)));
+            default_generator().set_state(state[0], state[1]);
+        }
 
         running.examples += count;
         Json rec;
@@ -934,13 +1115,11 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
         }
         rec["loss"] = objective;
         running.add("loss", objective, count);
-        for (const auto& [name, v] : r.losses) {
-            double x = v.item();
+        for (const auto& [name, x] : losses) {
             rec["losses"][name] = x;
             running.add(name, x, count);
         }
-        for (const auto& [name, v] : r.metrics) {
-            double x = v.item();
+        for (const auto& [name, x] : metrics) {
             rec["metrics"][name] = x;
             running.add(name, x, count);
         }
@@ -951,8 +1130,8 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
         if (tty) {
             // Note [A bar that fits]: the loss terms, then the ETA, the metrics and the speed go as the width requires
             std::vector<ProgressField> fields{{fmt::format("epoch {}/{}  step {}/{}", epoch + 1, (total + per_epoch - 1) / per_epoch, pos + 1, per_epoch), 0}};
-            for (const auto& [name, _] : r.losses) fields.push_back({fmt::format("{} {:.4f}", name, running.mean(name)), fields.size() == 1 ? 1 : 3});
-            for (const auto& [name, _] : r.metrics) fields.push_back({fmt::format("{} {:.4f}", name, running.mean(name)), 4});
+            for (const auto& [name, _] : losses) fields.push_back({fmt::format("{} {:.4f}", name, running.mean(name)), fields.size() == 1 ? 1 : 3});
+            for (const auto& [name, _] : metrics) fields.push_back({fmt::format("{} {:.4f}", name, running.mean(name)), 4});
             double ex_s = static_cast<double>(running.examples) / std::max(1e-9, std::chrono::duration<double>(Clock::now() - epoch_start).count());
             fields.push_back({fmt::format("{:.0f} ex/s", ex_s), 5});
             fields.push_back({fmt::format("ETA {}", format_duration(per_step * static_cast<double>(total - step - 1))), 2});
@@ -960,7 +1139,7 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
         }
 
         bool end_of_epoch = pos == per_epoch - 1 || step == total - 1;
-        bool checkpoint_now = !s.checkpoint.empty() && (s.checkpoint_every > 0 ? ((step + 1) % s.checkpoint_every == 0 || step == total - 1)
+        bool checkpoint_now = lead && !s.checkpoint.empty() && (s.checkpoint_every > 0 ? ((step + 1) % s.checkpoint_every == 0 || step == total - 1)
                                                                                 : end_of_epoch);
         // the log reaches the checkpoint's step before the checkpoint does
         auto make_info = [&] {
@@ -1005,11 +1184,11 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
             erec["step"] = step + 1;
             erec["seconds"] = secs;
             erec["train"]["loss"] = running.mean("loss");
-            for (const auto& [name, _] : r.losses) {
+            for (const auto& [name, _] : losses) {
                 line += fmt::format("  {} {:.4f}", name, running.mean(name));
                 erec["train"][name] = running.mean(name);
             }
-            for (const auto& [name, _] : r.metrics) {
+            for (const auto& [name, _] : metrics) {
                 line += fmt::format("  {} {:.4f}", name, running.mean(name));
                 erec["train"][name] = running.mean(name);
             }
@@ -1049,9 +1228,15 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
                                                   opt->current_lr()));
                     erec["lr_reduced_to"] = opt->current_lr();
                 }
+                bool improved = false;
                 if (!partial && s.keep_best && improves(*s.keep_best, value_of(*s.keep_best), best_value)) {
                     best_value = value_of(*s.keep_best);
                     best_epoch = epoch + 1;
+                    improved = true;
+                    erec["best"] = true;
+                    line += "  (best)";
+                }
+                if (improved && lead) {
                     // the best first, then the last that records it (Note [Training control])
                     CheckpointInfo info = make_info();
                     info.control = Json();
@@ -1060,8 +1245,6 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
                     info.control["value"] = *best_value;
                     info.control["epoch"] = best_epoch;
                     save_checkpoint(best_checkpoint_dir(s.checkpoint), info, params, opt.get());
-                    erec["best"] = true;
-                    line += "  (best)";
                 }
                 if (!partial && s.early_stopping) {
                     const Monitor& m = s.early_stopping->monitor;
@@ -1070,7 +1253,7 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
                         stop_bad_epochs = 0;
                     } else if (++stop_bad_epochs >= s.early_stopping->patience && step != total - 1) {
                         stopped_early = true;
-                        checkpoint_now = !s.checkpoint.empty();
+                        checkpoint_now = lead && !s.checkpoint.empty();
                         notices.push_back(fmt::format("stopping early: eval {} has not improved on {:.6g} for {} epochs", m.name,
                                                       stop_best ? *stop_best : std::numeric_limits<double>::quiet_NaN(), stop_bad_epochs));
                         erec["stopped_early"] = true;
@@ -1087,6 +1270,11 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
         }
         save();
         if (stopped_early) break;
+    }
+    if (distributed && reduced_steps > 0) {
+        fmt::print("data-parallel over {}: {} of gradients summed per step in {} bucket{}, {:.2f} ms per step waiting for sums\n",
+                   comm.describe(), format_bytes(reducer.bytes_per_step()), reducer.buckets(), reducer.buckets() == 1 ? "" : "s",
+                   1e3 * comm.wait_seconds / static_cast<double>(reduced_steps));
     }
     if (s.keep_best && best_value) {
         fmt::print("best checkpoint: {} (eval {} {:.6g} at epoch {}); the last is {}\n", best_checkpoint_dir(s.checkpoint), s.keep_best->name,

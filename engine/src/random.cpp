@@ -38,17 +38,37 @@ inline double to_unit53(std::uint32_t hi, std::uint32_t lo) {
     return static_cast<double>((static_cast<std::uint64_t>(hi) << 21) ^ (lo >> 11)) / 9007199254740992.0;
 }
 
-// Calls f(i, block) for blocks covering n elements with `per_block` elements each, starting
-// at counter `first`; parallel for large n, identical results for any thread count.
-template <class F> void for_blocks(std::int64_t n, std::int64_t per_block, std::uint64_t seed, std::uint64_t first, F f) {
-    std::int64_t n_blocks = (n + per_block - 1) / per_block;
+// The active BatchShard (Note [Per-example streams]); global_rows 0 when none.
+struct Shard {
+    std::int64_t global_rows = 0, first_row = 0, rows = 0;
+};
+thread_local Shard t_shard;
+
+// Where a fill of t sits in the draw it belongs to: its first element and the draw's size.
+struct Window {
+    std::int64_t first = 0, total = 0;
+};
+
+Window window_of(const Tensor& t) {
+    const std::int64_t n = t.numel();
+    if (t_shard.global_rows == 0 || t.ndim() == 0 || t.shape()[0] != t_shard.rows || t_shard.rows == 0) return {0, n};
+    const std::int64_t row = n / t_shard.rows;
+    return {t_shard.first_row * row, t_shard.global_rows * row};
+}
+
+// Calls f(b, block) for the blocks b (counted from the draw's start, `per_block` elements each)
+// that cover elements [w.first, w.first + n) of the draw whose first block is counter `first`;
+// parallel for large n, identical results for any thread count.
+template <class F> void for_blocks(Window w, std::int64_t n, std::int64_t per_block, std::uint64_t seed, std::uint64_t first, F f) {
+    if (n == 0) return;
+    const std::int64_t lo_block = w.first / per_block, hi_block = (w.first + n - 1) / per_block + 1;
     auto body = [&](std::int64_t lo, std::int64_t hi) {
         for (std::int64_t b = lo; b < hi; ++b) f(b, block(seed, first + static_cast<std::uint64_t>(b)));
     };
     if (n < detail::kParallelGrain || max_threads() == 1) {
-        body(0, n_blocks);
+        body(lo_block, hi_block);
     } else {
-        tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n_blocks, 4096),
+        tbb::parallel_for(tbb::blocked_range<std::int64_t>(lo_block, hi_block, 4096),
                           [&](const tbb::blocked_range<std::int64_t>& r) { body(r.begin(), r.end()); });
     }
 }
@@ -68,15 +88,16 @@ std::uint64_t Generator::reserve(std::uint64_t n_blocks) {
 
 void Generator::fill_uniform(Tensor& t, double low, double high) {
     require_contiguous(t, "uniform");
-    std::int64_t n = t.numel();
-    std::uint64_t first = reserve(static_cast<std::uint64_t>((n + 1) / 2));
+    const std::int64_t n = t.numel();
+    const Window w = window_of(t);
+    std::uint64_t first = reserve(static_cast<std::uint64_t>((w.total + 1) / 2));
     detail::dispatch_float(t.dtype(), "uniform", [&](auto tag) {
         using T = decltype(tag);
-        T* p = t.data<T>();
-        for_blocks(n, 2, seed_, first, [&](std::int64_t b, const std::array<std::uint32_t, 4>& r) {
+        T* p = t.data<T>();   // element g of the whole draw is p[g - w.first]
+        for_blocks(w, n, 2, seed_, first, [&](std::int64_t b, const std::array<std::uint32_t, 4>& r) {
             for (int j = 0; j < 2; ++j) {
-                std::int64_t i = b * 2 + j;
-                if (i < n) p[i] = static_cast<T>(low + (high - low) * to_unit53(r[2 * j], r[2 * j + 1]));
+                std::int64_t g = b * 2 + j;
+                if (g >= w.first && g < w.first + n) p[g - w.first] = static_cast<T>(low + (high - low) * to_unit53(r[2 * j], r[2 * j + 1]));
             }
         });
     });
@@ -85,20 +106,21 @@ void Generator::fill_uniform(Tensor& t, double low, double high) {
 
 void Generator::fill_normal(Tensor& t, double mean, double stddev) {
     require_contiguous(t, "normal");
-    std::int64_t n = t.numel();
-    std::uint64_t first = reserve(static_cast<std::uint64_t>((n + 1) / 2));
+    const std::int64_t n = t.numel();
+    const Window w = window_of(t);
+    std::uint64_t first = reserve(static_cast<std::uint64_t>((w.total + 1) / 2));
     detail::dispatch_float(t.dtype(), "normal", [&](auto tag) {
         using T = decltype(tag);
         T* p = t.data<T>();
-        // Box-Muller: one block gives two normals.
-        for_blocks(n, 2, seed_, first, [&](std::int64_t b, const std::array<std::uint32_t, 4>& r) {
+        // Box-Muller: one block gives two normals, elements 2b and 2b + 1 of the draw.
+        for_blocks(w, n, 2, seed_, first, [&](std::int64_t b, const std::array<std::uint32_t, 4>& r) {
             double u1 = 1.0 - to_unit53(r[0], r[1]);   // (0, 1]
             double u2 = to_unit53(r[2], r[3]);
             double radius = std::sqrt(-2.0 * std::log(u1));
             double angle = 2.0 * std::numbers::pi * u2;
-            std::int64_t i = b * 2;
-            p[i] = static_cast<T>(mean + stddev * radius * std::cos(angle));
-            if (i + 1 < n) p[i + 1] = static_cast<T>(mean + stddev * radius * std::sin(angle));
+            std::int64_t g = b * 2;
+            if (g >= w.first && g < w.first + n) p[g - w.first] = static_cast<T>(mean + stddev * radius * std::cos(angle));
+            if (g + 1 >= w.first && g + 1 < w.first + n) p[g + 1 - w.first] = static_cast<T>(mean + stddev * radius * std::sin(angle));
         });
     });
     t.bump_version();
@@ -107,13 +129,14 @@ void Generator::fill_normal(Tensor& t, double mean, double stddev) {
 void Generator::fill_bernoulli(Tensor& t, double keep) {
     require_contiguous(t, "bernoulli");
     if (t.dtype() != DType::u8) throw ShapeError("bernoulli", "the mask must be u8");
-    std::int64_t n = t.numel();
-    std::uint64_t first = reserve(static_cast<std::uint64_t>((n + 3) / 4));
+    const std::int64_t n = t.numel();
+    const Window w = window_of(t);
+    std::uint64_t first = reserve(static_cast<std::uint64_t>((w.total + 3) / 4));
     std::uint8_t* p = t.data<std::uint8_t>();
-    for_blocks(n, 4, seed_, first, [&](std::int64_t b, const std::array<std::uint32_t, 4>& r) {
+    for_blocks(w, n, 4, seed_, first, [&](std::int64_t b, const std::array<std::uint32_t, 4>& r) {
         for (int j = 0; j < 4; ++j) {
-            std::int64_t i = b * 4 + j;
-            if (i < n) p[i] = to_unit(r[j]) <= keep ? 1 : 0;
+            std::int64_t g = b * 4 + j;
+            if (g >= w.first && g < w.first + n) p[g - w.first] = to_unit(r[j]) <= keep ? 1 : 0;
         }
     });
     t.bump_version();
@@ -140,5 +163,15 @@ Generator& default_generator() {
 }
 
 void manual_seed(std::uint64_t seed) { default_generator().set_state(seed, 0); }
+
+BatchShard::BatchShard(std::int64_t global_rows, std::int64_t first_row, std::int64_t rows) {
+    if (t_shard.global_rows != 0) throw ShapeError("BatchShard", "batch shards do not nest");
+    if (!(rows >= 0 && first_row >= 0 && first_row + rows <= global_rows && global_rows > 0)) {
+        throw ShapeError("BatchShard", fmt::format("rows [{}, {}) are not inside a batch of {}", first_row, first_row + rows, global_rows));
+    }
+    t_shard = {global_rows, first_row, rows};
+}
+
+BatchShard::~BatchShard() { t_shard = {}; }
 
 }  // namespace wengert

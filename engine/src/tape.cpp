@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <string>
 
 #include "wengert/kernels.hpp"
@@ -236,7 +237,9 @@ void Tape::backward(Var output) {
     backward(output, Tensor::ones(v.shape(), v.dtype()));
 }
 
-void Tape::backward(Var output, const Tensor& grad_output) {
+void Tape::backward(Var output, const Tensor& grad_output) { backward(output, grad_output, ParamReady()); }
+
+void Tape::backward(Var output, const Tensor& grad_output, const ParamReady& on_ready) {
     check(output);
     Node& out = nodes_[static_cast<std::size_t>(output.id())];
     if (!(grad_output.shape() == out.value.shape())) {
@@ -247,19 +250,29 @@ void Tape::backward(Var output, const Tensor& grad_output) {
         throw AutogradError("backward: the value does not depend on anything that needs a gradient");
     }
     accumulate(output.id(), grad_output.to(out.value.dtype()));
-    for (std::int32_t id = output.id(); id >= 0; --id) {
-        Node& n = nodes_[static_cast<std::size_t>(id)];
-        if (!n.grad.defined()) continue;
-        if (n.backward) {
-            BackwardCtx ctx(*this, n.grad, {input_ids_.data() + n.input_begin, static_cast<std::size_t>(n.input_count)}, n.op);
-            n.backward(ctx);
-            if (t_finite_checks) check_backward_finite(id);
-            if (!n.retain) n.grad = Tensor();
-        } else if (n.parameter) {
-            Parameter& p = *n.parameter;
-            if (!p.grad.defined()) p.grad = Tensor::zeros(p.value.shape(), p.value.dtype());
-            kern::add_(p.grad, n.grad);
+    // each parameter's first node: its gradient is final once the walk has passed it
+    std::map<const Parameter*, std::int32_t> first_node;
+    if (on_ready) {
+        for (std::int32_t id = 0; id < static_cast<std::int32_t>(nodes_.size()); ++id) {
+            const Parameter* p = nodes_[static_cast<std::size_t>(id)].parameter;
+            if (p && !first_node.count(p)) first_node[p] = id;
         }
+    }
+    for (std::int32_t id = static_cast<std::int32_t>(nodes_.size()) - 1; id >= 0; --id) {
+        Node& n = nodes_[static_cast<std::size_t>(id)];
+        if (id <= output.id() && n.grad.defined()) {
+            if (n.backward) {
+                BackwardCtx ctx(*this, n.grad, {input_ids_.data() + n.input_begin, static_cast<std::size_t>(n.input_count)}, n.op);
+                n.backward(ctx);
+                if (t_finite_checks) check_backward_finite(id);
+                if (!n.retain) n.grad = Tensor();
+            } else if (n.parameter) {
+                Parameter& p = *n.parameter;
+                if (!p.grad.defined()) p.grad = Tensor::zeros(p.value.shape(), p.value.dtype());
+                kern::add_(p.grad, n.grad);
+            }
+        }
+        if (on_ready && n.parameter && first_node.at(n.parameter) == id) on_ready(*n.parameter);
     }
 }
 

@@ -12,10 +12,12 @@
 #include <string>
 #include <vector>
 
+#include "comm.hpp"
 #include "support.hpp"
 #include "wengert/kernels.hpp"
 
 using namespace wengert;
+using namespace wengert::dsl;
 using namespace wengert::dsl::testing;
 namespace fs = std::filesystem;
 
@@ -408,4 +410,19 @@ TEST_CASE("check's memory does not grow with the number of distinct sizes a mode
     CHECK(r.exit_code == 0);
     CHECK(r.err.empty());
     CHECK(r.out.find("f1000\n") != std::string::npos);
+}
+
+// Note [Data-parallel training]: a wengert without MPI refuses to be one of mpirun's processes
+// (N copies would each train alone into the same folder) instead of pretending.
+TEST_CASE("--version says whether MPI is built in; without it, a launch by mpirun is refused", "[dsl][cli][mpi]") {
+    if (built_with_mpi()) {
+        CHECK_THAT(run_wengert({"--version"}).out, Catch::Contains("data-parallel training: Open MPI"));
+        return;
+    }
+    CHECK_THAT(run_wengert({"--version"}).out, Catch::Contains("data-parallel training: not built"));
+    ::setenv("OMPI_COMM_WORLD_SIZE", "2", 1);
+    CliResult r = run_wengert({"--version"});
+    ::unsetenv("OMPI_COMM_WORLD_SIZE");
+    CHECK(r.exit_code == 64);
+    CHECK_THAT(r.err, Catch::Contains("launched by mpirun (OMPI_COMM_WORLD_SIZE is set), but this wengert was built without MPI"));
 }

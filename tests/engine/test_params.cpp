@@ -124,3 +124,61 @@ TEST_CASE("backward accumulates into parameters; zero_grad clears them", "[param
     store.zero_grad();
     CHECK(w.grad.to_doubles() == std::vector<double>{0, 0});
 }
+
+// Note [Per-example streams]: rows of a draw do not depend on how the batch is split.
+TEST_CASE("draws under a BatchShard equal the same rows of the whole batch's draw", "[random]") {
+    for (std::int64_t row : {1, 3, 5}) {
+        INFO("row size " << row);
+        auto whole = [&](auto fill) {
+            Generator gen(11);
+            gen.set_state(11, 7);
+            return fill(gen, 10 * row);
+        };
+        auto shards = [&](auto fill) {
+            std::vector<double> out;
+            std::uint64_t offset = 0;
+            for (auto [first, rows] : {std::pair<std::int64_t, std::int64_t>{0, 4}, {4, 1}, {5, 5}}) {
+                Generator gen(11);
+                gen.set_state(11, 7);
+                BatchShard shard(10, first, rows);
+                std::vector<double> part = fill(gen, rows * row);
+                out.insert(out.end(), part.begin(), part.end());
+                if (offset == 0) offset = gen.offset();
+                CHECK(gen.offset() == offset);   // every shard advances the generator alike
+            }
+            Generator gen(11);
+            gen.set_state(11, 7);
+            fill(gen, 10 * row);
+            CHECK(gen.offset() == offset);
+            return out;
+        };
+        auto normal = [&](Generator& g, std::int64_t n) {
+            Tensor t = Tensor::zeros(Shape{n / row, row}, DType::f64);
+            g.fill_normal(t);
+            return t.to_doubles();
+        };
+        auto uniform = [&](Generator& g, std::int64_t n) {
+            Tensor t = Tensor::zeros(Shape{n / row, row}, DType::f32);
+            g.fill_uniform(t, -1.0, 2.0);
+            return t.to_doubles();
+        };
+        auto bernoulli = [&](Generator& g, std::int64_t n) {
+            Tensor t = Tensor::zeros(Shape{n / row, row}, DType::u8);
+            g.fill_bernoulli(t, 0.5);
+            return t.to_doubles();
+        };
+        CHECK(shards(normal) == whole(normal));
+        CHECK(shards(uniform) == whole(uniform));
+        CHECK(shards(bernoulli) == whole(bernoulli));
+    }
+    // a draw without the batch axis is the whole draw on every process
+    Generator a(5), b(5);
+    Tensor x = Tensor::zeros(Shape{7}, DType::f64), y = Tensor::zeros(Shape{7}, DType::f64);
+    a.fill_normal(x);
+    {
+        BatchShard shard(10, 5, 5);
+        b.fill_normal(y);
+    }
+    CHECK(x.to_doubles() == y.to_doubles());
+    CHECK_THROWS_WITH(BatchShard(4, 3, 2), Catch::Contains("rows [3, 5) are not inside a batch of 4"));
+}

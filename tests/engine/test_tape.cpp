@@ -1,10 +1,12 @@
 #include <catch2/catch.hpp>
 
 #include <limits>
+#include <map>
 #include <string>
 
 #include "wengert/ops.hpp"
 #include "wengert/params.hpp"
+#include "wengert/random.hpp"
 
 using namespace wengert;
 
@@ -152,4 +154,31 @@ TEST_CASE("finite checks name the first op that makes a NaN or infinity from fin
     CHECK_FALSE(all_finite(u));
     u.data<double>()[4] = std::numeric_limits<double>::max();
     CHECK(all_finite(u));
+}
+
+// Data-parallel training reduces each parameter's gradient as soon as it is final.
+TEST_CASE("backward calls on_ready once per parameter, with its final gradient", "[tape]") {
+    ParamStore store;
+    Generator gen(3);
+    Parameter& w1 = store.create("w1", Shape{3, 4}, DType::f64, Init::normal(), gen);
+    Parameter& w2 = store.create("w2", Shape{4, 2}, DType::f64, Init::normal(), gen);
+    Parameter& unused = store.create("unused", Shape{2}, DType::f64, Init::normal(), gen);
+    Tape tape;
+    Var x = tape.input(Tensor::ones(Shape{5, 3}, DType::f64));
+    Var a = tape.param(w1), b = tape.param(w2);
+    tape.param(unused);
+    Var h = tanh(matmul(x, a));
+    Var y = sum(matmul(h, b)) + sum(matmul(x, a));   // w1 read twice, w2 after it
+    std::vector<std::string> order;
+    std::map<std::string, std::vector<double>> at_ready;
+    tape.backward(y, Tensor::scalar(1.0, DType::f64), [&](Parameter& p) {
+        order.push_back(p.name);
+        at_ready[p.name] = p.grad.defined() ? p.grad.to_doubles() : std::vector<double>{};
+    });
+    // each once, last-recorded first; the gradient then is the gradient after backward
+    CHECK(order == std::vector<std::string>{"unused", "w2", "w1"});
+    CHECK(at_ready["w1"] == w1.grad.to_doubles());
+    CHECK(at_ready["w2"] == w2.grad.to_doubles());
+    CHECK(at_ready["unused"].empty());
+    CHECK(!unused.grad.defined());
 }

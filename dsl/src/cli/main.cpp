@@ -1,8 +1,12 @@
 // The `wengert` command: train, eval, check, run, predict, gradcheck, graph and sample a .wg
 // model; show and plot arrays and metrics logs. Commands of their own files are declared in cli.hpp.
+#include <unistd.h>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -16,12 +20,14 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../checkpoint.hpp"
 #include "../data.hpp"
 #include "../train.hpp"
 #include "../check.hpp"
+#include "../comm.hpp"
 #include "cli.hpp"
 #include "wengert/dsl/interpreter.hpp"
 #include "wengert/io.hpp"
@@ -421,11 +427,82 @@ void print_version() {
     std::vector<std::string> sets = kern::gemm_kernel_sets();
     fmt::print("kernel sets this CPU runs: {} (WENGERT_GEMM_KERNELS=auto|{})\n", fmt::join(sets, ", "), fmt::join(sets, "|"));
     fmt::print("threads: {}\n", max_threads());
+    fmt::print("data-parallel training: {}\n", built_with_mpi() ? "Open MPI (mpirun -np N wengert train FILE)"
+                                                                 : "not built (install libopenmpi-dev and rebuild)");
 }
 
 }  // namespace
 
+// Note [Data-parallel training] in dsl/src/train.cpp: under mpirun every process runs this
+// command; rank 0 speaks. The others keep their standard output to themselves and their
+// standard error in a file, which they print (each line marked with the rank) only when they
+// fail, before the failure ends every process.
+struct QuietRank {
+    int saved_stderr = -1;
+    std::FILE* held = nullptr;
+
+    void start() {
+        std::fflush(stdout);
+        std::fflush(stderr);
+        if (std::FILE* null = std::fopen("/dev/null", "w")) ::dup2(::fileno(null), STDOUT_FILENO);
+        held = std::tmpfile();
+        if (!held) return;
+        saved_stderr = ::dup(STDERR_FILENO);
+        ::dup2(::fileno(held), STDERR_FILENO);
+    }
+    void speak(int rank) {
+        if (!held || saved_stderr < 0) return;
+        std::fflush(stderr);
+        std::rewind(held);
+        std::string text, line;
+        char buffer[4096];
+        std::size_t n;
+        while ((n = std::fread(buffer, 1, sizeof buffer, held)) > 0) text.append(buffer, n);
+        std::istringstream lines(text);
+        std::string out;
+        while (std::getline(lines, line)) out += fmt::format("[rank {}] {}\n", rank, line);
+        if (::write(saved_stderr, out.data(), out.size()) < 0) return;
+    }
+};
+
+int run_command(int argc, char** argv);
+
 int main(int argc, char** argv) {
+    try {
+        init_communicator(&argc, &argv);
+    } catch (const wengert::Error& e) {
+        fmt::print(stderr, "wengert: error: {}\n", e.what());
+        return kExitUsage;
+    }
+    Communicator& comm = communicator();
+    if (comm.size() > 1 && !std::getenv("WENGERT_NUM_THREADS")) {
+        // the processes on one machine share its cores (--threads still decides)
+        const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+        const int on_machine = local ? std::max(1, std::atoi(local)) : 1;
+        const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+        set_num_threads(std::max(1, cores / on_machine));
+    }
+    QuietRank quiet;
+    if (comm.size() > 1 && comm.rank() != 0) quiet.start();
+    int rc = run_command(argc, argv);
+    std::fflush(stdout);
+    std::fflush(stderr);
+    if (comm.size() > 1 && rc != 0) {
+        // A process that failed ends them all, with its error, rather than leave them waiting.
+        // The others first give rank 0 two seconds: when it failed too (a mistake every process
+        // meets), its abort ends them before they repeat its error, and Open MPI 4.1's mpirun
+        // can crash when several processes abort at once.
+        if (comm.rank() != 0) {
+            std::this_thread::sleep_for(std::chrono::seconds(2));
+            quiet.speak(comm.rank());
+        }
+        comm.abort(rc);
+    }
+    finalize_communicator();
+    return rc;
+}
+
+int run_command(int argc, char** argv) {
     Cli cli;
     try {
         parse_cli(argc, argv, cli);
@@ -454,6 +531,9 @@ int main(int argc, char** argv) {
             if (*threads < 1) throw UsageError("--threads must be at least 1");
             if (*threads > kMaxThreads) throw UsageError(fmt::format("--threads must be at most {}", kMaxThreads));
             set_num_threads(static_cast<int>(*threads));
+        }
+        if (communicator().size() > 1 && cli.command != "train") {
+            throw UsageError(fmt::format("only `wengert train` runs over several processes; run `wengert {}` as one", cli.command));
         }
         if (cli.command == "check") return cmd_check(cli);
         if (cli.command == "train") return cmd_train(cli);

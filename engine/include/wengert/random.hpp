@@ -4,6 +4,16 @@
 // Element i of a draw uses the Philox block at counter (offset + i / 4), keyed by the seed, so
 // the numbers do not depend on how a fill is split across threads, and the generator's whole
 // state is (seed, offset): two integers a checkpoint saves and restores.
+//
+// Note [Per-example streams]
+// Under data-parallel training each process holds rows [first_row, first_row + rows) of a
+// global batch of global_rows (a BatchShard says so). A draw into a tensor whose first axis has
+// `rows` entries then gives exactly the numbers the same draw into the whole global batch gives
+// those rows: the generator reserves the whole tensor's blocks, and element i of the shard is
+// element first_row * (numel / rows) + i of the whole. So dropout masks, Gumbel noise and
+// normal() samples of an example do not depend on how many processes share its batch, and every
+// process's generator stays in step. A draw without the batch axis is the same on every
+// process. Without a BatchShard (one process) nothing changes.
 #pragma once
 
 #include <array>
@@ -38,6 +48,16 @@ private:
     std::uint64_t reserve(std::uint64_t n_blocks);
     std::uint64_t seed_;
     std::uint64_t offset_ = 0;
+};
+
+// While alive, draws whose first axis has `rows` entries are rows [first_row, first_row + rows)
+// of a draw over global_rows (Note [Per-example streams]). Not nested.
+class BatchShard {
+public:
+    BatchShard(std::int64_t global_rows, std::int64_t first_row, std::int64_t rows);
+    ~BatchShard();
+    BatchShard(const BatchShard&) = delete;
+    BatchShard& operator=(const BatchShard&) = delete;
 };
 
 // The process-wide generator that ops such as dropout and normal() draw from.

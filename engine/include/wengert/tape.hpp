@@ -120,6 +120,12 @@ public:
     // Reverse pass from a scalar, or from any value with an explicit output gradient.
     void backward(Var output);
     void backward(Var output, const Tensor& grad_output);
+    // The same, calling on_ready(p) once for each parameter on the tape as soon as its gradient
+    // is final: when the reverse walk reaches the parameter's first node, past every node that
+    // reads it (parameter.grad stays undefined if nothing gave it a gradient). Data-parallel
+    // training starts reducing a parameter's gradient then, while the walk goes on.
+    using ParamReady = std::function<void(Parameter&)>;
+    void backward(Var output, const Tensor& grad_output, const ParamReady& on_ready);
     // Keep the gradient of a non-leaf value for reading after backward.
     void retain_grad(Var v);
 
