@@ -349,6 +349,9 @@ TEST_CASE("show draws heatmaps per head and image grids as PNG files of the docu
     CHECK(png.at(5, 5, 0) == 255);
     CHECK(png.at(2 + 26 + 5, 5, 1) == 0);
 
+    CliResult missing = run_wengert({"show", (tmp.path / "none.npy").string(), "--out", (tmp.path / "x.png").string()});
+    CHECK(missing.exit_code == 74);
+    CHECK(missing.err == "wengert: error: " + (tmp.path / "none.npy").string() + ": no such array file\n");
     CliResult bad = run_wengert({"show", (tmp.path / "m.npy").string(), "--out", (tmp.path / "x.png").string(), "--images"});
     CHECK(bad.exit_code == 64);
     CHECK_THAT(bad.err, Catch::Contains("show --images: expects (N, H, W) or (N, H, W, C) with C = 1 or 3, got [3, 5]"));

@@ -524,9 +524,11 @@ int run_command(int argc, char** argv) {
             return 0;
         }
         std::error_code ec;   // the non-throwing forms: a name the system rejects (too long) is an I/O error too
-        if (!std::filesystem::exists(cli.file, ec)) throw IOError(cli.file, ec ? ec.message() : "no such model file");
-        if (std::filesystem::is_directory(cli.file, ec)) throw IOError(cli.file, "is a folder, not a model file");
-        if (!std::filesystem::is_regular_file(cli.file, ec)) throw IOError(cli.file, "is not a regular file, so not a model file");
+        // show and plot read an array or a metrics log, the others a model
+        const std::string kind = cli.command == "show" ? "array file" : cli.command == "plot" ? "metrics log" : "model file";
+        if (!std::filesystem::exists(cli.file, ec)) throw IOError(cli.file, ec ? ec.message() : "no such " + kind);
+        if (std::filesystem::is_directory(cli.file, ec)) throw IOError(cli.file, "is a folder, not a " + kind);
+        if (!std::filesystem::is_regular_file(cli.file, ec)) throw IOError(cli.file, "is not a regular file, so not a " + kind);
         if (auto threads = cli.integer("threads")) {
             if (*threads < 1) throw UsageError("--threads must be at least 1");
             if (*threads > kMaxThreads) throw UsageError(fmt::format("--threads must be at most {}", kMaxThreads));
