@@ -302,13 +302,25 @@ void write_panels(const std::string& path, const std::vector<Panel>& panels) {
             }
         }
         cairo_restore(cr);
-        // legend, top right inside the frame, on a white ground
-        double legend_w = 0;
-        for (const auto& s : p.series) legend_w = std::max(legend_w, canvas.text_width(s.label, 10));
+        // legend on a white ground, in the right-hand corner the curves end farther from: the top
+        // for a falling loss, the bottom for a rising accuracy
+        double legend_w = 0, ends = 0, counted = 0;
+        for (const auto& s : p.series) {
+            legend_w = std::max(legend_w, canvas.text_width(s.label, 10));
+            for (std::size_t k = s.y.size(); k-- > 0;) {
+                if (std::isfinite(s.y[k])) {
+                    ends += (s.y[k] - y_lo) / (y_hi - y_lo);
+                    counted += 1;
+                    break;
+                }
+            }
+        }
+        const double legend_h = 14.0 * static_cast<double>(p.series.size()) + 4;
+        const double legend_top = counted > 0 && ends / counted > 0.5 ? py1 - legend_h - 3 : py0 + 3;
         cairo_set_source_rgba(cr, 1, 1, 1, 0.85);
-        cairo_rectangle(cr, px1 - legend_w - 32, py0 + 3, legend_w + 30, 14.0 * static_cast<double>(p.series.size()) + 4);
+        cairo_rectangle(cr, px1 - legend_w - 32, legend_top, legend_w + 30, legend_h);
         cairo_fill(cr);
-        double ly = py0 + 14;
+        double ly = legend_top + 11;
         for (const auto& s : p.series) {
             double w = canvas.text_width(s.label, 10);
             cairo_set_source_rgb(cr, s.red, s.green, s.blue);

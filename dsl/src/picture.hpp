@@ -46,8 +46,8 @@ struct Series {
     double red = 0, green = 0, blue = 0;
 };
 
-// A panel: axes around the range of its curves, the title above, a legend, and the x axis
-// labelled `x_label`.
+// A panel: axes around the range of its curves, the title above, a legend in the right-hand
+// corner the curves end farther from, and the x axis labelled `x_label`.
 struct Panel {
     std::string title, x_label;
     std::vector<Series> series;
