@@ -4,6 +4,7 @@
 // in the language itself, in dsl/std/prelude.wg.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "builtins.hpp"
@@ -58,6 +59,13 @@ Var penalty_bias(const Record& r, std::int64_t n_heads, std::int64_t lq, std::in
                             parse_alignment(r.fields.at("align").get<std::string>(), "distance"), dtype);
 }
 
+// The weights before dropout (B, h, Lq, Lk), a penalty on the weights applied: what the
+// attention's output averages v with.
+Var penalized_weights(Var q, Var k, std::optional<Var> mask, std::int64_t n_heads, std::optional<Var> bias, const Record& penalty) {
+    Var weights = attention_weights(q, k, mask, n_heads, bias);
+    return penalize_weights(weights, penalty_bias(penalty, n_heads, q.shape()[1], k.shape()[1], weights.dtype()));
+}
+
 // Note [Penalty on the weights]
 // The Speech-Transformer seed adds its penalty to the post-softmax weights and renormalises
 // linearly. That path cannot use the fused kernel: it is the composition of primitive ops
@@ -68,14 +76,9 @@ Var penalty_bias(const Record& r, std::int64_t n_heads, std::int64_t lq, std::in
 Var attention_on_weights(Var q, Var k, Var v, std::optional<Var> mask, std::int64_t n_heads, double dropout_rate,
                          std::optional<Var> bias, const Record& penalty) {
     std::int64_t b = q.shape()[0], lq = q.shape()[1], lk = k.shape()[1], d = q.shape()[2];
-    if (d % n_heads != 0) throw ShapeError("pure_attention", fmt::format("d = {} is not divisible by n_heads = {}", d, n_heads));
     std::int64_t dh = d / n_heads;
     auto heads = [&](Var x, std::int64_t l) { return permute(reshape(x, Shape{b, l, n_heads, dh}), {0, 2, 1, 3}); };
-    Var logits = matmul(heads(q, lq), transpose(heads(k, lk), -2, -1)) * (1.0 / std::sqrt(static_cast<double>(dh)));
-    if (bias) logits = logits + *bias;
-    if (mask) logits = where(*mask, logits, full(Shape{}, -1e9, logits.dtype()));
-    Var weights = softmax(logits, -1);
-    weights = penalize_weights(weights, penalty_bias(penalty, n_heads, lq, lk, weights.dtype()));
+    Var weights = penalized_weights(q, k, mask, n_heads, bias, penalty);
     weights = dropout(weights, dropout_rate);
     Var out = matmul(weights, heads(v, lk));
     return reshape(permute(out, {0, 2, 1, 3}), Shape{b, lq, d});
@@ -90,6 +93,51 @@ Var attend(Var q, Var k, Var v, std::optional<Var> mask, std::int64_t n_heads, d
         bias = bias ? *bias + distance : distance;
     }
     return pure_attention(q, k, v, mask, n_heads, dropout_rate, bias);
+}
+
+// Note [Attention weights by name]
+// A pure_attention layer offers its weights (B, h, Lq, Lk), before dropout (the penalty on the
+// weights applied), as inspected values (Note [Inspected values] in wengert/layers.hpp) under
+// two names: "<its path>.weights", in full
+// (h1.encoder_block.residual_0.attention.attention_qkv.pure_attention.weights), and the short
+// "<statement>.attention.weights", the statement being the first part of its path: the
+// statement's first attention is "h1.attention.weights", its second "h1.attention_1.weights",
+// in the order they run. So `--dump h1.attention.weights=w.npy` reads the first encoder block
+// of models/sort_attention.wg. They are computed, by the unfused composition, only when asked
+// for; the fused op computes the output either way.
+void offer_weights(LayerContext& ctx, const std::string& path, Var q, Var k, std::optional<Var> mask, std::int64_t n_heads,
+                   std::optional<Var> bias, const Penalty& penalty) {
+    const std::string full = (path.empty() ? std::string("pure_attention") : path) + ".weights";
+    const std::string statement = path.substr(0, path.find('.'));
+    const std::string prefix = (statement.empty() ? std::string() : statement + ".") + "attention";
+    // prefix.weights, prefix_1.weights, ...: the aliases of the statement's earlier attentions
+    auto is_alias = [&](const std::string& name) {
+        const std::string suffix = ".weights";
+        if (name.size() < prefix.size() + suffix.size() || name.compare(0, prefix.size(), prefix) != 0 ||
+            name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
+            return false;
+        }
+        const std::string middle = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+        return middle.empty() || (middle.size() > 1 && middle[0] == '_' &&
+                                  std::all_of(middle.begin() + 1, middle.end(), [](char c) { return c >= '0' && c <= '9'; }));
+    };
+    const auto earlier = std::count_if(ctx.offered.begin(), ctx.offered.end(), is_alias);
+    const std::string alias = prefix + (earlier == 0 ? std::string() : fmt::format("_{}", earlier)) + ".weights";
+    const bool want_full = ctx.wants(full), want_alias = ctx.wants(alias);
+    if (!want_full && !want_alias) return;
+    NoGrad no_grad;
+    Var weights;
+    if (penalty.on_weights()) {
+        weights = penalized_weights(q, k, mask, n_heads, bias, *penalty.record);
+    } else {
+        if (penalty.record) {
+            Var distance = penalty_bias(*penalty.record, n_heads, q.shape()[1], k.shape()[1], q.dtype());
+            bias = bias ? *bias + distance : distance;
+        }
+        weights = attention_weights(q, k, mask, n_heads, bias);
+    }
+    if (want_full) ctx.inspect(full, weights);
+    if (want_alias) ctx.inspect(alias, weights);
 }
 
 // Sinusoidal positions (Vaswani et al.): PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(...).
@@ -138,9 +186,10 @@ void install_attention(Table& t) {
                                                                "that learns, apply pure_attention(q, k, v, mask, bias = ...) to tensors");
                 }
                 if (bias) fixed_bias = bias->value();
-                return Value(fn_layer("pure_attention", 4, 2, [n_heads, rate, penalty, fixed_bias](std::span<const Var> x, LayerContext&, const std::string&) {
+                return Value(fn_layer("pure_attention", 4, 2, [n_heads, rate, penalty, fixed_bias](std::span<const Var> x, LayerContext& ctx, const std::string& path) {
                     std::optional<Var> layer_bias;
                     if (fixed_bias) layer_bias = Tape::current().input(*fixed_bias);
+                    offer_weights(ctx, path, x[0], x[1], x[3], n_heads, layer_bias, penalty);
                     return std::vector<Var>{attend(x[0], x[1], x[2], x[3], n_heads, rate, layer_bias, penalty), x[3]};
                 }));
             }

@@ -706,6 +706,7 @@ void install_builtins(Table& table) {
     install_regularizers(table);
     install_records(table);
     install_attention(table);
+    install_sampling(table);
 }
 
 std::vector<std::string> builtin_names() {

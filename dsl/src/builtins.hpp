@@ -15,6 +15,8 @@ namespace wengert::dsl {
 void install_builtins(std::map<std::string, Value>& table);
 // attention_builtins.cpp: pure_attention as a layer, distance(), alibi(), positional embeddings.
 void install_attention(std::map<std::string, Value>& table);
+// sample_builtins.cpp: sampler(), what `wengert sample` reads (Note [Samplers]).
+void install_sampling(std::map<std::string, Value>& table);
 
 // An initializer named by a string ("glorot_uniform") or made by a builtin (normal_init(...)).
 Init init_from_value(const Value& value, Location loc);

@@ -99,11 +99,12 @@ std::vector<std::pair<std::string, std::int64_t>> symbolic_sizes(const std::set<
         for (std::int64_t k = 2; k * k <= n; ++k) if (n % k == 0) return false;
         return true;
     };
+    // Note [Sizes as expressions]: a stand-in divides no literal of the model
     std::vector<std::int64_t> unused, all;
     for (std::int64_t n = 37; n <= kMaxSymbolicSize; ++n) {
         if (!is_prime(n)) continue;
         all.push_back(n);
-        if (!used.count(n)) unused.push_back(n);
+        if (std::none_of(used.begin(), used.end(), [n](std::int64_t u) { return u != 0 && u % n == 0; })) unused.push_back(n);
     }
     std::vector<std::pair<std::string, std::int64_t>> out;
     for (std::size_t i = 0; i < names.size(); ++i) {
@@ -113,11 +114,44 @@ std::vector<std::pair<std::string, std::int64_t>> symbolic_sizes(const std::set<
     return out;
 }
 
-std::string symbolic_text(const std::string& text, const std::vector<std::pair<std::string, std::int64_t>>& sizes) {
-    std::string out = text;
+// Note [Sizes as expressions]
+// The check runs with each symbolic size a prime stand-in (B = 37, ...), so a size computed
+// from them is a multiple: reshape(x, (-1, 64)) on f32[B, 16, 64] gives 37 * 16 = 592 rows. A
+// number of the output is written as the product of the symbols whose stand-ins divide it, and
+// what is left: 592 as B*16, 37 * 41 as B*T, 37 * 37 * 2 as B^2*2. The stand-ins are primes no
+// literal of the model is a multiple of (symbolic_sizes), so a size the model writes is never
+// mistaken for one; a size made by adding sizes (a concatenation of 784 and 400 features is
+// 1184 = 37 * 32) can still be, which no single run can tell apart.
+std::string symbolic_number(std::int64_t n, const std::vector<std::pair<std::string, std::int64_t>>& sizes) {
+    if (n <= 0) return std::to_string(n);
+    std::vector<std::string> factors;
     for (const auto& [name, value] : sizes) {
-        out = std::regex_replace(out, std::regex("\\b" + std::to_string(value) + "\\b"), name);
+        int power = 0;
+        while (n % value == 0) {
+            n /= value;
+            ++power;
+        }
+        if (power > 0) factors.push_back(power == 1 ? name : fmt::format("{}^{}", name, power));
     }
+    if (factors.empty()) return std::to_string(n);
+    if (n != 1) factors.push_back(std::to_string(n));
+    return fmt::format("{}", fmt::join(factors, "*"));
+}
+
+std::string symbolic_text(const std::string& text, const std::vector<std::pair<std::string, std::int64_t>>& sizes) {
+    static const std::regex number("\\b[0-9]+\\b");
+    std::string out;
+    auto begin = std::sregex_iterator(text.begin(), text.end(), number);
+    std::size_t at = 0;
+    for (auto it = begin; it != std::sregex_iterator(); ++it) {
+        const std::smatch& m = *it;
+        out.append(text, at, static_cast<std::size_t>(m.position()) - at);
+        const std::string digits = m.str();
+        // a number too long for int64 is left as it is
+        out += digits.size() > 18 ? digits : symbolic_number(std::stoll(digits), sizes);
+        at = static_cast<std::size_t>(m.position() + m.length());
+    }
+    out.append(text, at, std::string::npos);
     return out;
 }
 

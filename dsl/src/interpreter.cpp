@@ -111,7 +111,21 @@ Value poison_value() {
     return Value(poison);
 }
 
+// Note [Absent inputs]
+// `wengert predict` runs a model function on inputs without labels: an argument the inputs do
+// not give is bound to the absent value. Like poison, reading it skips the statement that read
+// it and poisons the names that statement defines, so a `loss` or `metric` on the labels is
+// skipped while the statements that compute the outputs run. Unlike poison, it may be passed on
+// by name to another def (`return score(logits, targets, tokens)`), whose statements are then
+// skipped the same way; any other use (an op, a builtin, a layer) reads it. A return value that
+// read it makes the run an error naming the absent arguments (Interpreter::run).
+Value absent_value() {
+    static const auto absent = std::make_shared<Record>(Record{"$poison", "$absent", {}, {}});
+    return Value(absent);
+}
+
 bool is_poison(const Value& v) { return v.is<std::shared_ptr<Record>>() && v.get<std::shared_ptr<Record>>()->kind == "$poison"; }
+bool is_absent(const Value& v) { return is_poison(v) && v.get<std::shared_ptr<Record>>()->name == "$absent"; }
 
 // A statement's value: reading a poisoned one skips the statement.
 const Value& unpoisoned(const Value& v) {
@@ -163,6 +177,7 @@ struct Interpreter::Impl {
     RunResult* result = nullptr;
     int depth = 0;
     bool check_mode = false;
+    bool absent_inputs = false;   // Note [Absent inputs]: some arguments of this run are absent
     std::function<std::string(const std::string&)> message_filter;
 
     explicit Impl(Interpreter& s) : self(s) { install_builtins(builtins); }
@@ -417,6 +432,7 @@ struct Interpreter::Impl {
         f->layer_inputs = required;
         f->layer_outputs = std::max(1, count_returns(def));
         const FunctionDef* d = &def;
+        f->is_def = true;
         f->call = [this, d](Interpreter&, CallArgs& args) { return call_def(*d, args); };
         return Value(f);
     }
@@ -511,7 +527,7 @@ struct Interpreter::Impl {
             scope.vars[params[i].name] = eval(*params[i].default_value, scope);
         }
         for (std::size_t i = 0; i < params.size(); ++i) {
-            if (params[i].type) check_annotation(fname, params[i], scope.vars[params[i].name], locs[i], scope);
+            if (params[i].type && !is_absent(scope.vars[params[i].name])) check_annotation(fname, params[i], scope.vars[params[i].name], locs[i], scope);
         }
     }
 
@@ -595,12 +611,20 @@ struct Interpreter::Impl {
     std::optional<ReturnSignal> exec(const Stmt& stmt, Scope& scope) {
         // the standard library's statements report at the model's call (Note [Errors inside
         // the standard library])
-        if (!check_mode || in_stdlib(stmt.loc)) return exec_statement(stmt, scope);
-        try {
+        if (absent_inputs && !check_mode) {
+            try {
+                return exec_statement(stmt, scope);
+            } catch (const Poisoned&) {
+            }
+        } else if (!check_mode || in_stdlib(stmt.loc)) {
             return exec_statement(stmt, scope);
-        } catch (const EvalError& e) {
-            report(e);
-        } catch (const Poisoned&) {
+        } else {
+            try {
+                return exec_statement(stmt, scope);
+            } catch (const EvalError& e) {
+                report(e);
+            } catch (const Poisoned&) {
+            }
         }
         for (const std::string& name : names_defined(stmt)) scope.vars[name] = poison_value();
         if (stmt.as<Return>()) return ReturnSignal{{poison_value()}};
@@ -798,8 +822,12 @@ struct Interpreter::Impl {
             Value callee = eval(*c->callee, scope);
             CallArgs args;
             args.loc = e.loc;
+            // Note [Absent inputs]: an absent argument passes on by name to a def
+            const bool to_def = callee.is<std::shared_ptr<Function>>() && callee.get<std::shared_ptr<Function>>()->is_def;
             for (const auto& a : c->args) {
-                args.positional.push_back(eval(*a, scope));
+                const Value* passed = nullptr;
+                if (const auto* n = a->as<Name>(); n && to_def && absent_inputs) passed = scope.find(n->id);
+                args.positional.push_back(passed && is_absent(*passed) ? *passed : eval(*a, scope));
                 args.positional_locs.push_back(a->loc);
             }
             for (const auto& k : c->kwargs) {
@@ -1086,29 +1114,48 @@ RunResult Interpreter::run(const std::string& name, const std::vector<Tensor>& i
     impl_->path.clear();
     impl_->kind_counts.clear();
     impl_->ctx = layer_context_for(params_, options_);
+    impl_->ctx->wanted = wanted_;
+    offered_.clear();
     RunResult result;
     impl_->result = &result;
-    batch_ = inputs.empty() || inputs[0].ndim() == 0 ? 1 : inputs[0].shape()[0];
+    auto first = std::find_if(inputs.begin(), inputs.end(), [](const Tensor& t) { return t.defined(); });
+    batch_ = first == inputs.end() || first->ndim() == 0 ? 1 : first->shape()[0];
     CallArgs args;
     args.loc = Location{impl_->main->file, 0, 0, 0};
     Tape& tape = Tape::current();
-    for (const auto& t : inputs) {
-        Tensor x = is_floating(t.dtype()) && t.dtype() != options_.dtype ? t.to(options_.dtype) : t;
-        args.positional.push_back(Value(tape.input(x)));
+    std::vector<std::string> absent;
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+        const Tensor& t = inputs[i];
+        if (!t.defined()) {
+            absent.push_back(i < def->params.size() ? def->params[i].name : std::to_string(i));
+            args.positional.push_back(absent_value());
+        } else {
+            Tensor x = is_floating(t.dtype()) && t.dtype() != options_.dtype ? t.to(options_.dtype) : t;
+            args.positional.push_back(Value(tape.input(x)));
+        }
         args.positional_locs.push_back(Location{});
     }
     if (inputs.size() != def->params.size()) {
         throw EvalError(Location{impl_->main->file, 0, 0, 0},
                         fmt::format("{} takes {} inputs but the data gives {}", name, def->params.size(), inputs.size()));
     }
+    impl_->absent_inputs = !absent.empty();
     Value out;
     try {
         out = impl_->call_def(*def, args);
     } catch (...) {
         impl_->result = nullptr;
+        impl_->absent_inputs = false;
         throw;
     }
     impl_->result = nullptr;
+    impl_->absent_inputs = false;
+    offered_ = impl_->ctx->offered;
+    for (const auto& [value_name, v] : impl_->ctx->inspected) named_.push_back({value_name, Value(v), Location{}});
+    if (!absent.empty() && is_poison(out)) {
+        throw EvalError(Location{impl_->main->file, 0, 0, 0}, fmt::format("{}: its return value needs {} '{}', which the inputs do not give", name,
+                                              absent.size() == 1 ? "argument" : "arguments", fmt::join(absent, "', '")));
+    }
     for (auto& [loss_name, v] : impl_->ctx->added_losses) result.losses.emplace_back(loss_name, v);
     if (out.is<std::shared_ptr<TupleValue>>()) result.outputs = *out.get<std::shared_ptr<TupleValue>>();
     else if (!out.is_none()) result.outputs.push_back(out);

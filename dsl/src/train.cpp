@@ -22,6 +22,7 @@
 #include "checkpoint.hpp"
 #include "comm.hpp"
 #include "grad_reducer.hpp"
+#include "progress.hpp"
 #include "wengert/dsl/ast_printer.hpp"
 #include "wengert/io.hpp"
 #include "wengert/json.hpp"
@@ -1120,12 +1121,14 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
         double elapsed = std::chrono::duration<double>(Clock::now() - run_start).count();
         double per_step = elapsed / static_cast<double>(steps_this_run);
         if (tty) {
-            std::string terms;
-            for (const auto& [name, _] : losses) terms += fmt::format("  {} {:.4f}", name, running.mean(name));
-            for (const auto& [name, _] : metrics) terms += fmt::format("  {} {:.4f}", name, running.mean(name));
+            // Note [A bar that fits]: the loss terms, then the ETA, the metrics and the speed go as the width requires
+            std::vector<ProgressField> fields{{fmt::format("epoch {}/{}  step {}/{}", epoch + 1, (total + per_epoch - 1) / per_epoch, pos + 1, per_epoch), 0}};
+            for (const auto& [name, _] : losses) fields.push_back({fmt::format("{} {:.4f}", name, running.mean(name)), fields.size() == 1 ? 1 : 3});
+            for (const auto& [name, _] : metrics) fields.push_back({fmt::format("{} {:.4f}", name, running.mean(name)), 4});
             double ex_s = static_cast<double>(running.examples) / std::max(1e-9, std::chrono::duration<double>(Clock::now() - epoch_start).count());
-            fmt::print(stderr, "\r\033[Kepoch {}/{}  step {}/{}{}  {:.0f} ex/s  ETA {}", epoch + 1, (total + per_epoch - 1) / per_epoch,
-                       pos + 1, per_epoch, terms, ex_s, format_duration(per_step * static_cast<double>(total - step - 1)));
+            fields.push_back({fmt::format("{:.0f} ex/s", ex_s), 5});
+            fields.push_back({fmt::format("ETA {}", format_duration(per_step * static_cast<double>(total - step - 1))), 2});
+            fmt::print(stderr, "\r\033[K{}", fit_progress(fields, terminal_width(STDERR_FILENO)));
         }
 
         bool end_of_epoch = pos == per_epoch - 1 || step == total - 1;

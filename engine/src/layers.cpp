@@ -47,6 +47,11 @@ Var LayerContext::param(const std::string& name, const Shape& shape, const Init&
     return Tape::current().param(*p);
 }
 
+bool LayerContext::wants(const std::string& name) {
+    if (std::find(offered.begin(), offered.end(), name) == offered.end()) offered.push_back(name);
+    return wanted.count(name) > 0;
+}
+
 void LayerContext::add_weight_penalty(const std::string& name, const std::function<Var(Var)>& penalty, const Var& weight) {
     auto same_name = [&](const auto& loss) { return loss.first == name; };
     if (std::none_of(added_losses.begin(), added_losses.end(), same_name)) added_losses.emplace_back(name, penalty(weight));

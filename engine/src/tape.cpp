@@ -158,6 +158,17 @@ Var Tape::record(const char* op, Tensor value, std::initializer_list<Var> inputs
     return record(op, std::move(value), std::span<const Var>(inputs.begin(), inputs.size()), std::move(backward));
 }
 
+Var Tape::record_no_grad(const char* op, Tensor value, std::span<const Var> inputs) {
+    Node n;
+    n.value = std::move(value);
+    n.op = op;
+    return push(std::move(n), inputs);
+}
+
+Var Tape::record_no_grad(const char* op, Tensor value, std::initializer_list<Var> inputs) {
+    return record_no_grad(op, std::move(value), std::span<const Var>(inputs.begin(), inputs.size()));
+}
+
 void Tape::check(Var v) const {
     if (v.tape() != this || v.id() < 0 || static_cast<std::size_t>(v.id()) >= nodes_.size()) {
         throw AutogradError("a value from another (or a cleared) tape was used");

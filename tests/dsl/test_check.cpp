@@ -239,17 +239,38 @@ TEST_CASE("check's symbolic sizes stay small however many integers a model write
     // 100k distinct literals made inputs of gigabytes. y's size, B * T, shows which were used.
     std::string text;
     for (int n = 2; n < 3000; ++n) text += fmt::format("c{} = {}\n", n, n);
-    text += "def f(x: f32[B, T]) {\n    y = reshape(x, (-1,))\n    return y\n}\n";
+    const std::string f = "def f(x: f32[B, T]) {\n    y = reshape(x, (-1,))\n    n = zeros((y.shape[0] + 1,))\n    return y\n}\n";
+    text += f;
     Checked c;
     check_text(c, "m.wg", text);
     REQUIRE(!c.sink.has_errors());
-    CHECK(table_row(c.report.table, "y") == "y [1517] f32");   // 37 * 41: the window's primes, reused in order
+    // y is B * T, printed as such (Note [Sizes as expressions]); one more than it is no
+    // multiple of a stand-in, so `n` shows the number the check ran with
+    CHECK(table_row(c.report.table, "y") == "y [B*T] f32");
+    CHECK(table_row(c.report.table, "n") == "n [1518] f32");   // 37 * 41 + 1: the window's primes, reused in order
 
     // a file that leaves some of the window's primes unwritten gets those: 41 * 47
     Checked few;
-    check_text(few, "m.wg", "a = 37\nb = 43\ndef f(x: f32[B, T]) {\n    y = reshape(x, (-1,))\n    return y\n}\n");
+    check_text(few, "m.wg", "a = 37\nb = 43\n" + f);
     REQUIRE(!few.sink.has_errors());
-    CHECK(table_row(few.report.table, "y") == "y [1927] f32");
+    CHECK(table_row(few.report.table, "n") == "n [1928] f32");
+}
+
+TEST_CASE("check prints sizes made from symbolic ones as expressions of them (Note [Sizes as expressions])", "[dsl][check]") {
+    Checked c;
+    check_text(c, "m.wg", R"(
+def f(x: f32[B, 16, 64], t: f32[B, T, 74]) {
+    rows  = reshape(x, (-1, 64))
+    cells = reshape(t, (-1,))
+    wide  = dense(74)(t)
+    return rows
+}
+)");
+    REQUIRE(!c.sink.has_errors());
+    CHECK(table_row(c.report.table, "rows") == "rows [B*16, 64] f32");
+    CHECK(table_row(c.report.table, "cells") == "cells [B*T*74] f32");
+    // 74 is written in the model, so 37 stands for no symbol (74 would print as B*2 if it did)
+    CHECK(table_row(c.report.table, "wide") == "wide [B, T, 74] f32");
 }
 
 TEST_CASE("'did you mean' is worked out only for the diagnostics that are printed", "[dsl][check]") {

@@ -1,4 +1,5 @@
-// The `wengert` command: train, eval, check, run, gradcheck and graph a .wg model.
+// The `wengert` command: train, eval, check, run, predict, gradcheck, graph and sample a .wg
+// model; show and plot arrays and metrics logs. Commands of their own files are declared in cli.hpp.
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -27,6 +28,7 @@
 #include "../train.hpp"
 #include "../check.hpp"
 #include "../comm.hpp"
+#include "cli.hpp"
 #include "wengert/dsl/interpreter.hpp"
 #include "wengert/io.hpp"
 #include "wengert/kernels.hpp"
@@ -42,13 +44,6 @@ namespace {
 // negative as an int).
 constexpr std::int64_t kMaxThreads = 4096;
 
-// sysexits.h
-constexpr int kExitUsage = 64, kExitModel = 65, kExitInternal = 70, kExitCantCreate = 73, kExitIO = 74;
-
-struct UsageError : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
-
 const char* kMainHelp = R"(wengert: train and run models written in the .wg language
 
 usage: wengert <command> FILE [options]
@@ -61,6 +56,10 @@ commands:
   run FILE         one forward and backward on given tensors (--inputs in.npz)
   gradcheck FILE   compare the tape's gradients with finite differences in f64
   graph FILE       print the computation graph as Graphviz DOT
+  predict FILE     outputs of a checkpoint's model on inputs without labels (--out y.npz)
+  sample FILE      a generative model's decoded samples as a PNG grid (--out grid.png)
+  show FILE.npy    a PNG of an array: heatmaps (attention per head) or an image grid
+  plot FILE.jsonl  a PNG of a metrics log: every loss term and metric against step
 
 common options:
   --threads N      threads for the engine (default: all cores or WENGERT_NUM_THREADS)
@@ -127,42 +126,48 @@ Runs the model in float64 and compares the tape's gradient of the summed loss wi
 finite differences for every parameter (at most N elements each, default 64), naming the worst
 element. Without --inputs, random inputs are made from the function's annotations (batch 3).
 )"},
-    {"graph", R"(usage: wengert graph FILE [--function NAME] [common options]
+    {"graph", R"(usage: wengert graph FILE [--function NAME] [--out graph.svg] [common options]
 
-Prints the tape of one forward pass (batch B) as Graphviz DOT, with every value's op and shape.
+Prints the tape of one forward pass (batch B) as Graphviz DOT, with every value's op and shape,
+and an edge from every input of an op, those of ops without a gradient (argmax, comparisons,
+integer casts) too. --out writes it to a file instead: graph.dot as DOT text, any other
+extension (svg, png, pdf) rendered by Graphviz's dot, which must be installed.
 )"},
-};
+    {"predict", R"(usage: wengert predict FILE --checkpoint DIR --inputs x.npz --out y.npz [--function NAME] [--batch N]
+                       [--dump NAME=out.npy ...] [common options]
 
-struct Cli {
-    std::string command;
-    std::string file;
-    std::map<std::string, std::vector<std::string>> options;
-    std::set<std::string> flags;
+Runs the function DIR's checkpoint trained (or --function NAME) in predict mode (no dropout) on
+the arrays of x.npz, --batch rows at a time (default 256), and writes its return values to
+y.npz: each under the name it is returned by (`return logits`), else output (output_0, ...
+for several). Arguments the file does not give are absent: the statements that read them
+(the loss and metrics on the labels) are skipped, and an output that needs one is an error.
+--dump writes a named value, batches joined along the first axis: h1, a.h inside a called
+function, or a value a layer offers, such as an attention layer's weights (B, heads, Lq, Lk),
+h1.attention.weights.
+)"},
+    {"sample", R"(usage: wengert sample FILE --checkpoint DIR --out grid.png [--function NAME] [--n N] [--seed S]
+                      [--reconstruct N | --walk] [--steps N] [--scale N] [common options]
 
-    bool has(const std::string& k) const { return options.count(k) > 0; }
-    std::string get(const std::string& k) const { return options.at(k).back(); }
-    std::optional<std::int64_t> integer(const std::string& k) const {
-        if (!has(k)) return std::nullopt;
-        try {
-            std::size_t used = 0;
-            std::int64_t v = std::stoll(get(k), &used);
-            if (used != get(k).size()) throw std::invalid_argument(k);
-            return v;
-        } catch (const std::exception&) {
-            throw UsageError(fmt::format("--{} expects an integer, got '{}'", k, get(k)));
-        }
-    }
-    std::optional<double> number(const std::string& k) const {
-        if (!has(k)) return std::nullopt;
-        try {
-            std::size_t used = 0;
-            double v = std::stod(get(k), &used);
-            if (used != get(k).size()) throw std::invalid_argument(k);
-            return v;
-        } catch (const std::exception&) {
-            throw UsageError(fmt::format("--{} expects a number, got '{}'", k, get(k)));
-        }
-    }
+For a generative model whose file declares `sampling = sampler(decode = decode, encode = encode,
+image = (28, 28), range = (0, 1))`: decodes N codes z ~ N(0, I) (--n, default 64) with the
+decode def (or --function NAME) and writes them as a PNG grid of images. --reconstruct N shows
+N images of the evaluation data (the first N) beside their reconstructions decode(encode(x));
+--walk decodes the codes on the line between two evaluation images' codes (--steps, default
+10, per row; 8 rows). --scale: pixels per image pixel (default 2).
+)"},
+    {"show", R"(usage: wengert show FILE.npy --out map.png [--index I] [--images] [--scale N]
+
+Draws an array: a 2-D array as a heatmap with a colour scale; a 3-D stack (h, Lq, Lk) as one
+heatmap per map (attention per head); a 4-D (B, h, Lq, Lk) stack picks batch item --index
+(default 0). --images draws (N, H, W) or (N, H, W, C) (C = 1 or 3, values in [0, 1]) as a grid of
+images instead. --scale: pixels per array element.
+)"},
+    {"plot", R"(usage: wengert plot FILE.jsonl --out curves.png
+
+Draws a training run's metrics log (DIR/metrics.jsonl, as train writes it): one panel per loss
+term and metric, its value at every step (train) and at the end of every epoch (train means and,
+with evaluation data, eval), against step.
+)"},
 };
 
 // Options that take a value, per command; flags take none.
@@ -172,10 +177,15 @@ const std::map<std::string, std::set<std::string>> kValueOptions = {
     {"check", {"function", "threads", "dtype", "seed", "data"}},
     {"run", {"inputs", "function", "params", "save-params", "dump", "grads", "threads", "dtype", "seed", "data"}},
     {"gradcheck", {"inputs", "function", "max-elements", "eps", "threads", "seed", "data"}},
-    {"graph", {"function", "threads", "dtype", "seed", "data"}},
+    {"graph", {"function", "out", "threads", "dtype", "seed", "data"}},
+    {"predict", {"checkpoint", "inputs", "out", "function", "batch", "dump", "threads", "dtype", "seed", "data"}},
+    {"sample", {"checkpoint", "out", "function", "n", "seed", "reconstruct", "steps", "scale", "threads", "dtype", "data"}},
+    {"show", {"out", "index", "scale", "threads"}},
+    {"plot", {"out", "threads"}},
 };
 const std::map<std::string, std::set<std::string>> kFlags = {
     {"train", {"resume", "overwrite", "no-progress", "check-finite", "init-partial"}}, {"eval", {}}, {"check", {}}, {"run", {"eval"}}, {"gradcheck", {}}, {"graph", {}},
+    {"predict", {}}, {"sample", {"walk"}}, {"show", {"images"}}, {"plot", {}},
 };
 
 // Fills `cli` as it reads, so a usage error can still name the command.
@@ -239,108 +249,6 @@ void parse_cli(int argc, char** argv, Cli& cli) {
         }
     }
     if (cli.file.empty() && !cli.flags.count("help")) throw UsageError(fmt::format("{}: no model file given", cli.command));
-}
-
-std::string read_text(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) throw IOError(path, "cannot read the model file");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-void print_diagnostics(const DiagnosticSink& sink) {
-    std::fputs(sink.format_all().c_str(), stderr);
-    std::size_t n = sink.error_count();
-    if (n > 0) fmt::print(stderr, "{} error{} generated.\n", n, n == 1 ? "" : "s");
-}
-
-void report(const EvalError& e) {
-    DiagnosticSink sink;
-    auto& d = sink.error(e.loc, e.what());
-    d.suggestions = e.suggestions;
-    d.notes = e.notes;
-    print_diagnostics(sink);
-}
-
-// Runs a command's body and reports a model error while the interpreter that owns the source
-// its location points into is still alive: call it inside that interpreter's scope.
-template <class Body> int reporting_model_errors(Body&& body) {
-    try {
-        return body();
-    } catch (const EvalError& e) {
-        report(e);
-        return kExitModel;
-    }
-}
-
-// Loads the model file into a fresh interpreter and runs body(in, params, sink) inside
-// reporting_model_errors; a file that does not load prints its diagnostics.
-template <class Body> int with_model(const Cli& cli, const InterpreterOptions& options, Body&& body) {
-    DiagnosticSink sink;
-    ParamStore params;
-    Interpreter in(sink, params, options);
-    return reporting_model_errors([&] {
-        if (!in.load_file(cli.file)) {
-            print_diagnostics(sink);
-            return kExitModel;
-        }
-        return body(in, params, sink);
-    });
-}
-
-// Runs `fname` once without a tape, so that the model creates its parameters and a file of
-// values can be matched against them.
-void create_params(Interpreter& in, const std::string& fname, const std::vector<Tensor>& inputs, Mode mode) {
-    Tape tape;
-    NoGrad no_grad;
-    in.run(fname, inputs, mode);
-}
-
-InterpreterOptions interpreter_options(const Cli& cli, DType default_dtype = DType::f32) {
-    InterpreterOptions o;
-    o.dtype = cli.has("dtype") ? parse_dtype(cli.get("dtype"), "--dtype") : default_dtype;
-    if (!is_floating(o.dtype)) throw UsageError("--dtype must be f32 or f64");
-    if (auto seed = cli.integer("seed")) o.seed = static_cast<std::uint64_t>(*seed);
-    return o;
-}
-
-// The function a command runs: --function, else the train block's target, else the only def.
-std::string target_function(const Interpreter& in, const Cli& cli) {
-    if (cli.has("function")) {
-        if (!in.find_function(cli.get("function"))) throw UsageError(fmt::format("the model has no function '{}'", cli.get("function")));
-        return cli.get("function");
-    }
-    if (const TrainBlock* tb = in.train_block()) return tb->target;
-    std::vector<std::string> defs;
-    for (const auto& d : in.main_module().decls) if (const auto* f = d.as<FunctionDef>()) defs.push_back(f->name);
-    if (defs.size() == 1) return defs[0];
-    throw UsageError(fmt::format("the model has no train block; say which function with --function ({})", fmt::join(defs, ", ")));
-}
-
-// Inputs for the target from an .npz: by parameter name when every name is there, else in order.
-std::vector<Tensor> inputs_from_npz(const Interpreter& in, const std::string& fname, const std::string& path) {
-    NamedTensors arrays = load_npz(path);
-    const FunctionDef* def = in.find_function(fname);
-    std::vector<Tensor> out;
-    bool by_name = true;
-    for (const auto& p : def->params) {
-        if (std::none_of(arrays.begin(), arrays.end(), [&](const auto& a) { return a.first == p.name; })) by_name = false;
-    }
-    if (by_name) {
-        for (const auto& p : def->params) {
-            for (const auto& a : arrays) if (a.first == p.name) out.push_back(a.second);
-        }
-        return out;
-    }
-    if (arrays.size() != def->params.size()) {
-        std::vector<std::string> want, have;
-        for (const auto& p : def->params) want.push_back(p.name);
-        for (const auto& a : arrays) have.push_back(a.first);
-        throw IOError(path, fmt::format("{} takes ({}) but the file holds ({})", fname, fmt::join(want, ", "), fmt::join(have, ", ")));
-    }
-    for (const auto& a : arrays) out.push_back(a.second);
-    return out;
 }
 
 // ------------------------------------------------------------------ commands
@@ -449,6 +357,11 @@ int cmd_run(const Cli& cli) {
             assign_params(params, load_npz(cli.get("params")), cli.get("params"));
             manual_seed(in.options().seed);
         }
+        // values layers compute only when asked for (Note [Inspected values])
+        const std::vector<std::string> dumps = cli.has("dump") ? cli.options.at("dump") : std::vector<std::string>{};
+        std::set<std::string> wanted;
+        for (const auto& spec : dumps) wanted.insert(dump_spec(spec).first);
+        in.want_values(wanted);
         Tape tape;
         RunResult r = in.run(fname, inputs, mode);
         for (const auto& [name, v] : r.losses) fmt::print("loss {} = {:.9g}\n", name, v.item());
@@ -457,20 +370,9 @@ int cmd_run(const Cli& cli) {
             fmt::print("objective = {:.9g}\n", r.objective.item());
             if (r.objective.requires_grad()) tape.backward(r.objective);
         }
-        for (const auto& spec : cli.has("dump") ? cli.options.at("dump") : std::vector<std::string>{}) {
-            auto eq = spec.find('=');
-            if (eq == std::string::npos) throw UsageError(fmt::format("--dump expects NAME=FILE, got '{}'", spec));
-            std::string name = spec.substr(0, eq), path = spec.substr(eq + 1);
-            const NamedValue* found = nullptr;
-            for (const auto& nv : in.named_values()) if (nv.path == name) found = &nv;
-            if (!found) {
-                std::vector<std::string> names;
-                for (const auto& nv : in.named_values()) names.push_back(nv.path);
-                auto near = closest_names(name, names);
-                throw UsageError(fmt::format("--dump: no value named '{}'{}", name, near.empty() ? "" : fmt::format("; did you mean '{}'?", near.front())));
-            }
-            if (!found->value.is<Var>()) throw UsageError(fmt::format("--dump: '{}' is {}, not a tensor", name, describe(found->value)));
-            save_npy(path, found->value.get<Var>().value());
+        for (const auto& spec : dumps) {
+            auto [name, path] = dump_spec(spec);
+            save_npy(path, named_tensor(in, name).value());
         }
         if (cli.has("grads")) {
             NamedTensors grads;
@@ -507,15 +409,18 @@ int cmd_gradcheck(const Cli& cli) {
 int cmd_graph(const Cli& cli) {
     return with_model(cli, interpreter_options(cli), [&](Interpreter& in, ParamStore&, DiagnosticSink&) {
         std::string fname = target_function(in, cli);
-        fmt::print("{}", graph_dot(in, fname));
+        std::string dot = graph_dot(in, fname);
+        if (cli.has("out")) write_graph(cli.get("out"), dot);
+        else fmt::print("{}", dot);
         return 0;
     });
 }
 
-// `wengert --version`: the version, and what matrix products run on (Note [BLIS kernels]).
+// `wengert --version`: the version and build type, and what matrix products run on (Note [BLIS
+// kernels]) with how many threads.
 void print_version() {
     const char* forced = std::getenv("WENGERT_GEMM_KERNELS");
-    fmt::print("wengert {}\n", WENGERT_VERSION);
+    fmt::print("wengert {} ({} build)\n", WENGERT_VERSION, WENGERT_BUILD_TYPE);
     fmt::print("gemm kernels: {} ({}; BLIS {} detects '{}'; chosen by {})\n", kern::gemm_kernels(), kern::cpu_vector_isa(),
                kern::blis_version(), kern::blis_kernels(),
                forced && *forced ? fmt::format("WENGERT_GEMM_KERNELS={}", forced) : std::string("the CPU's features"));
@@ -619,9 +524,11 @@ int run_command(int argc, char** argv) {
             return 0;
         }
         std::error_code ec;   // the non-throwing forms: a name the system rejects (too long) is an I/O error too
-        if (!std::filesystem::exists(cli.file, ec)) throw IOError(cli.file, ec ? ec.message() : "no such model file");
-        if (std::filesystem::is_directory(cli.file, ec)) throw IOError(cli.file, "is a folder, not a model file");
-        if (!std::filesystem::is_regular_file(cli.file, ec)) throw IOError(cli.file, "is not a regular file, so not a model file");
+        // show and plot read an array or a metrics log, the others a model
+        const std::string kind = cli.command == "show" ? "array file" : cli.command == "plot" ? "metrics log" : "model file";
+        if (!std::filesystem::exists(cli.file, ec)) throw IOError(cli.file, ec ? ec.message() : "no such " + kind);
+        if (std::filesystem::is_directory(cli.file, ec)) throw IOError(cli.file, "is a folder, not a " + kind);
+        if (!std::filesystem::is_regular_file(cli.file, ec)) throw IOError(cli.file, "is not a regular file, so not a " + kind);
         if (auto threads = cli.integer("threads")) {
             if (*threads < 1) throw UsageError("--threads must be at least 1");
             if (*threads > kMaxThreads) throw UsageError(fmt::format("--threads must be at most {}", kMaxThreads));
@@ -636,6 +543,10 @@ int run_command(int argc, char** argv) {
         if (cli.command == "run") return cmd_run(cli);
         if (cli.command == "gradcheck") return cmd_gradcheck(cli);
         if (cli.command == "graph") return cmd_graph(cli);
+        if (cli.command == "predict") return cmd_predict(cli);
+        if (cli.command == "sample") return cmd_sample(cli);
+        if (cli.command == "show") return cmd_show(cli);
+        if (cli.command == "plot") return cmd_plot(cli);
     } catch (const UsageError& e) {
         fmt::print(stderr, "wengert: {}\n(run `wengert {}--help` for usage)\n", e.what(), cli.command.empty() ? "" : cli.command + " ");
         return kExitUsage;

@@ -29,6 +29,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <vector>
@@ -60,6 +61,18 @@ struct LayerContext {
     // Adds penalty(weight) to added_losses as `name`, unless added_losses holds that name
     // already (Note [Penalties of shared layers]).
     void add_weight_penalty(const std::string& name, const std::function<Var(Var)>& penalty, const Var& weight);
+
+    // Note [Inspected values]
+    // Some values inside a layer cost something to keep and are rarely read: the attention
+    // weights (B, h, Lq, Lk), which the fused pure_attention never materialises. A layer offers
+    // such a value by name (its path and a suffix, "h1.attention.weights") and computes it only
+    // when the caller asked for that name: `if (ctx.wants(name)) ctx.inspect(name, value())`.
+    // wants() records every name offered, so a caller can list what could have been asked for.
+    std::set<std::string> wanted;
+    std::vector<std::string> offered;
+    std::vector<std::pair<std::string, Var>> inspected;
+    bool wants(const std::string& name);
+    void inspect(const std::string& name, Var value) { inspected.emplace_back(name, std::move(value)); }
 };
 
 std::uint64_t hash_name(std::uint64_t seed, const std::string& name);

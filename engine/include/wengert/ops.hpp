@@ -204,6 +204,13 @@ Var uniform(const Shape& shape, double low = 0.0, double high = 1.0, DType dtype
 // alibi_bias. The mask passes through unchanged: the caller keeps it.
 Var pure_attention(Var q, Var k, Var v, std::optional<Var> mask = std::nullopt, std::int64_t n_heads = 1,
                    double dropout = 0.0, std::optional<Var> bias = std::nullopt);
+// The weights pure_attention computes, before dropout: q (B, Lq, d), k (B, Lk, d) -> (B, n_heads,
+// Lq, Lk), softmax(where(mask, Q K^T / sqrt(d_head) + bias, -1e9)) over keys, each row summing
+// to 1. Composed of primitive ops (reshape, permute, matmul, where, softmax), so it keeps the
+// tensors of that size the fused op avoids: for reading the weights out, and for the penalty on
+// the weights (penalize_weights).
+Var attention_weights(Var q, Var k, std::optional<Var> mask = std::nullopt, std::int64_t n_heads = 1,
+                      std::optional<Var> bias = std::nullopt);
 
 // Where query i sits among the keys when Lq != Lk (SPEC.md section 3).
 enum class Alignment {

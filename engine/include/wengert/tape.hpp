@@ -108,6 +108,11 @@ public:
     // gradients are disabled.
     Var record(const char* op, Tensor value, std::initializer_list<Var> inputs, BackwardFn backward);
     Var record(const char* op, Tensor value, std::span<const Var> inputs, BackwardFn backward);
+    // Appends a node that passes no gradient to its inputs (argmax, comparisons, integer casts,
+    // detach): it never requires a gradient, and its inputs are kept only as the graph's edges
+    // (`wengert graph` draws them), never read by backward.
+    Var record_no_grad(const char* op, Tensor value, std::span<const Var> inputs);
+    Var record_no_grad(const char* op, Tensor value, std::initializer_list<Var> inputs);
     // Whether an op over these inputs will record a backward.
     bool wants_grad(std::initializer_list<Var> inputs) const;
     bool wants_grad(std::span<const Var> inputs) const;

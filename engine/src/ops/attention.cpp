@@ -362,6 +362,23 @@ Var pure_attention(Var q, Var k, Var v, std::optional<Var> mask, std::int64_t n_
     });
 }
 
+// q (B, Lq, d), k (B, Lk, d), mask and bias broadcast to (B, h, Lq, Lk) -> weights (B, h, Lq, Lk)
+Var attention_weights(Var q, Var k, std::optional<Var> mask, std::int64_t n_heads, std::optional<Var> bias) {
+    const char* op = "attention_weights";
+    if (q.ndim() != 3 || k.ndim() != 3 || q.shape()[0] != k.shape()[0] || q.shape()[2] != k.shape()[2]) {
+        throw ShapeError(op, fmt::format("expects q (B, Lq, d) and k (B, Lk, d), got {} and {}", q.shape().str(), k.shape().str()));
+    }
+    const std::int64_t batch = q.shape()[0], d = q.shape()[2];
+    if (n_heads < 1 || d % n_heads != 0) throw ShapeError(op, fmt::format("d = {} is not divisible by n_heads = {}", d, n_heads));
+    const std::int64_t d_head = d / n_heads;
+    // (B, L, d) -> (B, h, L, d_head): head h owns features [h d_head, (h + 1) d_head)
+    auto split_heads = [&](Var x) { return permute(reshape(x, Shape{batch, x.shape()[1], n_heads, d_head}), {0, 2, 1, 3}); };
+    Var logits = matmul(split_heads(q), transpose(split_heads(k), -2, -1)) * (1.0 / std::sqrt(static_cast<double>(d_head)));
+    if (bias) logits = logits + *bias;
+    if (mask) logits = where(*mask, logits, full(Shape{}, kMaskedLogit, logits.dtype()));
+    return softmax(logits, -1);
+}
+
 // ---- distance penalties and ALiBi (SPEC.md section 3) ---------------------------------------
 //
 // Note [Penalties belong in the logits]

@@ -251,7 +251,7 @@ template <class Cmp> Var compare(Var a, Var b, const char* op, Cmp cmp) {
         using T = decltype(tag);
         return map2<std::uint8_t, T>(a.value(), b.value(), op, [&](T x, T y) -> std::uint8_t { return cmp(x, y); });
     });
-    return tape_of(a).record(op, std::move(out), {}, nullptr);
+    return tape_of(a).record_no_grad(op, std::move(out), {a, b});
 }
 
 }  // namespace
@@ -266,7 +266,7 @@ Var ge(Var a, Var b) { return compare(a, b, "ge", [](auto x, auto y) { return x 
 Var logical_not(Var mask) {
     if (mask.dtype() != DType::u8) throw ShapeError("logical_not", fmt::format("expected a u8 mask, got {}", dtype_name(mask.dtype())));
     Tensor out = map1<std::uint8_t, std::uint8_t>(mask.value(), [](std::uint8_t m) -> std::uint8_t { return !m; });
-    return tape_of(mask).record("logical_not", std::move(out), {}, nullptr);
+    return tape_of(mask).record_no_grad("logical_not", std::move(out), {mask});
 }
 
 Var logical_and(Var a, Var b) {
@@ -275,10 +275,10 @@ Var logical_and(Var a, Var b) {
     }
     Tensor out = map2<std::uint8_t, std::uint8_t>(a.value(), b.value(), "logical_and",
                                                   [](std::uint8_t x, std::uint8_t y) -> std::uint8_t { return x && y; });
-    return tape_of(a).record("logical_and", std::move(out), {}, nullptr);
+    return tape_of(a).record_no_grad("logical_and", std::move(out), {a, b});
 }
 
-Var detach(Var x) { return tape_of(x).record("detach", x.value(), {}, nullptr); }
+Var detach(Var x) { return tape_of(x).record_no_grad("detach", x.value(), {x}); }
 
 namespace {
 
@@ -304,7 +304,7 @@ void check_integer_cast(const Tensor& x, DType dtype) {
 Var cast(Var x, DType dtype) {
     check_integer_cast(x.value(), dtype);
     Tensor out = x.value().to(dtype);
-    if (!is_floating(dtype) || !is_floating(x.dtype())) return tape_of(x).record("cast", std::move(out), {}, nullptr);
+    if (!is_floating(dtype) || !is_floating(x.dtype())) return tape_of(x).record_no_grad("cast", std::move(out), {x});
     DType from = x.dtype();
     return tape_of(x).record("cast", std::move(out), {x}, [from](BackwardCtx& ctx) { ctx.add(0, ctx.grad_out().to(from)); });
 }

@@ -69,7 +69,7 @@ Var one_hot(Var labels, std::int64_t n_classes, DType dtype) {
         T* o = out.data<T>();
         for (std::int64_t i = 0; i < c.numel(); ++i) o[i * n_classes + lp[i]] = T(1);
     });
-    return labels.tape()->record("one_hot", std::move(out), {}, nullptr);
+    return labels.tape()->record_no_grad("one_hot", std::move(out), {labels});
 }
 
 // x (..., n, ...) -> (..., ...) i64, or (..., 1, ...) with keepdims; first index on ties,
@@ -100,7 +100,7 @@ Var argmax(Var x, int axis_in, bool keepdims) {
         });
     });
     Tensor out = keepdims ? kept : kept.squeeze(axis);
-    return x.tape()->record("argmax", std::move(out), {}, nullptr);
+    return x.tape()->record_no_grad("argmax", std::move(out), {x});
 }
 
 // x (d0, .., n, .., dk), index (e0, .., m, .., ek) i64 with e_i <= d_i -> (e0, .., m, .., ek):

@@ -101,13 +101,22 @@ public:
     const TrainBlock* train_block() const;
     const ParamDecl* find_param_decl(const std::string& name) const;
 
-    // Runs function `name` on `inputs` on the current tape, in `mode`. Throws EvalError.
+    // Runs function `name` on `inputs` on the current tape, in `mode`. Throws EvalError. An
+    // undefined tensor among the inputs is an absent argument: the statements that read it are
+    // skipped, and a return value that needs it is an error (Note [Absent inputs]).
     RunResult run(const std::string& name, const std::vector<Tensor>& inputs, Mode mode);
     // In check mode a failing statement is reported to the sink instead of thrown, and the
     // statements that do not depend on it still run.
     void set_check_mode(bool on);
-    // Values named during the last run, in execution order.
+    // Values named during the last run, in execution order, then the inspected values asked for
+    // with want_values that the run computed.
     const std::vector<NamedValue>& named_values() const { return named_; }
+    // Values that layers compute only on request, such as the attention weights
+    // "h1.attention.weights" (Note [Inspected values] in wengert/layers.hpp): the runs from now
+    // on compute these and add them to named_values().
+    void want_values(std::set<std::string> names) { wanted_ = std::move(names); }
+    // The names of the values that layers offered during the last run, wanted or not.
+    const std::vector<std::string>& offered_values() const { return offered_; }
 
     // Evaluates a top-level expression (a train block setting) in the global scope.
     Value eval_global(const Expr& expr);
@@ -140,6 +149,8 @@ private:
     InterpreterOptions options_;
     std::unique_ptr<Impl> impl_;
     std::vector<NamedValue> named_;
+    std::set<std::string> wanted_;
+    std::vector<std::string> offered_;
     std::int64_t batch_ = 0;
     TrainingProgress progress_;
 };

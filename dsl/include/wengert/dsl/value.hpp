@@ -87,6 +87,9 @@ struct Function {
     // A `layer` definition: used where a layer is expected, it is called with no arguments
     // and its result is the layer.
     bool layer_factory = false;
+    // A `def` of a loaded file (not a builtin): it may be passed an absent argument
+    // (Note [Absent inputs] in interpreter.cpp).
+    bool is_def = false;
 };
 
 }  // namespace wengert::dsl

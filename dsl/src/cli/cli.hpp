@@ -1,0 +1,110 @@
+// What the `wengert` command's files share: the parsed command line, usage errors and exit
+// codes, and the steps every command that loads a model takes (main.cpp parses and dispatches;
+// each command of its own file, predict.cpp, sample.cpp, show.cpp, plot.cpp, is one function).
+#pragma once
+
+#include <fmt/format.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "wengert/dsl/interpreter.hpp"
+#include "../checkpoint.hpp"
+#include "wengert/io.hpp"
+
+namespace wengert::dsl {
+
+// sysexits.h
+constexpr int kExitUsage = 64, kExitModel = 65, kExitInternal = 70, kExitCantCreate = 73, kExitIO = 74;
+
+struct UsageError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct Cli {
+    std::string command;
+    std::string file;
+    std::map<std::string, std::vector<std::string>> options;
+    std::set<std::string> flags;
+
+    bool has(const std::string& k) const { return options.count(k) > 0; }
+    std::string get(const std::string& k) const { return options.at(k).back(); }
+    std::optional<std::int64_t> integer(const std::string& k) const;
+    std::optional<double> number(const std::string& k) const;
+};
+
+std::string read_text(const std::string& path);
+void print_diagnostics(const DiagnosticSink& sink);
+void report(const EvalError& e);
+
+// Runs a command's body and reports a model error while the interpreter that owns the source
+// its location points into is still alive: call it inside that interpreter's scope.
+template <class Body> int reporting_model_errors(Body&& body) {
+    try {
+        return body();
+    } catch (const EvalError& e) {
+        report(e);
+        return kExitModel;
+    }
+}
+
+// Loads the model file into a fresh interpreter and runs body(in, params, sink) inside
+// reporting_model_errors; a file that does not load prints its diagnostics.
+template <class Body> int with_model(const Cli& cli, const InterpreterOptions& options, Body&& body) {
+    DiagnosticSink sink;
+    ParamStore params;
+    Interpreter in(sink, params, options);
+    return reporting_model_errors([&] {
+        if (!in.load_file(cli.file)) {
+            print_diagnostics(sink);
+            return kExitModel;
+        }
+        return body(in, params, sink);
+    });
+}
+
+// Runs `fname` once without a tape, so that the model creates its parameters and a file of
+// values can be matched against them.
+void create_params(Interpreter& in, const std::string& fname, const std::vector<Tensor>& inputs, Mode mode);
+InterpreterOptions interpreter_options(const Cli& cli, DType default_dtype = DType::f32);
+// The function a command runs: --function, else the train block's target, else the only def.
+std::string target_function(const Interpreter& in, const Cli& cli);
+// Inputs for the target from an .npz: by parameter name when every name is there, else in order.
+std::vector<Tensor> inputs_from_npz(const Interpreter& in, const std::string& fname, const std::string& path);
+// --dump NAME=FILE, split; a spec without '=' is a usage error.
+std::pair<std::string, std::string> dump_spec(const std::string& spec);
+// The tensor named `name` in the last run (Note [Paths]), or a usage error that names the
+// closest of the values the run named or its layers offered.
+Var named_tensor(const Interpreter& in, const std::string& name);
+
+// Copies every parameter the model has created from the checkpoint's, which must hold each by
+// name and shape; parameters of the checkpoint the model has not created (another function's:
+// the encoder, when only the decoder runs) are left. Otherwise an IOError listing the missing
+// and misshapen ones.
+void params_from_checkpoint(ParamStore& params, const NamedTensors& values, const std::string& source);
+// Where the checkpoint's training stopped, for schedules used as numbers (Note [Schedules]).
+TrainingProgress checkpoint_progress(const CheckpointInfo& info);
+// The names `def` returns its values by: a returned name (`return logits`) is its own name,
+// anything else output (one value) or output_i (the i-th of several).
+std::vector<std::string> output_names(const FunctionDef& def);
+// Rows [start, stop) of every defined tensor (an undefined one, an absent input, stays so).
+std::vector<Tensor> rows_of(const std::vector<Tensor>& inputs, std::int64_t start, std::int64_t stop);
+// Joins per-batch tensors along the first axis.
+Tensor join_rows(const std::vector<Tensor>& parts);
+
+// `graph --out FILE` (graph_out.cpp): FILE.dot gets the DOT text; any other extension names
+// the format Graphviz's `dot` renders it to.
+void write_graph(const std::string& out, const std::string& dot_text);
+
+// The commands of their own files.
+int cmd_predict(const Cli& cli);
+int cmd_sample(const Cli& cli);
+int cmd_show(const Cli& cli);
+int cmd_plot(const Cli& cli);
+
+}  // namespace wengert::dsl
