@@ -57,6 +57,15 @@ std::int64_t scaled(std::int64_t count, std::int64_t unit, const Record& r) {
     return out;
 }
 
+// A `mode` field: "min" (smaller is better), "max", or "auto" (none: settled by resolve_monitor).
+std::optional<bool> minimize_of(const Value& mode, Location loc, const char* what) {
+    const std::string text = mode.is<std::string>() ? mode.get<std::string>() : "";
+    if (text == "min") return true;
+    if (text == "max") return false;
+    if (text == "auto") return std::nullopt;
+    throw EvalError(loc, fmt::format("{}: 'mode' must be \"min\", \"max\" or \"auto\", got {}", what, describe(mode)));
+}
+
 }  // namespace
 
 bool is_schedule(const Value& v) { return v.is<std::shared_ptr<Record>>() && v.get<std::shared_ptr<Record>>()->kind == "schedule"; }
@@ -135,11 +144,7 @@ Monitor monitor_from_value(const Value& v, Location loc, const char* setting) {
         const Value& name = r->fields.at("metric");
         if (!name.is<std::string>()) throw EvalError(loc, fmt::format("monitor: 'metric' must be a name, got {}", describe(name)));
         m.name = name.get<std::string>();
-        const Value& mode = r->fields.at("mode");
-        std::string mode_text = mode.is<std::string>() ? mode.get<std::string>() : "";
-        if (mode_text == "min") m.minimize = true;
-        else if (mode_text == "max") m.minimize = false;
-        else if (mode_text != "auto") throw EvalError(loc, fmt::format("monitor: 'mode' must be \"min\", \"max\" or \"auto\", got {}", describe(mode)));
+        m.minimize = minimize_of(r->fields.at("mode"), loc, "monitor");
         const Value& delta = r->fields.at("min_delta");
         if (!delta.is_number() || !(delta.number() >= 0)) {
             throw EvalError(loc, fmt::format("monitor: 'min_delta' must be a non-negative number, got {}", describe(delta)));
@@ -177,11 +182,7 @@ Plateau::Plateau(const Record& r) {
     if (threshold_ < 0) throw EvalError(r.loc, fmt::format("reduce_on_plateau: 'threshold' must not be negative, got {}", threshold_));
     min_lr_ = number_field(r, "min_lr");
     if (min_lr_ < 0) throw EvalError(r.loc, fmt::format("reduce_on_plateau: 'min_lr' must not be negative, got {}", min_lr_));
-    const Value& mode = r.fields.at("mode");
-    std::string mode_text = mode.is<std::string>() ? mode.get<std::string>() : "";
-    if (mode_text == "min") monitor_.minimize = true;
-    else if (mode_text == "max") monitor_.minimize = false;
-    else if (mode_text != "auto") throw EvalError(r.loc, fmt::format("reduce_on_plateau: 'mode' must be \"min\", \"max\" or \"auto\", got {}", describe(mode)));
+    monitor_.minimize = minimize_of(r.fields.at("mode"), r.loc, "reduce_on_plateau");
 }
 
 bool Plateau::step(double value, double base_lr) {

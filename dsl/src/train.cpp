@@ -99,6 +99,13 @@ std::pair<std::int64_t, std::int64_t> share_of(std::int64_t count, int rank, int
     return {rank * base + std::min<std::int64_t>(rank, extra), base + (rank < extra ? 1 : 0)};
 }
 
+// Rank 0's random generator on every process: it always has rows, so it drew for every batch.
+void sync_generator(Communicator& comm) {
+    std::uint64_t state[2] = {default_generator().seed(), default_generator().offset()};
+    comm.broadcast(std::as_writable_bytes(std::span<std::uint64_t>(state, 2)));
+    default_generator().set_state(state[0], state[1]);
+}
+
 // Running means over an epoch, weighted by batch size.
 struct Running {
     std::vector<std::pair<std::string, double>> sums;
@@ -618,12 +625,7 @@ EvalSummary evaluate(Interpreter& in, const std::string& target, const Dataset& 
         take_names(in.run(target, gather_rows(data, std::vector<std::int64_t>{0}), Mode::eval));
     }
     if (comm.size() > 1) {
-        // a process without rows in a batch drew nothing for it: rank 0's generator, which drew for all
-        std::uint64_t state[2] = {default_generator().seed(), default_generator().offset()};
-        comm.broadcast(std::as_writable_bytes(std::span<std::uint64_t>(state, 2)));
-        default_generator().set_state(state[0], state[1]);
-    }
-    if (comm.size() > 1) {
+        sync_generator(comm);   // a process without rows in a batch drew nothing for it
         std::vector<double> sums;
         for (const auto& [name, _] : summary.losses) sums.push_back(run.mean(name) * static_cast<double>(run.examples));
         for (const auto& [name, _] : summary.metrics) sums.push_back(run.mean(name) * static_cast<double>(run.examples));
@@ -1091,10 +1093,7 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
         params.zero_grad();
         ++steps_this_run;
         if (distributed && count < comm.size()) {
-            // a process without rows drew nothing (Note [Per-example streams]): rank 0's generator
-            std::uint64_t state[2] = {default_generator().seed(), default_generator().offset()};
-            comm.broadcast(std::as_writable_bytes(std::span<std::uint64_t>(state, 2)));
-            default_generator().set_state(state[0], state[1]);
+            sync_generator(comm);   // a process without rows drew nothing (Note [Per-example streams])
         }
 
         running.examples += count;
