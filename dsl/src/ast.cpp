@@ -84,4 +84,28 @@ Expr::Expr(Location loc_, Node node_) : loc(loc_), node(std::move(node_)) {
     height = 1 + children.tallest;
 }
 
+void for_each_child(const Expr& e, const std::function<void(const Expr&)>& f) {
+    if (const auto* u = e.as<Unary>()) {
+        f(*u->operand);
+    } else if (const auto* b = e.as<Binary>()) {
+        f(*b->lhs);
+        f(*b->rhs);
+    } else if (const auto* c = e.as<Call>()) {
+        f(*c->callee);
+        for (const auto& a : c->args) f(*a);
+        for (const auto& k : c->kwargs) f(*k.value);
+    } else if (const auto* s = e.as<Slice>()) {
+        for (const ExprPtr* p : {&s->lower, &s->upper, &s->step}) if (*p) f(**p);
+    } else if (const auto* ix = e.as<Index>()) {
+        f(*ix->target);
+        for (const auto& i : ix->indices) f(*i);
+    } else if (const auto* a = e.as<Attribute>()) {
+        f(*a->target);
+    } else if (const auto* t = e.as<Tuple>()) {
+        for (const auto& el : t->elements) f(*el);
+    } else if (const auto* l = e.as<List>()) {
+        for (const auto& el : l->elements) f(*el);
+    }
+}
+
 }  // namespace wengert::dsl

@@ -18,15 +18,7 @@ using Table = std::map<std::string, Value>;
 
 std::shared_ptr<Function> make_builtin(std::string name, std::string doc, std::vector<BuiltinParam> params,
                                        std::function<Value(Interpreter&, CallArgs&)> call) {
-    auto f = std::make_shared<Function>();
-    f->name = std::move(name);
-    f->doc = std::move(doc);
-    for (const auto& p : params) {
-        f->params.push_back(p.name);
-        f->has_default.push_back(p.default_value.has_value());
-    }
-    f->call = std::move(call);
-    return f;
+    return builtin(std::move(name), std::move(doc), params, std::move(call));
 }
 
 // A penalty setting, resolved against the sizes of one attention call.
@@ -165,7 +157,7 @@ void require_positions(const Var& x, std::int64_t max_len, std::int64_t d, const
 void install_attention(Table& t) {
     std::vector<BuiltinParam> pa = {{"q", Value()},       {"k", Value()},           {"v", Value()},      {"mask", Value()},
                                     {"n_heads", Value(1)}, {"dropout", Value(0.0)}, {"penalty", Value()}, {"bias", Value()}};
-    t["pure_attention"] = Value(make_builtin(
+    define_builtin(t, "pure_attention") = Value(make_builtin(
         "pure_attention",
         "pure_attention(n_heads=1, dropout=0.0, penalty=none, bias=none): Trax's PureAttention, (q, k, v, mask) -> (y, mask)", pa,
         [pa](Interpreter& in, CallArgs& args) {
@@ -204,7 +196,7 @@ void install_attention(Table& t) {
 
     std::vector<BuiltinParam> dp = {{"scale", Value(1.0)}, {"width", Value(0.0)}, {"clip", Value(0.0)},
                                     {"align", Value(std::string("top_left"))}, {"on", Value(std::string("logits"))}};
-    t["distance"] = Value(make_builtin(
+    define_builtin(t, "distance") = Value(make_builtin(
         "distance",
         "distance(scale=1, width=0, clip=0, align=\"top_left\", on=\"logits\"): penalise attention on distant positions",
         dp, [dp](Interpreter&, CallArgs& args) {
@@ -219,7 +211,7 @@ void install_attention(Table& t) {
             return Value(r);
         }));
     std::vector<BuiltinParam> ap = {{"causal", Value(false)}};
-    t["alibi"] = Value(make_builtin("alibi", "alibi(causal=false): ALiBi's per-head linear biases", ap, [ap](Interpreter&, CallArgs& args) {
+    define_builtin(t, "alibi") = Value(make_builtin("alibi", "alibi(causal=false): ALiBi's per-head linear biases", ap, [ap](Interpreter&, CallArgs& args) {
         auto r = std::make_shared<Record>();
         r->kind = "penalty";
         r->name = "alibi";
@@ -230,7 +222,7 @@ void install_attention(Table& t) {
     }));
 
     std::vector<BuiltinParam> pe = {{"max_len", std::nullopt}, {"d", std::nullopt}, {"init", Value(std::string("normal"))}};
-    t["positional_embedding"] = Value(make_builtin(
+    define_builtin(t, "positional_embedding") = Value(make_builtin(
         "positional_embedding", "positional_embedding(max_len, d): x (B, L, d) + a learned table[:L]", pe,
         [pe](Interpreter&, CallArgs& args) {
             auto b = bind_builtin("positional_embedding", pe, args);
@@ -244,7 +236,7 @@ void install_attention(Table& t) {
             }));
         }));
     std::vector<BuiltinParam> se = {{"max_len", std::nullopt}, {"d", std::nullopt}};
-    t["sinusoidal_embedding"] = Value(make_builtin(
+    define_builtin(t, "sinusoidal_embedding") = Value(make_builtin(
         "sinusoidal_embedding", "sinusoidal_embedding(max_len, d): x (B, L, d) + sin/cos positions", se,
         [se](Interpreter&, CallArgs& args) {
             auto b = bind_builtin("sinusoidal_embedding", se, args);

@@ -9,8 +9,10 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <stdexcept>
 
 #include "wengert/ops.hpp"
+#include "wengert/optim.hpp"
 #include "wengert/regularizers.hpp"
 #include "wengert/registry.hpp"
 
@@ -18,34 +20,28 @@ namespace wengert::dsl {
 
 // ---------------------------------------------------------------- argument binding
 
+Signature builtin_signature(const std::string& fname, const std::vector<BuiltinParam>& params, std::optional<std::string> rest) {
+    std::vector<std::pair<std::string, std::optional<std::string>>> parts;
+    for (const auto& p : params) parts.emplace_back(p.name, p.default_value ? std::optional(source_text(*p.default_value)) : std::nullopt);
+    return make_signature(fname, parts, std::move(rest));
+}
+
 std::map<std::string, Value> bind_builtin(const std::string& fname, const std::vector<BuiltinParam>& params,
                                           const CallArgs& args) {
+    BoundArgs b = bind_arguments(fname, builtin_signature(fname, params), args);
     std::map<std::string, Value> bound;
-    if (args.positional.size() > params.size()) {
-        throw EvalError(args.positional_locs[params.size()],
-                        fmt::format("{} takes at most {} positional argument{}, got {}", fname, params.size(),
-                                    params.size() == 1 ? "" : "s", args.positional.size()));
-    }
-    for (std::size_t i = 0; i < args.positional.size(); ++i) bound[params[i].name] = args.positional[i];
-    std::vector<std::string> names;
-    for (const auto& p : params) names.push_back(p.name);
-    for (std::size_t k = 0; k < args.keywords.size(); ++k) {
-        const auto& [name, value] = args.keywords[k];
-        if (std::find(names.begin(), names.end(), name) == names.end()) {
-            std::string hint = names.empty() ? "it takes no keywords"
-                                             : fmt::format("it takes {}", fmt::join(names, ", "));
-            throw EvalError(args.keyword_locs[k], fmt::format("{} has no keyword '{}'; {}", fname, name, hint),
-                            closest_names(name, names));
-        }
-        if (bound.count(name)) throw EvalError(args.keyword_locs[k], fmt::format("{}: argument '{}' given twice", fname, name));
-        bound[name] = value;
-    }
-    for (const auto& p : params) {
-        if (bound.count(p.name)) continue;
-        if (!p.default_value) throw EvalError(args.loc, fmt::format("{}: missing argument '{}'", fname, p.name));
-        bound[p.name] = *p.default_value;
-    }
+    for (std::size_t i = 0; i < params.size(); ++i) bound[params[i].name] = b.given(i) ? *b.values[i] : *params[i].default_value;
     return bound;
+}
+
+std::shared_ptr<Function> builtin(std::string name, std::string doc, const std::vector<BuiltinParam>& params,
+                                  std::function<Value(Interpreter&, CallArgs&)> call, std::optional<std::string> rest) {
+    auto f = std::make_shared<Function>();
+    f->signature = builtin_signature(name, params, std::move(rest));
+    f->name = std::move(name);
+    f->doc = std::move(doc);
+    f->call = std::move(call);
+    return f;
 }
 
 Location arg_loc(const CallArgs& args, const std::vector<BuiltinParam>& params, const std::string& name) {
@@ -99,22 +95,20 @@ std::string string_arg(const std::map<std::string, Value>& bound, const std::str
     return v.get<std::string>();
 }
 
+Value& define_builtin(std::map<std::string, Value>& table, const std::string& name) {
+    auto [it, inserted] = table.try_emplace(name);
+    if (!inserted) throw std::logic_error(fmt::format("the builtin '{}' is defined twice (Note [Layers over ops])", name));
+    return it->second;
+}
+
 namespace {
 
 using Table = std::map<std::string, Value>;
 
-std::shared_ptr<Function> make(std::string name, std::string doc, std::function<Value(Interpreter&, CallArgs&)> call) {
-    auto f = std::make_shared<Function>();
-    f->name = std::move(name);
-    f->doc = std::move(doc);
-    f->call = std::move(call);
-    return f;
-}
-
 // A record builtin: binds its keywords and returns Record{kind, name, fields}.
 void record_builtin(Table& t, const std::string& kind, const std::string& name, std::vector<BuiltinParam> params,
                     std::string doc) {
-    t[name] = Value(make(name, std::move(doc), [kind, name, params](Interpreter&, CallArgs& args) {
+    define_builtin(t, name) = Value(builtin(name, std::move(doc), params, [kind, name, params](Interpreter&, CallArgs& args) {
         auto r = std::make_shared<Record>();
         r->kind = kind;
         r->name = name;
@@ -178,35 +172,16 @@ ArgValue to_arg(Interpreter& in, const Value& v, const ArgSpec& spec, const std:
 // An op called without any of its tensor arguments is partially applied: log_softmax(axis = 0)
 // is a layer taking the missing tensors, in order, from the data stack. A bare op name used
 // where a layer is expected (serial(dense(10), relu)) is the same with every default.
-Value call_op(Interpreter& in, const OpSchema& op, CallArgs& args) {
+Value call_op(Interpreter& in, const OpSchema& op, const Signature& sig, CallArgs& args) {
     const auto& specs = op.args;
+    BoundArgs b = bind_arguments(op.name, sig, args, Missing::allowed);
     std::vector<Value> values(specs.size());
     std::vector<bool> given(specs.size(), false);
-    std::vector<Location> locs(specs.size(), args.loc);
-    if (args.positional.size() > specs.size()) {
-        throw EvalError(args.positional_locs[specs.size()],
-                        fmt::format("{} takes at most {} arguments, got {}", op.signature(), specs.size(), args.positional.size()));
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+        if (b.given(i)) values[i] = *b.values[i];
+        given[i] = b.given(i);
     }
-    for (std::size_t i = 0; i < args.positional.size(); ++i) {
-        values[i] = args.positional[i];
-        given[i] = true;
-        locs[i] = args.positional_locs[i];
-    }
-    std::vector<std::string> names;
-    for (const auto& s : specs) names.push_back(s.name);
-    for (std::size_t k = 0; k < args.keywords.size(); ++k) {
-        const auto& [name, value] = args.keywords[k];
-        auto it = std::find(names.begin(), names.end(), name);
-        if (it == names.end()) {
-            throw EvalError(args.keyword_locs[k], fmt::format("{} has no keyword '{}'; it takes {}", op.name, name, op.signature()),
-                            closest_names(name, names));
-        }
-        auto i = static_cast<std::size_t>(it - names.begin());
-        if (given[i]) throw EvalError(args.keyword_locs[k], fmt::format("{}: argument '{}' given twice", op.name, name));
-        values[i] = value;
-        given[i] = true;
-        locs[i] = args.keyword_locs[k];
-    }
+    const std::vector<Location>& locs = b.locs;
     bool any_tensor_given = false, any_tensor_param = false;
     for (std::size_t i = 0; i < specs.size(); ++i) {
         if (specs[i].kind == ArgKind::tensor || specs[i].kind == ArgKind::tensors) {
@@ -221,9 +196,10 @@ Value call_op(Interpreter& in, const OpSchema& op, CallArgs& args) {
             if (specs[i].kind == ArgKind::tensor && !specs[i].default_value) slots.push_back(i);
         }
         const OpSchema* schema = &op;
+        const Signature* signature = &sig;
         Location loc = args.loc;
         return Value(fn_layer(op.name, static_cast<int>(slots.size()), 1,
-                              [&in, schema, values, given, slots, loc](std::span<const Var> xs, LayerContext&, const std::string&) {
+                              [&in, schema, signature, values, given, slots, loc](std::span<const Var> xs, LayerContext&, const std::string&) {
                                   CallArgs inner;
                                   inner.loc = loc;
                                   std::vector<Value> filled = values;
@@ -237,7 +213,7 @@ Value call_op(Interpreter& in, const OpSchema& op, CallArgs& args) {
                                       inner.keywords.emplace_back(schema->args[i].name, filled[i]);
                                       inner.keyword_locs.push_back(loc);
                                   }
-                                  Value out = call_op(in, *schema, inner);
+                                  Value out = call_op(in, *schema, *signature, inner);
                                   return std::vector<Var>{out.get<Var>()};
                               }));
     }
@@ -253,7 +229,7 @@ Value call_op(Interpreter& in, const OpSchema& op, CallArgs& args) {
                 bound[i] = std::string(dtype_name(in.options().dtype));
             }
         } else {
-            throw EvalError(args.loc, fmt::format("{}: missing argument '{}' ({})", op.name, specs[i].name, op.signature()));
+            throw EvalError(args.loc, fmt::format("{}: missing argument '{}': {}", op.name, specs[i].name, sig.text));
         }
     }
     // an op given no tensor makes one from the sizes it was given (Note [Element limit])
@@ -284,38 +260,60 @@ std::optional<CallArgs> settings_first(const OpSchema& op, const CallArgs& args)
     return settings;
 }
 
+// An op's signature: its schema's arguments, shown as the registry shows them.
+Signature op_signature(const OpSchema& op) {
+    Signature sig;
+    for (const auto& a : op.args) sig.params.push_back({a.name, a.default_value.has_value()});
+    sig.text = op.signature();
+    return sig;
+}
+
+// Note [Layers over ops]
+// Every builtin has one name, and defining a name twice is an error (define_builtin). The
+// builtins that take the name of an engine op are listed here, each with where the op goes:
+// three layer constructors named as Keras names its layers (Embedding, Conv2D,
+// LayerNormalization) leave the op another name; pure_attention, which applies the op itself
+// when called on tensors and adds the penalties, leaves it none.
+const std::map<std::string, std::string> kOpsUnderLayers = {
+    {"embedding", "embedding_lookup"},
+    {"conv2d", "conv2d_op"},
+    {"layer_norm", "layer_norm_op"},
+    {"pure_attention", ""},
+};
+
 void install_ops(Table& t) {
     for (const auto& op : registry().all()) {
         const OpSchema* schema = &op;
-        auto f = takes_settings_first(op) ? make(op.name, op.doc, [schema](Interpreter& in, CallArgs& args) {
-            if (auto settings = settings_first(*schema, args)) return call_op(in, *schema, *settings);
-            return call_op(in, *schema, args);
-        }) : make(op.name, op.doc, [schema](Interpreter& in, CallArgs& args) { return call_op(in, *schema, args); });
-        for (const auto& a : op.args) {
-            f->params.push_back(a.name);
-            f->has_default.push_back(a.default_value.has_value());
+        auto f = std::make_shared<Function>();
+        f->name = op.name;
+        f->doc = op.doc;
+        f->signature = op_signature(op);
+        const Signature* sig = &f->signature;   // the function outlives every call of it
+        if (takes_settings_first(op)) {
+            f->call = [schema, sig](Interpreter& in, CallArgs& args) {
+                if (auto settings = settings_first(*schema, args)) return call_op(in, *schema, *sig, *settings);
+                return call_op(in, *schema, *sig, args);
+            };
+        } else {
+            f->call = [schema, sig](Interpreter& in, CallArgs& args) { return call_op(in, *schema, *sig, args); };
         }
-        int tensors = 0;
+    int tensors = 0;
         bool layerable = true;
         for (const auto& a : op.args) {
             if (a.kind == ArgKind::tensor && !a.default_value) ++tensors;
             if (a.kind == ArgKind::tensors) layerable = false;
         }
         f->layer_inputs = layerable && tensors > 0 ? tensors : -1;
-        t[op.name] = Value(f);
+        auto under = kOpsUnderLayers.find(op.name);
+        if (under == kOpsUnderLayers.end()) define_builtin(t, op.name) = Value(f);
+        else if (!under->second.empty()) define_builtin(t, under->second) = Value(f);
     }
-    // The raw lookup op keeps a name of its own: `embedding` is the layer constructor.
-    if (auto it = t.find("embedding"); it != t.end()) t["embedding_lookup"] = it->second;
-    // and `conv2d` is the layer (Keras's Conv2D): the op is conv2d_op
-    if (auto it = t.find("conv2d"); it != t.end()) t["conv2d_op"] = it->second;
 }
 
 // ---------------------------------------------------------------- layers
 
 std::vector<LayerPtr> layers_of(Interpreter& in, const CallArgs& args, const std::string& fname) {
-    if (!args.keywords.empty() && fname != "residual") {
-        throw EvalError(args.keyword_locs[0], fmt::format("{} takes layers only, not keyword '{}'", fname, args.keywords[0].first));
-    }
+    bind_arguments(fname, builtin_signature(fname, {}, "layers..."), args);   // layers only: a keyword is a mistake
     std::vector<LayerPtr> layers;
     for (std::size_t i = 0; i < args.positional.size(); ++i) {
         const Value& v = args.positional[i];
@@ -349,7 +347,7 @@ std::function<Var(Var)> penalty_fn(Interpreter& in, const Value& v, Location loc
 
 // The builtin relu: the only function of that name, since a model cannot redefine a builtin.
 bool is_builtin_relu(const Function& f) {
-    return f.name == "relu" && f.params.size() == 1 && f.layer_inputs == 1;
+    return f.name == "relu" && f.signature.params.size() == 1 && f.layer_inputs == 1;
 }
 
 std::function<Var(Var)> activation_fn(Interpreter& in, const Value& v, Location loc, const std::string& layer_name) {
@@ -400,10 +398,10 @@ KernelLayerOptions kernel_layer_options(Interpreter& in, std::map<std::string, V
     return o;
 }
 
-void install_layers(Table& t) {
+void install_kernel_layers(Table& t) {
     std::vector<BuiltinParam> dense_params = {{"n_units", std::nullopt}};
     dense_params.insert(dense_params.end(), kernel_layer_params.begin(), kernel_layer_params.end());
-    t["dense"] = Value(make("dense", "dense(n_units): y = x @ w + b over the last axis", [dense_params](Interpreter& in, CallArgs& args) {
+    define_builtin(t, "dense") = Value(builtin("dense", "dense(n_units): y = x @ w + b over the last axis", dense_params, [dense_params](Interpreter& in, CallArgs& args) {
         auto b = bind_builtin("dense", dense_params, args);
         DenseOptions o = kernel_layer_options(in, b, args, dense_params, "dense");
         std::int64_t n = integer_arg(b, "dense", "n_units", args);
@@ -415,7 +413,7 @@ void install_layers(Table& t) {
                                              {"padding", Value(std::string("valid"))}, {"dilation", Value(std::int64_t{1})},
                                              {"groups", Value(std::int64_t{1})}};
     conv_params.insert(conv_params.end(), kernel_layer_params.begin(), kernel_layer_params.end());
-    t["conv2d"] = Value(make("conv2d", "conv2d(filters, kernel_size): Keras's Conv2D over NHWC images", [conv_params](Interpreter& in, CallArgs& args) {
+    define_builtin(t, "conv2d") = Value(builtin("conv2d", "conv2d(filters, kernel_size): Keras's Conv2D over NHWC images", conv_params, [conv_params](Interpreter& in, CallArgs& args) {
         auto b = bind_builtin("conv2d", conv_params, args);
         Conv2dLayerOptions o;
         static_cast<KernelLayerOptions&>(o) = kernel_layer_options(in, b, args, conv_params, "conv2d");
@@ -447,10 +445,12 @@ void install_layers(Table& t) {
         }
         return Value(conv2d_layer(filters, kernel_h, kernel_w, o));
     }));
+}
 
+void install_table_layers(Table& t) {
     std::vector<BuiltinParam> emb_params = {{"vocab", std::nullopt}, {"d", std::nullopt}, {"init", Value(std::string("normal"))},
                                             {"trainable", Value(true)}};
-    t["embedding"] = Value(make("embedding", "embedding(vocab, d): ids (...) -> (..., d)", [emb_params](Interpreter&, CallArgs& args) {
+    define_builtin(t, "embedding") = Value(builtin("embedding", "embedding(vocab, d): ids (...) -> (..., d)", emb_params, [emb_params](Interpreter&, CallArgs& args) {
         auto b = bind_builtin("embedding", emb_params, args);
         return Value(embedding_layer(integer_arg(b, "embedding", "vocab", args), integer_arg(b, "embedding", "d", args),
                                      init_from_value(b["init"], arg_loc(args, emb_params, "init")),
@@ -458,7 +458,7 @@ void install_layers(Table& t) {
     }));
 
     std::vector<BuiltinParam> ln_params = {{"eps", Value(1e-6)}, {"trainable", Value(true)}};
-    auto ln = make("layer_norm", "layer_norm(eps=1e-6): a layer normalising the last axis, with learned gamma and beta",
+    auto ln = builtin("layer_norm", "layer_norm(eps=1e-6): a layer normalising the last axis, with learned gamma and beta", ln_params,
                    [ln_params](Interpreter& in, CallArgs& args) {
                        if (args.positional.empty() || !args.positional[0].is<Var>()) {
                            auto b = bind_builtin("layer_norm", ln_params, args);
@@ -476,17 +476,20 @@ void install_layers(Table& t) {
                                       apply);
                    });
     ln->layer_factory = true;
-    t["layer_norm"] = Value(ln);
+    define_builtin(t, "layer_norm") = Value(ln);
+}
 
+void install_combinators(Table& t) {
     auto combinator = [&](const std::string& name, LayerPtr (*f)(std::vector<LayerPtr>), const char* doc) {
-        t[name] = Value(make(name, doc, [name, f](Interpreter& in, CallArgs& args) { return Value(f(layers_of(in, args, name))); }));
+        define_builtin(t, name) = Value(builtin(name, doc, {}, [name, f](Interpreter& in, CallArgs& args) { return Value(f(layers_of(in, args, name))); },
+                                "layers..."));
     };
     combinator("serial", &serial, "serial(layers...): each layer takes its inputs from the top of the data stack");
     combinator("parallel", &parallel, "parallel(layers...): layers side by side over consecutive inputs");
     combinator("branch", &branch, "branch(layers...): every layer sees copies of the same top inputs");
 
     std::vector<BuiltinParam> sel_params = {{"indices", std::nullopt}, {"n_in", Value()}};
-    t["select"] = Value(make("select", "select(indices, n_in): copies and reorders stack items", [sel_params](Interpreter&, CallArgs& args) {
+    define_builtin(t, "select") = Value(builtin("select", "select(indices, n_in): copies and reorders stack items", sel_params, [sel_params](Interpreter&, CallArgs& args) {
         auto b = bind_builtin("select", sel_params, args);
         const Value& iv = b["indices"];
         if (!iv.is<std::shared_ptr<TupleValue>>()) {
@@ -509,30 +512,28 @@ void install_layers(Table& t) {
         return Value(select(indices, n_in));
     }));
 
-    t["residual"] = Value(make("residual", "residual(layers..., shortcut=none): x + layers(x)", [](Interpreter& in, CallArgs& args) {
+    const std::vector<BuiltinParam> res_params = {{"shortcut", Value()}};
+    auto res = builtin("residual", "residual(layers..., shortcut=none): x + layers(x)", res_params, nullptr, "layers...");
+    res->call = [sig = res->signature](Interpreter& in, CallArgs& args) {
+        BoundArgs b = bind_arguments("residual", sig, args);
         LayerPtr shortcut;
-        for (std::size_t k = 0; k < args.keywords.size(); ++k) {
-            if (args.keywords[k].first != "shortcut") {
-                throw EvalError(args.keyword_locs[k], fmt::format("residual has no keyword '{}'; it takes shortcut", args.keywords[k].first),
-                                closest_names(args.keywords[k].first, {"shortcut"}));
-            }
-            if (!args.keywords[k].second.is_none()) shortcut = in.as_layer(args.keywords[k].second, args.keyword_locs[k]);
-        }
+        if (b.given(0) && !b.values[0]->is_none()) shortcut = in.as_layer(*b.values[0], b.locs[0]);
         std::vector<LayerPtr> layers;
         for (std::size_t i = 0; i < args.positional.size(); ++i) layers.push_back(in.as_layer(args.positional[i], args.positional_locs[i]));
         if (layers.empty()) throw EvalError(args.loc, "residual needs at least one layer");
         return Value(residual(std::move(layers), shortcut));
-    }));
+    };
+    define_builtin(t, "residual") = Value(res);
 
     // dup, swap, ...: `swap` and `swap()` are the layer; `swap(a, b)` applies it
     auto stack_layer = [&](const std::string& name, LayerPtr (*f)(), const char* doc) {
-        auto fn = make(name, doc, [name, f](Interpreter& in, CallArgs& args) {
+        auto fn = builtin(name, doc, {}, [name, f](Interpreter& in, CallArgs& args) {
             if (!args.positional.empty() && args.keywords.empty()) return in.call(Value(f()), args);
             bind_builtin(name, {}, args);
             return Value(f());
-        });
+        }, "");
         fn->layer_factory = true;
-        t[name] = Value(fn);
+        define_builtin(t, name) = Value(fn);
     };
     stack_layer("dup", &dup, "dup: x -> (x, x)");
     stack_layer("swap", &swap, "swap: (a, b) -> (b, a)");
@@ -546,16 +547,15 @@ void install_layers(Table& t) {
 void install_regularizers(Table& t) {
     // Keras: l1(a) = a * sum|x|; l2(a) = a * sum x^2 (no 1/2); l1_l2 both; defaults 0.01.
     auto reg = [&](const std::string& name, std::vector<BuiltinParam> params, const char* doc) {
-        t[name] = Value(make(name, doc, [name, params](Interpreter&, CallArgs& args) {
+        define_builtin(t, name) = Value(builtin(name, doc, params, [name, params](Interpreter&, CallArgs& args) {
             auto b = bind_builtin(name, params, args);
             Regularizer reg = name == "l1"   ? wengert::l1(number_arg(b, name, "l1", args))
                               : name == "l2" ? wengert::l2(number_arg(b, name, "l2", args))
                                              : wengert::l1_l2(number_arg(b, name, "l1", args), number_arg(b, name, "l2", args));
-            auto penalty = make(reg.name, "a penalty on one tensor", [reg](Interpreter& in, CallArgs& a) {
-                if (a.positional.size() != 1 || !a.keywords.empty()) {
-                    throw EvalError(a.loc, fmt::format("the penalty {} takes one tensor", reg.name));
-                }
-                return Value(reg(in.as_tensor(a.positional[0], a.positional_locs[0], reg.name.c_str())));
+            static const std::vector<BuiltinParam> penalty_params = {{"x", std::nullopt}};
+            auto penalty = builtin(reg.name, "a penalty on one tensor", penalty_params, [reg](Interpreter& in, CallArgs& a) {
+                BoundArgs x = bind_arguments(reg.name, builtin_signature(reg.name, penalty_params), a);
+                return Value(reg(in.as_tensor(*x.values[0], x.locs[0], reg.name.c_str())));
             });
             penalty->layer_inputs = 1;
             return Value(penalty);
@@ -566,7 +566,7 @@ void install_regularizers(Table& t) {
     reg("l1_l2", {{"l1", Value(0.01)}, {"l2", Value(0.01)}}, "l1_l2(l1=0.01, l2=0.01): both terms, as Keras");
 
     std::vector<BuiltinParam> acc_params = {{"logits", std::nullopt}, {"labels", std::nullopt}};
-    t["accuracy"] = Value(make("accuracy", "accuracy(logits, labels): the fraction whose argmax is the label",
+    define_builtin(t, "accuracy") = Value(builtin("accuracy", "accuracy(logits, labels): the fraction whose argmax is the label", acc_params,
                                [acc_params](Interpreter& in, CallArgs& args) {
                                    auto b = bind_builtin("accuracy", acc_params, args);
                                    Var logits = in.as_tensor(b["logits"], arg_loc(args, acc_params, "logits"), "accuracy");
@@ -579,15 +579,24 @@ void install_regularizers(Table& t) {
 // ---------------------------------------------------------------- records
 
 void install_records(Table& t) {
+    // the defaults are the engine's (optim.hpp), written once
+    const SGDOptions sgd;
     record_builtin(t, "optimizer", "sgd",
-                   {{"lr", Value(0.01)}, {"momentum", Value(0.0)}, {"nesterov", Value(false)}, {"weight_decay", Value(0.0)}},
-                   "sgd(lr=0.01, momentum=0, nesterov=false, weight_decay=0): PyTorch's SGD");
+                   {{"lr", Value(sgd.lr)}, {"momentum", Value(sgd.momentum)}, {"nesterov", Value(sgd.nesterov)}, {"weight_decay", Value(sgd.weight_decay)}},
+                   "PyTorch's SGD");
+    const AdamOptions adam;
     record_builtin(t, "optimizer", "adam",
-                   {{"lr", Value(1e-3)}, {"beta1", Value(0.9)}, {"beta2", Value(0.999)}, {"eps", Value(1e-8)}, {"weight_decay", Value(0.0)}},
-                   "adam(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0): PyTorch's Adam");
+                   {{"lr", Value(adam.lr)}, {"beta1", Value(adam.beta1)}, {"beta2", Value(adam.beta2)}, {"eps", Value(adam.eps)},
+                    {"weight_decay", Value(adam.weight_decay)}},
+                   "PyTorch's Adam");
+    const AdamWOptions adamw;
     record_builtin(t, "optimizer", "adamw",
-                   {{"lr", Value(1e-3)}, {"beta1", Value(0.9)}, {"beta2", Value(0.999)}, {"eps", Value(1e-8)}, {"weight_decay", Value(1e-2)}},
-                   "adamw(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01): PyTorch's AdamW");
+                   {{"lr", Value(adamw.lr)}, {"beta1", Value(adamw.beta1)}, {"beta2", Value(adamw.beta2)}, {"eps", Value(adamw.eps)},
+                    {"weight_decay", Value(adamw.weight_decay)}},
+                   "PyTorch's AdamW");
+}
+
+void install_schedules(Table& t) {
     const Value by_step(std::string("step"));
     record_builtin(t, "schedule", "constant_lr", {}, "constant_lr(): the base value throughout");
     record_builtin(t, "schedule", "step_lr", {{"step_size", std::nullopt}, {"gamma", Value(0.1)}, {"by", by_step}},
@@ -598,8 +607,8 @@ void install_records(Table& t) {
                    "warmup(steps, then=constant_lr(), by=\"step\"|\"epoch\"): linear warm-up, then another schedule");
     record_builtin(t, "schedule", "piecewise", {{"boundaries", std::nullopt}, {"values", std::nullopt}, {"by", by_step}},
                    "piecewise(boundaries, values, by=\"step\"|\"epoch\"): base * values[i] from boundary i-1 to boundary i");
-    record_builtin(t, "schedule", "linear", {{"start", Value(1.0)}, {"end", Value(0.0)}, {"steps", Value()}, {"by", by_step}},
-                   "linear(start=1, end=0, steps=all steps, by=\"step\"|\"epoch\"): base * (start -> end), then end");
+    record_builtin(t, "schedule", "linear_lr", {{"start", Value(1.0)}, {"end", Value(0.0)}, {"steps", Value()}, {"by", by_step}},
+                   "linear_lr(start=1, end=0, steps=all steps, by=\"step\"|\"epoch\"): base * (start -> end), then end");
     record_builtin(t, "schedule", "exponential", {{"gamma", std::nullopt}, {"every", Value(1)}, {"by", by_step}},
                    "exponential(gamma, every=1, by=\"step\"|\"epoch\"): base * gamma^floor(step / every)");
     record_builtin(t, "schedule", "reduce_on_plateau",
@@ -619,6 +628,9 @@ void install_records(Table& t) {
                     {"beta1", Value()}, {"beta2", Value()}, {"constraint", Value()}},
                    "group(params, lr, lr_scale, weight_decay, momentum, beta1, beta2, constraint): optimizer settings for the "
                    "parameters whose names match params (a pattern or a list of them)");
+}
+
+void install_data_records(Table& t) {
     record_builtin(t, "dataset", "fashion_mnist",
                    {{"split", Value(std::string("train"))}, {"layout", Value(std::string("flat"))}, {"dir", Value()},
                     {"label_noise", Value(0.0)}, {"noise", Value(std::string("pairs"))}, {"noise_seed", Value(std::int64_t{1})}},
@@ -644,10 +656,10 @@ void install_records(Table& t) {
     // Note [Label noise] in data.cpp: the flip matrix of the noise a dataset's labels carry,
     // T[j, i] = p(noisy label j | true label i), so a learned noise layer can be scored against it.
     std::vector<BuiltinParam> noise_params = {{"data", std::nullopt}, {"noise", Value()}, {"classes", Value(10)}};
-    t["label_noise_matrix"] = Value(make(
+    define_builtin(t, "label_noise_matrix") = Value(builtin(
         "label_noise_matrix",
         "label_noise_matrix(data | rate, noise=\"pairs\"|\"uniform\", classes=10): T[j, i] = p(noisy j | true i) of a "
-        "dataset's label noise (fashion_mnist(label_noise = ...)) or of a rate and kind",
+        "dataset's label noise (fashion_mnist(label_noise = ...)) or of a rate and kind", noise_params,
         [noise_params](Interpreter& in, CallArgs& args) {
             auto b = bind_builtin("label_noise_matrix", noise_params, args);
             const Value& data = b["data"];
@@ -689,8 +701,9 @@ void install_records(Table& t) {
             return Value(Tape::current().input(Tensor::from_doubles(m, Shape{k, k}, in.options().dtype)));
         }));
 
-    t["shape"] = Value(make("shape", "shape(x): the extents of x as a tuple", [](Interpreter& in, CallArgs& args) {
-        auto b = bind_builtin("shape", {{"x", std::nullopt}}, args);
+    static const std::vector<BuiltinParam> shape_params = {{"x", std::nullopt}};
+    define_builtin(t, "shape") = Value(builtin("shape", "shape(x): the extents of x as a tuple", shape_params, [](Interpreter& in, CallArgs& args) {
+        auto b = bind_builtin("shape", shape_params, args);
         Var x = in.as_tensor(b["x"], args.loc, "shape");
         TupleValue out;
         for (auto d : x.shape()) out.push_back(Value(d));
@@ -702,9 +715,13 @@ void install_records(Table& t) {
 
 void install_builtins(Table& table) {
     install_ops(table);
-    install_layers(table);
+    install_kernel_layers(table);
+    install_table_layers(table);
+    install_combinators(table);
     install_regularizers(table);
     install_records(table);
+    install_schedules(table);
+    install_data_records(table);
     install_attention(table);
     install_sampling(table);
 }

@@ -9,10 +9,14 @@
 #include "wengert/dsl/interpreter.hpp"
 #include "wengert/dsl/value.hpp"
 #include "wengert/params.hpp"
+#include "binder.hpp"
 
 namespace wengert::dsl {
 
 void install_builtins(std::map<std::string, Value>& table);
+// The slot of a new builtin `name`; a name already defined is a logic_error, so that no builtin
+// replaces another unseen (Note [Layers over ops] in builtins.cpp).
+Value& define_builtin(std::map<std::string, Value>& table, const std::string& name);
 // attention_builtins.cpp: pure_attention as a layer, distance(), alibi(), positional embeddings.
 void install_attention(std::map<std::string, Value>& table);
 // sample_builtins.cpp: sampler(), what `wengert sample` reads (Note [Samplers]).
@@ -29,9 +33,18 @@ struct BuiltinParam {
     std::optional<Value> default_value;
 };
 
-// Binds a call's arguments to a builtin's parameters: positional first, then keywords.
-// Unknown keywords (with "did you mean"), duplicates, missing and surplus arguments are
-// EvalErrors at the offending argument.
+// A builtin's signature (Note [Signatures] in value.hpp); `rest` as make_signature's.
+Signature builtin_signature(const std::string& fname, const std::vector<BuiltinParam>& params,
+                            std::optional<std::string> rest = std::nullopt);
+
+// A builtin function value: its signature made from `params`, so that calls of it are checked
+// before anything runs, and `call`, which binds its arguments with bind_builtin.
+std::shared_ptr<Function> builtin(std::string name, std::string doc, const std::vector<BuiltinParam>& params,
+                                  std::function<Value(Interpreter&, CallArgs&)> call,
+                                  std::optional<std::string> rest = std::nullopt);
+
+// Binds a call's arguments to a builtin's parameters with the one binder (binder.hpp), each
+// left out its default.
 std::map<std::string, Value> bind_builtin(const std::string& fname, const std::vector<BuiltinParam>& params,
                                           const CallArgs& args);
 

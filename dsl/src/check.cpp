@@ -22,26 +22,7 @@ namespace {
 
 void collect_integers(const Expr& e, std::set<std::int64_t>& out) {
     if (const auto* n = e.as<IntegerLiteral>()) out.insert(n->value);
-    else if (const auto* u = e.as<Unary>()) collect_integers(*u->operand, out);
-    else if (const auto* b = e.as<Binary>()) {
-        collect_integers(*b->lhs, out);
-        collect_integers(*b->rhs, out);
-    } else if (const auto* c = e.as<Call>()) {
-        collect_integers(*c->callee, out);
-        for (const auto& a : c->args) collect_integers(*a, out);
-        for (const auto& k : c->kwargs) collect_integers(*k.value, out);
-    } else if (const auto* s = e.as<Slice>()) {
-        for (const ExprPtr* p : {&s->lower, &s->upper, &s->step}) if (*p) collect_integers(**p, out);
-    } else if (const auto* ix = e.as<Index>()) {
-        collect_integers(*ix->target, out);
-        for (const auto& i : ix->indices) collect_integers(*i, out);
-    } else if (const auto* a = e.as<Attribute>()) {
-        collect_integers(*a->target, out);
-    } else if (const auto* t = e.as<Tuple>()) {
-        for (const auto& el : t->elements) collect_integers(*el, out);
-    } else if (const auto* l = e.as<List>()) {
-        for (const auto& el : l->elements) collect_integers(*el, out);
-    }
+    for_each_child(e, [&](const Expr& child) { collect_integers(child, out); });
 }
 
 std::set<std::int64_t> model_integers(const Interpreter& in) {
@@ -237,7 +218,11 @@ void warn_unreached(Interpreter& in, const std::string& name, const RunResult& r
 
 }  // namespace
 
-CheckReport check_model(Interpreter& in, std::optional<std::string> function) {
+namespace {
+
+// The functions `wengert check` runs: the one asked for, else the train block's, else every
+// function whose parameters are all annotated.
+std::vector<std::string> check_targets(Interpreter& in, const std::optional<std::string>& function) {
     std::vector<std::string> targets;
     if (function) targets.push_back(*function);
     else if (const TrainBlock* tb = in.train_block()) targets.push_back(tb->target);
@@ -249,81 +234,76 @@ CheckReport check_model(Interpreter& in, std::optional<std::string> function) {
             }
         }
     }
-    CheckReport rep;
-    const TrainBlock* train = in.train_block();
-    std::string values_table, params_table;
-    const std::set<std::int64_t> used = model_integers(in);
-    for (const auto& name : targets) {
-        const FunctionDef& def = require_function(in, name);
-        auto sizes = symbolic_sizes(used, def);
-        std::map<std::string, std::int64_t> size_map(sizes.begin(), sizes.end());
-        auto filter = [sizes](const std::string& s) { return symbolic_text(s, sizes); };
-        std::vector<Tensor> inputs;
-        try {
-            inputs = inputs_for(in, def, size_map, in.options().seed, false);
-        } catch (const EvalError& e) {
-            in.sink().error(e.loc, filter(e.what()));
-            continue;   // nothing ran, so there are no values to list
-        } catch (const Error& e) {
-            in.sink().error(def.params.empty() ? Location{} : def.params[0].loc, filter(e.what()));
-            continue;
-        }
-        in.set_message_filter(filter);
-        in.set_check_mode(true);
-        std::size_t errors_before = in.sink().error_count();
-        for (Parameter* p : in.params().all()) p->grad = Tensor();
-        Tape tape;   // recording, so that warn_unreached can follow the objective back
-        RunResult result;
-        try {
-            result = in.run(name, inputs, Mode::train);
-        } catch (const EvalError& e) {
-            auto& d = in.sink().error(e.loc, filter(e.what()));
-            d.suggestions = e.suggestions;
-            d.notes = e.notes;
-        } catch (const Error& e) {
-            in.sink().error(def.params.empty() ? Location{} : def.params[0].loc, filter(e.what()));
-        }
-        in.set_check_mode(false);
-        in.set_message_filter(nullptr);
-        if (in.sink().error_count() == errors_before) warn_unreached(in, name, result, tape);
-        if (train && train->target == name && result.losses.empty() && in.sink().error_count() == errors_before) {
-            for (const auto& d : in.main_module().decls) {
-                if (d.as<TrainBlock>() == train) {
-                    in.sink().error(d.loc, fmt::format("train: '{}' defines no loss to train: add a `loss name = ...` statement", name));
-                }
+    return targets;
+}
+
+// Runs one function on inputs made from its annotations, reporting what fails, and returns
+// its table of named values with symbolic sizes.
+std::string check_function(Interpreter& in, const std::string& name, const std::set<std::int64_t>& used, const TrainBlock* train) {
+    std::string table;
+    const FunctionDef& def = require_function(in, name);
+    auto sizes = symbolic_sizes(used, def);
+    std::map<std::string, std::int64_t> size_map(sizes.begin(), sizes.end());
+    auto filter = [sizes](const std::string& s) { return symbolic_text(s, sizes); };
+    std::vector<Tensor> inputs;
+    try {
+        inputs = inputs_for(in, def, size_map, in.options().seed, false);
+    } catch (const EvalError& e) {
+        in.sink().report(e, filter);
+        return table;   // nothing ran, so there are no values to list
+    } catch (const Error& e) {
+        in.sink().error(def.params.empty() ? Location{} : def.params[0].loc, filter(e.what()));
+        return table;
+    }
+    in.set_message_filter(filter);
+    in.set_check_mode(true);
+    std::size_t errors_before = in.sink().error_count();
+    for (Parameter* p : in.params().all()) p->grad = Tensor();
+    Tape tape;   // recording, so that warn_unreached can follow the objective back
+    RunResult result;
+    try {
+        result = in.run(name, inputs, Mode::train);
+    } catch (const EvalError& e) {
+        in.sink().report(e, filter);
+    } catch (const Error& e) {
+        in.sink().error(def.params.empty() ? Location{} : def.params[0].loc, filter(e.what()));
+    }
+    in.set_check_mode(false);
+    in.set_message_filter(nullptr);
+    if (in.sink().error_count() == errors_before) warn_unreached(in, name, result, tape);
+    if (train && train->target == name && result.losses.empty() && in.sink().error_count() == errors_before) {
+        for (const auto& d : in.main_module().decls) {
+            if (d.as<TrainBlock>() == train) {
+                in.sink().error(d.loc, fmt::format("train: '{}' defines no loss to train: add a `loss name = ...` statement", name));
             }
         }
-        std::vector<std::array<std::string, 3>> rows;
-        for (const auto& nv : in.named_values()) {
-            std::string shape = "-", dtype = kind_name(nv.value);
-            if (nv.value.is<Var>()) {
-                shape = symbolic_text(nv.value.get<Var>().shape().str(), sizes);
-                dtype = dtype_name(nv.value.get<Var>().dtype());
-            } else if (nv.value.is<LayerPtr>()) {
-                dtype = fmt::format("layer {}", nv.value.get<LayerPtr>()->kind());
-            }
-            rows.push_back({nv.path, shape, dtype});
-        }
-        for (const auto& [loss, v] : result.losses) rows.push_back({"loss " + loss, "[]", dtype_name(v.dtype())});
-        for (const auto& [metric, v] : result.metrics) rows.push_back({"metric " + metric, "[]", dtype_name(v.dtype())});
-        std::size_t width = 32, shape_width = 20;
-        for (const auto& r : rows) {
-            width = std::max(width, r[0].size());
-            shape_width = std::max(shape_width, r[1].size());
-        }
-        values_table += fmt::format("{}\n  {:<{}} {:<{}} {}\n", name, "value", width, "shape", shape_width, "dtype");
-        for (const auto& r : rows) values_table += fmt::format("  {:<{}} {:<{}} {}\n", r[0], width, r[1], shape_width, r[2]);
     }
-    TrainSettings settings = check_train_block(in);
-    in.params().freeze(settings.freeze);
-    // the patterns name the train target's parameters: only a check that ran it has them all
-    if (train && std::find(targets.begin(), targets.end(), train->target) != targets.end()) {
-        try {
-            check_freeze_patterns(in, settings);
-        } catch (const EvalError& e) {
-            in.sink().error(e.loc, e.what()).suggestions = e.suggestions;
+    std::vector<std::array<std::string, 3>> rows;
+    for (const auto& nv : in.named_values()) {
+        std::string shape = "-", dtype = kind_name(nv.value);
+        if (nv.value.is<Var>()) {
+            shape = symbolic_text(nv.value.get<Var>().shape().str(), sizes);
+            dtype = dtype_name(nv.value.get<Var>().dtype());
+        } else if (nv.value.is<LayerPtr>()) {
+            dtype = fmt::format("layer {}", nv.value.get<LayerPtr>()->kind());
         }
+        rows.push_back({nv.path, shape, dtype});
     }
+    for (const auto& [loss, v] : result.losses) rows.push_back({"loss " + loss, "[]", dtype_name(v.dtype())});
+    for (const auto& [metric, v] : result.metrics) rows.push_back({"metric " + metric, "[]", dtype_name(v.dtype())});
+    std::size_t width = 32, shape_width = 20;
+    for (const auto& r : rows) {
+        width = std::max(width, r[0].size());
+        shape_width = std::max(shape_width, r[1].size());
+    }
+    table += fmt::format("{}\n  {:<{}} {:<{}} {}\n", name, "value", width, "shape", shape_width, "dtype");
+    for (const auto& r : rows) table += fmt::format("  {:<{}} {:<{}} {}\n", r[0], width, r[1], shape_width, r[2]);
+    return table;
+}
+
+// The parameters grouped by layer, with counts and shapes (Keras's summary), counted into `rep`.
+std::string params_table(Interpreter& in, CheckReport& rep) {
+    std::string params_table;
     // parameters grouped by layer: the name up to its last dot
     std::vector<std::pair<std::string, std::vector<const Parameter*>>> layers;
     for (const Parameter* p : std::as_const(in.params()).all()) {
@@ -357,7 +337,29 @@ CheckReport check_model(Interpreter& in, std::optional<std::string> function) {
         params_table += fmt::format("  {:<{}} {:>12}\n", "trainable", width, group_thousands(rep.total_params - frozen_total));
         params_table += fmt::format("  {:<{}} {:>12}\n", "frozen", width, group_thousands(frozen_total));
     }
-    rep.table = values_table + "\n" + params_table;
+    return params_table;
+}
+
+}  // namespace
+
+CheckReport check_model(Interpreter& in, std::optional<std::string> function) {
+    std::vector<std::string> targets = check_targets(in, function);
+    CheckReport rep;
+    const TrainBlock* train = in.train_block();
+    const std::set<std::int64_t> used = model_integers(in);
+    std::string values_table;
+    for (const auto& name : targets) values_table += check_function(in, name, used, train);
+    TrainSettings settings = check_train_block(in);
+    in.params().freeze(settings.freeze);
+    // the patterns name the train target's parameters: only a check that ran it has them all
+    if (train && std::find(targets.begin(), targets.end(), train->target) != targets.end()) {
+        try {
+            check_freeze_patterns(in, settings);
+        } catch (const EvalError& e) {
+            in.sink().report(e);
+        }
+    }
+    rep.table = values_table + "\n" + params_table(in, rep);
     return rep;
 }
 

@@ -132,6 +132,13 @@ Diagnostic& DiagnosticSink::error(Location loc, std::string message) {
     return report(Diagnostic{Severity::error, loc, std::move(message), {}, {}});
 }
 
+Diagnostic& DiagnosticSink::report(const EvalError& e, const MessageFilter& filter) {
+    std::string message = filter ? filter(e.what()) : std::string(e.what());
+    auto [it, first] = evaluated_.try_emplace({e.loc.file, e.loc.line, e.loc.column, message}, diagnostics_.size());
+    if (!first) return diagnostics_[it->second];
+    return report(Diagnostic{Severity::error, e.loc, std::move(message), e.notes, e.suggestions});
+}
+
 std::size_t DiagnosticSink::error_count() const {
     return static_cast<std::size_t>(std::count_if(diagnostics_.begin(), diagnostics_.end(),
                                                   [](const Diagnostic& d) { return d.severity == Severity::error; }));

@@ -20,13 +20,7 @@ namespace wengert::dsl {
 void install_sampling(std::map<std::string, Value>& t) {
     std::vector<BuiltinParam> sp = {{"decode", std::nullopt}, {"image", std::nullopt}, {"range", Value(TupleValue{Value(0), Value(1)})},
                                     {"encode", Value()}};
-    auto f = std::make_shared<Function>();
-    f->name = "sampler";
-    f->doc = "sampler(decode, image, range=(0, 1), encode=none): how `wengert sample` decodes codes into images";
-    for (const auto& p : sp) {
-        f->params.push_back(p.name);
-        f->has_default.push_back(p.default_value.has_value());
-    }
+    auto f = builtin("sampler", "sampler(decode, image, range=(0, 1), encode=none): how `wengert sample` decodes codes into images", sp, nullptr);
     f->call = [sp](Interpreter&, CallArgs& args) {
         auto b = bind_builtin("sampler", sp, args);
         auto def_name = [&](const char* key) {
@@ -72,7 +66,7 @@ void install_sampling(std::map<std::string, Value>& t) {
         r->fields["range"] = b["range"];
         return Value(r);
     };
-    t["sampler"] = Value(f);
+    define_builtin(t, "sampler") = Value(f);
 }
 
 }  // namespace wengert::dsl

@@ -81,7 +81,7 @@ Schedule make_schedule(const Record* r, std::int64_t total_steps, std::int64_t p
             std::int64_t t_max = r->fields.at("t_max").is_none() ? total_steps : scaled(positive_field(*r, "t_max"), u, *r);
             return cosine_lr(t_max, number_field(*r, "min_lr"));
         }
-        if (r->name == "linear") {
+        if (r->name == "linear_lr") {
             std::int64_t steps = r->fields.at("steps").is_none() ? total_steps : scaled(positive_field(*r, "steps"), u, *r);
             return linear_lr(number_field(*r, "start"), number_field(*r, "end"), steps);
         }

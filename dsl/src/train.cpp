@@ -331,9 +331,7 @@ TrainSettings check_train_block(Interpreter& in) {
         try {
             apply_setting(in, kw, s);
         } catch (const EvalError& e) {
-            auto& d = in.sink().error(e.loc, e.what());
-            d.suggestions = e.suggestions;
-            d.notes = e.notes;
+            in.sink().report(e);
         } catch (const Error& e) {
             in.sink().error(kw.value->loc, e.what());
         }
@@ -342,7 +340,7 @@ TrainSettings check_train_block(Interpreter& in) {
         make_optimizer(s, std::nullopt, train_block_loc(in));
         make_schedule(s.schedule.get(), 1, 1);
     } catch (const EvalError& e) {
-        in.sink().error(e.loc, e.what());
+        in.sink().report(e);
     }
     bool has_data = std::any_of(block->settings.begin(), block->settings.end(), [](const KeywordArg& kw) { return kw.name == "data"; });
     if (!has_data) in.sink().error(train_block_loc(in), fmt::format("train {}: the block names no data (add `data = ...`)", block->target));

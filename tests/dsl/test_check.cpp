@@ -57,10 +57,16 @@ std::vector<std::string> rendered_lines(const DiagnosticSink& sink, const fs::pa
 
 // What `wengert check` does, in process. The interpreter owns the source files the
 // diagnostics point into, so it lives as long as they are read.
+InterpreterOptions checking_options() {
+    InterpreterOptions o = test_interpreter_options();
+    o.check = true;
+    return o;
+}
+
 struct Checked {
     DiagnosticSink sink;
     ParamStore params;
-    Interpreter in{sink, params, test_interpreter_options()};
+    Interpreter in{sink, params, checking_options()};
     CheckReport report;
 };
 

@@ -92,7 +92,7 @@ TEST_CASE("schedule records give their value at a step, in steps or epochs", "[d
     CHECK(schedule_value(p, {0, 3, 30}) == 1.0);
     CHECK(schedule_value(p, {5, 3, 30}) == 1.0);
     CHECK(schedule_value(p, {6, 3, 30}) == 0.25);
-    Record l = record("linear", {{"start", Value(1.0)}, {"end", Value(0.0)}, {"steps", Value()}, {"by", Value(std::string("step"))}});
+    Record l = record("linear_lr", {{"start", Value(1.0)}, {"end", Value(0.0)}, {"steps", Value()}, {"by", Value(std::string("step"))}});
     CHECK(schedule_value(l, {15, 3, 30}) == Approx(0.5));   // over all the run's steps
     Record e = record("exponential", {{"gamma", Value(0.5)}, {"every", Value(1)}, {"by", by_epoch}});
     CHECK(schedule_value(e, {7, 3, 30}) == 0.25);

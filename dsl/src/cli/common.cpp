@@ -52,9 +52,7 @@ void print_diagnostics(const DiagnosticSink& sink) {
 
 void report(const EvalError& e) {
     DiagnosticSink sink;
-    auto& d = sink.error(e.loc, e.what());
-    d.suggestions = e.suggestions;
-    d.notes = e.notes;
+    sink.report(e);
     print_diagnostics(sink);
 }
 

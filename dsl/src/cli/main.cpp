@@ -254,7 +254,9 @@ void parse_cli(int argc, char** argv, Cli& cli) {
 // ------------------------------------------------------------------ commands
 
 int cmd_check(const Cli& cli) {
-    return with_model(cli, interpreter_options(cli), [&](Interpreter& in, ParamStore&, DiagnosticSink& sink) {
+    InterpreterOptions options = interpreter_options(cli);
+    options.check = true;
+    return with_model(cli, options, [&](Interpreter& in, ParamStore&, DiagnosticSink& sink) {
         CheckReport rep = check_model(in, cli.has("function") ? std::optional(cli.get("function")) : std::nullopt);
         print_diagnostics(sink);   // warnings too
         if (sink.has_errors()) return kExitModel;

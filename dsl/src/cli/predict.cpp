@@ -14,7 +14,7 @@ namespace wengert::dsl {
 namespace {
 
 // The arrays of `path` as the arguments of `def`, by name; an argument the file does not hold
-// is absent (an undefined tensor: Note [Absent inputs] in interpreter.cpp).
+// is absent (an undefined tensor: Note [Absent inputs] in interpreter_impl.hpp).
 std::vector<Tensor> named_inputs(const FunctionDef& def, const std::string& path) {
     NamedTensors arrays = load_npz(path);
     std::vector<std::string> names;

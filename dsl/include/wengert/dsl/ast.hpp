@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -111,6 +112,11 @@ struct Expr {
 };
 
 inline constexpr int max_expression_height = 256;
+
+// Calls f on each direct child of e, in source order (a call's callee, then its arguments and
+// keyword values). The one walk over an expression's children: static name resolution and
+// `wengert check`'s literal sizes recurse through it.
+void for_each_child(const Expr& e, const std::function<void(const Expr&)>& f);
 
 // One entry of a shape annotation: a fixed size or a symbolic one (B, T, d_model).
 struct Dim {

@@ -2,6 +2,10 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
+#include <map>
+#include <tuple>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -48,6 +52,21 @@ std::string format_diagnostic(const Diagnostic& diagnostic);
 // Only the first line of format_diagnostic, without the line break.
 std::string format_headline(const Diagnostic& diagnostic);
 
+// An error while evaluating, at a place in the source, thrown where it is found and turned
+// into a diagnostic (DiagnosticSink::report) where it is caught: the CLI formats it like a
+// compiler's.
+class EvalError : public std::runtime_error {
+public:
+    EvalError(Location loc, const std::string& message, std::vector<std::string> suggestions = {})
+        : std::runtime_error(message), loc(loc), suggestions(std::move(suggestions)) {}
+    Location loc;
+    std::vector<std::string> suggestions;
+    std::vector<Note> notes;
+};
+
+// Rewrites a message before it is reported (`wengert check` prints sizes symbolically).
+using MessageFilter = std::function<std::string(const std::string&)>;
+
 // Collects diagnostics in the order they are reported.
 class DiagnosticSink {
 public:
@@ -55,6 +74,10 @@ public:
     // suggestions right away.
     Diagnostic& report(Diagnostic diagnostic);
     Diagnostic& error(Location loc, std::string message);
+    // The one conversion of an EvalError: its place, its message (through `filter` when
+    // given), its suggestions and notes. The same error at the same place is reported once
+    // (`wengert check` meets a call the static check reported when it runs the model).
+    Diagnostic& report(const EvalError& e, const MessageFilter& filter = {});
 
     const std::vector<Diagnostic>& diagnostics() const { return diagnostics_; }
     std::size_t error_count() const;
@@ -71,6 +94,8 @@ public:
 
 private:
     std::vector<Diagnostic> diagnostics_;
+    // where each EvalError was reported: (file, line, column, message) -> its diagnostic
+    std::map<std::tuple<const SourceFile*, int, int, std::string>, std::size_t> evaluated_;
 };
 
 // The candidates closest to `name` by edit distance (insertions, deletions, substitutions

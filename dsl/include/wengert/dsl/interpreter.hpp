@@ -30,16 +30,6 @@
 
 namespace wengert::dsl {
 
-// An error while evaluating, at a place in the source. The CLI formats it like a compiler.
-class EvalError : public std::runtime_error {
-public:
-    EvalError(Location loc, const std::string& message, std::vector<std::string> suggestions = {})
-        : std::runtime_error(message), loc(loc), suggestions(std::move(suggestions)) {}
-    Location loc;
-    std::vector<std::string> suggestions;
-    std::vector<Note> notes;
-};
-
 // Note [Element limit] in the language: a tensor whose size the model gives (a creation op's
 // result, zeros(n) or alibi_bias(h, lq, lk); a parameter; an input `check` makes from an
 // annotation) has at most kMaxElements elements, 2^28 (1 GiB of f32): a larger one is an error
@@ -52,6 +42,11 @@ struct InterpreterOptions {
     DType dtype = DType::f32;
     // Where `import name` finds the standard library; empty means the built-in default.
     std::string stdlib_dir;
+    // Loading for `wengert check`: a call whose arguments do not fit its callee's signature
+    // (Note [Signatures]) is reported and does not stop the load, since the check's run meets
+    // the same call, skips its statement and goes on to find the other errors. Any other
+    // error before running (a name that does not resolve) still stops it.
+    bool check = false;
 };
 
 // Where training is, for schedules used as numbers in a model function (Note [Schedules] in
@@ -95,7 +90,7 @@ public:
     // Every loaded module: the main file first, then imports and the standard library.
     std::vector<const Module*> modules() const;
     // Rewrites every error message reported in check mode (the check's symbolic sizes).
-    void set_message_filter(std::function<std::string(const std::string&)> filter);
+    void set_message_filter(MessageFilter filter);
     const FunctionDef* find_function(const std::string& name) const;
     // The train block of the main file (the first, if several); null when it has none.
     const TrainBlock* train_block() const;

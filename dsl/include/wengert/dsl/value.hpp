@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -50,6 +51,9 @@ struct Value {
     double number() const { return is<double>() ? get<double>() : static_cast<double>(get<std::int64_t>()); }
 };
 
+// How a value is written in the language, for signatures: none, true, 3, 0.001, "x", (0, 1).
+std::string source_text(const Value& value);
+
 // "tensor f32 [B, 256]", "integer 3", "string \"x\"", "layer dense", ... for messages.
 std::string describe(const Value& value);
 // The kind alone: "tensor", "number", "layer", "function", ...
@@ -73,11 +77,29 @@ struct CallArgs {
 
 class Interpreter;
 
+// Note [Signatures]
+// Every callable value (an engine op, a builtin, a layer constructor, a model's `def` or
+// `layer`) carries its signature: its parameters in order, which are required, and each
+// default as text. One binder (dsl/src/binder.hpp) matches a call's arguments to it when the
+// call runs, and checks a call as written before anything runs, with the same words for the
+// same mistake: too many arguments, an unknown keyword (with "did you mean"), an argument
+// given twice, a missing one. A variadic signature (serial(layers...)) takes any number of
+// positional arguments; its keywords are still checked.
+struct Signature {
+    struct Param {
+        std::string name;
+        bool has_default = false;   // else required
+    };
+    std::vector<Param> params;
+    bool variadic = false;
+    std::string text;   // "softmax(x, axis=-1)", "serial(layers...)": what messages show
+
+    std::vector<std::string> names() const;
+};
+
 struct Function {
     std::string name;
-    // Parameter names in order, and which have defaults (for arity checks and layers).
-    std::vector<std::string> params;
-    std::vector<bool> has_default;
+    Signature signature;
     std::string doc;
     std::function<Value(Interpreter&, CallArgs&)> call;
     // When a function is used where a layer is expected (serial(dense(10), relu)), the number
@@ -88,7 +110,7 @@ struct Function {
     // and its result is the layer.
     bool layer_factory = false;
     // A `def` of a loaded file (not a builtin): it may be passed an absent argument
-    // (Note [Absent inputs] in interpreter.cpp).
+    // (Note [Absent inputs] in dsl/src/interpreter_impl.hpp).
     bool is_def = false;
 };
 
