@@ -22,13 +22,6 @@
 #include "wengert/ops.hpp"
 #include "wengert/random.hpp"
 
-#ifndef WENGERT_STDLIB_DIR
-#define WENGERT_STDLIB_DIR ""
-#endif
-#ifndef WENGERT_STDLIB_INSTALL_DIR
-#define WENGERT_STDLIB_INSTALL_DIR ""
-#endif
-
 namespace wengert::dsl {
 
 namespace fs = std::filesystem;
@@ -45,7 +38,6 @@ public:
 private:
     F f_;
 };
-
 
 // A `layer name(...) = expr` definition, applied: behaves as its body's layer, under its own
 // kind so paths read "y.attention_qkv.parallel.dense_0". A body that is a layer with a path

@@ -2,6 +2,13 @@
 // declared once (Interpreter::load_file, load_source, finish_load).
 #include "interpreter_impl.hpp"
 
+#ifndef WENGERT_STDLIB_DIR
+#define WENGERT_STDLIB_DIR ""
+#endif
+#ifndef WENGERT_STDLIB_INSTALL_DIR
+#define WENGERT_STDLIB_INSTALL_DIR ""
+#endif
+
 namespace wengert::dsl {
 
 bool Interpreter::Impl::load(const std::string& path_name, const std::string* text, Location import_loc) {
