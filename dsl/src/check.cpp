@@ -239,39 +239,106 @@ std::vector<std::string> check_targets(Interpreter& in, const std::optional<std:
 
 // Runs one function on inputs made from its annotations, reporting what fails, and returns
 // its table of named values with symbolic sizes.
-std::string check_function(Interpreter& in, const std::string& name, const std::set<std::int64_t>& used, const TrainBlock* train) {
-    std::string table;
-    const FunctionDef& def = require_function(in, name);
-    auto sizes = symbolic_sizes(used, def);
+// One check run of a function with the stand-ins `sizes`: what it reports goes to the sink;
+// true when it reported nothing. `ran` is false when its inputs could not be made.
+bool check_run(Interpreter& in, const FunctionDef& def, const std::vector<std::pair<std::string, std::int64_t>>& sizes,
+               RunResult& result, bool& ran) {
     std::map<std::string, std::int64_t> size_map(sizes.begin(), sizes.end());
     auto filter = [sizes](const std::string& s) { return symbolic_text(s, sizes); };
+    const Location at = def.params.empty() ? Location{} : def.params[0].loc;
+    const std::size_t errors_before = in.sink().error_count();
+    ran = false;
     std::vector<Tensor> inputs;
     try {
         inputs = inputs_for(in, def, size_map, in.options().seed, false);
     } catch (const EvalError& e) {
         in.sink().report(e, filter);
-        return table;   // nothing ran, so there are no values to list
+        return false;
     } catch (const Error& e) {
-        in.sink().error(def.params.empty() ? Location{} : def.params[0].loc, filter(e.what()));
-        return table;
+        in.sink().error(at, filter(e.what()));
+        return false;
     }
     in.set_message_filter(filter);
     in.set_check_mode(true);
-    std::size_t errors_before = in.sink().error_count();
     for (Parameter* p : in.params().all()) p->grad = Tensor();
-    Tape tape;   // recording, so that warn_unreached can follow the objective back
-    RunResult result;
+    ran = true;
     try {
-        result = in.run(name, inputs, Mode::train);
+        result = in.run(def.name, inputs, Mode::train);
     } catch (const EvalError& e) {
         in.sink().report(e, filter);
     } catch (const Error& e) {
-        in.sink().error(def.params.empty() ? Location{} : def.params[0].loc, filter(e.what()));
+        in.sink().error(at, filter(e.what()));
     }
     in.set_check_mode(false);
     in.set_message_filter(nullptr);
-    if (in.sink().error_count() == errors_before) warn_unreached(in, name, result, tape);
-    if (train && train->target == name && result.losses.empty() && in.sink().error_count() == errors_before) {
+    return in.sink().error_count() == errors_before;
+}
+
+// Note [Bounded sequence lengths]
+// A symbolic size besides B (a sequence length T) may be bounded by the model: a
+// positional_embedding(16, d) takes at most 16 positions, and T's stand-in (37 or more) is
+// beyond it. When a run with the usual stand-ins fails and the function has such sizes, the
+// check runs it again with them the smaller primes that divide no literal of the model (31,
+// 29, ... 3), largest first, and keeps the first run that reports nothing; when none does,
+// the errors of the run that got furthest stand (a mistake after the positional embedding is
+// then reported, not hidden behind the bound). B keeps its stand-in, so sizes still print as
+// expressions.
+std::vector<std::vector<std::pair<std::string, std::int64_t>>> smaller_stand_ins(
+    const std::vector<std::pair<std::string, std::int64_t>>& sizes, const std::set<std::int64_t>& used) {
+    std::vector<std::int64_t> primes;
+    for (std::int64_t n = 31; n >= 3; --n) {
+        bool prime = true;
+        for (std::int64_t k = 2; k * k <= n; ++k) if (n % k == 0) prime = false;
+        if (prime && std::none_of(used.begin(), used.end(), [n](std::int64_t u) { return u != 0 && u % n == 0; })) primes.push_back(n);
+    }
+    std::vector<std::vector<std::pair<std::string, std::int64_t>>> out;
+    const std::size_t others = sizes.size() - 1;   // every size but B
+    for (std::size_t first = 0; others > 0 && first + others <= primes.size(); ++first) {
+        auto trial = sizes;
+        for (std::size_t i = 0; i < others; ++i) trial[i + 1].second = primes[first + i];
+        out.push_back(std::move(trial));
+    }
+    return out;
+}
+
+// Runs one function on inputs made from its annotations, reporting what fails, and returns
+// its table of named values with symbolic sizes.
+std::string check_function(Interpreter& in, const std::string& name, const std::set<std::int64_t>& used, const TrainBlock* train) {
+    const FunctionDef& def = require_function(in, name);
+    auto sizes = symbolic_sizes(used, def);
+    const std::size_t errors_before = in.sink().error_count();
+    auto tape = std::make_unique<Tape>();   // recording, so that warn_unreached can follow the objective back
+    RunResult result;
+    bool ran = false;
+    bool clean = check_run(in, def, sizes, result, ran);
+    // Note [Bounded sequence lengths]: tried again with smaller stand-ins; when no trial is
+    // clean, the run that got furthest (computed the most named values; the first on a tie)
+    // runs once more, so that its errors and values are what the check shows
+    if (!clean) {
+        auto best = sizes;
+        std::size_t furthest = in.named_values().size();
+        auto rerun = [&](const std::vector<std::pair<std::string, std::int64_t>>& trial) {
+            in.sink().discard_from(errors_before);
+            tape.reset();   // the one before is current no more
+            tape = std::make_unique<Tape>();
+            result = RunResult{};
+            clean = check_run(in, def, trial, result, ran);
+            sizes = trial;
+        };
+        for (const auto& trial : smaller_stand_ins(sizes, used)) {
+            rerun(trial);
+            if (clean) break;
+            if (in.named_values().size() > furthest) {
+                furthest = in.named_values().size();
+                best = trial;
+            }
+        }
+        if (!clean && sizes != best) rerun(best);
+    }
+    std::string table;
+    if (!ran) return table;   // nothing ran, so there are no values to list
+    if (clean) warn_unreached(in, name, result, *tape);
+    if (train && train->target == name && result.losses.empty() && clean) {
         for (const auto& d : in.main_module().decls) {
             if (d.as<TrainBlock>() == train) {
                 in.sink().error(d.loc, fmt::format("train: '{}' defines no loss to train: add a `loss name = ...` statement", name));

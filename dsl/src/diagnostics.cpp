@@ -139,6 +139,12 @@ Diagnostic& DiagnosticSink::report(const EvalError& e, const MessageFilter& filt
     return report(Diagnostic{Severity::error, e.loc, std::move(message), e.notes, e.suggestions});
 }
 
+void DiagnosticSink::discard_from(std::size_t count) {
+    if (count >= diagnostics_.size()) return;
+    diagnostics_.resize(count);
+    std::erase_if(evaluated_, [count](const auto& entry) { return entry.second >= count; });
+}
+
 std::size_t DiagnosticSink::error_count() const {
     return static_cast<std::size_t>(std::count_if(diagnostics_.begin(), diagnostics_.end(),
                                                   [](const Diagnostic& d) { return d.severity == Severity::error; }));

@@ -279,6 +279,43 @@ def f(x: f32[B, 16, 64], t: f32[B, T, 74]) {
     CHECK(table_row(c.report.table, "wide") == "wide [B, T, 74] f32");
 }
 
+TEST_CASE("a symbolic sequence length works with positional_embedding (Note [Bounded sequence lengths])", "[dsl][check]") {
+    const std::string model = R"(
+def seq(x: i64[B, T], y: i64[B, T]) {
+    h = embedding(10, 8)(x)
+    p = positional_embedding(MAX, 8)(h)
+    logits = OUT
+    loss ce = cross_entropy(logits, y)
+    return logits
+}
+)";
+    auto text = [&](const std::string& max, const std::string& out) {
+        std::string t = model;
+        t.replace(t.find("MAX"), 3, max);
+        t.replace(t.find("OUT"), 3, out);
+        return t;
+    };
+    SECTION("T fits under the table's 16 positions: the check passes, printing T") {
+        Checked c;
+        check_text(c, "m.wg", text("16", "dense(10)(p)"));
+        REQUIRE(!c.sink.has_errors());
+        CHECK(table_row(c.report.table, "p") == "p [B, T, 8] f32");
+        CHECK(table_row(c.report.table, "logits") == "logits [B, T, 10] f32");
+    }
+    SECTION("a table of 2 positions allows no stand-in: the bound is the error") {
+        Checked c;
+        check_text(c, "m.wg", text("2", "dense(10)(p)"));
+        REQUIRE(c.sink.error_count() == 1);
+        CHECK(c.sink.diagnostics()[0].message.find("length T exceeds max_len 2") != std::string::npos);
+    }
+    SECTION("a mistake after the embedding is reported, not hidden behind the bound") {
+        Checked c;
+        check_text(c, "m.wg", text("16", "p @ ones((3, 10))"));
+        REQUIRE(c.sink.error_count() == 1);
+        CHECK(c.sink.diagnostics()[0].message == "matmul: inner dimensions differ: [B, T, 8] x [3, 10] (8 vs 3)");
+    }
+}
+
 TEST_CASE("'did you mean' is worked out only for the diagnostics that are printed", "[dsl][check]") {
     // 10k unknown names took 17 s: each searched every name in scope. Now the first 50, which
     // format_all prints, carry suggestions and the rest none.

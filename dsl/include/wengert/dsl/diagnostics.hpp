@@ -81,6 +81,8 @@ public:
 
     const std::vector<Diagnostic>& diagnostics() const { return diagnostics_; }
     std::size_t error_count() const;
+    // Drops every diagnostic reported since there were `count` (a trial that is tried again).
+    void discard_from(std::size_t count);
     bool has_errors() const { return error_count() > 0; }
 
     // Every diagnostic, formatted, in order: the first kMaxShownDiagnostics, then a line saying
