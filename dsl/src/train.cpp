@@ -583,6 +583,18 @@ void flush_log(std::ofstream& log, const std::string& path) {
 
 }  // namespace
 
+void create_params(Interpreter& in, const std::string& target, const std::vector<Tensor>& inputs, Mode mode) {
+    Tape tape;
+    NoGrad no_grad;
+    in.run(target, inputs, mode);
+}
+
+void create_params(Interpreter& in, const std::string& target, const Dataset& data, std::int64_t batch) {
+    std::vector<std::int64_t> rows(static_cast<std::size_t>(std::min(batch, data.size())));
+    std::iota(rows.begin(), rows.end(), 0);
+    create_params(in, target, gather_rows(data, rows), Mode::eval);
+}
+
 EvalSummary evaluate(Interpreter& in, const std::string& target, const Dataset& data, std::int64_t batch) {
     EvalSummary summary;
     Running run;
@@ -736,17 +748,9 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
     Running running;
     manual_seed(s.seed);
 
-    // a first pass creates the model's parameters, to match a checkpoint's or freeze patterns against
-    auto create_params = [&] {
-        std::vector<std::int64_t> rows(static_cast<std::size_t>(std::min(s.batch, n)));
-        std::iota(rows.begin(), rows.end(), 0);
-        Tape tape;
-        NoGrad no_grad;
-        in.run(s.target, gather_rows(data, rows), Mode::eval);
-    };
     params.freeze(s.freeze);
     if (distributed || !s.freeze.empty() || !s.groups.empty() || overrides.init) {
-        create_params();
+        create_params(in, s.target, data, s.batch);
         if (!s.freeze.empty()) check_freeze_patterns(in, s);
         if (!s.groups.empty()) check_group_patterns(in, s);
         if (overrides.init && lead) warm_start(params, *overrides.init, overrides.init_partial);   // then broadcast
@@ -825,7 +829,7 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
                                                     ck.info.step, ck.info.epoch, per_epoch));
         }
         if (!ck.info.run_id.empty()) run_id = ck.info.run_id;
-        create_params();
+        create_params(in, s.target, data, s.batch);
         assign_params(params, ck.params, ck.params_path);
         optimizer_path = ck.optimizer_path;
         try {
@@ -865,7 +869,7 @@ int train(Interpreter& in, const std::string& model_path, const std::string& mod
             state = Json::parse(text);
             if (state.at("target").as_string() != s.target) {
                 s.target = state.at("target").as_string();
-                create_params();
+                create_params(in, s.target, data, s.batch);
             }
             start_step = state.at("start_step").as_int();
             default_generator().set_state(std::stoull(state.at("rng_seed").as_string()), std::stoull(state.at("rng_offset").as_string()));

@@ -91,6 +91,12 @@ TrainSettings read_train_settings(Interpreter& in, const TrainOverrides& overrid
 TrainSettings check_train_block(Interpreter& in);
 
 
+// Runs `target` once without a tape, so that the model creates its parameters, to be matched
+// against a checkpoint's, a file's or freeze patterns.
+void create_params(Interpreter& in, const std::string& target, const std::vector<Tensor>& inputs, Mode mode);
+// The same on the first `batch` rows of `data` (all of them when it has fewer), in eval mode.
+void create_params(Interpreter& in, const std::string& target, const Dataset& data, std::int64_t batch);
+
 struct EvalSummary {
     std::vector<std::pair<std::string, double>> losses;    // means over examples
     std::vector<std::pair<std::string, double>> metrics;

@@ -15,6 +15,7 @@
 
 #include "wengert/dsl/interpreter.hpp"
 #include "../checkpoint.hpp"
+#include "../train.hpp"   // create_params
 #include "wengert/io.hpp"
 
 namespace wengert::dsl {
@@ -68,9 +69,6 @@ template <class Body> int with_model(const Cli& cli, const InterpreterOptions& o
     });
 }
 
-// Runs `fname` once without a tape, so that the model creates its parameters and a file of
-// values can be matched against them.
-void create_params(Interpreter& in, const std::string& fname, const std::vector<Tensor>& inputs, Mode mode);
 InterpreterOptions interpreter_options(const Cli& cli, DType default_dtype = DType::f32);
 // The function a command runs: --function, else the train block's target, else the only def.
 std::string target_function(const Interpreter& in, const Cli& cli);

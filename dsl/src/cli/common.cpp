@@ -58,12 +58,6 @@ void report(const EvalError& e) {
     print_diagnostics(sink);
 }
 
-void create_params(Interpreter& in, const std::string& fname, const std::vector<Tensor>& inputs, Mode mode) {
-    Tape tape;
-    NoGrad no_grad;
-    in.run(fname, inputs, mode);
-}
-
 InterpreterOptions interpreter_options(const Cli& cli, DType default_dtype) {
     InterpreterOptions o;
     o.dtype = cli.has("dtype") ? parse_dtype(cli.get("dtype"), "--dtype") : default_dtype;

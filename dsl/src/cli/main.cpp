@@ -15,7 +15,6 @@
 #include <fstream>
 #include <iostream>
 #include <map>
-#include <numeric>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -328,9 +327,7 @@ int cmd_eval(const Cli& cli) {
         std::optional<Dataset> eval_data = s.eval_data ? std::optional(load_dataset(*s.eval_data, data)) : companion_eval_dataset(*s.data, data);
         if (!eval_data) throw UsageError("eval: the train block has no eval_data and its data has no test split");
         std::int64_t batch = cli.integer("batch").value_or(s.batch);
-        std::vector<std::int64_t> rows(static_cast<std::size_t>(std::min(batch, eval_data->size())));
-        std::iota(rows.begin(), rows.end(), 0);
-        create_params(in, s.target, gather_rows(*eval_data, rows), Mode::eval);
+        create_params(in, s.target, *eval_data, batch);
         assign_params(params, ck.params, ck.params_path);
         // schedules used as numbers take the checkpoint's step (Note [Schedules])
         in.set_progress(TrainingProgress{ck.info.step, std::max<std::int64_t>(1, ck.info.steps_per_epoch),
