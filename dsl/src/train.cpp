@@ -422,15 +422,19 @@ ParamGroup group_of_record(const Record& r) {
     return g;
 }
 
+// A train block without an optimizer trains with adam(): the engine's defaults (AdamOptions).
+std::unique_ptr<Optimizer> default_optimizer(std::optional<double> lr) {
+    AdamOptions o;
+    if (lr) o.lr = *lr;
+    return std::make_unique<Adam>(o);
+}
+
 }  // namespace
 
 std::unique_ptr<Optimizer> make_optimizer(const TrainSettings& s, std::optional<double> lr, Location fallback) {
-    static const auto default_opt = std::make_shared<Record>(Record{"optimizer", "adam",
-                                                                    {{"lr", Value(1e-3)}, {"beta1", Value(0.9)}, {"beta2", Value(0.999)},
-                                                                     {"eps", Value(1e-8)}, {"weight_decay", Value(0.0)}}, {}});
     std::unique_ptr<Optimizer> opt;
     try {
-        opt = optimizer_of(s.optimizer ? *s.optimizer : *default_opt, lr);
+        opt = s.optimizer ? optimizer_of(*s.optimizer, lr) : default_optimizer(lr);
     } catch (const EvalError&) {
         throw;
     } catch (const Error& e) {   // a value the engine rejects (lr < 0, beta1 >= 1)
