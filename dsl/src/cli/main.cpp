@@ -298,7 +298,10 @@ int cmd_train(const Cli& cli) {
         DataOptions data;
         data.dtype = options.dtype;
         if (cli.has("data")) data.data_dir = cli.get("data");
-        return reporting_model_errors([&] { return train(trained, cli.file, read_text(cli.file), s, o, data); });
+        return reporting_model_errors([&] {
+            train(trained, cli.file, read_text(cli.file), s, o, data);
+            return 0;
+        });
     });
 }
 
@@ -430,7 +433,7 @@ void print_version() {
 
 }  // namespace
 
-// Note [Data-parallel training] in dsl/src/train.cpp: under mpirun every process runs this
+// Note [Data-parallel training] in dsl/src/trainer.cpp: under mpirun every process runs this
 // command; rank 0 speaks. The others keep their standard output to themselves and their
 // standard error in a file, which they print (each line marked with the rank) only when they
 // fail, before the failure ends every process.
