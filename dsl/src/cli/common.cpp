@@ -5,8 +5,11 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <new>
 #include <sstream>
+#include <stdexcept>
 
 #include "wengert/io.hpp"
 
@@ -33,6 +36,46 @@ std::optional<double> Cli::number(const std::string& k) const {
         return v;
     } catch (const std::exception&) {
         throw UsageError(fmt::format("--{} expects a number, got '{}'", k, get(k)));
+    }
+}
+
+int exit_code_for(std::exception_ptr failure, const std::string& command) {
+    try {
+        std::rethrow_exception(failure);
+    } catch (const UsageError& e) {
+        fmt::print(stderr, "wengert: {}\n(run `wengert {}--help` for usage)\n", e.what(), command.empty() ? "" : command + " ");
+        return kExitUsage;
+    } catch (const EvalError& e) {
+        // the commands report model errors themselves, while their source is alive
+        fmt::print(stderr, "wengert: error: {}\n", e.what());
+        return kExitModel;
+    } catch (const FolderInUse& e) {
+        fmt::print(stderr, "wengert: error: {}\n", e.what());
+        return kExitCantCreate;
+    } catch (const IOError& e) {
+        fmt::print(stderr, "wengert: error: {}\n", e.what());
+        return kExitIO;
+    } catch (const wengert::Error& e) {
+        fmt::print(stderr, "wengert: error: {}\n", e.what());
+        return kExitModel;
+    } catch (const OutOfMemory& e) {
+        // Note [Resources are I/O errors]: the machine's limits (memory, files it cannot
+        // read) exit 74 like a full disk, never 70: nothing in wengert went wrong
+        fmt::print(stderr, "wengert: error: {}\n", e.what());
+        return kExitIO;
+    } catch (const std::bad_alloc&) {
+        fmt::print(stderr, "wengert: error: out of memory\n");
+        return kExitIO;
+    } catch (const std::length_error& e) {
+        // a container asked for more than it can hold: a size no memory has
+        fmt::print(stderr, "wengert: error: out of memory: {}\n", e.what());
+        return kExitIO;
+    } catch (const std::filesystem::filesystem_error& e) {
+        fmt::print(stderr, "wengert: error: {}: {}\n", e.path1().string(), e.code().message());
+        return kExitIO;
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "wengert: internal error: {}\n", e.what());
+        return kExitInternal;
     }
 }
 
