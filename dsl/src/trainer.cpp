@@ -442,8 +442,8 @@ void Trainer::resume() {
 }
 
 // The checkpoint's run must be this one: the same model (Note [Resuming a changed file]),
-// dtype, function (the checkpoint's, unless --function says another), seed, batch, optimizer
-// and steps per epoch.
+// dtype, seed, batch, optimizer and steps per epoch, and the same function (without
+// --function, the run trains the checkpoint's).
 void Trainer::check_resumable(const LoadedCheckpoint& ck) {
     const CheckpointInfo& info = ck.info;
     if (info.model_hash != hash_) {   // Note [Resuming a changed file]
