@@ -1,5 +1,5 @@
 #!/bin/sh
-# Data-parallel training (Note [Data-parallel training] in dsl/src/train.cpp): examples per
+# Data-parallel training (Note [Data-parallel training] in dsl/src/trainer.cpp): examples per
 # second of `wengert train MODEL --steps STEPS` for models/mlp_actreg.wg, models/vae.wg and
 # models/sort_attention.wg as one process with one thread, and as two processes with one thread
 # each under mpirun, over shared memory (Open MPI's default, vader) and over TCP loopback

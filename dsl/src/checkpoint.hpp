@@ -36,7 +36,7 @@ struct CheckpointInfo {
     std::string model;            // the model file's path as given
     std::string model_hash;       // of the model's source text
     // The model's declarations as S-expressions, one per line, without the train settings
-    // that only say how long and where to train (Note [Resuming a changed file] in train.cpp):
+    // that only say how long and where to train (Note [Resuming a changed file] in trainer.cpp):
     // what a resumed run compares when the text changed. Empty in older checkpoints.
     std::string model_structure;
     std::int64_t step = 0;        // optimizer steps taken

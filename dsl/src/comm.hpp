@@ -1,4 +1,4 @@
-// Internal: the processes of a data-parallel run (Note [Data-parallel training] in train.cpp),
+// Internal: the processes of a data-parallel run (Note [Data-parallel training] in trainer.cpp),
 // behind the few operations the trainer needs: Open MPI when wengert is built with it and
 // launched by mpirun, else one process, where every operation is a no-op. The engine knows
 // nothing of it.

@@ -1,5 +1,5 @@
 // Internal: summing the parameters' gradients across the processes of a data-parallel run, in
-// buckets, while the backward pass goes on (Note [Data-parallel training] in train.cpp).
+// buckets, while the backward pass goes on (Note [Data-parallel training] in trainer.cpp).
 #pragma once
 
 #include <cstdint>

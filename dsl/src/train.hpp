@@ -1,4 +1,5 @@
-// Internal: training and evaluation loops for the CLI.
+// Internal: the train block's settings, and training and evaluation for the CLI (the loops are
+// in trainer.cpp, what a run says in reporter.cpp).
 #pragma once
 
 #include <cstdint>
@@ -80,7 +81,11 @@ struct TrainOverrides {
     bool init_partial = false;                   // --init-partial: load what matches, say the rest
 };
 
-// The model's declarations as a resumed run compares them (Note [Resuming a changed file]).
+// Where errors about the train block as a whole point: the block (the file's start without one).
+Location train_block_loc(const Interpreter& in);
+
+// The model's declarations as a resumed run compares them (Note [Resuming a changed file] in
+// trainer.cpp).
 std::string model_structure(const Interpreter& in);
 
 // Reads the model's train block (EvalError at a bad or unknown setting).
@@ -90,6 +95,12 @@ TrainSettings read_train_settings(Interpreter& in, const TrainOverrides& overrid
 // without reading data: for `wengert check`. Returns the settings it could read.
 TrainSettings check_train_block(Interpreter& in);
 
+
+// Runs `target` once without a tape, so that the model creates its parameters, to be matched
+// against a checkpoint's, a file's or freeze patterns.
+void create_params(Interpreter& in, const std::string& target, const std::vector<Tensor>& inputs, Mode mode);
+// The same on the first `batch` rows of `data` (all of them when it has fewer), in eval mode.
+void create_params(Interpreter& in, const std::string& target, const Dataset& data, std::int64_t batch);
 
 struct EvalSummary {
     std::vector<std::pair<std::string, double>> losses;    // means over examples
@@ -101,9 +112,8 @@ struct EvalSummary {
 // Runs the target over a dataset in eval mode, without gradients, batch by batch in order.
 EvalSummary evaluate(Interpreter& in, const std::string& target, const Dataset& data, std::int64_t batch);
 
-// Trains as the settings say; returns the process exit code. `model_path` and `model_text`
-// identify the model in checkpoints.
-int train(Interpreter& in, const std::string& model_path, const std::string& model_text, const TrainSettings& settings,
-          const TrainOverrides& overrides, const DataOptions& data_options);
+// Trains as the settings say. `model_path` and `model_text` identify the model in checkpoints.
+void train(Interpreter& in, const std::string& model_path, const std::string& model_text, const TrainSettings& settings,
+           const TrainOverrides& overrides, const DataOptions& data_options);
 
 }  // namespace wengert::dsl

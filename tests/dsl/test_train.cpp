@@ -1027,3 +1027,30 @@ TEST_CASE("train --init starts from saved parameters; --init-partial says what i
     CHECK(run_wengert({"train", first.string(), "--init", (tmp.path / "a").string(), "--resume", "--checkpoint", (tmp.path / "a").string()})
               .exit_code == 64);
 }
+
+TEST_CASE("a train block without an optimizer trains as one that says adam()", "[dsl][train][cli]") {
+    // the default is the engine's AdamOptions, adam() the language's record: the same numbers
+    TempDir tmp;
+    const fs::path data = tmp.path / "data.npz";
+    write_dataset(data, 20, 4, 3, 5);
+    const std::string said = dropout_model(data), line = "    optimizer = adam(lr = 0.01)\n";
+    REQUIRE(said.find(line) != std::string::npos);
+    std::string unsaid = said, plain = said;
+    unsaid.erase(unsaid.find(line), line.size());
+    plain.replace(plain.find(line), line.size(), "    optimizer = adam()\n");
+    write_text(tmp.path / "unsaid.wg", unsaid);
+    write_text(tmp.path / "adam.wg", plain);
+    for (const std::vector<std::string>& lr : {std::vector<std::string>{}, std::vector<std::string>{"--lr", "0.02"}}) {
+        for (const char* name : {"unsaid", "adam"}) {
+            std::vector<std::string> args = {"train", (tmp.path / (std::string(name) + ".wg")).string(), "--no-progress", "--checkpoint",
+                                             (tmp.path / (std::string(name) + (lr.empty() ? "" : "-lr"))).string()};
+            args.insert(args.end(), lr.begin(), lr.end());
+            CliResult r = run_wengert(args);
+            INFO(r.err);
+            REQUIRE(r.exit_code == 0);
+        }
+        const std::string suffix = lr.empty() ? "" : "-lr";
+        CHECK(read_log(tmp.path / ("unsaid" + suffix) / "metrics.jsonl").steps == read_log(tmp.path / ("adam" + suffix) / "metrics.jsonl").steps);
+        require_same_params(tmp.path / ("unsaid" + suffix) / "params-00000012.npz", tmp.path / ("adam" + suffix) / "params-00000012.npz");
+    }
+}

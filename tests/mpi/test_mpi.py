@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Data-parallel training under mpirun gives one process's numbers (Note [Data-parallel
-training] in dsl/src/train.cpp). One scenario per run:
+training] in dsl/src/trainer.cpp). One scenario per run:
 
     test_mpi.py SCENARIO WENGERT MPIRUN MODELS_DIR WORK_DIR
 

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <cstdint>
+#include <exception>
 #include <map>
 #include <optional>
 #include <set>
@@ -15,12 +16,24 @@
 
 #include "wengert/dsl/interpreter.hpp"
 #include "../checkpoint.hpp"
+#include "../train.hpp"   // create_params
 #include "wengert/io.hpp"
 
 namespace wengert::dsl {
 
-// sysexits.h
-constexpr int kExitUsage = 64, kExitModel = 65, kExitInternal = 70, kExitCantCreate = 73, kExitIO = 74;
+// Note [Exit codes]
+// The `wengert` command exits with sysexits.h's codes, which `wengert --help` lists and tests
+// and scripts rely on. A command returns kExitOk, or kExitModel when it has reported the
+// model's errors itself (reporting_model_errors, check, a failed gradient check); whatever it
+// throws, exit_code_for reports and maps to a code. Only an environment the command cannot
+// run in at all (MPI that does not start, WENGERT_GEMM_KERNELS this CPU cannot run) is
+// refused in main.cpp before a command runs, as a usage error.
+constexpr int kExitOk = 0;
+constexpr int kExitUsage = 64;        // EX_USAGE: a bad command line
+constexpr int kExitModel = 65;        // EX_DATAERR: an error in the model or in training
+constexpr int kExitInternal = 70;     // EX_SOFTWARE: a bug in wengert
+constexpr int kExitCantCreate = 73;   // EX_CANTCREAT: the checkpoint folder is in use
+constexpr int kExitIO = 74;           // EX_IOERR: a file, a disk or the machine's memory
 
 struct UsageError : std::runtime_error {
     using std::runtime_error::runtime_error;
@@ -37,6 +50,10 @@ struct Cli {
     std::optional<std::int64_t> integer(const std::string& k) const;
     std::optional<double> number(const std::string& k) const;
 };
+
+// Reports `failure`, what the command named `command` threw (a usage error with a pointer to
+// its help), and returns the exit code it ends the process with (Note [Exit codes]).
+int exit_code_for(std::exception_ptr failure, const std::string& command);
 
 std::string read_text(const std::string& path);
 void print_diagnostics(const DiagnosticSink& sink);
@@ -68,9 +85,6 @@ template <class Body> int with_model(const Cli& cli, const InterpreterOptions& o
     });
 }
 
-// Runs `fname` once without a tape, so that the model creates its parameters and a file of
-// values can be matched against them.
-void create_params(Interpreter& in, const std::string& fname, const std::vector<Tensor>& inputs, Mode mode);
 InterpreterOptions interpreter_options(const Cli& cli, DType default_dtype = DType::f32);
 // The function a command runs: --function, else the train block's target, else the only def.
 std::string target_function(const Interpreter& in, const Cli& cli);

@@ -5,8 +5,11 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <new>
 #include <sstream>
+#include <stdexcept>
 
 #include "wengert/io.hpp"
 
@@ -36,6 +39,46 @@ std::optional<double> Cli::number(const std::string& k) const {
     }
 }
 
+int exit_code_for(std::exception_ptr failure, const std::string& command) {
+    try {
+        std::rethrow_exception(failure);
+    } catch (const UsageError& e) {
+        fmt::print(stderr, "wengert: {}\n(run `wengert {}--help` for usage)\n", e.what(), command.empty() ? "" : command + " ");
+        return kExitUsage;
+    } catch (const EvalError& e) {
+        // the commands report model errors themselves, while their source is alive
+        fmt::print(stderr, "wengert: error: {}\n", e.what());
+        return kExitModel;
+    } catch (const FolderInUse& e) {
+        fmt::print(stderr, "wengert: error: {}\n", e.what());
+        return kExitCantCreate;
+    } catch (const IOError& e) {
+        fmt::print(stderr, "wengert: error: {}\n", e.what());
+        return kExitIO;
+    } catch (const wengert::Error& e) {
+        fmt::print(stderr, "wengert: error: {}\n", e.what());
+        return kExitModel;
+    } catch (const OutOfMemory& e) {
+        // Note [Resources are I/O errors]: the machine's limits (memory, files it cannot
+        // read) exit 74 like a full disk, never 70: nothing in wengert went wrong
+        fmt::print(stderr, "wengert: error: {}\n", e.what());
+        return kExitIO;
+    } catch (const std::bad_alloc&) {
+        fmt::print(stderr, "wengert: error: out of memory\n");
+        return kExitIO;
+    } catch (const std::length_error& e) {
+        // a container asked for more than it can hold: a size no memory has
+        fmt::print(stderr, "wengert: error: out of memory: {}\n", e.what());
+        return kExitIO;
+    } catch (const std::filesystem::filesystem_error& e) {
+        fmt::print(stderr, "wengert: error: {}: {}\n", e.path1().string(), e.code().message());
+        return kExitIO;
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "wengert: internal error: {}\n", e.what());
+        return kExitInternal;
+    }
+}
+
 std::string read_text(const std::string& path) {
     std::ifstream in(path);
     if (!in) throw IOError(path, "cannot read the model file");
@@ -54,12 +97,6 @@ void report(const EvalError& e) {
     DiagnosticSink sink;
     sink.report(e);
     print_diagnostics(sink);
-}
-
-void create_params(Interpreter& in, const std::string& fname, const std::vector<Tensor>& inputs, Mode mode) {
-    Tape tape;
-    NoGrad no_grad;
-    in.run(fname, inputs, mode);
 }
 
 InterpreterOptions interpreter_options(const Cli& cli, DType default_dtype) {

@@ -15,7 +15,6 @@
 #include <fstream>
 #include <iostream>
 #include <map>
-#include <numeric>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -261,7 +260,7 @@ int cmd_check(const Cli& cli) {
         print_diagnostics(sink);   // warnings too
         if (sink.has_errors()) return kExitModel;
         fmt::print("{}", rep.table);
-        return 0;
+        return kExitOk;
     });
 }
 
@@ -301,7 +300,10 @@ int cmd_train(const Cli& cli) {
         DataOptions data;
         data.dtype = options.dtype;
         if (cli.has("data")) data.data_dir = cli.get("data");
-        return reporting_model_errors([&] { return train(trained, cli.file, read_text(cli.file), s, o, data); });
+        return reporting_model_errors([&] {
+            train(trained, cli.file, read_text(cli.file), s, o, data);
+            return kExitOk;
+        });
     });
 }
 
@@ -330,9 +332,7 @@ int cmd_eval(const Cli& cli) {
         std::optional<Dataset> eval_data = s.eval_data ? std::optional(load_dataset(*s.eval_data, data)) : companion_eval_dataset(*s.data, data);
         if (!eval_data) throw UsageError("eval: the train block has no eval_data and its data has no test split");
         std::int64_t batch = cli.integer("batch").value_or(s.batch);
-        std::vector<std::int64_t> rows(static_cast<std::size_t>(std::min(batch, eval_data->size())));
-        std::iota(rows.begin(), rows.end(), 0);
-        create_params(in, s.target, gather_rows(*eval_data, rows), Mode::eval);
+        create_params(in, s.target, *eval_data, batch);
         assign_params(params, ck.params, ck.params_path);
         // schedules used as numbers take the checkpoint's step (Note [Schedules])
         in.set_progress(TrainingProgress{ck.info.step, std::max<std::int64_t>(1, ck.info.steps_per_epoch),
@@ -343,7 +343,7 @@ int cmd_eval(const Cli& cli) {
         fmt::print("  loss {:.6f}\n", e.objective);
         for (const auto& [name, v] : e.losses) fmt::print("  {} {:.6f}\n", name, v);
         for (const auto& [name, v] : e.metrics) fmt::print("  {} {:.6f}\n", name, v);
-        return 0;
+        return kExitOk;
     });
 }
 
@@ -388,7 +388,7 @@ int cmd_run(const Cli& cli) {
             for (const Parameter* p : params.all()) values.emplace_back(p->name, p->value);
             save_npz(cli.get("save-params"), values);
         }
-        return 0;
+        return kExitOk;
     });
 }
 
@@ -404,7 +404,7 @@ int cmd_gradcheck(const Cli& cli) {
         if (!(eps > 0 && std::isfinite(eps))) throw UsageError(fmt::format("--eps must be a positive number, got {}", cli.get("eps")));
         GradcheckReport rep = gradcheck_model(in, fname, inputs, max_elements, eps);
         fmt::print("{}", rep.table);
-        return rep.ok ? 0 : kExitModel;
+        return rep.ok ? kExitOk : kExitModel;
     });
 }
 
@@ -414,7 +414,7 @@ int cmd_graph(const Cli& cli) {
         std::string dot = graph_dot(in, fname);
         if (cli.has("out")) write_graph(cli.get("out"), dot);
         else fmt::print("{}", dot);
-        return 0;
+        return kExitOk;
     });
 }
 
@@ -435,7 +435,7 @@ void print_version() {
 
 }  // namespace
 
-// Note [Data-parallel training] in dsl/src/train.cpp: under mpirun every process runs this
+// Note [Data-parallel training] in dsl/src/trainer.cpp: under mpirun every process runs this
 // command; rank 0 speaks. The others keep their standard output to themselves and their
 // standard error in a file, which they print (each line marked with the rank) only when they
 // fail, before the failure ends every process.
@@ -489,7 +489,7 @@ int main(int argc, char** argv) {
     int rc = run_command(argc, argv);
     std::fflush(stdout);
     std::fflush(stderr);
-    if (comm.size() > 1 && rc != 0) {
+    if (comm.size() > 1 && rc != kExitOk) {
         // A process that failed ends them all, with its error, rather than leave them waiting.
         // The others first give rank 0 two seconds: when it failed too (a mistake every process
         // meets), its abort ends them before they repeat its error, and Open MPI 4.1's mpirun
@@ -511,7 +511,7 @@ int run_command(int argc, char** argv) {
         if (cli.flags.count("help")) {
             if (cli.command.empty() || !kCommandHelp.count(cli.command)) fmt::print("{}", kMainHelp);
             else fmt::print("{}", kCommandHelp.at(cli.command));
-            return 0;
+            return kExitOk;
         }
         // The kernels are chosen here, so that a WENGERT_GEMM_KERNELS this CPU cannot run is
         // refused before any work (Note [BLIS kernels]).
@@ -523,7 +523,7 @@ int run_command(int argc, char** argv) {
         }
         if (cli.flags.count("version")) {
             print_version();
-            return 0;
+            return kExitOk;
         }
         std::error_code ec;   // the non-throwing forms: a name the system rejects (too long) is an I/O error too
         // show and plot read an array or a metrics log, the others a model
@@ -549,40 +549,8 @@ int run_command(int argc, char** argv) {
         if (cli.command == "sample") return cmd_sample(cli);
         if (cli.command == "show") return cmd_show(cli);
         if (cli.command == "plot") return cmd_plot(cli);
-    } catch (const UsageError& e) {
-        fmt::print(stderr, "wengert: {}\n(run `wengert {}--help` for usage)\n", e.what(), cli.command.empty() ? "" : cli.command + " ");
-        return kExitUsage;
-    } catch (const EvalError& e) {
-        // the commands report model errors themselves, while their source is alive
-        fmt::print(stderr, "wengert: error: {}\n", e.what());
-        return kExitModel;
-    } catch (const FolderInUse& e) {
-        fmt::print(stderr, "wengert: error: {}\n", e.what());
-        return kExitCantCreate;
-    } catch (const IOError& e) {
-        fmt::print(stderr, "wengert: error: {}\n", e.what());
-        return kExitIO;
-    } catch (const wengert::Error& e) {
-        fmt::print(stderr, "wengert: error: {}\n", e.what());
-        return kExitModel;
-    } catch (const OutOfMemory& e) {
-        // Note [Resources are I/O errors]: the machine's limits (memory, files it cannot
-        // read) exit 74 like a full disk, never 70: nothing in wengert went wrong
-        fmt::print(stderr, "wengert: error: {}\n", e.what());
-        return kExitIO;
-    } catch (const std::bad_alloc&) {
-        fmt::print(stderr, "wengert: error: out of memory\n");
-        return kExitIO;
-    } catch (const std::length_error& e) {
-        // a container asked for more than it can hold: a size no memory has
-        fmt::print(stderr, "wengert: error: out of memory: {}\n", e.what());
-        return kExitIO;
-    } catch (const std::filesystem::filesystem_error& e) {
-        fmt::print(stderr, "wengert: error: {}: {}\n", e.path1().string(), e.code().message());
-        return kExitIO;
-    } catch (const std::exception& e) {
-        fmt::print(stderr, "wengert: internal error: {}\n", e.what());
-        return kExitInternal;
+    } catch (...) {
+        return exit_code_for(std::current_exception(), cli.command);
     }
-    return kExitUsage;
+    return kExitUsage;   // parse_cli refuses any other command
 }
