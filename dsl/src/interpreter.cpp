@@ -417,6 +417,14 @@ Interpreter::Interpreter(DiagnosticSink& sink, ParamStore& params, InterpreterOp
 
 Interpreter::~Interpreter() = default;
 
+void Interpreter::set_seed(std::uint64_t seed) {
+    if (!params_.all().empty()) throw std::logic_error("set_seed: parameters were created under the seed before");
+    options_.seed = seed;
+    impl_->ctx.reset();
+    impl_->constant_values.clear();
+    impl_->constant_tensors.clear();
+}
+
 void Interpreter::set_message_filter(MessageFilter filter) {
     impl_->message_filter = std::move(filter);
 }

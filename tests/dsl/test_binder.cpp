@@ -42,12 +42,13 @@ std::string runtime_message(const std::string& name, std::size_t positional, con
     const Expr& callee = *in.main_module().decls.back().as<Constant>()->value;
     Value f = in.eval_global(callee);
     CallArgs args;
+    const Value one(std::int64_t{1});
     for (std::size_t i = 0; i < positional; ++i) {
-        args.positional.push_back(Value(1));
+        args.positional.push_back(one);
         args.positional_locs.push_back(Location{});
     }
     for (const auto& k : keywords) {
-        args.keywords.emplace_back(k, Value(1));
+        args.keywords.emplace_back(k, one);
         args.keyword_locs.push_back(Location{});
     }
     try {

@@ -7,12 +7,15 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <optional>
+#include <stdexcept>
 #include <string>
 
 #include "checkpoint.hpp"
 #include "support.hpp"
 #include "wengert/io.hpp"
 #include "wengert/ops.hpp"
+#include "wengert/random.hpp"
 
 using namespace wengert;
 using namespace wengert::dsl;
@@ -158,4 +161,31 @@ TEST_CASE("wengert run --params reads back what --save-params wrote, and --dump 
     CliResult no_value = run_wengert({"run", small_model, "--inputs", in_path, "--dump", "logit=" + (tmp.path / "x.npy").string()});
     CHECK(no_value.exit_code == 64);
     CHECK(no_value.err == "wengert: --dump: no value named 'logit'; did you mean 'logits'?\n(run `wengert run --help` for usage)\n");
+}
+
+TEST_CASE("set_seed after loading gives the numbers of a fresh load with that seed, and refuses once parameters exist",
+          "[dsl][run]") {
+    // `wengert train` loads the file once and takes the train block's seed (Interpreter::set_seed)
+    const std::string text = "c = normal((3,))\ndef net(x: f32[B, 4]) {\n    h = dense(5)(x) + c[0]\n    return h\n}\n";
+    auto output = [&](std::uint64_t load_seed, std::optional<std::uint64_t> then) {
+        DiagnosticSink sink;
+        ParamStore params;
+        InterpreterOptions options = test_interpreter_options();
+        options.seed = load_seed;
+        Interpreter in(sink, params, options);
+        REQUIRE(in.load_source("m.wg", text));
+        Tape tape;
+        if (then) {
+            // reading the train block can evaluate a constant before the seed is known
+            in.eval_global(*in.main_module().decls[0].as<Constant>()->value);
+            in.set_seed(*then);
+        }
+        manual_seed(then.value_or(load_seed));   // as the trainer does before its first step
+        Tensor x = Tensor::from_doubles(std::vector<double>(8, 1.0), Shape{2, 4});
+        Tensor out = in.run("net", {x}, Mode::eval).outputs.at(0).get<Var>().value();
+        if (then) CHECK_THROWS_AS(in.set_seed(1), std::logic_error);
+        return out.to_doubles();
+    };
+    CHECK(output(1, 7) == output(7, std::nullopt));
+    CHECK(output(1, 7) != output(1, std::nullopt));
 }

@@ -266,7 +266,7 @@ int cmd_check(const Cli& cli) {
 
 int cmd_train(const Cli& cli) {
     InterpreterOptions options = interpreter_options(cli);
-    return with_model(cli, options, [&](Interpreter& in, ParamStore& params, DiagnosticSink&) {
+    return with_model(cli, options, [&](Interpreter& in, ParamStore&, DiagnosticSink&) {
         TrainOverrides o;
         o.epochs = cli.integer("epochs");
         o.steps = cli.integer("steps");
@@ -291,17 +291,12 @@ int cmd_train(const Cli& cli) {
         }
         TrainSettings s = read_train_settings(in, o);
         if (cli.has("function")) s.target = target_function(in, cli);
-        // the model's own seed decides parameter initialisation too
-        InterpreterOptions seeded = options;
-        seeded.seed = s.seed;
-        DiagnosticSink sink2;
-        Interpreter trained(sink2, params, seeded);
-        trained.load_file(cli.file);
+        in.set_seed(s.seed);   // the model's own seed decides parameter initialisation too
         DataOptions data;
         data.dtype = options.dtype;
         if (cli.has("data")) data.data_dir = cli.get("data");
         return reporting_model_errors([&] {
-            train(trained, cli.file, read_text(cli.file), s, o, data);
+            train(in, cli.file, in.main_module().file->text(), s, o, data);
             return kExitOk;
         });
     });

@@ -122,6 +122,13 @@ public:
 
     ParamStore& params() { return params_; }
     const InterpreterOptions& options() const { return options_; }
+    // The seed the model's randomness draws from (parameters are created lazily, at their first
+    // use in a run): `wengert train` reads it from the train block of the file it loaded. The
+    // constants evaluated so far are evaluated again under it, so the numbers are those of a
+    // fresh load with this seed (with the process's generator seeded as the trainer seeds it,
+    // manual_seed). Parameters already created are an error: they drew from the
+    // seed before.
+    void set_seed(std::uint64_t seed);
     DiagnosticSink& sink() { return sink_; }
 
     // ---- used by builtins ----
