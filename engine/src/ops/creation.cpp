@@ -1,6 +1,9 @@
 // Creation: new values on the current tape (Tape::current()), without gradient. normal and
-// uniform draw from default_generator(), so manual_seed makes them reproducible.
+// uniform draw from default_generator(), so manual_seed makes them reproducible; sinusoids are
+// the Transformer's positions.
 #include <fmt/format.h>
+
+#include <cmath>
 
 #include "families.hpp"
 #include "wengert/ops.hpp"
@@ -44,6 +47,22 @@ Var uniform(const Shape& shape, double low, double high, DType dtype) {
     Tensor t = Tensor::empty(shape, dtype);
     default_generator().fill_uniform(t, low, high);
     return constant("uniform", std::move(t));
+}
+
+// -> (length, d)
+Var sinusoids(std::int64_t length, std::int64_t d, DType dtype) {
+    const char* op = "sinusoids";
+    if (length < 0 || d < 0) throw ShapeError(op, fmt::format("sizes must not be negative, got length {} and d {}", length, d));
+    Tensor pe = Tensor::empty(Shape{length, d}, DType::f64);
+    double* p = pe.data<double>();
+    for (std::int64_t pos = 0; pos < length; ++pos) {
+        for (std::int64_t i = 0; i < d; ++i) {
+            // 2 (i / 2): the pair's even index, so that sin and cos of one pair share a frequency
+            double angle = static_cast<double>(pos) / std::pow(10000.0, static_cast<double>(2 * (i / 2)) / static_cast<double>(d));
+            p[pos * d + i] = i % 2 == 0 ? std::sin(angle) : std::cos(angle);
+        }
+    }
+    return constant(op, pe.to(dtype));
 }
 
 void register_creation(Registry& r) {
