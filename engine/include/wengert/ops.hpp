@@ -57,6 +57,7 @@ Var gt(Var a, Var b);
 Var ge(Var a, Var b);
 Var logical_not(Var mask);
 Var logical_and(Var a, Var b);
+Var logical_or(Var a, Var b);
 // Stops gradients: the same value, as a new node with no backward.
 Var detach(Var x);
 // Converts dtype (f32 <-> f64 differentiable; to/from i64 and u8 carry no gradient).
@@ -155,6 +156,9 @@ Var nll(Var log_probs, Var labels, Reduction reduction = Reduction::mean);
 Var bce(Var probs, Var target, Reduction reduction = Reduction::mean);
 Var bce_with_logits(Var logits, Var target, Reduction reduction = Reduction::mean);
 Var mse(Var prediction, Var target, Reduction reduction = Reduction::mean);
+// The fraction of rows of logits (..., C) whose argmax is the label (i64, (...)), as a scalar of
+// `dtype`; no gradient.
+Var accuracy(Var logits, Var labels, DType dtype = DType::f32);
 
 // ---- indexing (ops/index.cpp) ---------------------------------------------------------------
 Var one_hot(Var labels, std::int64_t n_classes, DType dtype = DType::f32);   // no gradient

@@ -269,13 +269,24 @@ Var logical_not(Var mask) {
     return tape_of(mask).record_no_grad("logical_not", std::move(out), {mask});
 }
 
-Var logical_and(Var a, Var b) {
+namespace {
+
+// a, b u8 masks, broadcasting -> u8 mask
+template <class F> Var logical(Var a, Var b, const char* op, F f) {
     if (a.dtype() != DType::u8 || b.dtype() != DType::u8) {
-        throw ShapeError("logical_and", fmt::format("expected u8 masks, got {} and {}", dtype_name(a.dtype()), dtype_name(b.dtype())));
+        throw ShapeError(op, fmt::format("expected u8 masks, got {} and {}", dtype_name(a.dtype()), dtype_name(b.dtype())));
     }
-    Tensor out = map2<std::uint8_t, std::uint8_t>(a.value(), b.value(), "logical_and",
-                                                  [](std::uint8_t x, std::uint8_t y) -> std::uint8_t { return x && y; });
-    return tape_of(a).record_no_grad("logical_and", std::move(out), {a, b});
+    Tensor out = map2<std::uint8_t, std::uint8_t>(a.value(), b.value(), op, f);
+    return tape_of(a).record_no_grad(op, std::move(out), {a, b});
+}
+
+}  // namespace
+
+Var logical_and(Var a, Var b) {
+    return logical(a, b, "logical_and", [](std::uint8_t x, std::uint8_t y) -> std::uint8_t { return x && y; });
+}
+Var logical_or(Var a, Var b) {
+    return logical(a, b, "logical_or", [](std::uint8_t x, std::uint8_t y) -> std::uint8_t { return x || y; });
 }
 
 Var detach(Var x) { return tape_of(x).record_no_grad("detach", x.value(), {x}); }
@@ -328,6 +339,7 @@ void register_elementwise(Registry& r) {
     binary("gt", &gt, "a > b as a u8 mask", false);
     binary("ge", &ge, "a >= b as a u8 mask", false);
     binary("logical_and", &logical_and, "a and b for u8 masks", false);
+    binary("logical_or", &logical_or, "a or b for u8 masks", false);
     r.add({"logical_not", {{"mask", ArgKind::tensor, {}}}, "not mask for a u8 mask", false,
            [](const Args& a) { return logical_not(a.tensor(0)); }});
     r.add({"neg", {{"x", ArgKind::tensor, {}}}, "-x", true, [](const Args& a) { return neg(a.tensor(0)); }});

@@ -1,4 +1,5 @@
-// Losses: cross_entropy (fused with log-softmax), nll, bce, bce_with_logits, mse.
+// Losses: cross_entropy (fused with log-softmax), nll, bce, bce_with_logits, mse; and the
+// accuracy metric beside them.
 // The class axis is the last one. Reduction none keeps one loss per row (cross_entropy, nll)
 // or per element (bce, bce_with_logits, mse); sum adds them; mean divides the sum by their count.
 //
@@ -353,6 +354,20 @@ Var mse(Var prediction, Var target, Reduction reduction) {
     });
 }
 
+// ---- metrics --------------------------------------------------------------------------------
+
+// logits (..., C), labels (...) i64 -> (): the fraction of rows whose argmax is the label
+Var accuracy(Var logits, Var labels, DType dtype) {
+    const char* op = "accuracy";
+    if (logits.ndim() == 0 || labels.dtype() != DType::i64 || !(labels.shape() == without_last_axis(logits.shape()))) {
+        throw ShapeError(op, fmt::format("expects logits (..., C) and i64 labels (...) of the same leading shape, got {} {} "
+                                         "and {} {}",
+                                         dtype_name(logits.dtype()), logits.shape().str(), dtype_name(labels.dtype()),
+                                         labels.shape().str()));
+    }
+    return mean(cast(eq(argmax(logits, -1), labels), dtype));
+}
+
 // ---- registry -------------------------------------------------------------------------------
 void register_loss(Registry& r) {
     const ArgSpec reduction{"reduction", ArgKind::string, ArgValue{std::string("mean")}};
@@ -377,6 +392,9 @@ void register_loss(Registry& r) {
     r.add({"mse", {{"prediction", ArgKind::tensor, {}}, {"target", ArgKind::tensor, {}}, reduction},
            "squared error (prediction - target)^2", true,
            [](const Args& a) { return mse(a.tensor(0), a.tensor(1), parse_reduction(a.string(2), "mse")); }});
+    r.add({"accuracy", {{"logits", ArgKind::tensor, {}}, {"labels", ArgKind::tensor, {}}, {"dtype", ArgKind::string, ArgValue{std::string("f32")}}},
+           "the fraction of rows whose argmax over the last axis is the i64 label", false,
+           [](const Args& a) { return accuracy(a.tensor(0), a.tensor(1), parse_dtype(a.string(2), "accuracy")); }});
 }
 
 }  // namespace wengert
