@@ -12,6 +12,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -81,8 +82,9 @@ private:
 
 const Registry& registry();
 
-// Edit distance, shared by every "did you mean" in wengert.
-std::size_t edit_distance(const std::string& a, const std::string& b);
+// Optimal string alignment distance (Levenshtein plus swaps of adjacent characters), shared by
+// every "did you mean" in wengert (Note [Edit distance]).
+std::size_t edit_distance(std::string_view a, std::string_view b);
 // The closest of `candidates` to `name`, if it is close enough to suggest.
 std::optional<std::string> closest_name(const std::string& name, const std::vector<std::string>& candidates);
 
