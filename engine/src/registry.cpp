@@ -25,6 +25,35 @@ const char* arg_kind_name(ArgKind kind) {
     return "?";
 }
 
+namespace arg {
+
+ArgSpec tensor(std::string name) { return {std::move(name), ArgKind::tensor, std::nullopt}; }
+ArgSpec tensor(std::string name, None) { return {std::move(name), ArgKind::tensor, ArgValue{}}; }
+ArgSpec tensors(std::string name) { return {std::move(name), ArgKind::tensors, std::nullopt}; }
+ArgSpec number(std::string name) { return {std::move(name), ArgKind::number, std::nullopt}; }
+ArgSpec number(std::string name, double default_value) { return {std::move(name), ArgKind::number, ArgValue{default_value}}; }
+ArgSpec number(std::string name, None) { return {std::move(name), ArgKind::number, ArgValue{}}; }
+ArgSpec integer(std::string name) { return {std::move(name), ArgKind::integer, std::nullopt}; }
+ArgSpec integer(std::string name, std::int64_t default_value) {
+    return {std::move(name), ArgKind::integer, ArgValue{default_value}};
+}
+ArgSpec integer(std::string name, None) { return {std::move(name), ArgKind::integer, ArgValue{}}; }
+ArgSpec boolean(std::string name, bool default_value) { return {std::move(name), ArgKind::boolean, ArgValue{default_value}}; }
+ArgSpec ints(std::string name) { return {std::move(name), ArgKind::ints, std::nullopt}; }
+ArgSpec ints(std::string name, std::vector<std::int64_t> default_value) {
+    return {std::move(name), ArgKind::ints, ArgValue{std::move(default_value)}};
+}
+ArgSpec ints(std::string name, None) { return {std::move(name), ArgKind::ints, ArgValue{}}; }
+ArgSpec string(std::string name, std::string default_value) {
+    return {std::move(name), ArgKind::string, ArgValue{std::move(default_value)}};
+}
+ArgSpec padding(std::string name, std::string default_value) {
+    return {std::move(name), ArgKind::padding, ArgValue{std::move(default_value)}};
+}
+ArgSpec dtype() { return string("dtype", "f32"); }
+
+}  // namespace arg
+
 double Args::number(std::size_t i) const {
     const ArgValue& v = values_.at(i);
     if (const auto* n = std::get_if<std::int64_t>(&v)) return static_cast<double>(*n);
@@ -55,6 +84,33 @@ std::vector<int> Args::axes(std::size_t i, const char* op) const {
     for (std::int64_t a : ints(i)) out.push_back(checked_int_axis(a, op));
     return out;
 }
+
+Pair2d ArgRead<Pair2d>::read(const ArgRef& a) {
+    const std::vector<std::int64_t>& v = a.args.ints(a.i);
+    if (v.size() == 1) return {v[0], v[0]};
+    if (v.size() == 2) return {v[0], v[1]};
+    throw ShapeError(a.op, fmt::format("{} is an integer or a pair (height, width); got {} values", a.name, v.size()));
+}
+
+namespace detail {
+
+void check_arity(const std::string& op, std::size_t n_params, std::size_t n_args) {
+    if (n_params != n_args) {
+        throw Error(fmt::format("op '{}' is registered with {} arguments for a function of {} parameters", op, n_args, n_params));
+    }
+}
+
+void check_param(const std::string& op, const ArgSpec& spec, std::size_t index, ArgKind reads, bool optional) {
+    // an optional parameter reads an argument that is none by default, and only such a one
+    const bool none_by_default = spec.default_value && std::holds_alternative<std::monostate>(*spec.default_value);
+    auto kind = [](ArgKind k, bool maybe_none) { return fmt::format("{}{}", arg_kind_name(k), maybe_none ? " or none" : ""); };
+    if (spec.kind != reads || optional != none_by_default) {
+        throw Error(fmt::format("op '{}': argument '{}' ({}) does not match parameter {} of its function ({})", op, spec.name,
+                                kind(spec.kind, none_by_default), index, kind(reads, optional)));
+    }
+}
+
+}  // namespace detail
 
 namespace {
 

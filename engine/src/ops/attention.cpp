@@ -578,51 +578,23 @@ Var penalized_attention(Var q, Var k, Var v, std::optional<Var> mask, std::int64
 
 // ---- registry -------------------------------------------------------------------------------
 void register_attention(Registry& r) {
-    const ArgSpec dtype{"dtype", ArgKind::string, ArgValue{std::string("f32")}};
-    r.add({"pure_attention",
-           {{"q", ArgKind::tensor, {}},
-            {"k", ArgKind::tensor, {}},
-            {"v", ArgKind::tensor, {}},
-            {"mask", ArgKind::tensor, ArgValue{}},
-            {"n_heads", ArgKind::integer, ArgValue{std::int64_t{1}}},
-            {"dropout", ArgKind::number, ArgValue{0.0}},
-            {"bias", ArgKind::tensor, ArgValue{}}},
-           "Trax's PureAttention, fused: multi-head softmax(q k^T / sqrt(d_head) + bias, mask) v with dropout on the "
-           "weights in train mode",
-           true, [](const Args& a) {
-               return pure_attention(a.tensor(0), a.tensor(1), a.tensor(2),
-                                     a.has(3) ? std::optional(a.tensor(3)) : std::nullopt, a.integer(4), a.number(5),
-                                     a.has(6) ? std::optional(a.tensor(6)) : std::nullopt);
-           }});
-    r.add({"distance_penalty",
-           {{"lq", ArgKind::integer, {}},
-            {"lk", ArgKind::integer, {}},
-            {"scale", ArgKind::number, ArgValue{1.0}},
-            {"width", ArgKind::number, ArgValue{0.0}},
-            {"clip", ArgKind::number, ArgValue{0.0}},
-            {"align", ArgKind::string, ArgValue{std::string("top_left")}},
-            dtype},
-           "-scale * distance between query and key positions (free band width, clipped at clip > 0), an attention bias",
-           false, [](const Args& a) {
-               const char* op = "distance_penalty";
-               return distance_penalty(a.integer(0), a.integer(1), a.number(2), a.number(3), a.number(4),
-                                       parse_alignment(a.string(5), op), parse_dtype(a.string(6), op));
-           }});
-    r.add({"penalize_weights", {{"weights", ArgKind::tensor, {}}, {"penalty", ArgKind::tensor, {}}},
-           "adds a penalty to attention weights, clamps at 0 and renormalises linearly over the last axis", true,
-           [](const Args& a) { return penalize_weights(a.tensor(0), a.tensor(1)); }});
-    r.add({"alibi_slopes", {{"n_heads", ArgKind::integer, {}}, dtype}, "ALiBi's slope per head", false,
-           [](const Args& a) { return alibi_slopes(a.integer(0), parse_dtype(a.string(1), "alibi_slopes")); }});
-    r.add({"alibi_bias",
-           {{"n_heads", ArgKind::integer, {}},
-            {"lq", ArgKind::integer, {}},
-            {"lk", ArgKind::integer, {}},
-            {"causal", ArgKind::boolean, ArgValue{false}},
-            dtype},
-           "ALiBi's attention bias -m_h |i - j| per head (causal: -m_h (i - j) for j <= i, the masked logit -1e9 above)", false, [](const Args& a) {
-               return alibi_bias(a.integer(0), a.integer(1), a.integer(2), a.boolean(3),
-                                 parse_dtype(a.string(4), "alibi_bias"));
-           }});
+    r.def("pure_attention",
+          {arg::tensor("q"), arg::tensor("k"), arg::tensor("v"), arg::tensor("mask", arg::none), arg::integer("n_heads", 1),
+           arg::number("dropout", 0.0), arg::tensor("bias", arg::none)},
+          "Trax's PureAttention, fused: multi-head softmax(q k^T / sqrt(d_head) + bias, mask) v with dropout on the weights "
+          "in train mode",
+          &pure_attention);
+    r.def("distance_penalty",
+          {arg::integer("lq"), arg::integer("lk"), arg::number("scale", 1.0), arg::number("width", 0.0), arg::number("clip", 0.0),
+           arg::string("align", "top_left"), arg::dtype()},
+          "-scale * distance between query and key positions (free band width, clipped at clip > 0), an attention bias",
+          &distance_penalty, Gradient::none);
+    r.def("penalize_weights", {arg::tensor("weights"), arg::tensor("penalty")},
+          "adds a penalty to attention weights, clamps at 0 and renormalises linearly over the last axis", &penalize_weights);
+    r.def("alibi_slopes", {arg::integer("n_heads"), arg::dtype()}, "ALiBi's slope per head", &alibi_slopes, Gradient::none);
+    r.def("alibi_bias", {arg::integer("n_heads"), arg::integer("lq"), arg::integer("lk"), arg::boolean("causal", false), arg::dtype()},
+          "ALiBi's attention bias -m_h |i - j| per head (causal: -m_h (i - j) for j <= i, the masked logit -1e9 above)",
+          &alibi_bias, Gradient::none);
 }
 
 }  // namespace wengert
