@@ -122,7 +122,10 @@ std::string value_text(const ArgValue& v) {
         std::string operator()(double d) const { return fmt::format("{}", d); }
         std::string operator()(std::int64_t n) const { return fmt::format("{}", n); }
         std::string operator()(bool b) const { return b ? "true" : "false"; }
-        std::string operator()(const std::vector<std::int64_t>& xs) const { return fmt::format("({})", fmt::join(xs, ", ")); }
+        // one integer stands for a list of one: stride=1, as the language writes it
+        std::string operator()(const std::vector<std::int64_t>& xs) const {
+            return xs.size() == 1 ? fmt::format("{}", xs[0]) : fmt::format("({})", fmt::join(xs, ", "));
+        }
         std::string operator()(const std::string& s) const { return fmt::format("\"{}\"", s); }
     };
     return std::visit(Visitor{}, v);
@@ -163,6 +166,7 @@ const Registry& registry() {
         register_unary(reg);
         register_reduce(reg);
         register_shape(reg);
+        register_conv(reg);
         register_matmul(reg);
         register_linear(reg);
         register_softmax(reg);
@@ -173,10 +177,19 @@ const Registry& registry() {
         register_nn(reg);
         register_creation(reg);
         register_attention(reg);
-        register_conv(reg);
         return reg;
     }();
     return r;
+}
+
+std::string op_table(const Registry& registry) {
+    std::string rows = "| op | does |\n| --- | --- |\n";
+    for (const auto& op : registry.all()) {
+        std::string doc;
+        for (char c : op.doc) doc += c == '|' ? std::string("\\|") : std::string(1, c);   // a | would end the cell
+        rows += fmt::format("| `{}` | {}{} |\n", op.signature(), doc, op.differentiable ? "" : " (no gradient)");
+    }
+    return rows;
 }
 
 // Note [Edit distance]

@@ -5,7 +5,8 @@
 // registered once, by the file that defines it, with its argument schema and a generic call.
 // The registry is read by the language's interpreter (builtins are looked up here), by the
 // gradient-check sweep (a registered op without a case fails the test suite), and by the docs
-// generator. An unknown name is an error that lists the closest known ones.
+// generator (op_table, docs/dsl.md's op table). An unknown name is an error that lists the
+// closest known ones.
 //
 // Note [Registering an op]
 // An op is named once, where it is registered with its schema and the C++ function computing it:
@@ -276,6 +277,10 @@ void Registry::def(std::string name, std::vector<ArgSpec> args, std::string doc,
 }
 
 const Registry& registry();
+
+// docs/dsl.md's op table in Markdown: its header, then a row per registered op in registration
+// order, "| `signature` | doc |", the doc followed by " (no gradient)" for an op without one.
+std::string op_table(const Registry& registry);
 
 // Optimal string alignment distance (Levenshtein plus swaps of adjacent characters), shared by
 // every "did you mean" in wengert (Note [Edit distance]).

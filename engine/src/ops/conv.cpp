@@ -575,7 +575,8 @@ void register_conv(Registry& r) {
     r.def("conv2d",
           {arg::tensor("x"), arg::tensor("w"), arg::tensor("b", arg::none), arg::ints("stride", {1}), padding,
            arg::ints("dilation", {1}), arg::integer("groups", 1), arg::string("activation", "none")},
-          "activation(conv(x, w) + b) over NHWC images: x (N, H, W, C), w (KH, KW, C / groups, F), b (F) -> (N, OH, OW, F)",
+          "activation(conv(x, w) + b) over NHWC images: x (N, H, W, C), w (KH, KW, C / groups, F), b (F) -> (N, OH, OW, F); "
+          "`padding` `\"valid\"`, `\"same\"` or explicit pads; `activation` `none` or `relu`, inside the op ([docs/conv.md](conv.md))",
           [](Var x, Var w, std::optional<Var> b, Pair2d stride, Padding2d pads, Pair2d dilation, std::int64_t groups,
              Activation activation) {
               return conv2d(x, w, b,
@@ -585,13 +586,17 @@ void register_conv(Registry& r) {
     const std::vector<ArgSpec> window = {arg::tensor("x"), arg::ints("kernel_size"), arg::ints("stride", arg::none), padding,
                                          arg::boolean("ceil_mode", false)};
     r.def("max_pool2d", window,
-          "the largest value of each window of NHWC images (stride: the kernel's); the gradient to the first largest",
+          "the largest value of each window of NHWC images, stride the kernel's when none; explicit padding at most half the "
+          "kernel, never chosen; the gradient goes to the window's first largest value, a NaN counting as largest (the last "
+          "NaN), as PyTorch",
           [](Var x, Pair2d kernel, std::optional<Pair2d> stride, Padding2d pads, bool ceil_mode) {
               return max_pool2d(x, pool_options(kernel, stride, pads, ceil_mode));
           });
     std::vector<ArgSpec> averaged = window;
     averaged.push_back(arg::boolean("count_include_pad", true));
-    r.def("avg_pool2d", averaged, "the mean of each window of NHWC images (stride: the kernel's), divided as PyTorch's avg_pool2d",
+    r.def("avg_pool2d", averaged,
+          "the mean of each window of NHWC images, divided as PyTorch's `avg_pool2d`: by the window clipped to the padded "
+          "input, or (`count_include_pad = false`, and always with `\"same\"`, as TensorFlow) to the input itself",
           [](Var x, Pair2d kernel, std::optional<Pair2d> stride, Padding2d pads, bool ceil_mode, bool count_include_pad) {
               Pool2dOptions o = pool_options(kernel, stride, pads, ceil_mode);
               o.count_include_pad = count_include_pad;

@@ -351,7 +351,9 @@ void register_elementwise(Registry& r) {
           "clamp x to [low, high]; either bound may be omitted", &clamp);
     r.def("where", {arg::tensor("mask"), arg::tensor("a"), arg::tensor("b")}, "mask ? a : b, broadcasting; mask is u8", &where);
     r.def("detach", {arg::tensor("x")}, "x with no gradient flowing back (stop_gradient)", &detach, Gradient::none);
-    r.def("cast", {arg::tensor("x"), arg::dtype()}, "x converted to dtype f32, f64, i64 or u8 (gradient between f32 and f64)",
+    r.def("cast", {arg::tensor("x"), arg::dtype()},
+          "x converted to dtype f32, f64, i64 or u8 (gradient between f32 and f64); left out, the run's floating dtype "
+          "(`cast(tokens != pad)` is a float mask in f32 and f64 runs alike)",
           &cast);
 }
 

@@ -114,7 +114,8 @@ Var linear(Var x, Var w, std::optional<Var> b, Activation activation) {
 
 void register_linear(Registry& r) {
     r.def("linear", {arg::tensor("x"), arg::tensor("w"), arg::tensor("b", arg::none), arg::string("activation", "none")},
-          "a dense layer as one op: activation(x @ w + b), x (..., d_in), w (d_in, d_out), b (d_out); activation none or relu",
+          "activation(x @ w + b) as one op: x (..., d_in), w (d_in, d_out), b (d_out); activation `none` or `relu`. `dense` "
+          "uses it; equal to the composition",
           &linear);
 }
 

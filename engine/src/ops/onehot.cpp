@@ -198,12 +198,16 @@ Var gumbel_softmax(Var logits, double tau, bool hard, int axis_in) {
 
 void register_onehot(Registry& r) {
     r.def("sharpen", {arg::tensor("p"), arg::number("n"), arg::integer("axis", -1)},
-          "p^n / sum p^n along axis (n >= 1), computed as softmax(n log p): closer to one-hot as n grows, never 0 / 0", &sharpen);
+          "p^n / sum p^n along axis for weights p >= 0 and n >= 1, computed as softmax(n log p): nearer one-hot as n grows, "
+          "never 0 / 0; from logits z, `softmax(n * z)` is the same ([docs/onehot.md](onehot.md))",
+          &sharpen);
     r.def("straight_through", {arg::tensor("x"), arg::integer("axis", -1)},
-          "one_hot(argmax(x)) along axis, exactly, with the gradient of x itself (the straight-through estimator)",
+          "exactly one_hot(argmax(x)) along axis, with the gradient of x itself (the straight-through estimator)",
           &straight_through);
     r.def("gumbel_softmax", {arg::tensor("logits"), arg::number("tau", 1.0), arg::boolean("hard", false), arg::integer("axis", -1)},
-          "softmax((logits + g) / tau), g Gumbel noise in train mode only; hard: exactly one-hot, soft gradient", &gumbel_softmax);
+          "softmax((logits + g) / tau), g Gumbel noise drawn in train mode only (eval and predict use g = 0); `hard = true`: "
+          "exactly one-hot, with the soft sample's gradient",
+          &gumbel_softmax);
 }
 
 }  // namespace wengert
