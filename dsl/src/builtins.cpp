@@ -564,16 +564,6 @@ void install_regularizers(Table& t) {
     reg("l1", {{"l1", Value(0.01)}}, "l1(l1=0.01): a * sum(|x|), as Keras");
     reg("l2", {{"l2", Value(0.01)}}, "l2(l2=0.01): a * sum(x^2), as Keras (no 1/2)");
     reg("l1_l2", {{"l1", Value(0.01)}, {"l2", Value(0.01)}}, "l1_l2(l1=0.01, l2=0.01): both terms, as Keras");
-
-    std::vector<BuiltinParam> acc_params = {{"logits", std::nullopt}, {"labels", std::nullopt}};
-    define_builtin(t, "accuracy") = Value(builtin("accuracy", "accuracy(logits, labels): the fraction whose argmax is the label", acc_params,
-                               [acc_params](Interpreter& in, CallArgs& args) {
-                                   auto b = bind_builtin("accuracy", acc_params, args);
-                                   Var logits = in.as_tensor(b["logits"], arg_loc(args, acc_params, "logits"), "accuracy");
-                                   Var labels = in.as_tensor(b["labels"], arg_loc(args, acc_params, "labels"), "accuracy");
-                                   Var hits = eq(argmax(logits, -1), labels);
-                                   return Value(mean(cast(hits, in.options().dtype)));
-                               }));
 }
 
 // ---------------------------------------------------------------- records

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "train.hpp"
+#include "wengert/gradcheck.hpp"
 #include "wengert/kernels.hpp"
 #include "wengert/ops.hpp"
 #include "wengert/random.hpp"
@@ -515,41 +516,13 @@ GradcheckReport gradcheck_model(Interpreter& in, const std::string& function, co
     GradcheckReport rep;
     rep.table = fmt::format("{:<36} {:>9} {:>12} {:>12} {:>14} {:>14}  {}\n", "parameter", "checked", "max abs err", "max rel err",
                             "tape", "numeric", "worst element");
+    const GradCheckOptions tolerance{.eps = eps, .atol = 1e-5, .rtol = 1e-4};
     for (Parameter* p : in.params().all()) {
         if (!p->trainable) continue;
-        Tensor grad = p->grad.defined() ? p->grad.contiguous() : Tensor::zeros(p->value.shape(), DType::f64);
-        std::int64_t n = p->value.numel();
-        std::int64_t count = std::min(n, max_elements);
-        double worst_abs = 0, worst_rel = 0, worst_tape = 0, worst_num = 0;
-        std::int64_t worst_at = 0;
-        bool ok = true;
-        double* values = p->value.data<double>();
-        const double* g = grad.data<double>();
-        for (std::int64_t k = 0; k < count; ++k) {
-            std::int64_t i = count == n ? k : (k * n) / count;
-            double orig = values[i];
-            values[i] = orig + eps;
-            p->value.bump_version();
-            double up = objective();
-            values[i] = orig - eps;
-            p->value.bump_version();
-            double down = objective();
-            values[i] = orig;
-            p->value.bump_version();
-            double numeric = (up - down) / (2 * eps);
-            double err = std::abs(numeric - g[i]);
-            double rel = err / std::max(1e-12, std::max(std::abs(numeric), std::abs(g[i])));
-            if (!(err <= 1e-5 + 1e-4 * std::abs(numeric))) ok = false;
-            if (err > worst_abs || k == 0) {
-                worst_abs = err;
-                worst_rel = rel;
-                worst_tape = g[i];
-                worst_num = numeric;
-                worst_at = i;
-            }
-        }
+        Tensor grad = p->grad.defined() ? p->grad : Tensor::zeros(p->value.shape(), DType::f64);
+        const TensorGradCheck c = check_gradient(p->value, grad, objective, tolerance, max_elements);
         std::string where;
-        std::int64_t rem = worst_at;
+        std::int64_t rem = c.worst_index;
         std::vector<std::int64_t> index(static_cast<std::size_t>(p->value.ndim()));
         for (int a = p->value.ndim() - 1; a >= 0; --a) {
             index[static_cast<std::size_t>(a)] = rem % p->value.shape()[a];
@@ -559,15 +532,15 @@ GradcheckReport gradcheck_model(Interpreter& in, const std::string& function, co
         // Note [Surrogate gradients]: a surrogate's gradient differs by design, not a mismatch
         auto surrogate = surrogates.find(p->value.storage().get());
         std::string verdict;
-        if (!ok && surrogate != surrogates.end()) {
+        if (!c.ok && surrogate != surrogates.end()) {
             verdict = fmt::format("  surrogate gradient ({}), by design", surrogate->second);
             ++rep.surrogate;
-        } else if (!ok) {
+        } else if (!c.ok) {
             verdict = "  MISMATCH";
             rep.ok = false;
         }
-        rep.table += fmt::format("{:<36} {:>9} {:>12.3e} {:>12.3e} {:>14.8g} {:>14.8g}  [{}]{}\n", p->name, count, worst_abs, worst_rel,
-                                 worst_tape, worst_num, where, verdict);
+        rep.table += fmt::format("{:<36} {:>9} {:>12.3e} {:>12.3e} {:>14.8g} {:>14.8g}  [{}]{}\n", p->name, c.checked, c.max_abs_error,
+                                 c.rel_error, c.analytic, c.numeric, where, verdict);
     }
     if (!rep.ok) rep.table += "some gradients disagree with finite differences\n";
     else if (rep.surrogate == 0) rep.table += "all gradients agree with finite differences\n";

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "wengert/registry.hpp"
+
 namespace wengert::dsl {
 
 const char* severity_name(Severity severity) {
@@ -87,25 +89,6 @@ std::string did_you_mean(const std::vector<std::string>& suggestions) {
     return text + "?";
 }
 
-// Optimal string alignment distance: Levenshtein plus swaps of adjacent characters.
-std::size_t edit_distance(std::string_view a, std::string_view b) {
-    thread_local std::vector<std::vector<std::size_t>> d;   // reused: one lookup compares hundreds of names
-    d.resize(a.size() + 1);
-    for (auto& row : d) row.assign(b.size() + 1, 0);
-    for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
-    for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
-    for (std::size_t i = 1; i <= a.size(); ++i) {
-        for (std::size_t j = 1; j <= b.size(); ++j) {
-            std::size_t substitution = a[i - 1] == b[j - 1] ? 0 : 1;
-            d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + substitution});
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
-                d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
-            }
-        }
-    }
-    return d[a.size()][b.size()];
-}
-
 }  // namespace
 
 std::string format_headline(const Diagnostic& diagnostic) {
@@ -174,7 +157,7 @@ std::vector<std::string> closest_names(std::string_view name, const std::vector<
         // every edit changes the length by at most one: names too long or short are not close
         std::size_t gap = candidate.size() > name.size() ? candidate.size() - name.size() : name.size() - candidate.size();
         if (gap > max_distance || gap > best) continue;
-        std::size_t distance = edit_distance(name, candidate);
+        std::size_t distance = wengert::edit_distance(name, candidate);   // Note [Edit distance]
         if (distance >= name.size() || distance > max_distance || distance > best) continue;
         if (distance < best) {
             best = distance;

@@ -349,7 +349,7 @@ Value Interpreter::Impl::binary(BinaryOp op, const Value& a_in, const Value& b_i
         case BinaryOp::greater: return Value(gt(x, y));
         case BinaryOp::greater_equal: return Value(ge(x, y));
         case BinaryOp::logical_and: return Value(logical_and(x, y));
-        case BinaryOp::logical_or: return Value(logical_not(logical_and(logical_not(x), logical_not(y))));
+        case BinaryOp::logical_or: return Value(logical_or(x, y));
         case BinaryOp::floor_divide: case BinaryOp::modulo: break;
     }
     throw EvalError(loc, fmt::format("'{}' is not defined for tensors", op_text(op)));

@@ -419,4 +419,87 @@ LayerPtr dropout_layer(double rate) {
     });
 }
 
+// ---------------------------------------------------------------- attention and positions
+
+namespace {
+
+// Note [Attention weights by name]
+// A pure_attention layer offers its weights (B, h, Lq, Lk), before dropout (the penalty on the
+// weights applied), as inspected values (Note [Inspected values] in wengert/layers.hpp) under
+// two names: "<its path>.weights", in full
+// (h1.encoder_block.residual_0.attention.attention_qkv.pure_attention.weights), and the short
+// "<statement>.attention.weights", the statement being the first part of its path: the
+// statement's first attention is "h1.attention.weights", its second "h1.attention_1.weights",
+// in the order they run. So `--dump h1.attention.weights=w.npy` reads the first encoder block
+// of models/sort_attention.wg. They are computed, by the unfused composition
+// (attention_weights), only when asked for; the fused op computes the output either way.
+
+// "<prefix>.weights", "<prefix>_1.weights", ...: is `name` one of the short names of `prefix`?
+bool is_weights_alias(const std::string& name, const std::string& prefix) {
+    const std::string suffix = ".weights";
+    if (name.size() < prefix.size() + suffix.size() || name.compare(0, prefix.size(), prefix) != 0 ||
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
+        return false;
+    }
+    const std::string middle = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+    return middle.empty() || (middle.size() > 1 && middle[0] == '_' &&
+                              std::all_of(middle.begin() + 1, middle.end(), [](char c) { return c >= '0' && c <= '9'; }));
+}
+
+// Offers the weights of one application under its two names, computed when either is wanted.
+void offer_weights(LayerContext& ctx, const std::string& path, const std::function<Var()>& weights) {
+    const std::string full = (path.empty() ? std::string("pure_attention") : path) + ".weights";
+    const std::string statement = path.substr(0, path.find('.'));
+    const std::string prefix = (statement.empty() ? std::string() : statement + ".") + "attention";
+    const auto earlier = std::count_if(ctx.offered.begin(), ctx.offered.end(),
+                                       [&](const std::string& name) { return is_weights_alias(name, prefix); });
+    const std::string alias = prefix + (earlier == 0 ? std::string() : fmt::format("_{}", earlier)) + ".weights";
+    const bool want_full = ctx.wants(full), want_alias = ctx.wants(alias);
+    if (!want_full && !want_alias) return;
+    NoGrad no_grad;
+    Var w = weights();
+    if (want_full) ctx.inspect(full, w);
+    if (want_alias) ctx.inspect(alias, w);
+}
+
+// x (B, L, d) with L <= max_len
+void require_positions(const Var& x, std::int64_t max_len, std::int64_t d, const char* op) {
+    if (x.ndim() != 3 || x.shape()[2] != d) throw ShapeError(op, fmt::format("expects (B, L, {}), got {}", d, x.shape().str()));
+    if (x.shape()[1] > max_len) throw ShapeError(op, fmt::format("length {} exceeds max_len {}", x.shape()[1], max_len));
+}
+
+}  // namespace
+
+LayerPtr pure_attention_layer(std::int64_t n_heads, double dropout, AttentionPenalty penalty, std::optional<Tensor> bias) {
+    const char* op = "pure_attention";
+    if (n_heads < 1) throw ShapeError(op, fmt::format("n_heads must be positive, got {}", n_heads));
+    if (!(dropout >= 0 && dropout < 1)) throw ShapeError(op, fmt::format("dropout must be in [0, 1), got {}", dropout));
+    return fn_layer(op, 4, 2, [=](std::span<const Var> x, LayerContext& ctx, const std::string& path) {
+        // x: q (B, Lq, d), k (B, Lk, d), v (B, Lk, d), mask -> (y (B, Lq, d), mask)
+        // the layer may outlive the tape its bias was made on: the bias joins each run's tape
+        std::optional<Var> run_bias;
+        if (bias) run_bias = Tape::current().input(*bias);
+        Var y = penalized_attention(x[0], x[1], x[2], x[3], n_heads, dropout, penalty, run_bias);
+        offer_weights(ctx, path, [&] { return attention_weights(x[0], x[1], x[3], n_heads, run_bias, penalty); });
+        return std::vector<Var>{y, x[3]};
+    });
+}
+
+LayerPtr positional_embedding_layer(std::int64_t max_len, std::int64_t d, Init init) {
+    return fn_layer("positional_embedding", 1, 1, [=](std::span<const Var> x, LayerContext& ctx, const std::string& path) {
+        // x (B, L, d), table (max_len, d) -> (B, L, d)
+        require_positions(x[0], max_len, d, "positional_embedding");
+        Var table = ctx.param((path.empty() ? "positional_embedding" : path) + ".table", Shape{max_len, d}, init);
+        return std::vector<Var>{x[0] + slice(table, 0, 0, x[0].shape()[1])};
+    });
+}
+
+LayerPtr sinusoidal_embedding_layer(std::int64_t max_len, std::int64_t d) {
+    return fn_layer("sinusoidal_embedding", 1, 1, [=](std::span<const Var> x, LayerContext&, const std::string&) {
+        // x (B, L, d) -> (B, L, d)
+        require_positions(x[0], max_len, d, "sinusoidal_embedding");
+        return std::vector<Var>{x[0] + sinusoids(x[0].shape()[1], d, x[0].dtype())};
+    });
+}
+
 }  // namespace wengert

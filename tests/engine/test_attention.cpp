@@ -387,3 +387,60 @@ TEST_CASE("penalize_weights adds, clamps at 0 and renormalises linearly", "[atte
                       "penalize_weights: expected f32 or f64 weights with at least one axis and a penalty of the same "
                       "dtype, got f64 [2, 3] and f32 [3]");
 }
+
+TEST_CASE("penalized_attention: a penalty on the logits is pure_attention with its bias", "[attention][penalty]") {
+    Tape tape;
+    Var q = tape.input(random_tensor(Shape{2, 3, 4}, 111, -2.0, 2.0));
+    Var k = tape.input(random_tensor(Shape{2, 5, 4}, 112, -2.0, 2.0));
+    Var v = tape.input(random_tensor(Shape{2, 5, 4}, 113));
+    Var learned = tape.input(random_tensor(Shape{3, 5}, 114));
+    const DistancePenalty distance{.scale = 0.7, .width = 1.0, .clip = 3.0, .align = Alignment::bottom_right};
+    Var by_penalty = penalized_attention(q, k, v, std::nullopt, 2, 0.0, distance, learned);
+    Var by_bias = pure_attention(q, k, v, std::nullopt, 2, 0.0,
+                                 learned + distance_penalty(3, 5, 0.7, 1.0, 3.0, Alignment::bottom_right, DType::f64));
+    require_close(by_penalty.value(), by_bias.value().to_doubles(), 1e-15);
+    Var alibi = penalized_attention(q, k, v, std::nullopt, 2, 0.0, AlibiPenalty{});
+    require_close(alibi.value(), pure_attention(q, k, v, std::nullopt, 2, 0.0, alibi_bias(2, 3, 5, false, DType::f64)).value().to_doubles(),
+                  1e-15);
+    require_close(penalized_attention(q, k, v, std::nullopt, 2, 0.0, {}).value(), pure_attention(q, k, v, std::nullopt, 2).value().to_doubles(),
+                  0.0);
+}
+
+TEST_CASE("penalized_attention on the weights averages v with the penalised weights of attention_weights", "[attention][penalty]") {
+    // one head and v = I (d = Lk): the output is the weights
+    Tape tape;
+    Var q = tape.input(random_tensor(Shape{1, 3, 4}, 115, -2.0, 2.0));
+    Var k = tape.input(random_tensor(Shape{1, 4, 4}, 116, -2.0, 2.0));
+    Var identity = tape.input(Tensor::eye(4, DType::f64).unsqueeze(0));
+    const DistancePenalty on_weights{.scale = 0.1, .on = PenaltyOn::weights};
+    Var weights = attention_weights(q, k, std::nullopt, 1, std::nullopt, on_weights);
+    require_close(penalized_attention(q, k, identity, std::nullopt, 1, 0.0, on_weights).value(),
+                  reshape(weights, Shape{1, 3, 4}).value().to_doubles(), 1e-15);
+    Var penalty = distance_penalty(3, 4, 0.1, 0.0, 0.0, Alignment::top_left, DType::f64);
+    require_close(weights.value(), penalize_weights(attention_weights(q, k), penalty).value().to_doubles(), 1e-15);
+    CHECK_THROWS_WITH(parse_penalty_on("values", "distance"), "distance: on must be \"logits\" or \"weights\", got \"values\"");
+}
+
+TEST_CASE("penalized_attention's gradients agree with finite differences in f64 for each penalty", "[attention][penalty][gradcheck]") {
+    auto q = random_tensor(Shape{2, 3, 4}, 121, -1.5, 1.5);
+    auto k = random_tensor(Shape{2, 5, 4}, 122, -1.5, 1.5);
+    auto v = random_tensor(Shape{2, 5, 4}, 123);
+    auto padding = u8({1, 1, 1, 0, 0, 1, 1, 0, 1, 0}, Shape{2, 1, 1, 5});
+    const std::vector<std::pair<const char*, AttentionPenalty>> penalties = {
+        {"distance on the logits", DistancePenalty{.scale = 0.7, .width = 1.0, .align = Alignment::proportional}},
+        {"distance on the weights", DistancePenalty{.scale = 0.05, .clip = 2.0, .on = PenaltyOn::weights}},
+        {"ALiBi", AlibiPenalty{}},
+        {"causal ALiBi", AlibiPenalty{.causal = true}},
+    };
+    for (const auto& [name, penalty] : penalties) {
+        DYNAMIC_SECTION(name) {
+            auto f = [penalty = penalty](std::span<const Var> x) {
+                manual_seed(31);   // the same dropout draws at every evaluation
+                return penalized_attention(x[0], x[1], x[2], x[3], 2, 0.25, penalty);
+            };
+            GradCheckResult r = gradcheck(f, {q, k, v, padding});
+            INFO(r.message);
+            CHECK(r.ok);
+        }
+    }
+}

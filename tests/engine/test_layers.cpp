@@ -1,9 +1,14 @@
 #include <catch2/catch.hpp>
 
+#include <cmath>
+#include <functional>
+
+#include "ops/cases.hpp"
 #include "wengert/layers.hpp"
 #include "wengert/ops.hpp"
 
 using namespace wengert;
+using namespace wengert::test;
 
 namespace {
 
@@ -182,4 +187,179 @@ TEST_CASE("an embedding reads ids, or mixes its rows by a distribution with the 
     Var wrong = tape.input(Tensor::zeros(Shape{2, 5}, DType::f64));
     CHECK_THROWS_WITH(emb->forward(std::vector<Var>{wrong}, ctx),
                       "embedding: a distribution over the vocabulary needs 4 entries on its last axis, got f64 [2, 5]");
+}
+
+// ---------------------------------------------------------------- attention and positions
+
+namespace {
+
+// x (rows, n_in) @ w (n_in, n_out) + b, row-major, in plain loops
+std::vector<double> affine(const std::vector<double>& x, const std::vector<double>& w, const std::vector<double>& b,
+                           std::int64_t rows, std::int64_t n_in, std::int64_t n_out) {
+    std::vector<double> y(static_cast<std::size_t>(rows * n_out));
+    for (std::int64_t r = 0; r < rows; ++r) {
+        for (std::int64_t o = 0; o < n_out; ++o) {
+            double acc = b[static_cast<std::size_t>(o)];
+            for (std::int64_t i = 0; i < n_in; ++i) acc += x[static_cast<std::size_t>(r * n_in + i)] * w[static_cast<std::size_t>(i * n_out + o)];
+            y[static_cast<std::size_t>(r * n_out + o)] = acc;
+        }
+    }
+    return y;
+}
+
+// The attention SPEC.md sections 1 and 3 describe, in plain loops: for each batch b, head h and
+// query i, weights_j = softmax_j(q_i . k_j / sqrt(d_head) + logit_bias(h, i, j)), -1e9 where
+// keep(b, j) is false; then, when weight_penalty is given, max(weights_j + weight_penalty(i,
+// j), 0) renormalised. Gives y (B, L, d) and the weights (B, h, L, L).
+struct ReferenceAttention {
+    std::vector<double> y, weights;
+};
+ReferenceAttention reference_attention(const std::vector<double>& q, const std::vector<double>& k, const std::vector<double>& v,
+                                       std::int64_t batch, std::int64_t len, std::int64_t d, std::int64_t n_heads,
+                                       const std::function<double(std::int64_t, std::int64_t, std::int64_t)>& logit_bias,
+                                       const std::function<double(std::int64_t, std::int64_t)>& weight_penalty,
+                                       const std::function<bool(std::int64_t, std::int64_t)>& keep) {
+    const std::int64_t d_head = d / n_heads;
+    auto at = [&](std::int64_t b, std::int64_t l, std::int64_t f) { return static_cast<std::size_t>((b * len + l) * d + f); };
+    ReferenceAttention out{std::vector<double>(static_cast<std::size_t>(batch * len * d)),
+                           std::vector<double>(static_cast<std::size_t>(batch * n_heads * len * len))};
+    for (std::int64_t b = 0; b < batch; ++b) {
+        for (std::int64_t h = 0; h < n_heads; ++h) {
+            for (std::int64_t i = 0; i < len; ++i) {
+                std::vector<double> w(static_cast<std::size_t>(len));
+                double largest = -INFINITY;
+                for (std::int64_t j = 0; j < len; ++j) {
+                    double s = 0;
+                    for (std::int64_t e = h * d_head; e < (h + 1) * d_head; ++e) s += q[at(b, i, e)] * k[at(b, j, e)];
+                    s = s / std::sqrt(static_cast<double>(d_head)) + logit_bias(h, i, j);
+                    w[static_cast<std::size_t>(j)] = keep(b, j) ? s : -1e9;
+                    largest = std::max(largest, w[static_cast<std::size_t>(j)]);
+                }
+                double total = 0;
+                for (double& x : w) total += (x = std::exp(x - largest));
+                for (double& x : w) x /= total;
+                if (weight_penalty) {
+                    total = 0;
+                    for (std::int64_t j = 0; j < len; ++j) {
+                        auto& x = w[static_cast<std::size_t>(j)];
+                        total += (x = std::max(x + weight_penalty(i, j), 0.0));
+                    }
+                    for (double& x : w) x /= total;
+                }
+                for (std::int64_t j = 0; j < len; ++j) {
+                    out.weights[static_cast<std::size_t>(((b * n_heads + h) * len + i) * len + j)] = w[static_cast<std::size_t>(j)];
+                    for (std::int64_t e = h * d_head; e < (h + 1) * d_head; ++e) out.y[at(b, i, e)] += w[static_cast<std::size_t>(j)] * v[at(b, j, e)];
+                }
+            }
+        }
+    }
+    return out;
+}
+
+void require_near(const std::vector<double>& actual, const std::vector<double>& expected, double tol) {
+    REQUIRE(actual.size() == expected.size());
+    for (std::size_t i = 0; i < actual.size(); ++i) {
+        INFO("element " << i);
+        CHECK(actual[i] == Approx(expected[i]).margin(tol).epsilon(0));
+    }
+}
+
+}  // namespace
+
+TEST_CASE("the standard library's attention, built from C++ after a positional embedding, equals a reference computation",
+          "[layers][attention]") {
+    // dsl/std/prelude.wg: attention(d, n_heads, penalty) = serial(select([0, 0, 0]),
+    // serial(parallel(dense(d), dense(d), dense(d)), pure_attention(n_heads, penalty = penalty), dense(d)))
+    const std::int64_t batch = 2, len = 3, d = 4, n_heads = 2, max_len = 5;
+    const double scale = 0.5, width = 1.0;
+    struct Setting {
+        const char* name;
+        AttentionPenalty penalty;
+        std::function<double(std::int64_t, std::int64_t, std::int64_t)> logit_bias;
+        std::function<double(std::int64_t, std::int64_t)> weight_penalty;
+    };
+    auto distance = [=](std::int64_t i, std::int64_t j) { return std::max(0.0, std::abs(static_cast<double>(i - j)) - width); };
+    auto none = [](std::int64_t, std::int64_t, std::int64_t) { return 0.0; };
+    const double slopes[] = {1.0 / 16, 1.0 / 256};   // ALiBi's for 2 heads: 2^(-8k/2)
+    const std::vector<Setting> settings = {
+        {"a distance penalty on the logits", DistancePenalty{.scale = scale, .width = width},
+         [=](std::int64_t, std::int64_t i, std::int64_t j) { return -scale * distance(i, j); }, nullptr},
+        {"a distance penalty on the weights", DistancePenalty{.scale = scale, .width = width, .on = PenaltyOn::weights}, none,
+         [=](std::int64_t i, std::int64_t j) { return -scale * distance(i, j); }},
+        {"causal ALiBi", AlibiPenalty{.causal = true},
+         [=](std::int64_t h, std::int64_t i, std::int64_t j) {
+             return j > i ? -1e9 : -slopes[h] * static_cast<double>(i - j);
+         },
+         nullptr},
+    };
+    for (const Setting& s : settings) {
+        SECTION(s.name) {
+            ParamStore store;
+            LayerContext ctx(store, 3, DType::f64);
+            LayerPtr positions = positional_embedding_layer(max_len, d), attend = pure_attention_layer(n_heads, 0.0, s.penalty);
+            LayerPtr wq = dense(d), wk = dense(d), wv = dense(d), wo = dense(d);
+            positions->set_path("positions");
+            attend->set_path("h1");
+            wq->set_path("q");
+            wk->set_path("k");
+            wv->set_path("v");
+            wo->set_path("out");
+            LayerPtr model = serial({positions, select({0, 0, 0}), parallel({wq, wk, wv}), attend, wo});
+            ctx.wanted = {"h1.weights"};
+
+            Tape tape;
+            const std::vector<double> x = random_tensor(Shape{batch, len, d}, 5).to_doubles();
+            // batch 1 drops its last key
+            const std::vector<std::uint8_t> keep = {1, 1, 1, 1, 1, 0};
+            Var xs = tape.input(Tensor::from_doubles(x, Shape{batch, len, d}, DType::f64));
+            Var mask = tape.input(Tensor::from(keep, Shape{batch, 1, 1, len}));
+            std::vector<Var> out = model->forward(std::vector<Var>{xs, mask}, ctx);
+            REQUIRE(out.size() == 2);
+            CHECK(out[1].id() == mask.id());
+
+            auto param = [&](const std::string& name) { return store.get(name).value.to_doubles(); };
+            std::vector<double> placed = x;
+            const std::vector<double> table = param("positions.table");
+            for (std::int64_t b = 0; b < batch; ++b) {
+                for (std::int64_t e = 0; e < len * d; ++e) placed[static_cast<std::size_t>(b * len * d + e)] += table[static_cast<std::size_t>(e)];
+            }
+            auto project = [&](const std::string& name) { return affine(placed, param(name + ".w"), param(name + ".b"), batch * len, d, d); };
+            ReferenceAttention ref = reference_attention(project("q"), project("k"), project("v"), batch, len, d, n_heads, s.logit_bias,
+                                                         s.weight_penalty, [&](std::int64_t b, std::int64_t j) { return keep[static_cast<std::size_t>(b * len + j)] != 0; });
+            require_near(out[0].value().to_doubles(), affine(ref.y, param("out.w"), param("out.b"), batch * len, d, d), 1e-12);
+            // the weights offered by name (Note [Attention weights by name])
+            REQUIRE(ctx.inspected.size() == 1);
+            CHECK(ctx.inspected[0].first == "h1.weights");
+            CHECK(ctx.inspected[0].second.shape() == Shape{batch, n_heads, len, len});
+            require_near(ctx.inspected[0].second.value().to_doubles(), ref.weights, 1e-12);
+            CHECK(ctx.offered == std::vector<std::string>{"h1.weights", "h1.attention.weights"});
+        }
+    }
+}
+
+TEST_CASE("a sinusoidal embedding adds Vaswani's positions; both embeddings check the length", "[layers][attention]") {
+    ParamStore store;
+    LayerContext ctx(store, 1, DType::f64);
+    Tape tape;
+    Var x = tape.input(Tensor::zeros(Shape{1, 3, 4}, DType::f64));
+    Var y = sinusoidal_embedding_layer(5, 4)->forward(std::vector<Var>{x}, ctx).at(0);
+    std::vector<double> expected;
+    for (int p = 0; p < 3; ++p) {
+        for (int i = 0; i < 4; ++i) {
+            const double angle = p / std::pow(10000.0, (i - i % 2) / 4.0);
+            expected.push_back(i % 2 == 0 ? std::sin(angle) : std::cos(angle));
+        }
+    }
+    require_near(y.value().to_doubles(), expected, 1e-15);
+    CHECK(store.size() == 0);
+    Var long_x = tape.input(Tensor::zeros(Shape{1, 6, 4}, DType::f64));
+    CHECK_THROWS_WITH(sinusoidal_embedding_layer(5, 4)->forward(std::vector<Var>{long_x}, ctx),
+                      "sinusoidal_embedding: length 6 exceeds max_len 5");
+    CHECK_THROWS_WITH(positional_embedding_layer(5, 3)->forward(std::vector<Var>{x}, ctx),
+                      "positional_embedding: expects (B, L, 3), got [1, 3, 4]");
+}
+
+TEST_CASE("pure_attention_layer refuses settings out of range", "[layers][attention]") {
+    CHECK_THROWS_WITH(pure_attention_layer(0), "pure_attention: n_heads must be positive, got 0");
+    CHECK_THROWS_WITH(pure_attention_layer(1, 1.0), "pure_attention: dropout must be in [0, 1), got 1");
 }

@@ -160,4 +160,19 @@ LayerPtr embedding_layer(std::int64_t vocab, std::int64_t d, Init init = Init::n
 LayerPtr layer_norm_layer(double eps = 1e-6, bool trainable = true);
 LayerPtr dropout_layer(double rate);
 
+// ---- attention and positions (SPEC.md sections 1 and 3) -------------------------------------
+// The standard library's attention layers (attention_qkv, attention, causal_attention,
+// encoder_block in dsl/std/prelude.wg) are combinators of these, dense and layer_norm.
+//
+// Trax's PureAttention as a layer, (q, k, v, mask) -> (y, mask): penalized_attention (ops.hpp)
+// with these settings, n_heads >= 1, dropout in [0, 1). `bias`, a fixed tensor broadcast to (B,
+// n_heads, Lq, Lk), joins the penalty's bias on the logits. The layer offers its weights by name
+// (Note [Attention weights by name] in layers.cpp).
+LayerPtr pure_attention_layer(std::int64_t n_heads = 1, double dropout = 0.0, AttentionPenalty penalty = {},
+                              std::optional<Tensor> bias = std::nullopt);
+// x (B, L, d), L <= max_len -> x + table[:L], the table (max_len, d) learned, named "<path>.table".
+LayerPtr positional_embedding_layer(std::int64_t max_len, std::int64_t d, Init init = Init::normal());
+// x (B, L, d), L <= max_len -> x + sinusoids(L, d) in x's dtype (ops.hpp); no parameters.
+LayerPtr sinusoidal_embedding_layer(std::int64_t max_len, std::int64_t d);
+
 }  // namespace wengert

@@ -6,6 +6,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "wengert/tape.hpp"
@@ -56,6 +57,7 @@ Var gt(Var a, Var b);
 Var ge(Var a, Var b);
 Var logical_not(Var mask);
 Var logical_and(Var a, Var b);
+Var logical_or(Var a, Var b);
 // Stops gradients: the same value, as a new node with no backward.
 Var detach(Var x);
 // Converts dtype (f32 <-> f64 differentiable; to/from i64 and u8 carry no gradient).
@@ -154,6 +156,9 @@ Var nll(Var log_probs, Var labels, Reduction reduction = Reduction::mean);
 Var bce(Var probs, Var target, Reduction reduction = Reduction::mean);
 Var bce_with_logits(Var logits, Var target, Reduction reduction = Reduction::mean);
 Var mse(Var prediction, Var target, Reduction reduction = Reduction::mean);
+// The fraction of rows of logits (..., C) whose argmax is the label (i64, (...)), as a scalar of
+// `dtype`; no gradient.
+Var accuracy(Var logits, Var labels, DType dtype = DType::f32);
 
 // ---- indexing (ops/index.cpp) ---------------------------------------------------------------
 Var one_hot(Var labels, std::int64_t n_classes, DType dtype = DType::f32);   // no gradient
@@ -193,6 +198,9 @@ Var eye(std::int64_t n, DType dtype = DType::f32);
 Var arange(double start, double stop, double step = 1.0, DType dtype = DType::f32);
 Var normal(const Shape& shape, double mean = 0.0, double stddev = 1.0, DType dtype = DType::f32);
 Var uniform(const Shape& shape, double low = 0.0, double high = 1.0, DType dtype = DType::f32);
+// (length, d): Vaswani et al.'s sinusoidal positions, PE[p, 2i] = sin(p / 10000^(2i / d)) and
+// PE[p, 2i + 1] = cos(p / 10000^(2i / d)), computed in f64.
+Var sinusoids(std::int64_t length, std::int64_t d, DType dtype = DType::f32);
 
 // ---- attention (ops/attention.cpp); SPEC.md sections 1 and 3 --------------------------------
 // Trax's PureAttention, fused: q (B, Lq, d), k and v (B, Lk, d) -> y (B, Lq, d). Head h owns
@@ -204,13 +212,6 @@ Var uniform(const Shape& shape, double low = 0.0, double high = 1.0, DType dtype
 // alibi_bias. The mask passes through unchanged: the caller keeps it.
 Var pure_attention(Var q, Var k, Var v, std::optional<Var> mask = std::nullopt, std::int64_t n_heads = 1,
                    double dropout = 0.0, std::optional<Var> bias = std::nullopt);
-// The weights pure_attention computes, before dropout: q (B, Lq, d), k (B, Lk, d) -> (B, n_heads,
-// Lq, Lk), softmax(where(mask, Q K^T / sqrt(d_head) + bias, -1e9)) over keys, each row summing
-// to 1. Composed of primitive ops (reshape, permute, matmul, where, softmax), so it keeps the
-// tensors of that size the fused op avoids: for reading the weights out, and for the penalty on
-// the weights (penalize_weights).
-Var attention_weights(Var q, Var k, std::optional<Var> mask = std::nullopt, std::int64_t n_heads = 1,
-                      std::optional<Var> bias = std::nullopt);
 
 // Where query i sits among the keys when Lq != Lk (SPEC.md section 3).
 enum class Alignment {
@@ -219,6 +220,38 @@ enum class Alignment {
     proportional,   // i' = i Lk / Lq, a real number: speech frames against tokens
 };
 Alignment parse_alignment(const std::string& name, const char* op);
+
+// An attention penalty's settings (SPEC.md section 3), for penalized_attention and the
+// pure_attention layer (layers.hpp). A distance penalty is distance_penalty's bias, added to
+// the scaled logits, or with `on = weights` the seed's variant on the post-softmax weights
+// (penalize_weights; Note [Penalties belong in the logits]). ALiBi is alibi_bias on the logits.
+enum class PenaltyOn { logits, weights };
+PenaltyOn parse_penalty_on(const std::string& name, const char* op);   // "logits" or "weights"
+struct DistancePenalty {
+    double scale = 1.0;
+    double width = 0.0;
+    double clip = 0.0;
+    Alignment align = Alignment::top_left;
+    PenaltyOn on = PenaltyOn::logits;
+};
+struct AlibiPenalty {
+    bool causal = false;
+};
+// No penalty, a distance penalty or ALiBi.
+using AttentionPenalty = std::variant<std::monostate, DistancePenalty, AlibiPenalty>;
+
+// pure_attention with a penalty: one on the logits joins `bias` inside the fused op; one on the
+// weights runs the unfused composition (Note [Penalty on the weights]). Same shapes as
+// pure_attention.
+Var penalized_attention(Var q, Var k, Var v, std::optional<Var> mask, std::int64_t n_heads, double dropout,
+                        const AttentionPenalty& penalty, std::optional<Var> bias = std::nullopt);
+// The weights pure_attention (or penalized_attention) computes, before dropout: q (B, Lq, d), k
+// (B, Lk, d) -> (B, n_heads, Lq, Lk), softmax(where(mask, Q K^T / sqrt(d_head) + bias, -1e9))
+// over keys, each row summing to 1, a penalty applied. Composed of primitive ops (reshape,
+// permute, matmul, where, softmax), so it keeps the tensors of that size the fused op avoids:
+// for reading the weights out, and for the penalty on the weights (penalize_weights).
+Var attention_weights(Var q, Var k, std::optional<Var> mask = std::nullopt, std::int64_t n_heads = 1,
+                      std::optional<Var> bias = std::nullopt, const AttentionPenalty& penalty = {});
 
 // (Lq, Lk) constant, no gradient: -scale * D with D[i, j] = max(0, |i' - j| - width), and
 // when clip > 0 also D = min(D, clip): clip alone gives SPEC's min(|i' - j|, W), width alone a

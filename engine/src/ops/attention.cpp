@@ -36,6 +36,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <variant>
 #include <vector>
 
 #include "../kernels/gemm.hpp"
@@ -362,23 +363,6 @@ Var pure_attention(Var q, Var k, Var v, std::optional<Var> mask, std::int64_t n_
     });
 }
 
-// q (B, Lq, d), k (B, Lk, d), mask and bias broadcast to (B, h, Lq, Lk) -> weights (B, h, Lq, Lk)
-Var attention_weights(Var q, Var k, std::optional<Var> mask, std::int64_t n_heads, std::optional<Var> bias) {
-    const char* op = "attention_weights";
-    if (q.ndim() != 3 || k.ndim() != 3 || q.shape()[0] != k.shape()[0] || q.shape()[2] != k.shape()[2]) {
-        throw ShapeError(op, fmt::format("expects q (B, Lq, d) and k (B, Lk, d), got {} and {}", q.shape().str(), k.shape().str()));
-    }
-    const std::int64_t batch = q.shape()[0], d = q.shape()[2];
-    if (n_heads < 1 || d % n_heads != 0) throw ShapeError(op, fmt::format("d = {} is not divisible by n_heads = {}", d, n_heads));
-    const std::int64_t d_head = d / n_heads;
-    // (B, L, d) -> (B, h, L, d_head): head h owns features [h d_head, (h + 1) d_head)
-    auto split_heads = [&](Var x) { return permute(reshape(x, Shape{batch, x.shape()[1], n_heads, d_head}), {0, 2, 1, 3}); };
-    Var logits = matmul(split_heads(q), transpose(split_heads(k), -2, -1)) * (1.0 / std::sqrt(static_cast<double>(d_head)));
-    if (bias) logits = logits + *bias;
-    if (mask) logits = where(*mask, logits, full(Shape{}, kMaskedLogit, logits.dtype()));
-    return softmax(logits, -1);
-}
-
 // ---- distance penalties and ALiBi (SPEC.md section 3) ---------------------------------------
 //
 // Note [Penalties belong in the logits]
@@ -517,53 +501,100 @@ Var alibi_bias(std::int64_t n_heads, std::int64_t lq, std::int64_t lk, bool caus
     }));
 }
 
+// ---- attention with a penalty ---------------------------------------------------------------
+//
+// Note [Penalty on the weights]
+// The Speech-Transformer seed adds its penalty to the post-softmax weights and renormalises
+// linearly (on = weights). That path cannot use the fused kernel: penalized_attention composes
+// primitive ops, the weights of attention_weights penalised by penalize_weights, dropout, and
+// the product with V. A penalty on the logits (the default, Note [Penalties belong in the
+// logits]) is a bias inside the fused op.
+
+PenaltyOn parse_penalty_on(const std::string& name, const char* op) {
+    if (name == "logits") return PenaltyOn::logits;
+    if (name == "weights") return PenaltyOn::weights;
+    throw ShapeError(op, fmt::format("on must be \"logits\" or \"weights\", got \"{}\"", name));
+}
+
+namespace {
+
+bool on_weights(const AttentionPenalty& penalty) {
+    const auto* distance = std::get_if<DistancePenalty>(&penalty);
+    return distance && distance->on == PenaltyOn::weights;
+}
+
+// -> (Lq, Lk) or (n_heads, Lq, Lk): the additive bias a penalty gives, no gradient
+Var penalty_bias(const AttentionPenalty& penalty, std::int64_t n_heads, std::int64_t lq, std::int64_t lk, DType dtype) {
+    if (const auto* alibi = std::get_if<AlibiPenalty>(&penalty)) return alibi_bias(n_heads, lq, lk, alibi->causal, dtype);
+    const auto& distance = std::get<DistancePenalty>(penalty);
+    return distance_penalty(lq, lk, distance.scale, distance.width, distance.clip, distance.align, dtype);
+}
+
+// `bias` with a penalty on the logits added to it
+std::optional<Var> with_logit_penalty(std::optional<Var> bias, const AttentionPenalty& penalty, std::int64_t n_heads,
+                                      std::int64_t lq, std::int64_t lk, DType dtype) {
+    if (std::holds_alternative<std::monostate>(penalty) || on_weights(penalty)) return bias;
+    Var extra = penalty_bias(penalty, n_heads, lq, lk, dtype);
+    return bias ? *bias + extra : extra;
+}
+
+}  // namespace
+
+// q (B, Lq, d), k (B, Lk, d), mask and bias broadcast to (B, h, Lq, Lk) -> weights (B, h, Lq, Lk)
+Var attention_weights(Var q, Var k, std::optional<Var> mask, std::int64_t n_heads, std::optional<Var> bias,
+                      const AttentionPenalty& penalty) {
+    const char* op = "attention_weights";
+    if (q.ndim() != 3 || k.ndim() != 3 || q.shape()[0] != k.shape()[0] || q.shape()[2] != k.shape()[2]) {
+        throw ShapeError(op, fmt::format("expects q (B, Lq, d) and k (B, Lk, d), got {} and {}", q.shape().str(), k.shape().str()));
+    }
+    const std::int64_t batch = q.shape()[0], lq = q.shape()[1], lk = k.shape()[1], d = q.shape()[2];
+    if (n_heads < 1 || d % n_heads != 0) throw ShapeError(op, fmt::format("d = {} is not divisible by n_heads = {}", d, n_heads));
+    const std::int64_t d_head = d / n_heads;
+    // (B, L, d) -> (B, h, L, d_head): head h owns features [h d_head, (h + 1) d_head)
+    auto split_heads = [&](Var x) { return permute(reshape(x, Shape{batch, x.shape()[1], n_heads, d_head}), {0, 2, 1, 3}); };
+    Var logits = matmul(split_heads(q), transpose(split_heads(k), -2, -1)) * (1.0 / std::sqrt(static_cast<double>(d_head)));
+    bias = with_logit_penalty(bias, penalty, n_heads, lq, lk, q.dtype());
+    if (bias) logits = logits + *bias;
+    if (mask) logits = where(*mask, logits, full(Shape{}, kMaskedLogit, logits.dtype()));
+    Var weights = softmax(logits, -1);
+    if (!on_weights(penalty)) return weights;
+    return penalize_weights(weights, penalty_bias(penalty, n_heads, lq, lk, weights.dtype()));
+}
+
+// q (B, Lq, d), k and v (B, Lk, d) -> (B, Lq, d)
+Var penalized_attention(Var q, Var k, Var v, std::optional<Var> mask, std::int64_t n_heads, double dropout_rate,
+                        const AttentionPenalty& penalty, std::optional<Var> bias) {
+    if (!on_weights(penalty)) {
+        // a rank the fused op refuses is its error to report, with every operand's shape
+        if (q.ndim() == 3 && k.ndim() == 3) bias = with_logit_penalty(bias, penalty, n_heads, q.shape()[1], k.shape()[1], q.dtype());
+        return pure_attention(q, k, v, mask, n_heads, dropout_rate, bias);
+    }
+    // Note [Penalty on the weights]: out = merge_heads(dropout(penalised weights) V)
+    Var weights = dropout(attention_weights(q, k, mask, n_heads, bias, penalty), dropout_rate);
+    const std::int64_t batch = q.shape()[0], lq = q.shape()[1], lk = k.shape()[1], d = q.shape()[2], d_head = d / n_heads;
+    Var heads_of_v = permute(reshape(v, Shape{batch, lk, n_heads, d_head}), {0, 2, 1, 3});
+    return reshape(permute(matmul(weights, heads_of_v), {0, 2, 1, 3}), Shape{batch, lq, d});
+}
+
 // ---- registry -------------------------------------------------------------------------------
 void register_attention(Registry& r) {
-    const ArgSpec dtype{"dtype", ArgKind::string, ArgValue{std::string("f32")}};
-    r.add({"pure_attention",
-           {{"q", ArgKind::tensor, {}},
-            {"k", ArgKind::tensor, {}},
-            {"v", ArgKind::tensor, {}},
-            {"mask", ArgKind::tensor, ArgValue{}},
-            {"n_heads", ArgKind::integer, ArgValue{std::int64_t{1}}},
-            {"dropout", ArgKind::number, ArgValue{0.0}},
-            {"bias", ArgKind::tensor, ArgValue{}}},
-           "Trax's PureAttention, fused: multi-head softmax(q k^T / sqrt(d_head) + bias, mask) v with dropout on the "
-           "weights in train mode",
-           true, [](const Args& a) {
-               return pure_attention(a.tensor(0), a.tensor(1), a.tensor(2),
-                                     a.has(3) ? std::optional(a.tensor(3)) : std::nullopt, a.integer(4), a.number(5),
-                                     a.has(6) ? std::optional(a.tensor(6)) : std::nullopt);
-           }});
-    r.add({"distance_penalty",
-           {{"lq", ArgKind::integer, {}},
-            {"lk", ArgKind::integer, {}},
-            {"scale", ArgKind::number, ArgValue{1.0}},
-            {"width", ArgKind::number, ArgValue{0.0}},
-            {"clip", ArgKind::number, ArgValue{0.0}},
-            {"align", ArgKind::string, ArgValue{std::string("top_left")}},
-            dtype},
-           "-scale * distance between query and key positions (free band width, clipped at clip > 0), an attention bias",
-           false, [](const Args& a) {
-               const char* op = "distance_penalty";
-               return distance_penalty(a.integer(0), a.integer(1), a.number(2), a.number(3), a.number(4),
-                                       parse_alignment(a.string(5), op), parse_dtype(a.string(6), op));
-           }});
-    r.add({"penalize_weights", {{"weights", ArgKind::tensor, {}}, {"penalty", ArgKind::tensor, {}}},
-           "adds a penalty to attention weights, clamps at 0 and renormalises linearly over the last axis", true,
-           [](const Args& a) { return penalize_weights(a.tensor(0), a.tensor(1)); }});
-    r.add({"alibi_slopes", {{"n_heads", ArgKind::integer, {}}, dtype}, "ALiBi's slope per head", false,
-           [](const Args& a) { return alibi_slopes(a.integer(0), parse_dtype(a.string(1), "alibi_slopes")); }});
-    r.add({"alibi_bias",
-           {{"n_heads", ArgKind::integer, {}},
-            {"lq", ArgKind::integer, {}},
-            {"lk", ArgKind::integer, {}},
-            {"causal", ArgKind::boolean, ArgValue{false}},
-            dtype},
-           "ALiBi's attention bias -m_h |i - j| per head (causal: -m_h (i - j) for j <= i, the masked logit -1e9 above)", false, [](const Args& a) {
-               return alibi_bias(a.integer(0), a.integer(1), a.integer(2), a.boolean(3),
-                                 parse_dtype(a.string(4), "alibi_bias"));
-           }});
+    r.def("pure_attention",
+          {arg::tensor("q"), arg::tensor("k"), arg::tensor("v"), arg::tensor("mask", arg::none), arg::integer("n_heads", 1),
+           arg::number("dropout", 0.0), arg::tensor("bias", arg::none)},
+          "Trax's PureAttention, fused: multi-head softmax(q k^T / sqrt(d_head) + bias, mask) v with dropout on the weights "
+          "in train mode",
+          &pure_attention);
+    r.def("distance_penalty",
+          {arg::integer("lq"), arg::integer("lk"), arg::number("scale", 1.0), arg::number("width", 0.0), arg::number("clip", 0.0),
+           arg::string("align", "top_left"), arg::dtype()},
+          "-scale * distance between query and key positions (free band width, clipped at clip > 0), an attention bias",
+          &distance_penalty, Gradient::none);
+    r.def("penalize_weights", {arg::tensor("weights"), arg::tensor("penalty")},
+          "adds a penalty to attention weights, clamps at 0 and renormalises linearly over the last axis", &penalize_weights);
+    r.def("alibi_slopes", {arg::integer("n_heads"), arg::dtype()}, "ALiBi's slope per head", &alibi_slopes, Gradient::none);
+    r.def("alibi_bias", {arg::integer("n_heads"), arg::integer("lq"), arg::integer("lk"), arg::boolean("causal", false), arg::dtype()},
+          "ALiBi's attention bias -m_h |i - j| per head (causal: -m_h (i - j) for j <= i, the masked logit -1e9 above)",
+          &alibi_bias, Gradient::none);
 }
 
 }  // namespace wengert

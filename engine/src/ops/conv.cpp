@@ -556,66 +556,53 @@ Var global_avg_pool2d(Var x) {
 
 namespace {
 
-// An integer or a pair of them (height, width).
-std::pair<std::int64_t, std::int64_t> pair_arg(const Args& a, std::size_t i, const char* op, const char* name) {
-    const std::vector<std::int64_t>& v = a.ints(i);
-    if (v.size() == 1) return {v[0], v[0]};
-    if (v.size() == 2) return {v[0], v[1]};
-    throw ShapeError(op, fmt::format("{} is an integer or a pair (height, width); got {} values", name, v.size()));
-}
-
-Pool2dOptions pool_options(const Args& a, const char* op) {
-    Pool2dOptions o;
-    std::tie(o.kernel_h, o.kernel_w) = pair_arg(a, 1, op, "kernel_size");
-    if (a.has(2)) {
-        std::tie(o.stride_h, o.stride_w) = pair_arg(a, 2, op, "stride");
-        if (o.stride_h < 1 || o.stride_w < 1) throw ShapeError(op, "stride must be positive");
+// The pools' settings as the registry reads them (Note [Registering an op]); stride: the kernel's
+// when absent.
+Pool2dOptions pool_options(Pair2d kernel, std::optional<Pair2d> stride, Padding2d padding, bool ceil_mode) {
+    Pool2dOptions o{.kernel_h = kernel.h, .kernel_w = kernel.w, .padding = padding, .ceil_mode = ceil_mode};
+    if (stride) {
+        if (stride->h < 1 || stride->w < 1) throw ArgumentError("stride must be positive");
+        o.stride_h = stride->h;
+        o.stride_w = stride->w;
     }
-    o.padding = a.padding(3, op);
-    o.ceil_mode = a.boolean(4);
     return o;
 }
-
-ArgSpec padding_arg() { return {"padding", ArgKind::padding, ArgValue{std::string("valid")}}; }
-ArgSpec pair_arg_spec(const char* name, std::int64_t v) { return {name, ArgKind::ints, ArgValue{std::vector<std::int64_t>{v}}}; }
 
 }  // namespace
 
 void register_conv(Registry& r) {
-    r.add({"conv2d",
-           {{"x", ArgKind::tensor, {}},
-            {"w", ArgKind::tensor, {}},
-            {"b", ArgKind::tensor, ArgValue{}},
-            pair_arg_spec("stride", 1),
-            padding_arg(),
-            pair_arg_spec("dilation", 1),
-            {"groups", ArgKind::integer, ArgValue{std::int64_t{1}}},
-            {"activation", ArgKind::string, ArgValue{std::string("none")}}},
-           "activation(conv(x, w) + b) over NHWC images: x (N, H, W, C), w (KH, KW, C / groups, F), b (F) -> (N, OH, OW, F)",
-           true, [](const Args& a) {
-               Conv2dOptions o;
-               std::tie(o.stride_h, o.stride_w) = pair_arg(a, 3, "conv2d", "stride");
-               o.padding = a.padding(4, "conv2d");
-               std::tie(o.dilation_h, o.dilation_w) = pair_arg(a, 5, "conv2d", "dilation");
-               o.groups = a.integer(6);
-               o.activation = parse_activation(a.string(7), "conv2d");
-               return conv2d(a.tensor(0), a.tensor(1), a.has(2) ? std::optional(a.tensor(2)) : std::nullopt, o);
-           }});
-    r.add({"max_pool2d",
-           {{"x", ArgKind::tensor, {}}, {"kernel_size", ArgKind::ints, {}}, {"stride", ArgKind::ints, ArgValue{}}, padding_arg(),
-            {"ceil_mode", ArgKind::boolean, ArgValue{false}}},
-           "the largest value of each window of NHWC images (stride: the kernel's); the gradient to the first largest", true,
-           [](const Args& a) { return max_pool2d(a.tensor(0), pool_options(a, "max_pool2d")); }});
-    r.add({"avg_pool2d",
-           {{"x", ArgKind::tensor, {}}, {"kernel_size", ArgKind::ints, {}}, {"stride", ArgKind::ints, ArgValue{}}, padding_arg(),
-            {"ceil_mode", ArgKind::boolean, ArgValue{false}}, {"count_include_pad", ArgKind::boolean, ArgValue{true}}},
-           "the mean of each window of NHWC images (stride: the kernel's), divided as PyTorch's avg_pool2d", true, [](const Args& a) {
-               Pool2dOptions o = pool_options(a, "avg_pool2d");
-               o.count_include_pad = a.boolean(5);
-               return avg_pool2d(a.tensor(0), o);
-           }});
-    r.add({"global_avg_pool2d", {{"x", ArgKind::tensor, {}}}, "the mean over height and width: (N, H, W, C) -> (N, C)", true,
-           [](const Args& a) { return global_avg_pool2d(a.tensor(0)); }});
+    const ArgSpec padding = arg::padding("padding", "valid");
+    r.def("conv2d",
+          {arg::tensor("x"), arg::tensor("w"), arg::tensor("b", arg::none), arg::ints("stride", {1}), padding,
+           arg::ints("dilation", {1}), arg::integer("groups", 1), arg::string("activation", "none")},
+          "activation(conv(x, w) + b) over NHWC images: x (N, H, W, C), w (KH, KW, C / groups, F), b (F) -> (N, OH, OW, F); "
+          "`padding` `\"valid\"`, `\"same\"` or explicit pads; `activation` `none` or `relu`, inside the op ([docs/conv.md](conv.md))",
+          [](Var x, Var w, std::optional<Var> b, Pair2d stride, Padding2d pads, Pair2d dilation, std::int64_t groups,
+             Activation activation) {
+              return conv2d(x, w, b,
+                            {.stride_h = stride.h, .stride_w = stride.w, .padding = pads, .dilation_h = dilation.h,
+                             .dilation_w = dilation.w, .groups = groups, .activation = activation});
+          });
+    const std::vector<ArgSpec> window = {arg::tensor("x"), arg::ints("kernel_size"), arg::ints("stride", arg::none), padding,
+                                         arg::boolean("ceil_mode", false)};
+    r.def("max_pool2d", window,
+          "the largest value of each window of NHWC images, stride the kernel's when none; explicit padding at most half the "
+          "kernel, never chosen; the gradient goes to the window's first largest value, a NaN counting as largest (the last "
+          "NaN), as PyTorch",
+          [](Var x, Pair2d kernel, std::optional<Pair2d> stride, Padding2d pads, bool ceil_mode) {
+              return max_pool2d(x, pool_options(kernel, stride, pads, ceil_mode));
+          });
+    std::vector<ArgSpec> averaged = window;
+    averaged.push_back(arg::boolean("count_include_pad", true));
+    r.def("avg_pool2d", averaged,
+          "the mean of each window of NHWC images, divided as PyTorch's `avg_pool2d`: by the window clipped to the padded "
+          "input, or (`count_include_pad = false`, and always with `\"same\"`, as TensorFlow) to the input itself",
+          [](Var x, Pair2d kernel, std::optional<Pair2d> stride, Padding2d pads, bool ceil_mode, bool count_include_pad) {
+              Pool2dOptions o = pool_options(kernel, stride, pads, ceil_mode);
+              o.count_include_pad = count_include_pad;
+              return avg_pool2d(x, o);
+          });
+    r.def("global_avg_pool2d", {arg::tensor("x")}, "the mean over height and width: (N, H, W, C) -> (N, C)", &global_avg_pool2d);
 }
 
 }  // namespace wengert

@@ -269,13 +269,24 @@ Var logical_not(Var mask) {
     return tape_of(mask).record_no_grad("logical_not", std::move(out), {mask});
 }
 
-Var logical_and(Var a, Var b) {
+namespace {
+
+// a, b u8 masks, broadcasting -> u8 mask
+template <class F> Var logical(Var a, Var b, const char* op, F f) {
     if (a.dtype() != DType::u8 || b.dtype() != DType::u8) {
-        throw ShapeError("logical_and", fmt::format("expected u8 masks, got {} and {}", dtype_name(a.dtype()), dtype_name(b.dtype())));
+        throw ShapeError(op, fmt::format("expected u8 masks, got {} and {}", dtype_name(a.dtype()), dtype_name(b.dtype())));
     }
-    Tensor out = map2<std::uint8_t, std::uint8_t>(a.value(), b.value(), "logical_and",
-                                                  [](std::uint8_t x, std::uint8_t y) -> std::uint8_t { return x && y; });
-    return tape_of(a).record_no_grad("logical_and", std::move(out), {a, b});
+    Tensor out = map2<std::uint8_t, std::uint8_t>(a.value(), b.value(), op, f);
+    return tape_of(a).record_no_grad(op, std::move(out), {a, b});
+}
+
+}  // namespace
+
+Var logical_and(Var a, Var b) {
+    return logical(a, b, "logical_and", [](std::uint8_t x, std::uint8_t y) -> std::uint8_t { return x && y; });
+}
+Var logical_or(Var a, Var b) {
+    return logical(a, b, "logical_or", [](std::uint8_t x, std::uint8_t y) -> std::uint8_t { return x || y; });
 }
 
 Var detach(Var x) { return tape_of(x).record_no_grad("detach", x.value(), {x}); }
@@ -311,53 +322,39 @@ Var cast(Var x, DType dtype) {
 
 // ---- registry -------------------------------------------------------------------------------
 void register_elementwise(Registry& r) {
-    auto binary = [&](const char* name, Var (*f)(Var, Var), const char* doc, bool differentiable = true) {
-        r.add({name, {{"a", ArgKind::tensor, {}}, {"b", ArgKind::tensor, {}}}, doc, differentiable,
-               [f](const Args& a) { return f(a.tensor(0), a.tensor(1)); }});
-    };
-    binary("add", static_cast<Var (*)(Var, Var)>(&add), "a + b, broadcasting");
-    binary("sub", &sub, "a - b, broadcasting");
-    binary("mul", static_cast<Var (*)(Var, Var)>(&mul), "a * b, broadcasting");
-    binary("div", &div, "a / b, broadcasting");
-    binary("maximum", &maximum, "elementwise max; ties send the gradient to a");
-    binary("minimum", &minimum, "elementwise min; ties send the gradient to a");
-    binary("eq", &eq, "a == b as a u8 mask", false);
-    binary("ne", &ne, "a != b as a u8 mask", false);
-    binary("lt", &lt, "a < b as a u8 mask", false);
-    binary("le", &le, "a <= b as a u8 mask", false);
-    binary("gt", &gt, "a > b as a u8 mask", false);
-    binary("ge", &ge, "a >= b as a u8 mask", false);
-    binary("logical_and", &logical_and, "a and b for u8 masks", false);
-    r.add({"logical_not", {{"mask", ArgKind::tensor, {}}}, "not mask for a u8 mask", false,
-           [](const Args& a) { return logical_not(a.tensor(0)); }});
-    r.add({"neg", {{"x", ArgKind::tensor, {}}}, "-x", true, [](const Args& a) { return neg(a.tensor(0)); }});
-    r.add({"pow", {{"x", ArgKind::tensor, {}}, {"exponent", ArgKind::tensor, {}}}, "x ^ exponent (tensor exponent)", true,
-           [](const Args& a) { return pow(a.tensor(0), a.tensor(1)); }});
-    r.add({"pow_scalar", {{"x", ArgKind::tensor, {}}, {"exponent", ArgKind::number, {}}}, "x ^ p for a number p", true,
-           [](const Args& a) { return pow(a.tensor(0), a.number(1)); }});
-    r.add({"add_scalar", {{"x", ArgKind::tensor, {}}, {"s", ArgKind::number, {}}}, "x + s for a number s", true,
-           [](const Args& a) { return add(a.tensor(0), a.number(1)); }});
-    r.add({"mul_scalar", {{"x", ArgKind::tensor, {}}, {"s", ArgKind::number, {}}}, "x * s for a number s", true,
-           [](const Args& a) { return mul(a.tensor(0), a.number(1)); }});
-    r.add({"rsub_scalar", {{"s", ArgKind::number, {}}, {"x", ArgKind::tensor, {}}}, "s - x for a number s", true,
-           [](const Args& a) { return rsub(a.number(0), a.tensor(1)); }});
-    r.add({"rdiv_scalar", {{"s", ArgKind::number, {}}, {"x", ArgKind::tensor, {}}}, "s / x for a number s", true,
-           [](const Args& a) { return rdiv(a.number(0), a.tensor(1)); }});
-    r.add({"clamp",
-           {{"x", ArgKind::tensor, {}}, {"low", ArgKind::number, ArgValue{}}, {"high", ArgKind::number, ArgValue{}}},
-           "clamp x to [low, high]; either bound may be omitted", true,
-           [](const Args& a) {
-               return clamp(a.tensor(0), a.has(1) ? std::optional(a.number(1)) : std::nullopt,
-                            a.has(2) ? std::optional(a.number(2)) : std::nullopt);
-           }});
-    r.add({"where", {{"mask", ArgKind::tensor, {}}, {"a", ArgKind::tensor, {}}, {"b", ArgKind::tensor, {}}},
-           "mask ? a : b, broadcasting; mask is u8", true,
-           [](const Args& a) { return where(a.tensor(0), a.tensor(1), a.tensor(2)); }});
-    r.add({"detach", {{"x", ArgKind::tensor, {}}}, "x with no gradient flowing back (stop_gradient)", false,
-           [](const Args& a) { return detach(a.tensor(0)); }});
-    r.add({"cast", {{"x", ArgKind::tensor, {}}, {"dtype", ArgKind::string, ArgValue{std::string("f32")}}},
-           "x converted to dtype f32, f64, i64 or u8 (gradient between f32 and f64)", true,
-           [](const Args& a) { return cast(a.tensor(0), parse_dtype(a.string(1), "cast")); }});
+    const std::vector<ArgSpec> ab = {arg::tensor("a"), arg::tensor("b")}, xs = {arg::tensor("x"), arg::number("s")};
+    r.def("add", ab, "a + b, broadcasting", static_cast<Var (*)(Var, Var)>(&add));
+    r.def("sub", ab, "a - b, broadcasting", &sub);
+    r.def("mul", ab, "a * b, broadcasting", static_cast<Var (*)(Var, Var)>(&mul));
+    r.def("div", ab, "a / b, broadcasting", &div);
+    r.def("maximum", ab, "elementwise max; ties send the gradient to a", &maximum);
+    r.def("minimum", ab, "elementwise min; ties send the gradient to a", &minimum);
+    r.def("eq", ab, "a == b as a u8 mask", &eq, Gradient::none);
+    r.def("ne", ab, "a != b as a u8 mask", &ne, Gradient::none);
+    r.def("lt", ab, "a < b as a u8 mask", &lt, Gradient::none);
+    r.def("le", ab, "a <= b as a u8 mask", &le, Gradient::none);
+    r.def("gt", ab, "a > b as a u8 mask", &gt, Gradient::none);
+    r.def("ge", ab, "a >= b as a u8 mask", &ge, Gradient::none);
+    r.def("logical_and", ab, "a and b for u8 masks", &logical_and, Gradient::none);
+    r.def("logical_or", ab, "a or b for u8 masks", &logical_or, Gradient::none);
+    r.def("logical_not", {arg::tensor("mask")}, "not mask for a u8 mask", &logical_not, Gradient::none);
+    r.def("neg", {arg::tensor("x")}, "-x", &neg);
+    r.def("pow", {arg::tensor("x"), arg::tensor("exponent")}, "x ^ exponent (tensor exponent)",
+          static_cast<Var (*)(Var, Var)>(&pow));
+    r.def("pow_scalar", {arg::tensor("x"), arg::number("exponent")}, "x ^ p for a number p",
+          static_cast<Var (*)(Var, double)>(&pow));
+    r.def("add_scalar", xs, "x + s for a number s", static_cast<Var (*)(Var, double)>(&add));
+    r.def("mul_scalar", xs, "x * s for a number s", static_cast<Var (*)(Var, double)>(&mul));
+    r.def("rsub_scalar", {arg::number("s"), arg::tensor("x")}, "s - x for a number s", &rsub);
+    r.def("rdiv_scalar", {arg::number("s"), arg::tensor("x")}, "s / x for a number s", &rdiv);
+    r.def("clamp", {arg::tensor("x"), arg::number("low", arg::none), arg::number("high", arg::none)},
+          "clamp x to [low, high]; either bound may be omitted", &clamp);
+    r.def("where", {arg::tensor("mask"), arg::tensor("a"), arg::tensor("b")}, "mask ? a : b, broadcasting; mask is u8", &where);
+    r.def("detach", {arg::tensor("x")}, "x with no gradient flowing back (stop_gradient)", &detach, Gradient::none);
+    r.def("cast", {arg::tensor("x"), arg::dtype()},
+          "x converted to dtype f32, f64, i64 or u8 (gradient between f32 and f64); left out, the run's floating dtype "
+          "(`cast(tokens != pad)` is a float mask in f32 and f64 runs alike)",
+          &cast);
 }
 
 }  // namespace wengert

@@ -200,23 +200,16 @@ Var embedding(Var table, Var ids) {
 }
 
 void register_index(Registry& r) {
-    r.add({"one_hot",
-           {{"labels", ArgKind::tensor, {}}, {"n_classes", ArgKind::integer, {}}, {"dtype", ArgKind::string, ArgValue{std::string("f32")}}},
-           "(...) i64 labels -> (..., n_classes) with a 1 at each label", false,
-           [](const Args& a) { return one_hot(a.tensor(0), a.integer(1), parse_dtype(a.string(2), "one_hot")); }});
-    r.add({"argmax",
-           {{"x", ArgKind::tensor, {}}, {"axis", ArgKind::integer, ArgValue{std::int64_t{-1}}}, {"keepdims", ArgKind::boolean, ArgValue{false}}},
-           "i64 index of the largest value along axis; first on ties", false,
-           [](const Args& a) { return argmax(a.tensor(0), a.axis(1, "argmax"), a.boolean(2)); }});
-    r.add({"gather", {{"x", ArgKind::tensor, {}}, {"axis", ArgKind::integer, {}}, {"index", ArgKind::tensor, {}}},
-           "torch.gather: out[.., j, ..] = x[.., index[.., j, ..], ..] along axis", true,
-           [](const Args& a) { return gather(a.tensor(0), a.axis(1, "gather"), a.tensor(2)); }});
-    r.add({"index_select", {{"x", ArgKind::tensor, {}}, {"axis", ArgKind::integer, {}}, {"index", ArgKind::tensor, {}}},
-           "the slices of x along axis named by a rank-1 i64 index", true,
-           [](const Args& a) { return index_select(a.tensor(0), a.axis(1, "index_select"), a.tensor(2)); }});
-    r.add({"embedding", {{"table", ArgKind::tensor, {}}, {"ids", ArgKind::tensor, {}}},
-           "table (V, D), ids (...) i64 -> (..., D); gradient to the rows read", true,
-           [](const Args& a) { return embedding(a.tensor(0), a.tensor(1)); }});
+    r.def("one_hot", {arg::tensor("labels"), arg::integer("n_classes"), arg::dtype()},
+          "(...) i64 labels -> (..., n_classes) with a 1 at each label", &one_hot, Gradient::none);
+    r.def("argmax", {arg::tensor("x"), arg::integer("axis", -1), arg::boolean("keepdims", false)},
+          "i64 index of the largest value along axis; first on ties", &argmax, Gradient::none);
+    r.def("gather", {arg::tensor("x"), arg::integer("axis"), arg::tensor("index")},
+          "torch.gather: out[.., j, ..] = x[.., index[.., j, ..], ..] along axis", &gather);
+    r.def("index_select", {arg::tensor("x"), arg::integer("axis"), arg::tensor("index")},
+          "the slices of x along axis named by a rank-1 i64 index", &index_select);
+    r.def("embedding", {arg::tensor("table"), arg::tensor("ids")}, "table (V, D), ids (...) i64 -> (..., D); gradient to the rows read",
+          &embedding);
 }
 
 }  // namespace wengert

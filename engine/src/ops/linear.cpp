@@ -113,16 +113,10 @@ Var linear(Var x, Var w, std::optional<Var> b, Activation activation) {
 }
 
 void register_linear(Registry& r) {
-    r.add({"linear",
-           {{"x", ArgKind::tensor, {}},
-            {"w", ArgKind::tensor, {}},
-            {"b", ArgKind::tensor, ArgValue{}},
-            {"activation", ArgKind::string, ArgValue{std::string("none")}}},
-           "a dense layer as one op: activation(x @ w + b), x (..., d_in), w (d_in, d_out), b (d_out); activation none or relu",
-           true, [](const Args& a) {
-               return linear(a.tensor(0), a.tensor(1), a.has(2) ? std::optional(a.tensor(2)) : std::nullopt,
-                             parse_activation(a.string(3), "linear"));
-           }});
+    r.def("linear", {arg::tensor("x"), arg::tensor("w"), arg::tensor("b", arg::none), arg::string("activation", "none")},
+          "activation(x @ w + b) as one op: x (..., d_in), w (d_in, d_out), b (d_out); activation `none` or `relu`. `dense` "
+          "uses it; equal to the composition",
+          &linear);
 }
 
 }  // namespace wengert

@@ -1,4 +1,5 @@
-// Losses: cross_entropy (fused with log-softmax), nll, bce, bce_with_logits, mse.
+// Losses: cross_entropy (fused with log-softmax), nll, bce, bce_with_logits, mse; and the
+// accuracy metric beside them.
 // The class axis is the last one. Reduction none keeps one loss per row (cross_entropy, nll)
 // or per element (bce, bce_with_logits, mse); sum adds them; mean divides the sum by their count.
 //
@@ -353,30 +354,34 @@ Var mse(Var prediction, Var target, Reduction reduction) {
     });
 }
 
+// ---- metrics --------------------------------------------------------------------------------
+
+// logits (..., C), labels (...) i64 -> (): the fraction of rows whose argmax is the label
+Var accuracy(Var logits, Var labels, DType dtype) {
+    const char* op = "accuracy";
+    if (logits.ndim() == 0 || labels.dtype() != DType::i64 || !(labels.shape() == without_last_axis(logits.shape()))) {
+        throw ShapeError(op, fmt::format("expects logits (..., C) and i64 labels (...) of the same leading shape, got {} {} "
+                                         "and {} {}",
+                                         dtype_name(logits.dtype()), logits.shape().str(), dtype_name(labels.dtype()),
+                                         labels.shape().str()));
+    }
+    return mean(cast(eq(argmax(logits, -1), labels), dtype));
+}
+
 // ---- registry -------------------------------------------------------------------------------
 void register_loss(Registry& r) {
-    const ArgSpec reduction{"reduction", ArgKind::string, ArgValue{std::string("mean")}};
-    r.add({"cross_entropy",
-           {{"logits", ArgKind::tensor, {}}, {"target", ArgKind::tensor, {}},
-            {"label_smoothing", ArgKind::number, ArgValue{0.0}}, reduction},
-           "softmax cross-entropy over the last axis; target i64 class indices or probabilities", true,
-           [](const Args& a) {
-               return cross_entropy(a.tensor(0), a.tensor(1), a.number(2), parse_reduction(a.string(3), "cross_entropy"));
-           }});
-    r.add({"nll", {{"log_probs", ArgKind::tensor, {}}, {"labels", ArgKind::tensor, {}}, reduction},
-           "negative log-likelihood of i64 labels under log-probabilities (class axis last)", true,
-           [](const Args& a) { return nll(a.tensor(0), a.tensor(1), parse_reduction(a.string(2), "nll")); }});
-    r.add({"bce", {{"probs", ArgKind::tensor, {}}, {"target", ArgKind::tensor, {}}, reduction},
-           "binary cross-entropy of probabilities; log terms clamped at -100", true,
-           [](const Args& a) { return bce(a.tensor(0), a.tensor(1), parse_reduction(a.string(2), "bce")); }});
-    r.add({"bce_with_logits", {{"logits", ArgKind::tensor, {}}, {"target", ArgKind::tensor, {}}, reduction},
-           "binary cross-entropy of sigmoid(logits), computed stably", true,
-           [](const Args& a) {
-               return bce_with_logits(a.tensor(0), a.tensor(1), parse_reduction(a.string(2), "bce_with_logits"));
-           }});
-    r.add({"mse", {{"prediction", ArgKind::tensor, {}}, {"target", ArgKind::tensor, {}}, reduction},
-           "squared error (prediction - target)^2", true,
-           [](const Args& a) { return mse(a.tensor(0), a.tensor(1), parse_reduction(a.string(2), "mse")); }});
+    const ArgSpec reduction = arg::string("reduction", "mean");
+    r.def("cross_entropy", {arg::tensor("logits"), arg::tensor("target"), arg::number("label_smoothing", 0.0), reduction},
+          "softmax cross-entropy over the last axis; target i64 class indices or probabilities", &cross_entropy);
+    r.def("nll", {arg::tensor("log_probs"), arg::tensor("labels"), reduction},
+          "negative log-likelihood of i64 labels under log-probabilities (class axis last)", &nll);
+    r.def("bce", {arg::tensor("probs"), arg::tensor("target"), reduction},
+          "binary cross-entropy of probabilities; log terms clamped at -100", &bce);
+    r.def("bce_with_logits", {arg::tensor("logits"), arg::tensor("target"), reduction},
+          "binary cross-entropy of sigmoid(logits), computed stably", &bce_with_logits);
+    r.def("mse", {arg::tensor("prediction"), arg::tensor("target"), reduction}, "squared error (prediction - target)^2", &mse);
+    r.def("accuracy", {arg::tensor("logits"), arg::tensor("labels"), arg::dtype()},
+          "the fraction of rows whose argmax over the last axis is the i64 label", &accuracy, Gradient::none);
 }
 
 }  // namespace wengert

@@ -68,15 +68,10 @@ Var tril(Var x, std::int64_t k) { return band_op(x, Band{std::nullopt, k}, "tril
 Var triu(Var x, std::int64_t k) { return band_op(x, Band{k, std::nullopt}, "triu"); }
 
 void register_mask(Registry& r) {
-    r.add({"band_part", {{"x", ArgKind::tensor, {}}, {"lower", ArgKind::integer, {}}, {"upper", ArgKind::integer, {}}},
-           "keeps lower diagonals below and upper above the main one (negative: all), last two axes", true,
-           [](const Args& a) { return band_part(a.tensor(0), a.integer(1), a.integer(2)); }});
-    r.add({"tril", {{"x", ArgKind::tensor, {}}, {"k", ArgKind::integer, ArgValue{std::int64_t{0}}}},
-           "lower triangle: keeps (i, j) with j <= i + k, last two axes", true,
-           [](const Args& a) { return tril(a.tensor(0), a.integer(1)); }});
-    r.add({"triu", {{"x", ArgKind::tensor, {}}, {"k", ArgKind::integer, ArgValue{std::int64_t{0}}}},
-           "upper triangle: keeps (i, j) with j >= i + k, last two axes", true,
-           [](const Args& a) { return triu(a.tensor(0), a.integer(1)); }});
+    r.def("band_part", {arg::tensor("x"), arg::integer("lower"), arg::integer("upper")},
+          "keeps lower diagonals below and upper above the main one (negative: all), last two axes", &band_part);
+    r.def("tril", {arg::tensor("x"), arg::integer("k", 0)}, "lower triangle: keeps (i, j) with j <= i + k, last two axes", &tril);
+    r.def("triu", {arg::tensor("x"), arg::integer("k", 0)}, "upper triangle: keeps (i, j) with j >= i + k, last two axes", &triu);
 }
 
 }  // namespace wengert

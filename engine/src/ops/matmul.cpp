@@ -78,9 +78,8 @@ Var matmul(Var a, Var b) {
 }
 
 void register_matmul(Registry& r) {
-    r.add({"matmul", {{"a", ArgKind::tensor, {}}, {"b", ArgKind::tensor, {}}},
-           "NumPy matmul: (..., n, k) x (..., k, m) -> (..., n, m), batch axes broadcast, rank-1 operands promoted", true,
-           [](const Args& a) { return matmul(a.tensor(0), a.tensor(1)); }});
+    r.def("matmul", {arg::tensor("a"), arg::tensor("b")},
+          "NumPy matmul: (..., n, k) x (..., k, m) -> (..., n, m), batch axes broadcast, rank-1 operands promoted", &matmul);
 }
 
 }  // namespace wengert

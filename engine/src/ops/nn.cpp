@@ -167,19 +167,10 @@ Var layer_norm(Var x, std::optional<Var> gamma, std::optional<Var> beta, double 
 
 // ---- registry -------------------------------------------------------------------------------
 void register_nn(Registry& r) {
-    r.add({"dropout", {{"x", ArgKind::tensor, {}}, {"p", ArgKind::number, {}}},
-           "inverted dropout with drop probability p; the identity outside train mode", true,
-           [](const Args& a) { return dropout(a.tensor(0), a.number(1)); }});
-    r.add({"layer_norm",
-           {{"x", ArgKind::tensor, {}},
-            {"gamma", ArgKind::tensor, ArgValue{}},
-            {"beta", ArgKind::tensor, ArgValue{}},
-            {"eps", ArgKind::number, ArgValue{1e-5}}},
-           "normalise over the last axis (biased variance), then scale by gamma and shift by beta", true,
-           [](const Args& a) {
-               return layer_norm(a.tensor(0), a.has(1) ? std::optional(a.tensor(1)) : std::nullopt,
-                                 a.has(2) ? std::optional(a.tensor(2)) : std::nullopt, a.number(3));
-           }});
+    r.def("dropout", {arg::tensor("x"), arg::number("p")}, "inverted dropout with drop probability p; the identity outside train mode",
+          &dropout);
+    r.def("layer_norm", {arg::tensor("x"), arg::tensor("gamma", arg::none), arg::tensor("beta", arg::none), arg::number("eps", 1e-5)},
+          "normalise over the last axis (biased variance), then scale by gamma and shift by beta", &layer_norm);
 }
 
 }  // namespace wengert

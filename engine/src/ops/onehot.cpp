@@ -197,23 +197,17 @@ Var gumbel_softmax(Var logits, double tau, bool hard, int axis_in) {
 }
 
 void register_onehot(Registry& r) {
-    r.add({"sharpen",
-           {{"p", ArgKind::tensor, {}}, {"n", ArgKind::number, {}}, {"axis", ArgKind::integer, ArgValue{std::int64_t{-1}}}},
-           "p^n / sum p^n along axis (n >= 1), computed as softmax(n log p): closer to one-hot as n grows, never 0 / 0", true,
-           [](const Args& a) { return sharpen(a.tensor(0), a.number(1), a.axis(2, "sharpen")); }});
-    r.add({"straight_through",
-           {{"x", ArgKind::tensor, {}}, {"axis", ArgKind::integer, ArgValue{std::int64_t{-1}}}},
-           "one_hot(argmax(x)) along axis, exactly, with the gradient of x itself (the straight-through estimator)", true,
-           [](const Args& a) { return straight_through(a.tensor(0), a.axis(1, "straight_through")); }});
-    r.add({"gumbel_softmax",
-           {{"logits", ArgKind::tensor, {}},
-            {"tau", ArgKind::number, ArgValue{1.0}},
-            {"hard", ArgKind::boolean, ArgValue{false}},
-            {"axis", ArgKind::integer, ArgValue{std::int64_t{-1}}}},
-           "softmax((logits + g) / tau), g Gumbel noise in train mode only; hard: exactly one-hot, soft gradient", true,
-           [](const Args& a) {
-               return gumbel_softmax(a.tensor(0), a.number(1), a.boolean(2), a.axis(3, "gumbel_softmax"));
-           }});
+    r.def("sharpen", {arg::tensor("p"), arg::number("n"), arg::integer("axis", -1)},
+          "p^n / sum p^n along axis for weights p >= 0 and n >= 1, computed as softmax(n log p): nearer one-hot as n grows, "
+          "never 0 / 0; from logits z, `softmax(n * z)` is the same ([docs/onehot.md](onehot.md))",
+          &sharpen);
+    r.def("straight_through", {arg::tensor("x"), arg::integer("axis", -1)},
+          "exactly one_hot(argmax(x)) along axis, with the gradient of x itself (the straight-through estimator)",
+          &straight_through);
+    r.def("gumbel_softmax", {arg::tensor("logits"), arg::number("tau", 1.0), arg::boolean("hard", false), arg::integer("axis", -1)},
+          "softmax((logits + g) / tau), g Gumbel noise drawn in train mode only (eval and predict use g = 0); `hard = true`: "
+          "exactly one-hot, with the soft sample's gradient",
+          &gumbel_softmax);
 }
 
 }  // namespace wengert

@@ -130,25 +130,15 @@ Var var(Var x, std::vector<std::int64_t> axes_in, bool keepdims, std::int64_t co
 }
 
 void register_reduce(Registry& r) {
-    auto reduction = [&](const char* name, Var (*f)(Var, std::vector<std::int64_t>, bool), const char* doc) {
-        r.add({name,
-               {{"x", ArgKind::tensor, {}},
-                {"axis", ArgKind::ints, ArgValue{std::vector<std::int64_t>{}}},
-                {"keepdims", ArgKind::boolean, ArgValue{false}}},
-               doc, true, [f](const Args& a) { return f(a.tensor(0), a.ints(1), a.boolean(2)); }});
-    };
-    reduction("sum", &sum, "sum over axes (all when empty)");
-    reduction("mean", &mean, "mean over axes (all when empty)");
-    reduction("max", &max, "max over axes; ties share the gradient");
-    reduction("min", &min, "min over axes; ties share the gradient");
-    reduction("logsumexp", &logsumexp, "log(sum(exp(x))) over axes, computed stably");
-    r.add({"var",
-           {{"x", ArgKind::tensor, {}},
-            {"axis", ArgKind::ints, ArgValue{std::vector<std::int64_t>{}}},
-            {"keepdims", ArgKind::boolean, ArgValue{false}},
-            {"correction", ArgKind::integer, ArgValue{std::int64_t{0}}}},
-           "variance over axes; correction 0 (population) or 1 (unbiased)", true,
-           [](const Args& a) { return var(a.tensor(0), a.ints(1), a.boolean(2), a.integer(3)); }});
+    const std::vector<ArgSpec> over = {arg::tensor("x"), arg::ints("axis", std::vector<std::int64_t>{}), arg::boolean("keepdims", false)};
+    r.def("sum", over, "sum over axes (all when empty)", &sum);
+    r.def("mean", over, "mean over axes (all when empty)", &mean);
+    r.def("max", over, "max over axes; ties share the gradient", &max);
+    r.def("min", over, "min over axes; ties share the gradient", &min);
+    r.def("logsumexp", over, "log(sum(exp(x))) over axes, computed stably", &logsumexp);
+    std::vector<ArgSpec> var_args = over;
+    var_args.push_back(arg::integer("correction", 0));
+    r.def("var", var_args, "variance over axes; correction 0 (population) or 1 (unbiased)", &var);
 }
 
 }  // namespace wengert

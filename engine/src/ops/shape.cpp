@@ -194,35 +194,23 @@ Var flatten(Var x, int start_axis_in) {
 }
 
 void register_shape(Registry& r) {
-    auto axis_arg = [](const char* name) { return ArgSpec{name, ArgKind::integer, {}}; };
-    auto int_default = [](const char* name, std::int64_t v) { return ArgSpec{name, ArgKind::integer, ArgValue{v}}; };
-    r.add({"reshape", {{"x", ArgKind::tensor, {}}, {"shape", ArgKind::ints, {}}},
-           "same elements in a new shape; one -1 is inferred", true,
-           [](const Args& a) { return reshape(a.tensor(0), Shape(std::span<const std::int64_t>(a.ints(1)))); }});
-    r.add({"permute", {{"x", ArgKind::tensor, {}}, {"axes", ArgKind::ints, {}}}, "reorders axes: out axis i is x axis axes[i]",
-           true, [](const Args& a) { return permute(a.tensor(0), a.axes(1, "permute")); }});
-    r.add({"transpose", {{"x", ArgKind::tensor, {}}, int_default("a", -2), int_default("b", -1)}, "swaps axes a and b", true,
-           [](const Args& a) { return transpose(a.tensor(0), a.axis(1, "transpose"), a.axis(2, "transpose")); }});
-    r.add({"slice",
-           {{"x", ArgKind::tensor, {}}, axis_arg("axis"), int_default("start", 0), {"stop", ArgKind::integer, ArgValue{}},
-            int_default("step", 1)},
-           "x[start:stop:step] along axis (Python's clamping; stop omitted: to the end)", true, [](const Args& a) {
-               std::int64_t stop = a.has(3) ? a.integer(3) : std::numeric_limits<std::int64_t>::max();
-               return slice(a.tensor(0), a.axis(1, "slice"), a.integer(2), stop, a.integer(4));
-           }});
-    r.add({"concat", {{"xs", ArgKind::tensors, {}}, int_default("axis", 0)}, "joins tensors along an existing axis", true,
-           [](const Args& a) { return concat(a.tensors(0), a.axis(1, "concat")); }});
-    r.add({"stack", {{"xs", ArgKind::tensors, {}}, int_default("axis", 0)}, "joins equal-shaped tensors along a new axis",
-           true, [](const Args& a) { return stack(a.tensors(0), a.axis(1, "stack")); }});
-    r.add({"expand", {{"x", ArgKind::tensor, {}}, {"shape", ArgKind::ints, {}}}, "broadcasts x to shape without copying",
-           true, [](const Args& a) { return expand(a.tensor(0), Shape(std::span<const std::int64_t>(a.ints(1)))); }});
-    r.add({"squeeze", {{"x", ArgKind::tensor, {}}, axis_arg("axis")}, "removes an axis of extent 1", true,
-           [](const Args& a) { return squeeze(a.tensor(0), a.axis(1, "squeeze")); }});
-    r.add({"unsqueeze", {{"x", ArgKind::tensor, {}}, axis_arg("axis")}, "inserts an axis of extent 1", true,
-           [](const Args& a) { return unsqueeze(a.tensor(0), a.axis(1, "unsqueeze")); }});
-    r.add({"flatten", {{"x", ArgKind::tensor, {}}, int_default("start_axis", 1)},
-           "merges axes start_axis.. into one: (B, ...) -> (B, prod ...)", true,
-           [](const Args& a) { return flatten(a.tensor(0), a.axis(1, "flatten")); }});
+    r.def("reshape", {arg::tensor("x"), arg::ints("shape")}, "same elements in a new shape; one -1 is inferred", &reshape);
+    r.def("permute", {arg::tensor("x"), arg::ints("axes")}, "reorders axes: out axis i is x axis axes[i]", &permute);
+    r.def("transpose", {arg::tensor("x"), arg::integer("a", -2), arg::integer("b", -1)}, "swaps axes a and b", &transpose);
+    r.def("slice",
+          {arg::tensor("x"), arg::integer("axis"), arg::integer("start", 0), arg::integer("stop", arg::none),
+           arg::integer("step", 1)},
+          "x[start:stop:step] along axis (Python's clamping; stop omitted: to the end)",
+          [](Var x, int axis, std::int64_t start, std::optional<std::int64_t> stop, std::int64_t step) {
+              return slice(x, axis, start, stop.value_or(std::numeric_limits<std::int64_t>::max()), step);
+          });
+    r.def("concat", {arg::tensors("xs"), arg::integer("axis", 0)}, "joins tensors along an existing axis", &concat);
+    r.def("stack", {arg::tensors("xs"), arg::integer("axis", 0)}, "joins equal-shaped tensors along a new axis", &stack);
+    r.def("expand", {arg::tensor("x"), arg::ints("shape")}, "broadcasts x to shape without copying", &expand);
+    r.def("squeeze", {arg::tensor("x"), arg::integer("axis")}, "removes an axis of extent 1", &squeeze);
+    r.def("unsqueeze", {arg::tensor("x"), arg::integer("axis")}, "inserts an axis of extent 1", &unsqueeze);
+    r.def("flatten", {arg::tensor("x"), arg::integer("start_axis", 1)}, "merges axes start_axis.. into one: (B, ...) -> (B, prod ...)",
+          &flatten);
 }
 
 }  // namespace wengert

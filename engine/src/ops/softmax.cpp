@@ -116,12 +116,9 @@ Var softmax(Var x, int axis) { return softmax_op(x, axis, false); }
 Var log_softmax(Var x, int axis) { return softmax_op(x, axis, true); }
 
 void register_softmax(Registry& r) {
-    r.add({"softmax", {{"x", ArgKind::tensor, {}}, {"axis", ArgKind::integer, ArgValue{std::int64_t{-1}}}},
-           "exp(x - logsumexp(x)) along axis, stable for any logits", true,
-           [](const Args& a) { return softmax(a.tensor(0), a.axis(1, "softmax")); }});
-    r.add({"log_softmax", {{"x", ArgKind::tensor, {}}, {"axis", ArgKind::integer, ArgValue{std::int64_t{-1}}}},
-           "x - logsumexp(x) along axis", true,
-           [](const Args& a) { return log_softmax(a.tensor(0), a.axis(1, "log_softmax")); }});
+    const std::vector<ArgSpec> along = {arg::tensor("x"), arg::integer("axis", -1)};
+    r.def("softmax", along, "exp(x - logsumexp(x)) along axis, stable for any logits", &softmax);
+    r.def("log_softmax", along, "x - logsumexp(x) along axis", &log_softmax);
 }
 
 }  // namespace wengert

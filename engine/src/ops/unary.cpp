@@ -149,30 +149,23 @@ Var softplus(Var x, double beta, double threshold) {
 }
 
 void register_unary(Registry& r) {
-    auto fn = [&](const char* name, Var (*f)(Var), const char* doc) {
-        r.add({name, {{"x", ArgKind::tensor, {}}}, doc, true, [f](const Args& a) { return f(a.tensor(0)); }});
-    };
-    fn("exp", &exp, "e^x");
-    fn("log", &log, "natural logarithm");
-    fn("sqrt", &sqrt, "square root");
-    fn("abs", &abs, "|x|; gradient 0 at 0");
-    fn("tanh", &tanh, "hyperbolic tangent");
-    fn("sigmoid", &sigmoid, "1 / (1 + e^-x), stable for large |x|");
-    fn("relu", &relu, "max(x, 0)");
-    r.add({"gelu", {{"x", ArgKind::tensor, {}}, {"approximate", ArgKind::string, ArgValue{std::string("none")}}},
-           "x Phi(x); approximate=\"tanh\" for the tanh form (as PyTorch)", true, [](const Args& a) {
-               const std::string& form = a.string(1);
-               if (form != "none" && form != "tanh") {
-                   throw ShapeError("gelu", fmt::format("unknown approximate '{}'; expected \"none\" or \"tanh\"", form));
-               }
-               return gelu(a.tensor(0), form == "tanh");
-           }});
-    r.add({"softplus",
-           {{"x", ArgKind::tensor, {}},
-            {"beta", ArgKind::number, ArgValue{1.0}},
-            {"threshold", ArgKind::number, ArgValue{20.0}}},
-           "log(1 + e^(beta x)) / beta, and x where beta x > threshold (as PyTorch)", true,
-           [](const Args& a) { return softplus(a.tensor(0), a.number(1), a.number(2)); }});
+    const std::vector<ArgSpec> x = {arg::tensor("x")};
+    r.def("exp", x, "e^x", &exp);
+    r.def("log", x, "natural logarithm", &log);
+    r.def("sqrt", x, "square root", &sqrt);
+    r.def("abs", x, "|x|; gradient 0 at 0", &abs);
+    r.def("tanh", x, "hyperbolic tangent", &tanh);
+    r.def("sigmoid", x, "1 / (1 + e^-x), stable for large |x|", &sigmoid);
+    r.def("relu", x, "max(x, 0)", &relu);
+    r.def("gelu", {arg::tensor("x"), arg::string("approximate", "none")},
+          "x Phi(x); approximate=\"tanh\" for the tanh form (as PyTorch)", [](Var x, const std::string& approximate) {
+              if (approximate != "none" && approximate != "tanh") {
+                  throw ArgumentError(fmt::format("unknown approximate '{}'; expected \"none\" or \"tanh\"", approximate));
+              }
+              return gelu(x, approximate == "tanh");
+          });
+    r.def("softplus", {arg::tensor("x"), arg::number("beta", 1.0), arg::number("threshold", 20.0)},
+          "log(1 + e^(beta x)) / beta, and x where beta x > threshold (as PyTorch)", &softplus);
 }
 
 }  // namespace wengert

@@ -70,6 +70,16 @@ WG_CASES(elementwise_cases) {
         Var b = tape.input(Tensor::from(std::vector<std::uint8_t>{1, 0, 0}, Shape{3}));
         require_close(logical_and(a, b).value(), {1, 0, 0});
     });
+    cases.add_forward("logical_or", "[1,1,0,0] or [1,0,1,0], broadcasting", [] {
+        Tape tape;
+        Var a = tape.input(Tensor::from(std::vector<std::uint8_t>{1, 1, 0, 0}, Shape{4}));
+        Var b = tape.input(Tensor::from(std::vector<std::uint8_t>{1, 0, 1, 0}, Shape{4}));
+        require_close(logical_or(a, b).value(), {1, 1, 1, 0});
+        Var column = tape.input(Tensor::from(std::vector<std::uint8_t>{0, 1}, Shape{2, 1}));
+        require_close(logical_or(column, tape.input(Tensor::from(std::vector<std::uint8_t>{1, 0}, Shape{2}))).value(), {1, 0, 1, 1});
+        CHECK_FALSE(logical_or(a, b).requires_grad());
+        CHECK_THROWS_WITH(logical_or(a, tape.input(Tensor::zeros(Shape{4}))), "logical_or: expected u8 masks, got u8 and f32");
+    });
     cases.add_forward("detach", "same values, no gradient", [] {
         Tape tape;
         Var x = tape.leaf(Tensor::from(std::vector<double>{1, 2}, Shape{2}));

@@ -80,6 +80,21 @@ WG_CASES(loss_cases) {
     cases.add_grad("mse", "mean, gradient to both", [](auto x) { return mse(x[0], x[1]); }, {p, target});
     cases.add_grad("mse", "none, non-contiguous", [](auto x) { return mse(x[0], x[1], Reduction::none); },
                    {noncontiguous(p), target});
+    cases.add_forward("accuracy", "rows whose argmax is the label, first on ties, any leading shape, no gradient", [] {
+        Tape tape;
+        // argmax per row: 1, 0 (a tie of 0 and 2), 2, 1
+        Var logits = tape.leaf(Tensor::from(std::vector<double>{0, 3, 1, 5, 2, 5, -1, 0, 4, 1, 2, 0}, Shape{4, 3}));
+        Var hits = accuracy(logits, tape.input(labels({1, 2, 2, 0}, Shape{4})));
+        CHECK(hits.shape() == Shape{});
+        CHECK(hits.dtype() == DType::f32);
+        CHECK_FALSE(hits.requires_grad());
+        require_close(hits.value(), {0.5});
+        Var sequences = tape.input(Tensor::from(std::vector<double>{0, 3, 1, 5, 2, 5, -1, 0, 4, 1, 2, 0}, Shape{2, 2, 3}));
+        require_close(accuracy(sequences, tape.input(labels({1, 0, 2, 1}, Shape{2, 2})), DType::f64).value(), {1.0});
+        CHECK_THROWS_WITH(accuracy(logits, tape.input(labels({1, 2, 2, 0}, Shape{4, 1}))),
+                          "accuracy: expects logits (..., C) and i64 labels (...) of the same leading shape, got f64 [4, 3] "
+                          "and i64 [4, 1]");
+    });
 }
 
 TEST_CASE("cross_entropy matches PyTorch with class indices and label smoothing", "[loss]") {
