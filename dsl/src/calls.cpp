@@ -24,11 +24,15 @@ std::string default_source(const Expr& e) {
 
 }  // namespace
 
-Signature Interpreter::Impl::signature_of(const std::string& name, const std::vector<Param>& params, bool applied_at_once) {
+const Signature& Interpreter::Impl::signature_of(const std::string& name, const std::vector<Param>& params, bool applied_at_once) {
+    // made once per definition (its parameters live as long as the loaded modules), not per call
+    auto [it, made] = signatures.try_emplace({&params, applied_at_once});
+    if (!made) return it->second;
     std::vector<std::pair<std::string, std::optional<std::string>>> parts;
     for (const auto& p : params) parts.emplace_back(p.name, p.default_value ? std::optional(default_source(*p.default_value)) : std::nullopt);
     // a layer without parameters applied at once: `swap2(a, b)` is `swap2()(a, b)`
-    return make_signature(name, parts, applied_at_once && params.empty() ? std::optional<std::string>("") : std::nullopt);
+    it->second = make_signature(name, parts, applied_at_once && params.empty() ? std::optional<std::string>("") : std::nullopt);
+    return it->second;
 }
 
 Value Interpreter::Impl::make_function(const FunctionDef& def) {

@@ -65,6 +65,16 @@ std::set<std::int64_t> model_integers(const Interpreter& in) {
 // told apart from the symbol.
 constexpr std::int64_t kMaxSymbolicSize = 1021;
 
+bool is_prime(std::int64_t n) {
+    for (std::int64_t k = 2; k * k <= n; ++k) if (n % k == 0) return false;
+    return true;
+}
+
+// A stand-in must divide no literal of the model (Note [Sizes as expressions]).
+bool divides_no_literal(std::int64_t n, const std::set<std::int64_t>& used) {
+    return std::none_of(used.begin(), used.end(), [n](std::int64_t u) { return u != 0 && u % n == 0; });
+}
+
 // `used`: model_integers(in), worked out once for all the defs a check runs (per def, a file
 // of 20k defs walked its whole text 20k times).
 std::vector<std::pair<std::string, std::int64_t>> symbolic_sizes(const std::set<std::int64_t>& used, const FunctionDef& def) {
@@ -77,16 +87,12 @@ std::vector<std::pair<std::string, std::int64_t>> symbolic_sizes(const std::set<
             }
         }
     }
-    auto is_prime = [](std::int64_t n) {
-        for (std::int64_t k = 2; k * k <= n; ++k) if (n % k == 0) return false;
-        return true;
-    };
     // Note [Sizes as expressions]: a stand-in divides no literal of the model
     std::vector<std::int64_t> unused, all;
     for (std::int64_t n = 37; n <= kMaxSymbolicSize; ++n) {
         if (!is_prime(n)) continue;
         all.push_back(n);
-        if (std::none_of(used.begin(), used.end(), [n](std::int64_t u) { return u != 0 && u % n == 0; })) unused.push_back(n);
+        if (divides_no_literal(n, used)) unused.push_back(n);
     }
     std::vector<std::pair<std::string, std::int64_t>> out;
     for (std::size_t i = 0; i < names.size(); ++i) {
@@ -287,11 +293,7 @@ bool check_run(Interpreter& in, const FunctionDef& def, const std::vector<std::p
 std::vector<std::vector<std::pair<std::string, std::int64_t>>> smaller_stand_ins(
     const std::vector<std::pair<std::string, std::int64_t>>& sizes, const std::set<std::int64_t>& used) {
     std::vector<std::int64_t> primes;
-    for (std::int64_t n = 31; n >= 3; --n) {
-        bool prime = true;
-        for (std::int64_t k = 2; k * k <= n; ++k) if (n % k == 0) prime = false;
-        if (prime && std::none_of(used.begin(), used.end(), [n](std::int64_t u) { return u != 0 && u % n == 0; })) primes.push_back(n);
-    }
+    for (std::int64_t n = 31; n >= 3; --n) if (is_prime(n) && divides_no_literal(n, used)) primes.push_back(n);
     std::vector<std::vector<std::pair<std::string, std::int64_t>>> out;
     const std::size_t others = sizes.size() - 1;   // every size but B
     for (std::size_t first = 0; others > 0 && first + others <= primes.size(); ++first) {

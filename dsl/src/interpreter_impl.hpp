@@ -177,7 +177,8 @@ struct Interpreter::Impl {
 
     // ------------------------------------------------------------ functions
 
-    Signature signature_of(const std::string& name, const std::vector<Param>& params, bool applied_at_once);
+    std::map<std::pair<const std::vector<Param>*, bool>, Signature> signatures;   // signature_of's
+    const Signature& signature_of(const std::string& name, const std::vector<Param>& params, bool applied_at_once);
     Value make_function(const FunctionDef& def);
     Value make_layer_def(const LayerDef& def);
 
