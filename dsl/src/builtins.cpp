@@ -312,8 +312,8 @@ void install_ops(Table& t) {
 
 // ---------------------------------------------------------------- layers
 
-std::vector<LayerPtr> layers_of(Interpreter& in, const CallArgs& args, const std::string& fname) {
-    bind_arguments(fname, builtin_signature(fname, {}, "layers..."), args);   // layers only: a keyword is a mistake
+std::vector<LayerPtr> layers_of(Interpreter& in, const CallArgs& args, const std::string& fname, const Signature& sig) {
+    bind_arguments(fname, sig, args);   // layers only: a keyword is a mistake
     std::vector<LayerPtr> layers;
     for (std::size_t i = 0; i < args.positional.size(); ++i) {
         const Value& v = args.positional[i];
@@ -481,8 +481,9 @@ void install_table_layers(Table& t) {
 
 void install_combinators(Table& t) {
     auto combinator = [&](const std::string& name, LayerPtr (*f)(std::vector<LayerPtr>), const char* doc) {
-        define_builtin(t, name) = Value(builtin(name, doc, {}, [name, f](Interpreter& in, CallArgs& args) { return Value(f(layers_of(in, args, name))); },
-                                "layers..."));
+        auto fn = builtin(name, doc, {}, nullptr, "layers...");
+        fn->call = [name, f, sig = fn->signature](Interpreter& in, CallArgs& args) { return Value(f(layers_of(in, args, name, sig))); };
+        define_builtin(t, name) = Value(fn);
     };
     combinator("serial", &serial, "serial(layers...): each layer takes its inputs from the top of the data stack");
     combinator("parallel", &parallel, "parallel(layers...): layers side by side over consecutive inputs");
@@ -553,10 +554,11 @@ void install_regularizers(Table& t) {
                               : name == "l2" ? wengert::l2(number_arg(b, name, "l2", args))
                                              : wengert::l1_l2(number_arg(b, name, "l1", args), number_arg(b, name, "l2", args));
             static const std::vector<BuiltinParam> penalty_params = {{"x", std::nullopt}};
-            auto penalty = builtin(reg.name, "a penalty on one tensor", penalty_params, [reg](Interpreter& in, CallArgs& a) {
-                BoundArgs x = bind_arguments(reg.name, builtin_signature(reg.name, penalty_params), a);
+            auto penalty = builtin(reg.name, "a penalty on one tensor", penalty_params, nullptr);
+            penalty->call = [reg, sig = penalty->signature](Interpreter& in, CallArgs& a) {
+                BoundArgs x = bind_arguments(reg.name, sig, a);
                 return Value(reg(in.as_tensor(*x.values[0], x.locs[0], reg.name.c_str())));
-            });
+            };
             penalty->layer_inputs = 1;
             return Value(penalty);
         }));
