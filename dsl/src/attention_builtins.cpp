@@ -16,7 +16,7 @@ namespace {
 using Table = std::map<std::string, Value>;
 
 std::shared_ptr<Function> make_builtin(std::string name, std::string doc, std::vector<BuiltinParam> params,
-                                       std::function<Value(Interpreter&, CallArgs&)> call) {
+                                       BuiltinCall call) {
     return builtin(std::move(name), std::move(doc), params, std::move(call));
 }
 
@@ -42,13 +42,14 @@ AttentionPenalty penalty_of(const Value& v, Location loc) {
 }  // namespace
 
 void install_attention(Table& t) {
-    std::vector<BuiltinParam> pa = {{"q", Value()},       {"k", Value()},           {"v", Value()},      {"mask", Value()},
-                                    {"n_heads", Value(1)}, {"dropout", Value(0.0)}, {"penalty", Value()}, {"bias", Value()}};
+    std::vector<BuiltinParam> pa = {{"q", Value(), "tensor"}, {"k", Value(), "tensor"}, {"v", Value(), "tensor"}, {"mask", Value(), "tensor"},
+                                    {"n_heads", Value(1)}, {"dropout", Value(0.0)}, {"penalty", Value(), "distance(...) or alibi(...)"},
+                                    {"bias", Value(), "tensor"}};
     define_builtin(t, "pure_attention") = Value(make_builtin(
         "pure_attention",
-        "pure_attention(n_heads=1, dropout=0.0, penalty=none, bias=none): Trax's PureAttention, (q, k, v, mask) -> (y, mask)", pa,
-        [pa](Interpreter& in, CallArgs& args) {
-            auto b = bind_builtin("pure_attention", pa, args);
+        "Trax's PureAttention, (q, k, v, mask) -> (y, mask)", pa,
+        [pa](Interpreter& in, CallArgs& args, const Signature& sig) {
+            auto b = bind_builtin(sig, pa, args);
             std::int64_t n_heads = integer_arg(b, "pure_attention", "n_heads", args);
             double rate = number_arg(b, "pure_attention", "dropout", args);
             if (n_heads < 1) throw EvalError(arg_loc(args, pa, "n_heads"), fmt::format("pure_attention: n_heads must be positive, got {}", n_heads));
@@ -74,15 +75,15 @@ void install_attention(Table& t) {
         }));
 
     std::vector<BuiltinParam> dp = {{"scale", Value(1.0)}, {"width", Value(0.0)}, {"clip", Value(0.0)},
-                                    {"align", Value(std::string("top_left"))}, {"on", Value(std::string("logits"))}};
+                                    {"align", Value(std::string("top_left")), "\"top_left\" or \"bottom_right\" or \"proportional\""}, {"on", Value(std::string("logits")), "\"logits\" or \"weights\""}};
     define_builtin(t, "distance") = Value(make_builtin(
         "distance",
-        "distance(scale=1, width=0, clip=0, align=\"top_left\", on=\"logits\"): penalise attention on distant positions",
-        dp, [dp](Interpreter&, CallArgs& args) {
+        "penalise attention on distant positions",
+        dp, [dp](Interpreter&, CallArgs& args, const Signature& sig) {
             auto r = std::make_shared<Record>();
             r->kind = "penalty";
             r->name = "distance";
-            r->fields = bind_builtin("distance", dp, args);
+            r->fields = bind_builtin(sig, dp, args);
             r->loc = args.loc;
             for (const char* k : {"scale", "width", "clip"}) number_arg(r->fields, "distance", k, args);
             parse_alignment(string_arg(r->fields, "distance", "align", args), "distance");
@@ -90,31 +91,31 @@ void install_attention(Table& t) {
             return Value(r);
         }));
     std::vector<BuiltinParam> ap = {{"causal", Value(false)}};
-    define_builtin(t, "alibi") = Value(make_builtin("alibi", "alibi(causal=false): ALiBi's per-head linear biases", ap, [ap](Interpreter&, CallArgs& args) {
+    define_builtin(t, "alibi") = Value(make_builtin("alibi", "ALiBi's per-head linear biases", ap, [ap](Interpreter&, CallArgs& args, const Signature& sig) {
         auto r = std::make_shared<Record>();
         r->kind = "penalty";
         r->name = "alibi";
-        r->fields = bind_builtin("alibi", ap, args);
+        r->fields = bind_builtin(sig, ap, args);
         r->loc = args.loc;
         bool_arg(r->fields, "alibi", "causal", args);
         return Value(r);
     }));
 
-    std::vector<BuiltinParam> pe = {{"max_len", std::nullopt}, {"d", std::nullopt}, {"init", Value(std::string("normal"))}};
+    std::vector<BuiltinParam> pe = {{"max_len", std::nullopt, "integer"}, {"d", std::nullopt, "integer"}, {"init", Value(std::string("normal")), "initializer"}};
     define_builtin(t, "positional_embedding") = Value(make_builtin(
-        "positional_embedding", "positional_embedding(max_len, d): x (B, L, d) + a learned table[:L]", pe,
-        [pe](Interpreter&, CallArgs& args) {
-            auto b = bind_builtin("positional_embedding", pe, args);
+        "positional_embedding", "x (B, L, d) + a learned table[:L]", pe,
+        [pe](Interpreter&, CallArgs& args, const Signature& sig) {
+            auto b = bind_builtin(sig, pe, args);
             std::int64_t max_len = integer_arg(b, "positional_embedding", "max_len", args);
             std::int64_t d = integer_arg(b, "positional_embedding", "d", args);
             Init init = init_from_value(b["init"], arg_loc(args, pe, "init"));
             return Value(positional_embedding_layer(max_len, d, init));
         }));
-    std::vector<BuiltinParam> se = {{"max_len", std::nullopt}, {"d", std::nullopt}};
+    std::vector<BuiltinParam> se = {{"max_len", std::nullopt, "integer"}, {"d", std::nullopt, "integer"}};
     define_builtin(t, "sinusoidal_embedding") = Value(make_builtin(
-        "sinusoidal_embedding", "sinusoidal_embedding(max_len, d): x (B, L, d) + sin/cos positions", se,
-        [se](Interpreter&, CallArgs& args) {
-            auto b = bind_builtin("sinusoidal_embedding", se, args);
+        "sinusoidal_embedding", "x (B, L, d) + sin/cos positions", se,
+        [se](Interpreter&, CallArgs& args, const Signature& sig) {
+            auto b = bind_builtin(sig, se, args);
             std::int64_t max_len = integer_arg(b, "sinusoidal_embedding", "max_len", args);
             std::int64_t d = integer_arg(b, "sinusoidal_embedding", "d", args);
             return Value(sinusoidal_embedding_layer(max_len, d));

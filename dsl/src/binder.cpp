@@ -15,17 +15,29 @@ std::vector<std::string> Signature::names() const {
     return out;
 }
 
-Signature make_signature(const std::string& fname, const std::vector<std::pair<std::string, std::optional<std::string>>>& params,
-                         std::optional<std::string> rest) {
+std::string Signature::reference() const {
+    std::vector<std::string> parts;
+    if (variadic && !rest.empty()) parts.push_back(rest);
+    for (const auto& p : params) {
+        std::string part = p.kind.empty() ? p.name : fmt::format("{}: {}", p.name, p.kind);
+        if (p.default_text) part += fmt::format(" = {}", *p.default_text);
+        parts.push_back(std::move(part));
+    }
+    return fmt::format("{}({})", name, fmt::join(parts, ", "));
+}
+
+Signature make_signature(const std::string& fname, std::vector<Signature::Param> params, std::optional<std::string> rest,
+                         std::string doc) {
     Signature sig;
+    sig.name = fname;
     std::vector<std::string> parts;
     if (rest && !rest->empty()) parts.push_back(*rest);
-    for (const auto& [name, default_text] : params) {
-        sig.params.push_back({name, default_text.has_value()});
-        parts.push_back(default_text ? fmt::format("{}={}", name, *default_text) : name);
-    }
+    for (const auto& p : params) parts.push_back(p.default_text ? fmt::format("{}={}", p.name, *p.default_text) : p.name);
+    sig.params = std::move(params);
     sig.variadic = rest.has_value();
+    sig.rest = rest.value_or("");
     sig.text = fmt::format("{}({})", fname, fmt::join(parts, ", "));
+    sig.doc = std::move(doc);
     return sig;
 }
 
@@ -76,7 +88,7 @@ BoundArgs bind_arguments(const std::string& fname, const Signature& sig, const C
     }
     if (missing == Missing::error) {
         for (std::size_t i = 0; i < n; ++i) {
-            if (!b.given(i) && !sig.params[i].has_default) {
+            if (!b.given(i) && !sig.params[i].has_default()) {
                 throw EvalError(args.loc, fmt::format("{}: missing argument '{}': {}", fname, sig.params[i].name, sig.text));
             }
         }

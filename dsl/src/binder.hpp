@@ -35,11 +35,11 @@ BoundArgs bind_arguments(const std::string& fname, const Signature& sig, const C
 // tensors is a layer, Note [Ops as layers]).
 void check_arguments(const std::string& fname, const Signature& sig, const Call& call, DiagnosticSink& sink);
 
-// A signature from parameter names and, for each, its default as text (none: required).
-// `rest`, when given, makes it variadic and names the positional arguments it takes besides
-// ("layers...": serial(layers...)); empty, it takes them without showing them (a `layer`
-// definition without parameters, applied at once: swap2(a, b)).
-Signature make_signature(const std::string& fname, const std::vector<std::pair<std::string, std::optional<std::string>>>& params,
-                         std::optional<std::string> rest = std::nullopt);
+// A signature from its parameters (each with its default as text, none: required, and its kind
+// where known) and what it does. `rest`, when given, makes it variadic and names the positional
+// arguments it takes besides ("layers...": serial(layers...)); empty, it takes them without
+// showing them (a `layer` definition without parameters, applied at once: swap2(a, b)).
+Signature make_signature(const std::string& fname, std::vector<Signature::Param> params,
+                         std::optional<std::string> rest = std::nullopt, std::string doc = {});
 
 }  // namespace wengert::dsl

@@ -20,27 +20,29 @@ namespace wengert::dsl {
 
 // ---------------------------------------------------------------- argument binding
 
-Signature builtin_signature(const std::string& fname, const std::vector<BuiltinParam>& params, std::optional<std::string> rest) {
-    std::vector<std::pair<std::string, std::optional<std::string>>> parts;
-    for (const auto& p : params) parts.emplace_back(p.name, p.default_value ? std::optional(source_text(*p.default_value)) : std::nullopt);
-    return make_signature(fname, parts, std::move(rest));
+Signature builtin_signature(const std::string& fname, const std::vector<BuiltinParam>& params, std::optional<std::string> rest,
+                            std::string doc) {
+    std::vector<Signature::Param> parts;
+    for (const auto& p : params) parts.push_back({p.name, p.default_value ? std::optional(source_text(*p.default_value)) : std::nullopt, p.kind});
+    return make_signature(fname, std::move(parts), std::move(rest), std::move(doc));
 }
 
-std::map<std::string, Value> bind_builtin(const std::string& fname, const std::vector<BuiltinParam>& params,
-                                          const CallArgs& args) {
-    BoundArgs b = bind_arguments(fname, builtin_signature(fname, params), args);
+std::map<std::string, Value> bind_builtin(const Signature& sig, const std::vector<BuiltinParam>& params, const CallArgs& args) {
+    BoundArgs b = bind_arguments(sig.name, sig, args);
     std::map<std::string, Value> bound;
     for (std::size_t i = 0; i < params.size(); ++i) bound[params[i].name] = b.given(i) ? *b.values[i] : *params[i].default_value;
     return bound;
 }
 
-std::shared_ptr<Function> builtin(std::string name, std::string doc, const std::vector<BuiltinParam>& params,
-                                  std::function<Value(Interpreter&, CallArgs&)> call, std::optional<std::string> rest) {
+std::shared_ptr<Function> builtin(std::string name, std::string doc, const std::vector<BuiltinParam>& params, BuiltinCall call,
+                                  std::optional<std::string> rest) {
     auto f = std::make_shared<Function>();
-    f->signature = builtin_signature(name, params, std::move(rest));
+    f->signature = builtin_signature(name, params, std::move(rest), std::move(doc));
     f->name = std::move(name);
-    f->doc = std::move(doc);
-    f->call = std::move(call);
+    if (call) {
+        // the function outlives every call of it, so its signature can be lent to each
+        f->call = [call = std::move(call), sig = &f->signature](Interpreter& in, CallArgs& args) { return call(in, args, *sig); };
+    }
     return f;
 }
 
@@ -108,11 +110,11 @@ using Table = std::map<std::string, Value>;
 // A record builtin: binds its keywords and returns Record{kind, name, fields}.
 void record_builtin(Table& t, const std::string& kind, const std::string& name, std::vector<BuiltinParam> params,
                     std::string doc) {
-    define_builtin(t, name) = Value(builtin(name, std::move(doc), params, [kind, name, params](Interpreter&, CallArgs& args) {
+    define_builtin(t, name) = Value(builtin(name, std::move(doc), params, [kind, name, params](Interpreter&, CallArgs& args, const Signature& sig) {
         auto r = std::make_shared<Record>();
         r->kind = kind;
         r->name = name;
-        r->fields = bind_builtin(name, params, args);
+        r->fields = bind_builtin(sig, params, args);
         r->loc = args.loc;
         return Value(r);
     }));
@@ -174,7 +176,7 @@ ArgValue to_arg(Interpreter& in, const Value& v, const ArgSpec& spec, const std:
 // where a layer is expected (serial(dense(10), relu)) is the same with every default.
 Value call_op(Interpreter& in, const OpSchema& op, const Signature& sig, CallArgs& args) {
     const auto& specs = op.args;
-    BoundArgs b = bind_arguments(op.name, sig, args, Missing::allowed);
+    BoundArgs b = bind_arguments(sig.name, sig, args, Missing::allowed);
     std::vector<Value> values(specs.size());
     std::vector<bool> given(specs.size(), false);
     for (std::size_t i = 0; i < specs.size(); ++i) {
@@ -220,7 +222,7 @@ Value call_op(Interpreter& in, const OpSchema& op, const Signature& sig, CallArg
     std::vector<ArgValue> bound(specs.size());
     for (std::size_t i = 0; i < specs.size(); ++i) {
         if (given[i]) {
-            bound[i] = to_arg(in, values[i], specs[i], op.name, locs[i]);
+            bound[i] = to_arg(in, values[i], specs[i], sig.name, locs[i]);
         } else if (specs[i].default_value) {
             bound[i] = *specs[i].default_value;
             // a floating dtype left to its default is the run's (--dtype f64 runs any model in f64)
@@ -229,12 +231,12 @@ Value call_op(Interpreter& in, const OpSchema& op, const Signature& sig, CallArg
                 bound[i] = std::string(dtype_name(in.options().dtype));
             }
         } else {
-            throw EvalError(args.loc, fmt::format("{}: missing argument '{}': {}", op.name, specs[i].name, sig.text));
+            throw EvalError(args.loc, fmt::format("{}: missing argument '{}': {}", sig.name, specs[i].name, sig.text));
         }
     }
     // an op given no tensor makes one from the sizes it was given (Note [Element limit])
     std::optional<ElementLimit> limit;
-    if (!any_tensor_given) limit.emplace(kMaxElements, op.name, "an op may make from sizes a model gives");
+    if (!any_tensor_given) limit.emplace(kMaxElements, sig.name, "an op may make from sizes a model gives");
     return Value(op.call(Args(std::move(bound))));
 }
 
@@ -260,12 +262,23 @@ std::optional<CallArgs> settings_first(const OpSchema& op, const CallArgs& args)
     return settings;
 }
 
-// An op's signature: its schema's arguments, shown as the registry shows them.
-Signature op_signature(const OpSchema& op) {
-    Signature sig;
-    for (const auto& a : op.args) sig.params.push_back({a.name, a.default_value.has_value()});
-    sig.text = op.signature();
-    return sig;
+// An op argument's kind as the language writes its values.
+std::string language_kind(const ArgSpec& a) {
+    const bool maybe_none = a.default_value && std::holds_alternative<std::monostate>(*a.default_value);
+    std::string kind = a.kind == ArgKind::tensors  ? "[tensor, ...]"
+                       : a.kind == ArgKind::ints    ? "integer or tuple"
+                       : a.kind == ArgKind::padding ? "\"valid\" or \"same\" or pads"
+                                                    : arg_kind_name(a.kind);
+    return maybe_none ? kind + " or none" : kind;
+}
+
+// An op's signature under the language's name for it: its schema's arguments, kinds and doc.
+Signature op_signature(const OpSchema& op, const std::string& name) {
+    std::vector<Signature::Param> params;
+    for (const auto& a : op.args) {
+        params.push_back({a.name, a.default_value ? std::optional(arg_value_text(*a.default_value)) : std::nullopt, language_kind(a)});
+    }
+    return make_signature(name, std::move(params), std::nullopt, op.differentiable ? op.doc : op.doc + " (no gradient)");
 }
 
 // Note [Layers over ops]
@@ -284,10 +297,12 @@ const std::map<std::string, std::string> kOpsUnderLayers = {
 void install_ops(Table& t) {
     for (const auto& op : registry().all()) {
         const OpSchema* schema = &op;
+        auto under = kOpsUnderLayers.find(op.name);
+        if (under != kOpsUnderLayers.end() && under->second.empty()) continue;   // only its layer applies it
+        const std::string& name = under == kOpsUnderLayers.end() ? op.name : under->second;
         auto f = std::make_shared<Function>();
-        f->name = op.name;
-        f->doc = op.doc;
-        f->signature = op_signature(op);
+        f->name = name;
+        f->signature = op_signature(op, name);
         const Signature* sig = &f->signature;   // the function outlives every call of it
         if (takes_settings_first(op)) {
             f->call = [schema, sig](Interpreter& in, CallArgs& args) {
@@ -304,9 +319,7 @@ void install_ops(Table& t) {
             if (a.kind == ArgKind::tensors) layerable = false;
         }
         f->layer_inputs = layerable && tensors > 0 ? tensors : -1;
-        auto under = kOpsUnderLayers.find(op.name);
-        if (under == kOpsUnderLayers.end()) define_builtin(t, op.name) = Value(f);
-        else if (!under->second.empty()) define_builtin(t, under->second) = Value(f);
+        define_builtin(t, name) = Value(f);
     }
 }
 
@@ -370,14 +383,14 @@ std::function<Var(Var)> activation_fn(Interpreter& in, const Value& v, Location 
 // op: one op, no temporaries, the same values; Note [Fused linear]), the bias, the initialisers
 // and Keras's three penalties.
 const std::vector<BuiltinParam> kernel_layer_params = {
-    {"activation", Value()},
+    {"activation", Value(), "op or layer"},
     {"use_bias", Value(true)},
     {"trainable", Value(true)},
-    {"kernel_init", Value(std::string("glorot_uniform"))},
-    {"bias_init", Value(std::string("zeros"))},
-    {"kernel", Value()},
-    {"bias", Value()},
-    {"activity", Value()},
+    {"kernel_init", Value(std::string("glorot_uniform")), "initializer"},
+    {"bias_init", Value(std::string("zeros")), "initializer"},
+    {"kernel", Value(), "regularizer"},
+    {"bias", Value(), "regularizer"},
+    {"activity", Value(), "regularizer"},
 };
 
 KernelLayerOptions kernel_layer_options(Interpreter& in, std::map<std::string, Value>& b, const CallArgs& args,
@@ -399,22 +412,25 @@ KernelLayerOptions kernel_layer_options(Interpreter& in, std::map<std::string, V
 }
 
 void install_kernel_layers(Table& t) {
-    std::vector<BuiltinParam> dense_params = {{"n_units", std::nullopt}};
+    std::vector<BuiltinParam> dense_params = {{"n_units", std::nullopt, "integer"}};
     dense_params.insert(dense_params.end(), kernel_layer_params.begin(), kernel_layer_params.end());
-    define_builtin(t, "dense") = Value(builtin("dense", "dense(n_units): y = x @ w + b over the last axis", dense_params, [dense_params](Interpreter& in, CallArgs& args) {
-        auto b = bind_builtin("dense", dense_params, args);
+    define_builtin(t, "dense") = Value(builtin("dense", "y = x @ w + b over the last axis", dense_params, [dense_params](Interpreter& in, CallArgs& args, const Signature& sig) {
+        auto b = bind_builtin(sig, dense_params, args);
         DenseOptions o = kernel_layer_options(in, b, args, dense_params, "dense");
         std::int64_t n = integer_arg(b, "dense", "n_units", args);
         if (n <= 0) throw EvalError(arg_loc(args, dense_params, "n_units"), fmt::format("dense: 'n_units' must be positive, got {}", n));
         return Value(dense(n, o));
     }));
 
-    std::vector<BuiltinParam> conv_params = {{"filters", std::nullopt},  {"kernel_size", std::nullopt},  {"stride", Value(std::int64_t{1})},
-                                             {"padding", Value(std::string("valid"))}, {"dilation", Value(std::int64_t{1})},
+    std::vector<BuiltinParam> conv_params = {{"filters", std::nullopt, "integer"},
+                                             {"kernel_size", std::nullopt, "integer or (height, width)"},
+                                             {"stride", Value(std::int64_t{1}), "integer or (height, width)"},
+                                             {"padding", Value(std::string("valid")), "\"valid\" or \"same\" or pads"},
+                                             {"dilation", Value(std::int64_t{1}), "integer or (height, width)"},
                                              {"groups", Value(std::int64_t{1})}};
     conv_params.insert(conv_params.end(), kernel_layer_params.begin(), kernel_layer_params.end());
-    define_builtin(t, "conv2d") = Value(builtin("conv2d", "conv2d(filters, kernel_size): Keras's Conv2D over NHWC images", conv_params, [conv_params](Interpreter& in, CallArgs& args) {
-        auto b = bind_builtin("conv2d", conv_params, args);
+    define_builtin(t, "conv2d") = Value(builtin("conv2d", "Keras's Conv2D over NHWC images", conv_params, [conv_params](Interpreter& in, CallArgs& args, const Signature& sig) {
+        auto b = bind_builtin(sig, conv_params, args);
         Conv2dLayerOptions o;
         static_cast<KernelLayerOptions&>(o) = kernel_layer_options(in, b, args, conv_params, "conv2d");
         // an integer or a pair (height, width), each at least `least`
@@ -448,20 +464,20 @@ void install_kernel_layers(Table& t) {
 }
 
 void install_table_layers(Table& t) {
-    std::vector<BuiltinParam> emb_params = {{"vocab", std::nullopt}, {"d", std::nullopt}, {"init", Value(std::string("normal"))},
+    std::vector<BuiltinParam> emb_params = {{"vocab", std::nullopt, "integer"}, {"d", std::nullopt, "integer"}, {"init", Value(std::string("normal")), "initializer"},
                                             {"trainable", Value(true)}};
-    define_builtin(t, "embedding") = Value(builtin("embedding", "embedding(vocab, d): ids (...) -> (..., d)", emb_params, [emb_params](Interpreter&, CallArgs& args) {
-        auto b = bind_builtin("embedding", emb_params, args);
+    define_builtin(t, "embedding") = Value(builtin("embedding", "ids (...) -> (..., d)", emb_params, [emb_params](Interpreter&, CallArgs& args, const Signature& sig) {
+        auto b = bind_builtin(sig, emb_params, args);
         return Value(embedding_layer(integer_arg(b, "embedding", "vocab", args), integer_arg(b, "embedding", "d", args),
                                      init_from_value(b["init"], arg_loc(args, emb_params, "init")),
                                      bool_arg(b, "embedding", "trainable", args)));
     }));
 
     std::vector<BuiltinParam> ln_params = {{"eps", Value(1e-6)}, {"trainable", Value(true)}};
-    auto ln = builtin("layer_norm", "layer_norm(eps=1e-6): a layer normalising the last axis, with learned gamma and beta", ln_params,
-                   [ln_params](Interpreter& in, CallArgs& args) {
+    auto ln = builtin("layer_norm", "a layer normalising the last axis, with learned gamma and beta", ln_params,
+                   [ln_params](Interpreter& in, CallArgs& args, const Signature& sig) {
                        if (args.positional.empty() || !args.positional[0].is<Var>()) {
-                           auto b = bind_builtin("layer_norm", ln_params, args);
+                           auto b = bind_builtin(sig, ln_params, args);
                            return Value(layer_norm_layer(number_arg(b, "layer_norm", "eps", args), bool_arg(b, "layer_norm", "trainable", args)));
                        }
                        // layer_norm(x, eps = ...) is layer_norm(eps = ...)(x): made and applied at once
@@ -470,7 +486,7 @@ void install_table_layers(Table& t) {
                        settings.positional_locs.clear();
                        apply.keywords.clear();
                        apply.keyword_locs.clear();
-                       auto b = bind_builtin("layer_norm", ln_params, settings);
+                       auto b = bind_builtin(sig, ln_params, settings);
                        return in.call(Value(layer_norm_layer(number_arg(b, "layer_norm", "eps", settings),
                                                              bool_arg(b, "layer_norm", "trainable", settings))),
                                       apply);
@@ -485,13 +501,13 @@ void install_combinators(Table& t) {
         fn->call = [name, f, sig = fn->signature](Interpreter& in, CallArgs& args) { return Value(f(layers_of(in, args, name, sig))); };
         define_builtin(t, name) = Value(fn);
     };
-    combinator("serial", &serial, "serial(layers...): each layer takes its inputs from the top of the data stack");
-    combinator("parallel", &parallel, "parallel(layers...): layers side by side over consecutive inputs");
-    combinator("branch", &branch, "branch(layers...): every layer sees copies of the same top inputs");
+    combinator("serial", &serial, "each layer takes its inputs from the top of the data stack");
+    combinator("parallel", &parallel, "layers side by side over consecutive inputs");
+    combinator("branch", &branch, "every layer sees copies of the same top inputs");
 
-    std::vector<BuiltinParam> sel_params = {{"indices", std::nullopt}, {"n_in", Value()}};
-    define_builtin(t, "select") = Value(builtin("select", "select(indices, n_in): copies and reorders stack items", sel_params, [sel_params](Interpreter&, CallArgs& args) {
-        auto b = bind_builtin("select", sel_params, args);
+    std::vector<BuiltinParam> sel_params = {{"indices", std::nullopt, "list of integers"}, {"n_in", Value(), "integer"}};
+    define_builtin(t, "select") = Value(builtin("select", "copies and reorders stack items", sel_params, [sel_params](Interpreter&, CallArgs& args, const Signature& sig) {
+        auto b = bind_builtin(sig, sel_params, args);
         const Value& iv = b["indices"];
         if (!iv.is<std::shared_ptr<TupleValue>>()) {
             throw EvalError(arg_loc(args, sel_params, "indices"), fmt::format("select: indices must be a list of integers, got {}", describe(iv)));
@@ -513,8 +529,8 @@ void install_combinators(Table& t) {
         return Value(select(indices, n_in));
     }));
 
-    const std::vector<BuiltinParam> res_params = {{"shortcut", Value()}};
-    auto res = builtin("residual", "residual(layers..., shortcut=none): x + layers(x)", res_params, nullptr, "layers...");
+    const std::vector<BuiltinParam> res_params = {{"shortcut", Value(), "layer"}};
+    auto res = builtin("residual", "x + layers(x)", res_params, nullptr, "layers...");
     res->call = [sig = res->signature](Interpreter& in, CallArgs& args) {
         BoundArgs b = bind_arguments("residual", sig, args);
         LayerPtr shortcut;
@@ -528,19 +544,19 @@ void install_combinators(Table& t) {
 
     // dup, swap, ...: `swap` and `swap()` are the layer; `swap(a, b)` applies it
     auto stack_layer = [&](const std::string& name, LayerPtr (*f)(), const char* doc) {
-        auto fn = builtin(name, doc, {}, [name, f](Interpreter& in, CallArgs& args) {
+        auto fn = builtin(name, doc, {}, [name, f](Interpreter& in, CallArgs& args, const Signature& sig) {
             if (!args.positional.empty() && args.keywords.empty()) return in.call(Value(f()), args);
-            bind_builtin(name, {}, args);
+            bind_builtin(sig, {}, args);
             return Value(f());
         }, "");
         fn->layer_factory = true;
         define_builtin(t, name) = Value(fn);
     };
-    stack_layer("dup", &dup, "dup: x -> (x, x)");
-    stack_layer("swap", &swap, "swap: (a, b) -> (b, a)");
-    stack_layer("drop", &drop, "drop: removes the top of the stack");
-    stack_layer("subtract_top", &subtract_top, "subtract_top: (a, b) -> b - a");
-    stack_layer("identity", &identity, "identity: x -> x");
+    stack_layer("dup", &dup, "x -> (x, x)");
+    stack_layer("swap", &swap, "(a, b) -> (b, a)");
+    stack_layer("drop", &drop, "removes the top of the stack");
+    stack_layer("subtract_top", &subtract_top, "(a, b) -> b - a");
+    stack_layer("identity", &identity, "x -> x");
 }
 
 // ---------------------------------------------------------------- regularizers and metrics
@@ -548,12 +564,12 @@ void install_combinators(Table& t) {
 void install_regularizers(Table& t) {
     // Keras: l1(a) = a * sum|x|; l2(a) = a * sum x^2 (no 1/2); l1_l2 both; defaults 0.01.
     auto reg = [&](const std::string& name, std::vector<BuiltinParam> params, const char* doc) {
-        define_builtin(t, name) = Value(builtin(name, doc, params, [name, params](Interpreter&, CallArgs& args) {
-            auto b = bind_builtin(name, params, args);
+        define_builtin(t, name) = Value(builtin(name, doc, params, [name, params](Interpreter&, CallArgs& args, const Signature& sig) {
+            auto b = bind_builtin(sig, params, args);
             Regularizer reg = name == "l1"   ? wengert::l1(number_arg(b, name, "l1", args))
                               : name == "l2" ? wengert::l2(number_arg(b, name, "l2", args))
                                              : wengert::l1_l2(number_arg(b, name, "l1", args), number_arg(b, name, "l2", args));
-            static const std::vector<BuiltinParam> penalty_params = {{"x", std::nullopt}};
+            static const std::vector<BuiltinParam> penalty_params = {{"x", std::nullopt, "tensor"}};
             auto penalty = builtin(reg.name, "a penalty on one tensor", penalty_params, nullptr);
             penalty->call = [reg, sig = penalty->signature](Interpreter& in, CallArgs& a) {
                 BoundArgs x = bind_arguments(reg.name, sig, a);
@@ -563,9 +579,9 @@ void install_regularizers(Table& t) {
             return Value(penalty);
         }));
     };
-    reg("l1", {{"l1", Value(0.01)}}, "l1(l1=0.01): a * sum(|x|), as Keras");
-    reg("l2", {{"l2", Value(0.01)}}, "l2(l2=0.01): a * sum(x^2), as Keras (no 1/2)");
-    reg("l1_l2", {{"l1", Value(0.01)}, {"l2", Value(0.01)}}, "l1_l2(l1=0.01, l2=0.01): both terms, as Keras");
+    reg("l1", {{"l1", Value(0.01)}}, "a * sum(|x|), as Keras");
+    reg("l2", {{"l2", Value(0.01)}}, "a * sum(x^2), as Keras (no 1/2)");
+    reg("l1_l2", {{"l1", Value(0.01)}, {"l2", Value(0.01)}}, "both terms, as Keras");
 }
 
 // ---------------------------------------------------------------- records
@@ -590,70 +606,67 @@ void install_records(Table& t) {
 
 void install_schedules(Table& t) {
     const Value by_step(std::string("step"));
-    record_builtin(t, "schedule", "constant_lr", {}, "constant_lr(): the base value throughout");
-    record_builtin(t, "schedule", "step_lr", {{"step_size", std::nullopt}, {"gamma", Value(0.1)}, {"by", by_step}},
-                   "step_lr(step_size, gamma=0.1, by=\"step\"|\"epoch\"): base * gamma^floor(step / step_size)");
-    record_builtin(t, "schedule", "cosine_lr", {{"t_max", Value()}, {"min_lr", Value(0.0)}, {"by", by_step}},
-                   "cosine_lr(t_max=all steps, min_lr=0, by=\"step\"|\"epoch\"): cosine decay to min_lr");
-    record_builtin(t, "schedule", "warmup", {{"steps", std::nullopt}, {"then", Value()}, {"by", by_step}},
-                   "warmup(steps, then=constant_lr(), by=\"step\"|\"epoch\"): linear warm-up, then another schedule");
-    record_builtin(t, "schedule", "piecewise", {{"boundaries", std::nullopt}, {"values", std::nullopt}, {"by", by_step}},
-                   "piecewise(boundaries, values, by=\"step\"|\"epoch\"): base * values[i] from boundary i-1 to boundary i");
-    record_builtin(t, "schedule", "linear_lr", {{"start", Value(1.0)}, {"end", Value(0.0)}, {"steps", Value()}, {"by", by_step}},
-                   "linear_lr(start=1, end=0, steps=all steps, by=\"step\"|\"epoch\"): base * (start -> end), then end");
-    record_builtin(t, "schedule", "exponential", {{"gamma", std::nullopt}, {"every", Value(1)}, {"by", by_step}},
-                   "exponential(gamma, every=1, by=\"step\"|\"epoch\"): base * gamma^floor(step / every)");
+    record_builtin(t, "schedule", "constant_lr", {}, "the base value throughout");
+    record_builtin(t, "schedule", "step_lr", {{"step_size", std::nullopt}, {"gamma", Value(0.1)}, {"by", by_step, "\"step\" or \"epoch\""}},
+                   "base * gamma^floor(step / step_size)");
+    record_builtin(t, "schedule", "cosine_lr", {{"t_max", Value()}, {"min_lr", Value(0.0)}, {"by", by_step, "\"step\" or \"epoch\""}},
+                   "cosine decay to min_lr over t_max steps (none: all of them)");
+    record_builtin(t, "schedule", "warmup", {{"steps", std::nullopt}, {"then", Value()}, {"by", by_step, "\"step\" or \"epoch\""}},
+                   "linear warm-up, then another schedule (none: constant_lr())");
+    record_builtin(t, "schedule", "piecewise", {{"boundaries", std::nullopt}, {"values", std::nullopt}, {"by", by_step, "\"step\" or \"epoch\""}},
+                   "base * values[i] from boundary i-1 to boundary i");
+    record_builtin(t, "schedule", "linear_lr", {{"start", Value(1.0)}, {"end", Value(0.0)}, {"steps", Value()}, {"by", by_step, "\"step\" or \"epoch\""}},
+                   "base * (start -> end) over steps (none: all of them), then end");
+    record_builtin(t, "schedule", "exponential", {{"gamma", std::nullopt}, {"every", Value(1)}, {"by", by_step, "\"step\" or \"epoch\""}},
+                   "base * gamma^floor(step / every)");
     record_builtin(t, "schedule", "reduce_on_plateau",
-                   {{"metric", std::nullopt}, {"factor", Value(0.1)}, {"patience", Value(10)}, {"mode", Value(std::string("auto"))},
+                   {{"metric", std::nullopt}, {"factor", Value(0.1)}, {"patience", Value(10)}, {"mode", Value(std::string("auto")), "\"auto\" or \"min\" or \"max\""},
                     {"threshold", Value(1e-4)}, {"min_lr", Value(0.0)}},
-                   "reduce_on_plateau(metric, factor=0.1, patience=10, mode=\"auto\"|\"min\"|\"max\", threshold=1e-4, min_lr=0): "
                    "the lr times factor when an eval value stops improving (PyTorch's ReduceLROnPlateau)");
-    record_builtin(t, "monitor", "monitor", {{"metric", std::nullopt}, {"mode", Value(std::string("auto"))}, {"min_delta", Value(0.0)}},
-                   "monitor(metric, mode=\"auto\"|\"min\"|\"max\", min_delta=0): an evaluation value to watch "
+    record_builtin(t, "monitor", "monitor", {{"metric", std::nullopt}, {"mode", Value(std::string("auto")), "\"auto\" or \"min\" or \"max\""}, {"min_delta", Value(0.0)}},
+                   "an evaluation value to watch "
                    "(keep_best, early_stopping)");
-    record_builtin(t, "early_stopping", "early_stopping", {{"metric", std::nullopt}, {"patience", Value(5)}, {"mode", Value(std::string("auto"))},
+    record_builtin(t, "early_stopping", "early_stopping", {{"metric", std::nullopt}, {"patience", Value(5)}, {"mode", Value(std::string("auto")), "\"auto\" or \"min\" or \"max\""},
                     {"min_delta", Value(0.0)}},
-                   "early_stopping(metric, patience=5, mode=\"auto\"|\"min\"|\"max\", min_delta=0): stop when an eval value "
+                   "stop when an eval value "
                    "has not improved for patience epochs (Keras's EarlyStopping)");
     record_builtin(t, "param_group", "group",
-                   {{"params", std::nullopt}, {"lr", Value()}, {"lr_scale", Value()}, {"weight_decay", Value()}, {"momentum", Value()},
+                   {{"params", std::nullopt, "pattern or list of patterns"}, {"lr", Value()}, {"lr_scale", Value()}, {"weight_decay", Value()}, {"momentum", Value()},
                     {"beta1", Value()}, {"beta2", Value()}, {"constraint", Value()}},
-                   "group(params, lr, lr_scale, weight_decay, momentum, beta1, beta2, constraint): optimizer settings for the "
-                   "parameters whose names match params (a pattern or a list of them)");
+                   "optimizer settings for the parameters whose names match params (a pattern or a list of them)");
 }
 
 void install_data_records(Table& t) {
     record_builtin(t, "dataset", "fashion_mnist",
-                   {{"split", Value(std::string("train"))}, {"layout", Value(std::string("flat"))}, {"dir", Value()},
-                    {"label_noise", Value(0.0)}, {"noise", Value(std::string("pairs"))}, {"noise_seed", Value(std::int64_t{1})}},
-                   "fashion_mnist(split=\"train\", layout=\"flat\"|\"image\", dir, label_noise=0, noise=\"pairs\"|\"uniform\", "
-                   "noise_seed=1): images scaled to [0, 1] and labels, training labels flipped at rate label_noise");
-    record_builtin(t, "dataset", "npz_data", {{"path", std::nullopt}, {"fields", Value()}},
-                   "npz_data(path, fields=(names...)): arrays of an .npz file, first axis = examples");
+                   {{"split", Value(std::string("train"))}, {"layout", Value(std::string("flat")), "\"flat\" or \"image\""}, {"dir", Value()},
+                    {"label_noise", Value(0.0)}, {"noise", Value(std::string("pairs")), "\"pairs\" or \"uniform\""}, {"noise_seed", Value(std::int64_t{1})}},
+                   "images scaled to [0, 1] and labels, training labels flipped at rate label_noise");
+    record_builtin(t, "dataset", "npz_data", {{"path", std::nullopt, "string"}, {"fields", Value(), "tuple of names"}},
+                   "arrays of an .npz file, first axis = examples");
     record_builtin(t, "dataset", "sort_digits",
                    {{"n", Value(10000)}, {"min_len", Value(8)}, {"max_len", Value(16)}, {"seed", Value(1)}, {"pad", Value(10)}},
-                   "sort_digits(n=10000, min_len=8, max_len=16, seed=1, pad=10): digit sequences and their sorted versions");
-    record_builtin(t, "dataset", "csv_data", {{"path", std::nullopt}, {"label", Value()}, {"header", Value(true)}, {"delimiter", Value(std::string(","))}},
-                   "csv_data(path, label=column, header=true, delimiter=\",\"): numeric columns, and a label column as i64");
-    record_builtin(t, "init", "normal_init", {{"mean", Value(0.0)}, {"stddev", Value(1.0)}}, "normal_init(mean=0, stddev=1)");
-    record_builtin(t, "init", "uniform_init", {{"low", Value(-0.05)}, {"high", Value(0.05)}}, "uniform_init(low=-0.05, high=0.05)");
-    record_builtin(t, "init", "constant_init", {{"value", std::nullopt}}, "constant_init(value)");
-    record_builtin(t, "constraint", "non_neg", {}, "non_neg(): w * (w >= 0) after each step");
-    record_builtin(t, "constraint", "unit_norm", {{"axis", Value(0)}}, "unit_norm(axis=0): w / (1e-7 + ||w||) after each step");
+                   "digit sequences and their sorted versions");
+    record_builtin(t, "dataset", "csv_data", {{"path", std::nullopt, "string"}, {"label", Value(), "column name"}, {"header", Value(true)}, {"delimiter", Value(std::string(","))}},
+                   "numeric columns, and a label column as i64");
+    record_builtin(t, "init", "normal_init", {{"mean", Value(0.0)}, {"stddev", Value(1.0)}}, "initial values drawn from N(mean, stddev^2)");
+    record_builtin(t, "init", "uniform_init", {{"low", Value(-0.05)}, {"high", Value(0.05)}}, "initial values drawn from U(low, high)");
+    record_builtin(t, "init", "constant_init", {{"value", std::nullopt}}, "every initial value the same");
+    record_builtin(t, "constraint", "non_neg", {}, "w * (w >= 0) after each step");
+    record_builtin(t, "constraint", "unit_norm", {{"axis", Value(0)}}, "w / (1e-7 + ||w||) after each step");
     record_builtin(t, "constraint", "max_norm", {{"max_value", Value(2.0)}, {"axis", Value(0)}},
-                   "max_norm(max_value=2, axis=0): rescales columns whose norm exceeds max_value");
+                   "rescales columns whose norm exceeds max_value");
     record_builtin(t, "constraint", "simplex", {{"axis", Value(0)}},
-                   "simplex(axis=0): Euclidean projection of each slice onto the probability simplex");
+                   "Euclidean projection of each slice onto the probability simplex");
 
     // Note [Label noise] in data.cpp: the flip matrix of the noise a dataset's labels carry,
     // T[j, i] = p(noisy label j | true label i), so a learned noise layer can be scored against it.
-    std::vector<BuiltinParam> noise_params = {{"data", std::nullopt}, {"noise", Value()}, {"classes", Value(10)}};
+    std::vector<BuiltinParam> noise_params = {{"data", std::nullopt, "dataset or rate"}, {"noise", Value(), "\"pairs\" or \"uniform\""}, {"classes", Value(10)}};
     define_builtin(t, "label_noise_matrix") = Value(builtin(
         "label_noise_matrix",
-        "label_noise_matrix(data | rate, noise=\"pairs\"|\"uniform\", classes=10): T[j, i] = p(noisy j | true i) of a "
+        "T[j, i] = p(noisy j | true i) of a "
         "dataset's label noise (fashion_mnist(label_noise = ...)) or of a rate and kind", noise_params,
-        [noise_params](Interpreter& in, CallArgs& args) {
-            auto b = bind_builtin("label_noise_matrix", noise_params, args);
+        [noise_params](Interpreter& in, CallArgs& args, const Signature& sig) {
+            auto b = bind_builtin(sig, noise_params, args);
             const Value& data = b["data"];
             double rate = 0;
             std::string kind = "pairs";
@@ -693,9 +706,9 @@ void install_data_records(Table& t) {
             return Value(Tape::current().input(Tensor::from_doubles(m, Shape{k, k}, in.options().dtype)));
         }));
 
-    static const std::vector<BuiltinParam> shape_params = {{"x", std::nullopt}};
-    define_builtin(t, "shape") = Value(builtin("shape", "shape(x): the extents of x as a tuple", shape_params, [](Interpreter& in, CallArgs& args) {
-        auto b = bind_builtin("shape", shape_params, args);
+    static const std::vector<BuiltinParam> shape_params = {{"x", std::nullopt, "tensor"}};
+    define_builtin(t, "shape") = Value(builtin("shape", "the extents of x as a tuple", shape_params, [](Interpreter& in, CallArgs& args, const Signature& sig) {
+        auto b = bind_builtin(sig, shape_params, args);
         Var x = in.as_tensor(b["x"], args.loc, "shape");
         TupleValue out;
         for (auto d : x.shape()) out.push_back(Value(d));
@@ -704,6 +717,19 @@ void install_data_records(Table& t) {
 }
 
 }  // namespace
+
+std::string op_table() {
+    std::string rows = "| op | does |\n| --- | --- |\n";
+    for (const auto& op : registry().all()) {
+        auto under = kOpsUnderLayers.find(op.name);
+        if (under != kOpsUnderLayers.end() && under->second.empty()) continue;
+        const Signature sig = op_signature(op, under == kOpsUnderLayers.end() ? op.name : under->second);
+        std::string doc;
+        for (char c : sig.doc) doc += c == '|' ? std::string("\\|") : std::string(1, c);   // a | would end the cell
+        rows += fmt::format("| `{}` | {} |\n", sig.text, doc);
+    }
+    return rows;
+}
 
 void install_builtins(Table& table) {
     install_ops(table);

@@ -14,6 +14,10 @@
 namespace wengert::dsl {
 
 void install_builtins(std::map<std::string, Value>& table);
+// docs/dsl.md's op table in Markdown: its header, then a row per op of the engine's registry
+// the language calls, in registration order, under the language's name for it (Note [Layers
+// over ops]): "| `signature` | doc |", from the signature its builtin holds (dsl/tools/op_table.cpp).
+std::string op_table();
 // The slot of a new builtin `name`; a name already defined is a logic_error, so that no builtin
 // replaces another unseen (Note [Layers over ops] in builtins.cpp).
 Value& define_builtin(std::map<std::string, Value>& table, const std::string& name);
@@ -27,26 +31,30 @@ Init init_from_value(const Value& value, Location loc);
 // A constraint record (simplex(axis = 0), non_neg(), ...) as the engine's projection.
 Constraint constraint_from_value(const Value& value, Location loc);
 
-// A builtin's parameter: required when it has no default.
+// A builtin's parameter: required when it has no default; its kind, where given, is what
+// `wengert help` shows (Note [Signatures]).
 struct BuiltinParam {
     std::string name;
     std::optional<Value> default_value;
+    std::string kind = {};
 };
 
 // A builtin's signature (Note [Signatures] in value.hpp); `rest` as make_signature's.
 Signature builtin_signature(const std::string& fname, const std::vector<BuiltinParam>& params,
-                            std::optional<std::string> rest = std::nullopt);
+                            std::optional<std::string> rest = std::nullopt, std::string doc = {});
+
+// What a builtin does when called: given the call's arguments and the builtin's own signature,
+// made once when the builtin is, to bind them with (bind_builtin).
+using BuiltinCall = std::function<Value(Interpreter&, CallArgs&, const Signature&)>;
 
 // A builtin function value: its signature made from `params`, so that calls of it are checked
-// before anything runs, and `call`, which binds its arguments with bind_builtin.
+// before anything runs, and `call` (none: the caller sets the Function's call itself).
 std::shared_ptr<Function> builtin(std::string name, std::string doc, const std::vector<BuiltinParam>& params,
-                                  std::function<Value(Interpreter&, CallArgs&)> call,
-                                  std::optional<std::string> rest = std::nullopt);
+                                  BuiltinCall call, std::optional<std::string> rest = std::nullopt);
 
 // Binds a call's arguments to a builtin's parameters with the one binder (binder.hpp), each
 // left out its default.
-std::map<std::string, Value> bind_builtin(const std::string& fname, const std::vector<BuiltinParam>& params,
-                                          const CallArgs& args);
+std::map<std::string, Value> bind_builtin(const Signature& sig, const std::vector<BuiltinParam>& params, const CallArgs& args);
 
 // Typed reads of a bound argument; the wrong kind is an EvalError naming the function,
 // the parameter and what it got.

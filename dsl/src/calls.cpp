@@ -28,10 +28,13 @@ const Signature& Interpreter::Impl::signature_of(const std::string& name, const 
     // made once per definition (its parameters live as long as the loaded modules), not per call
     auto [it, made] = signatures.try_emplace({&params, applied_at_once});
     if (!made) return it->second;
-    std::vector<std::pair<std::string, std::optional<std::string>>> parts;
-    for (const auto& p : params) parts.emplace_back(p.name, p.default_value ? std::optional(default_source(*p.default_value)) : std::nullopt);
+    std::vector<Signature::Param> parts;
+    for (const auto& p : params) {
+        parts.push_back({p.name, p.default_value ? std::optional(default_source(*p.default_value)) : std::nullopt,
+                         p.type ? annotation_text(*p.type) : std::string()});
+    }
     // a layer without parameters applied at once: `swap2(a, b)` is `swap2()(a, b)`
-    it->second = make_signature(name, parts, applied_at_once && params.empty() ? std::optional<std::string>("") : std::nullopt);
+    it->second = make_signature(name, std::move(parts), applied_at_once && params.empty() ? std::optional<std::string>("") : std::nullopt);
     return it->second;
 }
 

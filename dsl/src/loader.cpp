@@ -2,6 +2,8 @@
 // declared once (Interpreter::load_file, load_source, finish_load).
 #include "interpreter_impl.hpp"
 
+#include <algorithm>
+
 #ifndef WENGERT_STDLIB_DIR
 #define WENGERT_STDLIB_DIR ""
 #endif
@@ -10,6 +12,26 @@
 #endif
 
 namespace wengert::dsl {
+
+namespace {
+
+// The comment written directly above line `line` (no blank line between), without its '#'s:
+// a definition's doc, as `wengert help NAME` shows it.
+std::string doc_comment(const SourceFile& file, int line) {
+    std::vector<std::string> lines;
+    for (int l = line - 1; l >= 1; --l) {
+        std::string_view text = file.line(l);
+        const auto start = text.find_first_not_of(" \t");
+        if (start == std::string_view::npos || text[start] != '#') break;
+        text.remove_prefix(start + 1);
+        if (!text.empty() && text.front() == ' ') text.remove_prefix(1);
+        lines.emplace_back(text);
+    }
+    std::reverse(lines.begin(), lines.end());
+    return fmt::format("{}", fmt::join(lines, "\n"));
+}
+
+}  // namespace
 
 bool Interpreter::Impl::load(const std::string& path_name, const std::string* text, Location import_loc) {
     if (import_depth >= kMaxImportDepth) {
@@ -102,9 +124,11 @@ void Interpreter::Impl::declare(const Decl& decl, const Module& m, bool is_main)
         if (!define(fn->name, decl.loc)) return;
         function_defs[fn->name] = fn;
         globals[fn->name] = make_function(*fn);
+        globals[fn->name].get<std::shared_ptr<Function>>()->signature.doc = doc_comment(*m.file, decl.loc.line);
     } else if (const auto* ld = decl.as<LayerDef>()) {
         if (!define(ld->name, decl.loc)) return;
         globals[ld->name] = make_layer_def(*ld);
+        globals[ld->name].get<std::shared_ptr<Function>>()->signature.doc = doc_comment(*m.file, decl.loc.line);
     } else if (const auto* pd = decl.as<ParamDecl>()) {
         if (!define(pd->name, decl.loc)) return;
         param_decls[pd->name] = pd;
@@ -152,6 +176,25 @@ bool Interpreter::finish_load() {
 }
 
 const Module& Interpreter::main_module() const { return *impl_->main; }
+
+std::optional<Interpreter::Callable> Interpreter::find_callable(const std::string& name) const {
+    auto callable = [](const Value& v) { return v.is<std::shared_ptr<Function>>() ? &v.get<std::shared_ptr<Function>>()->signature : nullptr; };
+    if (auto g = impl_->globals.find(name); g != impl_->globals.end()) {
+        if (const Signature* sig = callable(g->second)) return Callable{sig, impl_->global_locs.at(name)};
+    }
+    if (auto b = impl_->builtins.find(name); b != impl_->builtins.end()) {
+        if (const Signature* sig = callable(b->second)) return Callable{sig, Location{}};
+    }
+    return std::nullopt;
+}
+
+std::vector<std::string> Interpreter::callable_names(bool builtins) const {
+    std::vector<std::string> names;
+    for (const auto& [name, value] : builtins ? impl_->builtins : impl_->globals) {
+        if (value.is<std::shared_ptr<Function>>()) names.push_back(name);
+    }
+    return names;   // the maps keep them sorted
+}
 
 std::vector<const Module*> Interpreter::modules() const {
     std::vector<const Module*> out;

@@ -20,9 +20,9 @@ namespace wengert::dsl {
 void install_sampling(std::map<std::string, Value>& t) {
     std::vector<BuiltinParam> sp = {{"decode", std::nullopt}, {"image", std::nullopt}, {"range", Value(TupleValue{Value(0), Value(1)})},
                                     {"encode", Value()}};
-    auto f = builtin("sampler", "sampler(decode, image, range=(0, 1), encode=none): how `wengert sample` decodes codes into images", sp, nullptr);
-    f->call = [sp](Interpreter&, CallArgs& args) {
-        auto b = bind_builtin("sampler", sp, args);
+    auto f = builtin("sampler", "how `wengert sample` decodes codes into images", sp,
+                     [sp](Interpreter&, CallArgs& args, const Signature& sig) {
+        auto b = bind_builtin(sig, sp, args);
         auto def_name = [&](const char* key) {
             const Value& v = b[key];
             if (!v.is<std::shared_ptr<Function>>() || !v.get<std::shared_ptr<Function>>()->is_def) {
@@ -65,7 +65,7 @@ void install_sampling(std::map<std::string, Value>& t) {
         r->fields["image"] = b["image"];
         r->fields["range"] = b["range"];
         return Value(r);
-    };
+    });
     define_builtin(t, "sampler") = Value(f);
 }
 

@@ -112,9 +112,7 @@ void check_param(const std::string& op, const ArgSpec& spec, std::size_t index, 
 
 }  // namespace detail
 
-namespace {
-
-std::string value_text(const ArgValue& v) {
+std::string arg_value_text(const ArgValue& v) {
     struct Visitor {
         std::string operator()(std::monostate) const { return "none"; }
         std::string operator()(const Var&) const { return "tensor"; }
@@ -131,12 +129,10 @@ std::string value_text(const ArgValue& v) {
     return std::visit(Visitor{}, v);
 }
 
-}  // namespace
-
 std::string OpSchema::signature() const {
     std::vector<std::string> parts;
     for (const auto& arg : args) {
-        parts.push_back(arg.default_value ? fmt::format("{}={}", arg.name, value_text(*arg.default_value)) : arg.name);
+        parts.push_back(arg.default_value ? fmt::format("{}={}", arg.name, arg_value_text(*arg.default_value)) : arg.name);
     }
     return fmt::format("{}({})", name, fmt::join(parts, ", "));
 }
@@ -180,16 +176,6 @@ const Registry& registry() {
         return reg;
     }();
     return r;
-}
-
-std::string op_table(const Registry& registry) {
-    std::string rows = "| op | does |\n| --- | --- |\n";
-    for (const auto& op : registry.all()) {
-        std::string doc;
-        for (char c : op.doc) doc += c == '|' ? std::string("\\|") : std::string(1, c);   // a | would end the cell
-        rows += fmt::format("| `{}` | {}{} |\n", op.signature(), doc, op.differentiable ? "" : " (no gradient)");
-    }
-    return rows;
 }
 
 // Note [Edit distance]

@@ -4,6 +4,8 @@
 // (Note [Layers over ops] in builtins.cpp).
 #include <catch2/catch.hpp>
 
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 
 #include "builtins.hpp"
@@ -125,4 +127,71 @@ TEST_CASE("no builtin replaces another: a name defined twice is refused") {
     CHECK(table.count("layer_norm_op"));
     CHECK(table.at("linear").get<std::shared_ptr<Function>>()->signature.text.starts_with("linear(x, w"));
     CHECK(table.count("linear_lr"));
+}
+
+namespace {
+
+std::string read_text(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+// The text between docs/dsl.md's op-table markers (dsl/tools/op_table.cpp).
+std::string documented_op_table() {
+    const std::string docs = read_text(std::string(WENGERT_DOCS_DIR) + "/dsl.md");
+    const std::string begin = "<!-- op table: generated from the ops' signatures; regenerate with `ninja -C build op-table` -->\n";
+    const std::string end = "<!-- end of the op table -->\n";
+    const auto from = docs.find(begin), to = docs.find(end);
+    REQUIRE(from != std::string::npos);
+    REQUIRE(to != std::string::npos);
+    return docs.substr(from + begin.size(), to - from - begin.size());
+}
+
+}  // namespace
+
+TEST_CASE("docs/dsl.md's op table is the builtins' signatures: regenerate it with `ninja -C build op-table`", "[docs]") {
+    const std::string generated = op_table();
+    CHECK(generated.rfind("| op | does |\n| --- | --- |\n| `add(a, b)` | a + b, broadcasting |\n", 0) == 0);
+    CHECK(generated.find("| `eq(a, b)` | a == b as a u8 mask (no gradient) |\n") != std::string::npos);
+    CHECK(generated.find("| `abs(x)` | \\|x\\|; gradient 0 at 0 |\n") != std::string::npos);
+    // under the language's names (Note [Layers over ops]): the layers keep theirs
+    CHECK(generated.find("| `conv2d_op(x, w, ") != std::string::npos);
+    CHECK(generated.find("| `embedding_lookup(") != std::string::npos);
+    CHECK(generated.find("| `conv2d(") == std::string::npos);
+    CHECK(generated.find("| `pure_attention(") == std::string::npos);
+    CHECK(documented_op_table() == generated);
+}
+
+TEST_CASE("a signature holds each parameter's kind and the callable's doc", "[dsl]") {
+    std::map<std::string, Value> table;
+    install_builtins(table);
+    auto sig = [&](const std::string& name) { return table.at(name).get<std::shared_ptr<Function>>()->signature; };
+    const Signature softmax = sig("softmax");
+    REQUIRE(softmax.params.size() == 2);
+    CHECK(softmax.params[0].kind == "tensor");
+    CHECK_FALSE(softmax.params[0].has_default());
+    CHECK(softmax.params[1].kind == "integer");
+    CHECK(softmax.params[1].default_text == "-1");
+    CHECK(softmax.reference() == "softmax(x: tensor, axis: integer = -1)");
+    CHECK(softmax.text == "softmax(x, axis=-1)");
+    CHECK_FALSE(softmax.doc.empty());
+    // an op under a layer's name is shown, and reports its mistakes, under its own
+    CHECK(sig("embedding_lookup").text.rfind("embedding_lookup(", 0) == 0);
+    CHECK(sig("eq").doc.ends_with("(no gradient)"));
+    CHECK(sig("dense").params[0].kind == "integer");
+    CHECK(sig("serial").reference() == "serial(layers...)");
+    // a def's annotation is its kind, the comment above it its doc
+    DiagnosticSink sink;
+    ParamStore params;
+    Interpreter in(sink, params, test_interpreter_options());
+    REQUIRE(in.load_source("m.wg", "# Scales x.\ndef scaled(x: f32[B, 4], s = 2.5) { return x * s }\n"));
+    auto found = in.find_callable("scaled");
+    REQUIRE(found);
+    CHECK(found->signature->reference() == "scaled(x: f32[B, 4], s = 2.5)");
+    CHECK(found->signature->doc == "Scales x.");
+    CHECK(found->defined_at.line == 2);
+    CHECK_FALSE(in.find_callable("no_such_name"));
+    CHECK(in.find_callable("attention_qkv"));
 }

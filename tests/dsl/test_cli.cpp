@@ -94,6 +94,61 @@ TEST_CASE("--help prints each command's usage and exits 0", "[dsl][cli]") {
     }
 }
 
+TEST_CASE("help NAME prints what a builtin, the standard library's or a model's definition takes and does", "[dsl][cli]") {
+    SECTION("an op: its kinds and defaults from the registry, under the language's name") {
+        CliResult r = run_wengert({"help", "conv2d_op"});
+        CHECK(r.exit_code == 0);
+        CHECK(r.err.empty());
+        CHECK(r.out.rfind("conv2d_op(x: tensor, w: tensor, b: tensor or none = none, stride: integer or tuple = 1, ", 0) == 0);
+        CHECK(r.out.find("\n    activation(conv(x, w) + b) over NHWC images") != std::string::npos);
+        CHECK(r.out.ends_with("a builtin (docs/dsl.md)\n"));
+    }
+    SECTION("a layer constructor and a record: the kinds they say") {
+        CliResult dense = run_wengert({"help", "dense"});
+        CHECK(dense.out.rfind("dense(n_units: integer, activation: op or layer = none, use_bias = true, ", 0) == 0);
+        CHECK(dense.out.find("\n    y = x @ w + b over the last axis\n") != std::string::npos);
+        CliResult step = run_wengert({"help", "step_lr"});
+        CHECK(step.out == "step_lr(step_size, gamma = 0.1, by: \"step\" or \"epoch\" = \"step\")\n"
+                          "    base * gamma^floor(step / step_size)\na builtin (docs/dsl.md)\n");
+    }
+    SECTION("the standard library: its comment is its doc, and where it is written") {
+        CliResult r = run_wengert({"help", "attention_qkv"});
+        CHECK(r.exit_code == 0);
+        CHECK(r.out.rfind("attention_qkv(d_feature, n_heads = 1, dropout = 0, penalty = none)\n"
+                          "    Trax's AttentionQKV: (q, k, v, mask) -> (y, mask).", 0) == 0);
+        CHECK(r.out.find("prelude.wg:") != std::string::npos);
+    }
+    SECTION("a model's def: its annotations are its kinds") {
+        TempDir tmp;
+        write_text(tmp.path / "help_def.wg", "# Adds one to x.\n# Twice as fast as adding two.\ndef bump(x: f32[B, 3], k = 2) {\n    return x + 1\n}\n");
+        const std::string model = (tmp.path / "help_def.wg").string();
+        CliResult r = run_wengert({"help", "bump", model});
+        CHECK(r.exit_code == 0);
+        CHECK(r.out == "bump(x: f32[B, 3], k = 2)\n    Adds one to x.\n    Twice as fast as adding two.\ndefined at " + model + ":3\n");
+    }
+    SECTION("a command's help, and the list of every name") {
+        CHECK(run_wengert({"help", "train"}).out.rfind("usage: wengert train FILE", 0) == 0);
+        CliResult names = run_wengert({"help", "names"});
+        // a name is listed when it stands between spaces or ends a wrapped line
+        const auto lists = [&](const std::string& name) {
+            return names.out.find(" " + name + " ") != std::string::npos || names.out.find(" " + name + "\n") != std::string::npos;
+        };
+        CHECK(names.exit_code == 0);
+        CHECK(names.out.rfind("builtins (docs/dsl.md):\n", 0) == 0);
+        CHECK(lists("conv2d_op"));
+        CHECK(names.out.find("standard library (dsl/std/prelude.wg):\n") != std::string::npos);
+        CHECK(lists("attention_qkv"));
+        CHECK(!lists("conv2d_o"));
+    }
+    SECTION("an unknown name is a usage error with the closest one") {
+        CliResult r = run_wengert({"help", "sfotmax"});
+        CHECK(r.exit_code == 64);
+        CHECK(r.out.empty());
+        CHECK(r.err == "wengert: help: no command, builtin or standard-library definition is called 'sfotmax' "
+                       "(did you mean 'softmax'?); `wengert help names` lists them\n" + usage_hint(""));
+    }
+}
+
 TEST_CASE("--version names the gemm kernels, and WENGERT_GEMM_KERNELS forces a set the CPU can run", "[dsl][cli]") {
     CliResult r = run_wengert({"--version"});
     CHECK(r.exit_code == 0);

@@ -120,5 +120,8 @@ int cmd_predict(const Cli& cli);
 int cmd_sample(const Cli& cli);
 int cmd_show(const Cli& cli);
 int cmd_plot(const Cli& cli);
+// `wengert help TOPIC [FILE]` for a TOPIC that is not a command: a builtin, standard-library
+// or FILE's name, or "names" (help.cpp). An empty `file`: no model, only what every model sees.
+int cmd_help(const std::string& topic, const std::string& file);
 
 }  // namespace wengert::dsl

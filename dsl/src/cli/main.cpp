@@ -66,7 +66,10 @@ common options:
   --dtype f32|f64  the precision the model runs in (default f32)
   --data DIR       where datasets are read from (default: WENGERT_DATA or the Debian
                    package's folder)
-  --help           help for a command: wengert <command> --help
+  --help           help for a command: wengert <command> --help (or wengert help <command>)
+
+wengert help NAME [FILE] prints what a builtin, a standard-library definition or a def or
+layer of FILE takes and does (wengert help softmax); wengert help names [FILE] lists them all.
 
 wengert --version prints the version and the gemm kernels in use (WENGERT_GEMM_KERNELS=
 auto|blis|skx|haswell|generic forces a set).
@@ -194,6 +197,10 @@ void parse_cli(int argc, char** argv, Cli& cli) {
     if (cli.command == "--help" || cli.command == "-h" || cli.command == "help") {
         cli.command.clear();
         cli.flags.insert("help");
+        // help TOPIC [FILE]: a command, or a name a model (FILE, if given) can call (help.cpp)
+        if (argc > 4) throw UsageError("help takes a command or a name, and for a name, a model file to look in");
+        if (argc >= 3) cli.file = argv[2];
+        if (argc == 4) cli.options["model"].push_back(argv[3]);
         return;
     }
     if (cli.command == "--version" || cli.command == "version") {
@@ -504,7 +511,10 @@ int run_command(int argc, char** argv) {
     try {
         parse_cli(argc, argv, cli);
         if (cli.flags.count("help")) {
-            if (cli.command.empty() || !kCommandHelp.count(cli.command)) fmt::print("{}", kMainHelp);
+            if (cli.command.empty() && !cli.file.empty()) {
+                if (!kCommandHelp.count(cli.file)) return cmd_help(cli.file, cli.has("model") ? cli.get("model") : std::string());
+                fmt::print("{}", kCommandHelp.at(cli.file));
+            } else if (cli.command.empty() || !kCommandHelp.count(cli.command)) fmt::print("{}", kMainHelp);
             else fmt::print("{}", kCommandHelp.at(cli.command));
             return kExitOk;
         }

@@ -4,8 +4,8 @@
 // Every differentiable op (and every op without a gradient: comparisons, argmax, creation) is
 // registered once, by the file that defines it, with its argument schema and a generic call.
 // The registry is read by the language's interpreter (builtins are looked up here), by the
-// gradient-check sweep (a registered op without a case fails the test suite), and by the docs
-// generator (op_table, docs/dsl.md's op table). An unknown name is an error that lists the
+// gradient-check sweep (a registered op without a case fails the test suite), and through the
+// language, by the docs generator (dsl/tools/op_table.cpp, docs/dsl.md's op table). An unknown name is an error that lists the
 // closest known ones.
 //
 // Note [Registering an op]
@@ -53,6 +53,9 @@ struct ArgSpec {
     // No default: the argument is required. A default of monostate: optional, absent.
     std::optional<ArgValue> default_value;
 };
+
+// A default as a signature shows it: "-1", "\"mean\"", "none", "(1, 1)".
+std::string arg_value_text(const ArgValue& value);
 
 // The schema's arguments, as a signature reads: arg::tensor("x"), arg::integer("axis", -1),
 // arg::tensor("mask", arg::none) for one that may be absent.
@@ -277,10 +280,6 @@ void Registry::def(std::string name, std::vector<ArgSpec> args, std::string doc,
 }
 
 const Registry& registry();
-
-// docs/dsl.md's op table in Markdown: its header, then a row per registered op in registration
-// order, "| `signature` | doc |", the doc followed by " (no gradient)" for an op without one.
-std::string op_table(const Registry& registry);
 
 // Optimal string alignment distance (Levenshtein plus swaps of adjacent characters), shared by
 // every "did you mean" in wengert (Note [Edit distance]).

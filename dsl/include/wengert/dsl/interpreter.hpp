@@ -131,6 +131,18 @@ public:
     void set_seed(std::uint64_t seed);
     DiagnosticSink& sink() { return sink_; }
 
+    // What `wengert help NAME` shows of a name the loaded files can call: its signature (Note
+    // [Signatures] in value.hpp), and where it is defined (no file: a builtin). None when
+    // nothing callable has that name.
+    struct Callable {
+        const Signature* signature;
+        Location defined_at;
+    };
+    std::optional<Callable> find_callable(const std::string& name) const;
+    // The names find_callable finds, sorted: the builtins' (builtins = true) or the loaded
+    // files' defs and layers (the standard library's among them).
+    std::vector<std::string> callable_names(bool builtins) const;
+
     // ---- used by builtins ----
     Value call(const Value& callee, CallArgs& args);
     // A value used where a layer is expected: a layer, or a function that can act as one.

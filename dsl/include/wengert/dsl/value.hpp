@@ -79,28 +79,38 @@ class Interpreter;
 
 // Note [Signatures]
 // Every callable value (an engine op, a builtin, a layer constructor, a model's `def` or
-// `layer`) carries its signature: its parameters in order, which are required, and each
-// default as text. One binder (dsl/src/binder.hpp) matches a call's arguments to it when the
-// call runs, and checks a call as written before anything runs, with the same words for the
-// same mistake: too many arguments, an unknown keyword (with "did you mean"), an argument
-// given twice, a missing one. A variadic signature (serial(layers...)) takes any number of
-// positional arguments; its keywords are still checked.
+// `layer`) carries its signature: its parameters in order, which are required, each default
+// as text and each kind where one is known (an op's schema kinds, a def's `x: f32[B, 784]`),
+// and one line of what it does (an op's doc, the comment above a def). One binder
+// (dsl/src/binder.hpp) matches a call's arguments to it when the call runs, and checks a call
+// as written before anything runs, with the same words for the same mistake: too many
+// arguments, an unknown keyword (with "did you mean"), an argument given twice, a missing one.
+// A variadic signature (serial(layers...)) takes any number of positional arguments; its
+// keywords are still checked. `wengert help NAME` prints the signature with its kinds and doc,
+// and docs/dsl.md's op table is made from the same signatures.
 struct Signature {
     struct Param {
         std::string name;
-        bool has_default = false;   // else required
+        std::optional<std::string> default_text;   // none: required
+        std::string kind;                          // "tensor", "integer", "f32[B, 784]"; empty: any value
+
+        bool has_default() const { return default_text.has_value(); }
     };
+    std::string name;
     std::vector<Param> params;
     bool variadic = false;
+    std::string rest;   // the variadic positionals as shown ("layers..."); may be empty
     std::string text;   // "softmax(x, axis=-1)", "serial(layers...)": what messages show
+    std::string doc;    // what it does, as its doc string or comment says; may be empty
 
     std::vector<std::string> names() const;
+    // The signature with kinds: "softmax(x: tensor, axis: integer = -1)".
+    std::string reference() const;
 };
 
 struct Function {
     std::string name;
     Signature signature;
-    std::string doc;
     std::function<Value(Interpreter&, CallArgs&)> call;
     // When a function is used where a layer is expected (serial(dense(10), relu)), the number
     // of tensors it takes; -1 means it cannot be a layer.
