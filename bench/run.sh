@@ -33,8 +33,8 @@ echo
 echo "== recording one small op =="
 ours=$("$bin/bench-op-overhead")
 echo "$ours"
-if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
-    theirs=$(/usr/bin/python3 "$here/op_overhead.py")
+if have_torch; then
+    theirs=$(torch_python "$here/op_overhead.py")
     echo "$theirs"
     us() { echo "$1" | sed -n 's/.*: \([0-9.]*\) us\/op.*/\1/p'; }
     awk -v a="$(us "$ours")" -v b="$(us "$theirs")" \
@@ -51,10 +51,10 @@ echo
 echo "== attention =="
 ours=$("$bin/bench-attention")
 echo "$ours"
-if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
-    theirs=$(/usr/bin/python3 "$here/attention.py")
+if have_torch; then
+    theirs=$(torch_python "$here/attention.py")
     echo "$theirs"
-    /usr/bin/python3 "$here/attention.py" --peak
+    torch_python "$here/attention.py" --peak
     ms() { echo "$1" | sed -n "s/^$2 dropout $3: \([0-9.]*\) ms.*/\1/p"; }
     for p in 0 0.1; do
         awk -v t="$(ms "$theirs" pytorch $p)" -v f="$(ms "$ours" fused $p)" -v u="$(ms "$ours" unfused $p)" -v p=$p \

@@ -31,8 +31,8 @@ ours_convs=$("$build/bench/bench-conv")
 echo "$ours_convs"
 
 theirs=""
-if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
-    theirs=$(/usr/bin/python3 "$here/conv_step.py" 2)
+if have_torch; then
+    theirs=$(torch_python "$here/conv_step.py" 2)
     echo "$theirs"
 fi
 field() { echo "$theirs" | sed -n "s/^$1: \([0-9.]*\) .*/\1/p"; }

@@ -39,8 +39,8 @@ if [ "$(kernels "$ours")" = "$(kernels "$ours_blis")" ]; then
 else
     echo "$ours_blis"
 fi
-if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
-    theirs=$(/usr/bin/python3 "$here/mlp_epoch.py" --epochs "$epochs" --steps "$steps")
+if have_torch; then
+    theirs=$(torch_python "$here/mlp_epoch.py" --epochs "$epochs" --steps "$steps")
     echo "$theirs"
 else
     theirs=""

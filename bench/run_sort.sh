@@ -17,8 +17,8 @@ steps=${STEPS:-300}
 . "$here/kernels.sh"
 cli_bench_setup run_sort.sh "${1:-build}"
 print_kernels
-have_torch=no
-/usr/bin/python3 -c 'import torch' 2>/dev/null && have_torch=yes
+torch_ok=no
+have_torch && torch_ok=yes
 
 printf '%-44s %12s %12s %8s\n' "sort model training step, batch 64" "wengert" "pytorch" "ratio"
 for function in sorter sorter_penalised; do
@@ -28,13 +28,13 @@ for function in sorter sorter_penalised; do
     rate=$(echo "$line" | sed -n 's/.*s, \([0-9.]*\) ex\/s).*/\1/p')
     ours=$(awk -v r="$rate" -v b=64 'BEGIN { printf "%.3f", b * 1000 / r }')
     theirs=""
-    if [ $have_torch = yes ]; then
+    if [ $torch_ok = yes ]; then
         flag=""
         [ "$function" = sorter_penalised ] && flag=--penalty
-        theirs=$(/usr/bin/python3 "$here/sort_step.py" --steps "$steps" $flag | sed -n 's/.*: step \([0-9.]*\) ms.*/\1/p')
+        theirs=$(torch_python "$here/sort_step.py" --steps "$steps" $flag | sed -n 's/.*: step \([0-9.]*\) ms.*/\1/p')
     fi
     awk -v name="$function" -v a="$ours" -v b="$theirs" 'BEGIN {
         if (b == "") printf "%-44s %9.3f ms %12s %8s\n", name, a, "-", "-";
         else printf "%-44s %9.3f ms %9.3f ms %7.2fx\n", name, a, b, a / b }'
 done
-[ $have_torch = yes ] || echo "(PyTorch not importable by /usr/bin/python3: no comparison)"
+[ $torch_ok = yes ] || echo "(PyTorch not importable by /usr/bin/python3: no comparison)"

@@ -26,8 +26,8 @@ line=$(cd "$root" && "$build/dsl/wengert" train models/vae.wg --steps "$steps" -
 rate=$(echo "$line" | sed -n 's/.*s, \([0-9.]*\) ex\/s).*/\1/p')
 ours=$(awk -v r="$rate" -v b=128 'BEGIN { printf "%.3f", b * 1000 / r }')
 theirs=""
-if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
-    theirs=$(/usr/bin/python3 "$here/vae_step.py" --steps "$steps" | sed -n 's/.*: step \([0-9.]*\) ms.*/\1/p')
+if have_torch; then
+    theirs=$(torch_python "$here/vae_step.py" --steps "$steps" | sed -n 's/.*: step \([0-9.]*\) ms.*/\1/p')
 fi
 printf '%-34s %20s %20s %8s\n' "vae training step, batch 128" "wengert" "pytorch" "ratio"
 awk -v a="$ours" -v b="$theirs" -v f="$flop" 'BEGIN {

@@ -239,16 +239,20 @@ template <class T>
             for (std::int64_t j = 0; j < cols; ++j) row[j] = b[p * rs_b + (j0 + j) * cs_b];
             for (std::int64_t j = cols; j < kSmallCols; ++j) row[j] = T(0);
         }
+        // No lambda here: its body would be a function of its own, compiled for the baseline
+        // (SSE2) rather than for the clone's target, with the sums spilled to memory (10x slower).
         std::int64_t i = 0;
-        auto rows_of = [&](auto size) {
-            constexpr int rows = decltype(size)::value;
-            for (; i + rows <= m; i += rows) {
-                small_rows<rows>(k, alpha, a + i * rs_a, rs_a, cs_a, packed.data(), cols, beta, c + i * rs_c + j0 * cs_c, rs_c, cs_c);
+        if (wide) {
+            for (; i + 2 * group <= m; i += 2 * group) {
+                small_rows<2 * group>(k, alpha, a + i * rs_a, rs_a, cs_a, packed.data(), cols, beta, c + i * rs_c + j0 * cs_c, rs_c, cs_c);
             }
-        };
-        if (wide) rows_of(std::integral_constant<int, 2 * group>{});
-        rows_of(std::integral_constant<int, group>{});
-        rows_of(std::integral_constant<int, 1>{});
+        }
+        for (; i + group <= m; i += group) {
+            small_rows<group>(k, alpha, a + i * rs_a, rs_a, cs_a, packed.data(), cols, beta, c + i * rs_c + j0 * cs_c, rs_c, cs_c);
+        }
+        for (; i < m; ++i) {
+            small_rows<1>(k, alpha, a + i * rs_a, rs_a, cs_a, packed.data(), cols, beta, c + i * rs_c + j0 * cs_c, rs_c, cs_c);
+        }
     }
 }
 

@@ -2,6 +2,9 @@
 
 #include "../../../engine/src/kernels/gemm.hpp"
 #include <algorithm>
+#include <array>
+#include <bit>
+#include <cstdint>
 #include <cstdlib>
 #include <string>
 
@@ -149,6 +152,32 @@ TEST_CASE("products with at most 16 columns or rows of c (Note [Small products])
             for (std::size_t i = 0; i < ab.size(); ++i) expected.push_back(0.5 * ab[i] + 2.0 * before[i]);
             require_close(c, expected, tol);
         }
+    }
+}
+
+TEST_CASE("small products round as a scalar loop does, on every CPU: no multiply-add fused", "[matmul]") {
+    // Note [Small products]: each element is the sum over k, in order, of rounded products. The
+    // path runs a clone compiled for AVX-512 where the CPU has it, whose FMA instructions would
+    // round each multiply-add once (the engine builds with -ffp-contract=off), so on such a CPU
+    // this fails when any is fused.
+    for (auto [m, n, k] : {std::array<std::int64_t, 3>{40, 16, 7}, {17, 10, 30}, {10, 50, 30}, {128, 10, 256}, {1, 1, 9}}) {
+        INFO(m << "x" << n << "x" << k);
+        Tensor a = random_tensor(Shape{m, k}, 1, -1.0, 1.0, DType::f32), b = random_tensor(Shape{k, n}, 2, -1.0, 1.0, DType::f32);
+        Tape tape;
+        Tensor c = matmul(tape.input(a), tape.input(b)).value().contiguous();
+        const float *pa = a.data<float>(), *pb = b.data<float>(), *pc = c.data<float>();
+        std::int64_t differing = 0;
+        for (std::int64_t i = 0; i < m; ++i) {
+            for (std::int64_t j = 0; j < n; ++j) {
+                float sum = 0;
+                for (std::int64_t p = 0; p < k; ++p) {
+                    volatile float product = pa[i * k + p] * pb[p * n + j];   // rounded on its own
+                    sum += product;
+                }
+                if (std::bit_cast<std::uint32_t>(sum) != std::bit_cast<std::uint32_t>(pc[i * n + j])) ++differing;
+            }
+        }
+        CHECK(differing == 0);
     }
 }
 
