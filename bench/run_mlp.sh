@@ -31,7 +31,8 @@ print_kernels
 
 ours=$("$build/bench/bench-mlp-step" "$epochs" "$steps")
 echo "$ours"
-# The same with the gemm kernels BLIS picks itself, which PyTorch uses (Note [BLIS kernels]).
+# The same with the gemm kernels BLIS picks itself, as a program linking BLIS gets them (PyTorch
+# with WENGERT_BENCH_TORCH_BLAS=system; Note [BLIS kernels]).
 ours_blis=$(WENGERT_GEMM_KERNELS=blis "$build/bench/bench-mlp-step" "$epochs" "$steps")
 kernels() { echo "$1" | sed -n "s/.*gemm kernels '\([a-z0-9_]*\)'.*/\1/p"; }
 if [ "$(kernels "$ours")" = "$(kernels "$ours_blis")" ]; then
@@ -69,9 +70,9 @@ row "train epoch (CLI epoch line)" "$cli_epoch" "$(figure epoch "$theirs")" s
 row "eval pass, 10k images" "$(figure eval "$ours")" "$(figure eval "$theirs")" s
 if [ -n "$ours_blis" ]; then
     k=$(kernels "$ours_blis")
-    row "train step ($k gemm, as PyTorch)" "$(figure step "$ours_blis")" "$(figure step "$theirs")" ms
-    row "train epoch ($k gemm, as PyTorch)" "$(figure epoch "$ours_blis")" "$(figure epoch "$theirs")" s
-    row "eval pass ($k gemm, as PyTorch)" "$(figure eval "$ours_blis")" "$(figure eval "$theirs")" s
+    row "train step (BLIS's own $k gemm)" "$(figure step "$ours_blis")" "$(figure step "$theirs")" ms
+    row "train epoch (BLIS's own $k gemm)" "$(figure epoch "$ours_blis")" "$(figure epoch "$theirs")" s
+    row "eval pass (BLIS's own $k gemm)" "$(figure eval "$ours_blis")" "$(figure eval "$theirs")" s
 fi
-echo "(wengert's gemm kernels: $(kernels "$ours"); PyTorch's: BLIS's own choice$([ -n "$ours_blis" ] && echo ", $(kernels "$ours_blis")"))"
+echo "(wengert's gemm kernels: $(kernels "$ours")$([ -n "$ours_blis" ] && echo ", BLIS's own $(kernels "$ours_blis") where a row says so"); PyTorch's: $(torch_python "$here/torch_blis.py" | sed 's/^pytorch.s gemm kernels: //'))"
 echo "(CLI wall time for the whole run, data loading and eval pass included: $cli_total s)"
