@@ -111,7 +111,7 @@ line_of() { printf '%s\n' "$1" | grep -m1 "^$2" || true; }
 field_of() { echo "$1" | awk -v i="$2" '{ print $(NF - i) }'; }
 printf '%-44s %11s %11s %8s %8s %9s\n' "" "wengert" "pytorch" "ratio" "goal" "GFLOP/s"
 summary_row() {   # NAME OURS THEIRS UNIT GOAL MFLOP
-    awk -v n="$1" -v a="$2" -v b="$3" -v u="$4" -v g="$5" -v f="$6" 'BEGIN {
+    awk -v n="$1" -v a="$2" -v b="$3" -v u="$4" -v g="$5" -v f="${6:-}" 'BEGIN {
         if (a == "") exit;
         gf = (f == "" || u != "ms") ? "-" : sprintf("%.1f", f / a);
         if (b == "") printf "%-44s %8.3f %-2s %11s %8s %8s %9s\n", n, a, u, "-", "-", g, gf;
