@@ -1,8 +1,11 @@
 // Losses: gradient checks, PyTorch's values (torch 1.13, torch.nn.functional, f64), and the
 // fused cross-entropy against its unfused composition.
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "cases.hpp"
+#include "wengert/random.hpp"
 #include "wengert/threading.hpp"
 
 namespace wengert::test {
@@ -207,6 +210,50 @@ TEST_CASE("bce: SPEC values, clamped logs and PyTorch's numbers", "[loss]") {
     Var f32_edges = tape.input(Tensor::from(std::vector<float>{0, 1}, Shape{2}));
     Var f32_targets = tape.input(Tensor::from(std::vector<float>{1, 0}, Shape{2}));
     require_close(bce(f32_edges, f32_targets, Reduction::none).value(), {100, 100}, 1e-4);
+}
+
+TEST_CASE("bce in f32: its logarithms round as the f64 ones do, on every path and thread count", "[loss]") {
+    // Note [bce's logarithms]: f32 takes log p and log(1 - p) from a polynomial in double. Each
+    // loss is within a float rounding or two of the f64 formula (std::log, std::log1p), for p at
+    // 0, 1, denormal, tiny, near 1, and spread over (0, 1); NaN stays NaN; the contiguous
+    // (vectorised) path and the strided one give the same bits, at 1 thread and at several.
+    std::vector<float> ps = {0.0f, 1.0f, 1e-45f, 1e-38f, 1e-30f, 1e-12f, 1e-7f, 0.5f, 0.70710677f, 0.70710683f,
+                             1.0f - 6e-8f, 1.0f - 1e-6f, 0.999f, 0.25f, 0.75f, 1.0f / 3};
+    Generator gen(7);
+    Tensor spread = Tensor::empty(Shape{100000}, DType::f32);
+    gen.fill_uniform(spread, 0.0, 1.0);
+    for (float v : spread.to_doubles()) ps.push_back(v);
+    const std::int64_t n = static_cast<std::int64_t>(ps.size());
+    std::vector<float> ts(ps.size());
+    for (std::size_t i = 0; i < ts.size(); ++i) ts[i] = static_cast<float>(i % 7) / 6.0f;
+    Tensor p = Tensor::from(ps, Shape{n}), t = Tensor::from(ts, Shape{n});
+    Tape tape;
+    const std::vector<double> got = bce(tape.input(p), tape.input(t), Reduction::none).value().to_doubles();
+    std::int64_t far = 0;
+    for (std::int64_t i = 0; i < n; ++i) {
+        const double pd = ps[static_cast<std::size_t>(i)], td = ts[static_cast<std::size_t>(i)];
+        const double want = (td - 1) * std::max(std::log1p(-pd), -100.0) - td * std::max(std::log(pd), -100.0);
+        if (std::abs(got[static_cast<std::size_t>(i)] - want) > 4e-7 * std::max(1.0, std::abs(want))) ++far;
+    }
+    CHECK(far == 0);
+    // a strided view of the same values runs the scalar loop; 1 thread against 2
+    Tensor p2 = Tensor::empty(Shape{n, 2}, DType::f32), t2 = Tensor::empty(Shape{n, 2}, DType::f32);
+    p2.select(1, 0).copy_from(p);
+    p2.select(1, 1).copy_from(p);
+    t2.select(1, 0).copy_from(t);
+    t2.select(1, 1).copy_from(t);
+    const std::vector<double> strided = bce(tape.input(p2.select(1, 0)), tape.input(t2.select(1, 0)), Reduction::none).value().to_doubles();
+    const int threads = max_threads();
+    set_num_threads(threads == 1 ? 2 : 1);
+    const std::vector<double> other_threads = bce(tape.input(p), tape.input(t), Reduction::none).value().to_doubles();
+    set_num_threads(threads);
+    CHECK(strided == got);
+    CHECK(other_threads == got);
+    Tensor nan = Tensor::from(std::vector<float>{0.5f, std::nanf(""), 0.25f}, Shape{3});
+    const std::vector<double> with_nan =
+        bce(tape.input(nan), tape.input(Tensor::from(std::vector<float>{1, 1, 0}, Shape{3})), Reduction::none).value().to_doubles();
+    CHECK(std::isnan(with_nan[1]));
+    CHECK(std::abs(with_nan[0] - 0.6931471805599453) < 1e-6);
 }
 
 TEST_CASE("bce_with_logits and mse match PyTorch", "[loss]") {
