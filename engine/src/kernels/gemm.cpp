@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <iterator>
 #include <string>
 #include <string_view>
@@ -145,15 +146,14 @@ std::atomic<const Kernels*>& current_kernels() {
 const Kernels& kernels() { return *current_kernels().load(std::memory_order_acquire); }
 
 template <class T>
-void blis_gemm(bool sup, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t rs_a,
+void blis_gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t rs_a,
                std::int64_t cs_a, const T* b, std::int64_t rs_b, std::int64_t cs_b, T beta, T* c, std::int64_t rs_c,
                std::int64_t cs_c) {
+    // one BLIS call, as BLIS chooses, small/skinny path included: only for products never split
+    // over threads (Note [Matmul threading])
     rntm_t rntm;
     bli_rntm_init(&rntm);
     bli_rntm_set_num_threads(1, &rntm);
-    // Note [Matmul threading]: a product that may be split over threads runs BLIS's
-    // conventional path only, never the small/skinny one, whose sums depend on the block.
-    if (!sup) bli_rntm_disable_l3_sup(&rntm);
     // BLIS's typed API takes non-const pointers; it never writes a or b.
     T* pa = const_cast<T*>(a);
     T* pb = const_cast<T*>(b);
@@ -163,6 +163,193 @@ void blis_gemm(bool sup, std::int64_t m, std::int64_t n, std::int64_t k, T alpha
     } else {
         bli_dgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &alpha, pa, rs_a, cs_a, pb, rs_b, cs_b, &beta, c,
                      rs_c, cs_c, kernels().context, &rntm);
+    }
+}
+
+// Note [Own gemm loops]
+// BLIS 0.9's context has packing kernels for micro-panels of at most 31 rows, and the skx
+// microkernel for f32 is 32 x 12: BLIS packed its 32-row panels by one scal2v call per column
+// (a tenth of the MLP's and the VAE's training step). Products on the packed path run BLIS's
+// microkernel for the kernels in use under loops of our own instead: the blocking of BLIS's
+// conventional path (NC columns of c, KC of k, MC rows, from the context), zero-padded
+// micro-panels, and a microkernel call per MR x NR block of c, edges included (BLIS 0.9's
+// microkernels take the block's m and n). Every element of c is the microkernel's sum over
+// KC-sized slices of k, in order, wherever it falls: a split over threads changes no bit
+// (Note [Matmul threading]).
+
+// A buffer for packed micro-panels, one per thread and operand, kept between products and
+// aligned for the microkernels' vector loads.
+template <class T> T* pack_buffer(int which, std::size_t elements) {
+    struct Buffer {
+        T* data = nullptr;
+        std::size_t capacity = 0;
+        ~Buffer() { std::free(data); }
+    };
+    thread_local Buffer buffers[2];
+    Buffer& buf = buffers[which];
+    if (buf.capacity < elements) {
+        std::free(buf.data);
+        buf.data = nullptr;
+        buf.capacity = 0;
+        const std::size_t bytes = (elements * sizeof(T) + 4095) / 4096 * 4096;
+        buf.data = static_cast<T*>(std::aligned_alloc(4096, bytes));
+        if (!buf.data) throw std::bad_alloc();
+        buf.capacity = bytes / sizeof(T);
+    }
+    return buf.data;
+}
+
+// One micro-panel: rows (at most R) rows of the (rows, kc) block at src, element (i, p) at
+// src[i * s_dim + p * s_k], stored p-major with leading dimension R, the rows past `rows` zero.
+// R is a constant, so the copies unroll; reads run along whichever axis is contiguous.
+template <int R, class T>
+[[gnu::always_inline]] inline void pack_panel(const T* src, std::int64_t rows, std::int64_t kc, std::int64_t s_dim,
+                                              std::int64_t s_k, T* panel) {
+    if (s_dim == 1 && rows == R) {
+        for (std::int64_t p = 0; p < kc; ++p) std::memcpy(panel + p * R, src + p * s_k, R * sizeof(T));
+        return;
+    }
+    if (s_k == 1 && rows == R) {
+        constexpr std::int64_t kTile = 8;   // a tile of 8 p's: R contiguous runs read, written transposed
+        std::int64_t p = 0;
+        for (; p + kTile <= kc; p += kTile) {
+            T tile[kTile][R];
+            for (int i = 0; i < R; ++i) {
+                T run[kTile];
+                std::memcpy(run, src + i * s_dim + p, sizeof run);
+                for (int q = 0; q < kTile; ++q) tile[q][i] = run[q];
+            }
+            std::memcpy(panel + p * R, tile, sizeof tile);
+        }
+        for (; p < kc; ++p) {
+            for (int i = 0; i < R; ++i) panel[p * R + i] = src[i * s_dim + p];
+        }
+        return;
+    }
+    for (std::int64_t p = 0; p < kc; ++p) {
+        T* out = panel + p * R;
+        for (std::int64_t i = 0; i < rows; ++i) out[i] = src[i * s_dim + p * s_k];
+        for (std::int64_t i = rows; i < R; ++i) out[i] = T(0);
+    }
+}
+
+// The micro-panels of a (dim, kc) block, `ps` elements apart.
+template <int R, class T>
+[[gnu::always_inline]] inline void pack_block(const T* src, std::int64_t dim, std::int64_t kc, std::int64_t s_dim,
+                                              std::int64_t s_k, std::int64_t ps, T* dst) {
+    for (std::int64_t i0 = 0; i0 < dim; i0 += R) {
+        pack_panel<R>(src + i0 * s_dim, std::min<std::int64_t>(R, dim - i0), kc, s_dim, s_k, dst + (i0 / R) * ps);
+    }
+}
+
+// pack_block for the panel heights BLIS's contexts use (skx, haswell, zen3, generic; f32 and
+// f64), compiled for AVX-512, AVX2 and the baseline; false for any other height.
+template <class T>
+[[gnu::always_inline]] inline bool pack_block_any(std::int64_t r, const T* src, std::int64_t dim, std::int64_t kc,
+                                                  std::int64_t s_dim, std::int64_t s_k, std::int64_t ps, T* dst) {
+    switch (r) {
+        case 4: pack_block<4>(src, dim, kc, s_dim, s_k, ps, dst); return true;
+        case 6: pack_block<6>(src, dim, kc, s_dim, s_k, ps, dst); return true;
+        case 8: pack_block<8>(src, dim, kc, s_dim, s_k, ps, dst); return true;
+        case 12: pack_block<12>(src, dim, kc, s_dim, s_k, ps, dst); return true;
+        case 14: pack_block<14>(src, dim, kc, s_dim, s_k, ps, dst); return true;
+        case 16: pack_block<16>(src, dim, kc, s_dim, s_k, ps, dst); return true;
+        case 24: pack_block<24>(src, dim, kc, s_dim, s_k, ps, dst); return true;
+        case 32: pack_block<32>(src, dim, kc, s_dim, s_k, ps, dst); return true;
+        default: return false;
+    }
+}
+[[gnu::target_clones("avx512f", "avx2", "default")]] bool pack_known(std::int64_t r, const float* src, std::int64_t dim,
+                                                                   std::int64_t kc, std::int64_t s_dim, std::int64_t s_k,
+                                                                   std::int64_t ps, float* dst) {
+    return pack_block_any(r, src, dim, kc, s_dim, s_k, ps, dst);
+}
+[[gnu::target_clones("avx512f", "avx2", "default")]] bool pack_known(std::int64_t r, const double* src, std::int64_t dim,
+                                                                   std::int64_t kc, std::int64_t s_dim, std::int64_t s_k,
+                                                                   std::int64_t ps, double* dst) {
+    return pack_block_any(r, src, dim, kc, s_dim, s_k, ps, dst);
+}
+
+// Micro-panels of height r with leading dimension pr (BLIS's packing dimension, at least r).
+template <class T>
+void pack_panels(const T* src, std::int64_t dim, std::int64_t kc, std::int64_t s_dim, std::int64_t s_k, std::int64_t r,
+                 std::int64_t pr, std::int64_t ps, T* dst) {
+    if (pr == r && pack_known(r, src, dim, kc, s_dim, s_k, ps, dst)) return;
+    for (std::int64_t i0 = 0; i0 < dim; i0 += r) {
+        const std::int64_t rows = std::min(r, dim - i0);
+        T* panel = dst + (i0 / r) * ps;
+        for (std::int64_t p = 0; p < kc; ++p) {
+            for (std::int64_t i = 0; i < pr; ++i) panel[p * pr + i] = i < rows ? src[(i0 + i) * s_dim + p * s_k] : T(0);
+        }
+    }
+}
+
+// Note [Own gemm loops]: c (m, n) = alpha a (m, k) @ b (k, n) + beta c.
+template <class T>
+void packed_gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t rs_a, std::int64_t cs_a,
+                 const T* b, std::int64_t rs_b, std::int64_t cs_b, T beta, T* c, std::int64_t rs_c, std::int64_t cs_c) {
+    constexpr num_t dt = std::is_same_v<T, float> ? BLIS_FLOAT : BLIS_DOUBLE;
+    cntx_t* cntx = kernels().context ? kernels().context : bli_gks_query_cntx();
+    if (k == 0) {
+        for (std::int64_t i = 0; i < m; ++i) {
+            for (std::int64_t j = 0; j < n; ++j) {
+                T& x = c[i * rs_c + j * cs_c];
+                x = beta == T(0) ? T(0) : beta * x;
+            }
+        }
+        return;
+    }
+    // a microkernel that stores c by columns runs a row-stored c as c^T = b^T a^T, as BLIS does
+    const bool prefers_cols = bli_cntx_l3_nat_ukr_prefers_cols_dt(dt, BLIS_GEMM_UKR, cntx);
+    if (prefers_cols ? (cs_c == 1 && rs_c != 1) : (rs_c == 1 && cs_c != 1)) {
+        std::swap(m, n);
+        std::swap(a, b);
+        std::swap(rs_a, cs_b);
+        std::swap(cs_a, rs_b);
+        std::swap(rs_c, cs_c);
+    }
+    using Ukr = void (*)(dim_t, dim_t, dim_t, T*, T*, T*, T*, T*, inc_t, inc_t, auxinfo_t*, cntx_t*);
+    const auto ukr = reinterpret_cast<Ukr>(bli_cntx_get_l3_nat_ukr_dt(dt, BLIS_GEMM_UKR, cntx));
+    const std::int64_t mr = bli_cntx_get_blksz_def_dt(dt, BLIS_MR, cntx), nr = bli_cntx_get_blksz_def_dt(dt, BLIS_NR, cntx);
+    const std::int64_t pmr = bli_cntx_get_blksz_max_dt(dt, BLIS_MR, cntx), pnr = bli_cntx_get_blksz_max_dt(dt, BLIS_NR, cntx);
+    const std::int64_t kc_max = bli_cntx_get_blksz_def_dt(dt, BLIS_KC, cntx);
+    const std::int64_t mc_max = std::max(mr, bli_cntx_get_blksz_def_dt(dt, BLIS_MC, cntx) / mr * mr);
+    const std::int64_t nc_max = std::max(nr, bli_cntx_get_blksz_def_dt(dt, BLIS_NC, cntx) / nr * nr);
+    // panel strides rounded up to 64 bytes, so that every panel starts aligned
+    constexpr std::int64_t align = 64 / sizeof(T);
+    const std::int64_t kc_all = std::min(k, kc_max);
+    const std::int64_t ps_a = (pmr * kc_all + align - 1) / align * align, ps_b = (pnr * kc_all + align - 1) / align * align;
+    const std::int64_t mc_all = std::min(m, mc_max), nc_all = std::min(n, nc_max);
+    T* pa = pack_buffer<T>(0, static_cast<std::size_t>((mc_all + mr - 1) / mr * ps_a));
+    T* pb = pack_buffer<T>(1, static_cast<std::size_t>((nc_all + nr - 1) / nr * ps_b));
+    auxinfo_t aux{};
+    bli_auxinfo_set_is_a(1, &aux);
+    bli_auxinfo_set_is_b(1, &aux);
+    bli_auxinfo_set_ps_a(ps_a, &aux);
+    bli_auxinfo_set_ps_b(ps_b, &aux);
+    T one = T(1);
+    for (std::int64_t jc = 0; jc < n; jc += nc_max) {
+        const std::int64_t nc = std::min(nc_max, n - jc);
+        for (std::int64_t pc = 0; pc < k; pc += kc_max) {
+            const std::int64_t kc = std::min(kc_max, k - pc);
+            T* beta_here = pc == 0 ? &beta : &one;   // later slices of k add to c
+            pack_panels(b + pc * rs_b + jc * cs_b, nc, kc, cs_b, rs_b, nr, pnr, ps_b, pb);
+            for (std::int64_t ic = 0; ic < m; ic += mc_max) {
+                const std::int64_t mc = std::min(mc_max, m - ic);
+                pack_panels(a + ic * rs_a + pc * cs_a, mc, kc, rs_a, cs_a, mr, pmr, ps_a, pa);
+                for (std::int64_t jr = 0; jr < nc; jr += nr) {
+                    T* panel_b = pb + (jr / nr) * ps_b;
+                    for (std::int64_t ir = 0; ir < mc; ir += mr) {
+                        T* panel_a = pa + (ir / mr) * ps_a;
+                        const bool last_a = ir + mr >= mc;
+                        bli_auxinfo_set_next_a(last_a ? pa : panel_a + ps_a, &aux);
+                        bli_auxinfo_set_next_b(last_a && jr + nr < nc ? panel_b + ps_b : panel_b, &aux);
+                        ukr(std::min(mr, mc - ir), std::min(nr, nc - jr), kc, &alpha, panel_a, panel_b, beta_here,
+                            c + (ic + ir) * rs_c + (jc + jr) * cs_c, rs_c, cs_c, &aux, cntx);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -277,12 +464,12 @@ template <class T>
 enum class Path {
     small,              // Note [Small products]
     blis_sup,           // BLIS as it chooses, small/skinny path included: never split
-    blis_conventional,  // BLIS's conventional path only: may be split over threads
+    packed,             // Note [Own gemm loops]: BLIS's microkernel under our loops: may be split over threads
 };
 
 Path path_of(std::int64_t m, std::int64_t n, std::int64_t k) {
     if (m * n * k <= kSmallGemmWork || m <= kSmallSide || n <= kSmallSide) return Path::small;
-    return m * n * k < kThreadedGemmWork ? Path::blis_sup : Path::blis_conventional;
+    return m * n * k < kThreadedGemmWork ? Path::blis_sup : Path::packed;
 }
 
 // One thread's product, on the path chosen for the whole product: BLIS, or the small path, run
@@ -295,8 +482,10 @@ void gemm_one_thread(Path path, std::int64_t m, std::int64_t n, std::int64_t k, 
                      std::int64_t cs_c) {
     // the small path pads c's columns to blocks of kSmallCols: take the orientation that pads less
     auto padded = [](std::int64_t x) { return (x + kSmallCols - 1) / kSmallCols * kSmallCols; };
-    if (path != Path::small) {
-        blis_gemm(path == Path::blis_sup, m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
+    if (path == Path::packed) {
+        packed_gemm(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
+    } else if (path == Path::blis_sup) {
+        blis_gemm(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
     } else if (padded(n) * m <= padded(m) * n) {
         small_gemm(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
     } else {

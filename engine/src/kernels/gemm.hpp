@@ -28,8 +28,8 @@
 // Following Note [Threading] (threading.hpp), BLIS itself always runs single-threaded and TBB
 // supplies the parallelism: a batch of at least max_threads() products runs as a
 // tbb::parallel_for over the batch; one product (or fewer products than threads) is split into
-// max_threads() blocks of rows of C (columns when C is wide), each a single-threaded BLIS
-// call (or small-path loop, Note [Small products]) in a TBB task. Work below
+// max_threads() blocks of rows of C (columns when C is wide), each a single-threaded product
+// (BLIS's microkernel under the engine's loops, or the small-path loop) in a TBB task. Work below
 // kThreadedGemmWork multiply-adds runs on the calling thread.
 // BLIS's own threads spin at barriers: on a loaded two-core machine a descheduled partner
 // turned a 0.4 ms training step into 18 ms, so they are never used.
@@ -39,16 +39,16 @@
 //     every block of a split product runs it: the small path; BLIS with its small/skinny
 //     ("sup") path allowed, only for products below kThreadedGemmWork, which are never split
 //     at any thread count (the same single call runs at 1 thread and at 64); or, for every
-//     product that may be split, BLIS with sup disabled through the runtime object
-//     (bli_rntm_disable_l3_sup), so that every block runs BLIS's conventional path. Its sums
+//     product that may be split, the packed path (Note [Own gemm loops] in gemm.cpp): BLIS's
+//     microkernel under the engine's own loops, with BLIS's conventional blocking. Its sums
 //     do not depend on the block: A and B are packed into zero-padded micro-panels and every
 //     element of C is accumulated over KC-sized slices of k, in order, by the same
 //     microkernel, wherever the element falls in the block. The sup path does depend on the
 //     block (its kernels differ at the edges and between its variants), and BLIS picks sup by
 //     each call's own m, n and k, so a split could move a block from one path to the other:
 //     with BLIS's 'haswell' or 'zen3' context, 20x30x4000 in one call and as two 15-column
-//     calls differ in 33 of 600 elements, 300x250x40 as two 125-column calls in 416; with
-//     sup disabled, in none.
+//     calls differ in 33 of 600 elements, 300x250x40 as two 125-column calls in 416; on the
+//     conventional path (sup disabled), in none.
 // tests/engine/ops/cases_matmul.cpp checks this on every kernel set the CPU can run
 // (kern::gemm_kernel_sets).
 //

@@ -228,6 +228,32 @@ TEST_CASE("non-contiguous operands give the values and gradients of their contig
     same(random_tensor(Shape{3, 4}, 7), every_other_column(random_tensor(Shape{4, 6}, 8)));
 }
 
+TEST_CASE("the packed path (Note [Own gemm loops]) matches a naive loop on every kernel set", "[matmul][gemm]") {
+    // products of at least 2^21 multiply-adds: edges in m and n (no multiple of any MR or NR),
+    // k over several KC slices, transposed operands (each packing order), c accumulated into
+    // with beta, f32 and f64
+    const std::string before = kern::gemm_kernels();
+    for (const std::string& set : kern::gemm_kernel_sets()) {
+        kern::set_gemm_kernels(set);
+        for (DType dtype : {DType::f32, DType::f64}) {
+            INFO("kernels " << set << ", " << dtype_name(dtype));
+            const double tol = dtype == DType::f32 ? 2e-3 : 1e-10;
+            auto r = [dtype](Shape s, std::uint64_t seed) { return random_tensor(s, seed, -1.0, 1.0, dtype); };
+            check_against_naive(r(Shape{131, 1100}, 1), r(Shape{1100, 73}, 2), tol);                            // k: 3+ slices
+            check_against_naive(r(Shape{700, 97}, 3).transpose(0, 1), r(Shape{700, 181}, 4), tol);              // a^T
+            check_against_naive(r(Shape{97, 700}, 5), r(Shape{181, 700}, 6).transpose(0, 1), tol);              // b^T
+            check_against_naive(r(Shape{300, 150}, 7).transpose(0, 1), r(Shape{70, 300}, 8).transpose(0, 1), tol);
+            Tensor a = r(Shape{150, 333}, 9), b = r(Shape{333, 61}, 10), c0 = r(Shape{150, 61}, 11);
+            Tensor c = c0.clone();
+            detail::batched_gemm(a, b, c, 0.5, 2.0);
+            std::vector<double> ab = naive_matmul(a, b), old = c0.to_doubles(), want;
+            for (std::size_t i = 0; i < ab.size(); ++i) want.push_back(0.5 * ab[i] + 2.0 * old[i]);
+            require_close(c, want, tol);
+        }
+    }
+    kern::set_gemm_kernels(before);
+}
+
 TEST_CASE("matmul gives identical results at 1 and 2 threads on every kernel set", "[matmul][threads]") {
     int before = max_threads();
     auto r = [](Shape s, std::uint64_t seed) { return random_tensor(s, seed, -1.0, 1.0, DType::f32); };
