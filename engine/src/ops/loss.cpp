@@ -282,7 +282,7 @@ namespace {
 
 // log x in double: x = m 2^e with m in [sqrt(1/2), sqrt(2)), log m = 2 atanh(s) for
 // s = (m - 1) / (m + 1), |s| <= 0.172, by its series to s^17 (the next term is below 1e-15 of
-// the sum). For the positive normal doubles bce gives it (every float, every 1 - p); 0 gives
+// the sum). For the positive normal doubles bce gives it (every float, every 1 - p); 0 and -0 give
 // -709.1 rather than -inf, which bce's clamp at -100 makes -100 as it does -inf; NaN is NaN.
 // c ? a : b by bit masks: no branch for GCC to keep (it does not if-convert a floating-point
 // select or operation that might trap, so a ?: would keep the loop from vectorising)
@@ -292,7 +292,8 @@ namespace {
 }
 
 [[gnu::always_inline]] inline double bce_log(double x) {
-    const std::uint64_t bits = std::bit_cast<std::uint64_t>(x);
+    // the sign bit cleared: -0 (which bce's range check lets through) is 0, as std::log has it
+    const std::uint64_t bits = std::bit_cast<std::uint64_t>(x) & 0x7fffffffffffffffull;
     // the exponent as a double without an integer conversion: 2^52 + e + 1023, less 2^52 + 1023
     double e = std::bit_cast<double>((bits >> 52) | 0x4330000000000000ull) - (0x1p52 + 1023.0);
     double m = std::bit_cast<double>((bits & 0x000fffffffffffffull) | 0x3ff0000000000000ull);   // [1, 2)

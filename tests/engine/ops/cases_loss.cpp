@@ -215,9 +215,9 @@ TEST_CASE("bce: SPEC values, clamped logs and PyTorch's numbers", "[loss]") {
 TEST_CASE("bce in f32: its logarithms round as the f64 ones do, on every path and thread count", "[loss]") {
     // Note [bce's logarithms]: f32 takes log p and log(1 - p) from a polynomial in double. Each
     // loss is within a float rounding or two of the f64 formula (std::log, std::log1p), for p at
-    // 0, 1, denormal, tiny, near 1, and spread over (0, 1); NaN stays NaN; the contiguous
+    // 0, -0, 1, denormal, tiny, near 1, and spread over (0, 1); NaN stays NaN; the contiguous
     // (vectorised) path and the strided one give the same bits, at 1 thread and at several.
-    std::vector<float> ps = {0.0f, 1.0f, 1e-45f, 1e-38f, 1e-30f, 1e-12f, 1e-7f, 0.5f, 0.70710677f, 0.70710683f,
+    std::vector<float> ps = {0.0f, -0.0f, 1.0f, 1e-45f, 1e-38f, 1e-30f, 1e-12f, 1e-7f, 0.5f, 0.70710677f, 0.70710683f,
                              1.0f - 6e-8f, 1.0f - 1e-6f, 0.999f, 0.25f, 0.75f, 1.0f / 3};
     Generator gen(7);
     Tensor spread = Tensor::empty(Shape{100000}, DType::f32);
