@@ -39,10 +39,8 @@ std::shared_ptr<Function> builtin(std::string name, std::string doc, const std::
     auto f = std::make_shared<Function>();
     f->signature = builtin_signature(name, params, std::move(rest), std::move(doc));
     f->name = std::move(name);
-    if (call) {
-        // the function outlives every call of it, so its signature can be lent to each
-        f->call = [call = std::move(call), sig = &f->signature](Interpreter& in, CallArgs& args) { return call(in, args, *sig); };
-    }
+    // the function outlives every call of it, so its signature can be lent to each
+    f->call = [call = std::move(call), sig = &f->signature](Interpreter& in, CallArgs& args) { return call(in, args, *sig); };
     return f;
 }
 
@@ -497,9 +495,9 @@ void install_table_layers(Table& t) {
 
 void install_combinators(Table& t) {
     auto combinator = [&](const std::string& name, LayerPtr (*f)(std::vector<LayerPtr>), const char* doc) {
-        auto fn = builtin(name, doc, {}, nullptr, "layers...");
-        fn->call = [name, f, sig = fn->signature](Interpreter& in, CallArgs& args) { return Value(f(layers_of(in, args, name, sig))); };
-        define_builtin(t, name) = Value(fn);
+        define_builtin(t, name) = Value(builtin(name, doc, {}, [name, f](Interpreter& in, CallArgs& args, const Signature& sig) {
+            return Value(f(layers_of(in, args, name, sig)));
+        }, "layers..."));
     };
     combinator("serial", &serial, "each layer takes its inputs from the top of the data stack");
     combinator("parallel", &parallel, "layers side by side over consecutive inputs");
@@ -530,8 +528,7 @@ void install_combinators(Table& t) {
     }));
 
     const std::vector<BuiltinParam> res_params = {{"shortcut", Value(), "layer"}};
-    auto res = builtin("residual", "x + layers(x)", res_params, nullptr, "layers...");
-    res->call = [sig = res->signature](Interpreter& in, CallArgs& args) {
+    define_builtin(t, "residual") = Value(builtin("residual", "x + layers(x)", res_params, [](Interpreter& in, CallArgs& args, const Signature& sig) {
         BoundArgs b = bind_arguments("residual", sig, args);
         LayerPtr shortcut;
         if (b.given(0) && !b.values[0]->is_none()) shortcut = in.as_layer(*b.values[0], b.locs[0]);
@@ -539,8 +536,7 @@ void install_combinators(Table& t) {
         for (std::size_t i = 0; i < args.positional.size(); ++i) layers.push_back(in.as_layer(args.positional[i], args.positional_locs[i]));
         if (layers.empty()) throw EvalError(args.loc, "residual needs at least one layer");
         return Value(residual(std::move(layers), shortcut));
-    };
-    define_builtin(t, "residual") = Value(res);
+    }, "layers..."));
 
     // dup, swap, ...: `swap` and `swap()` are the layer; `swap(a, b)` applies it
     auto stack_layer = [&](const std::string& name, LayerPtr (*f)(), const char* doc) {
@@ -570,11 +566,10 @@ void install_regularizers(Table& t) {
                               : name == "l2" ? wengert::l2(number_arg(b, name, "l2", args))
                                              : wengert::l1_l2(number_arg(b, name, "l1", args), number_arg(b, name, "l2", args));
             static const std::vector<BuiltinParam> penalty_params = {{"x", std::nullopt, "tensor"}};
-            auto penalty = builtin(reg.name, "a penalty on one tensor", penalty_params, nullptr);
-            penalty->call = [reg, sig = penalty->signature](Interpreter& in, CallArgs& a) {
+            auto penalty = builtin(reg.name, "a penalty on one tensor", penalty_params, [reg](Interpreter& in, CallArgs& a, const Signature& sig) {
                 BoundArgs x = bind_arguments(reg.name, sig, a);
                 return Value(reg(in.as_tensor(*x.values[0], x.locs[0], reg.name.c_str())));
-            };
+            });
             penalty->layer_inputs = 1;
             return Value(penalty);
         }));

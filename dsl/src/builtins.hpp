@@ -48,7 +48,7 @@ Signature builtin_signature(const std::string& fname, const std::vector<BuiltinP
 using BuiltinCall = std::function<Value(Interpreter&, CallArgs&, const Signature&)>;
 
 // A builtin function value: its signature made from `params`, so that calls of it are checked
-// before anything runs, and `call` (none: the caller sets the Function's call itself).
+// before anything runs, and `call`, which binds its arguments with bind_builtin.
 std::shared_ptr<Function> builtin(std::string name, std::string doc, const std::vector<BuiltinParam>& params,
                                   BuiltinCall call, std::optional<std::string> rest = std::nullopt);
 

@@ -110,6 +110,17 @@ template <int N, class F> void exec_runs(const RunPlan<N>& p, std::int64_t run_b
 // Elements below this count run on the calling thread (Note [Threading] in threading.hpp).
 constexpr std::int64_t kParallelGrain = 1 << 15;
 
+// f(lo, hi) over [0, n): on the calling thread for small n, else in parallel chunks of at least
+// kParallelGrain elements.
+template <class F> void for_elements(std::int64_t n, F&& f) {
+    if (n < kParallelGrain || max_threads() == 1) {
+        f(std::int64_t{0}, n);
+        return;
+    }
+    tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n, kParallelGrain),
+                      [&](const tbb::blocked_range<std::int64_t>& r) { f(r.begin(), r.end()); });
+}
+
 // Runs f over every run of the plan, in parallel over runs (or over the single run split into
 // chunks) when the tensor is large.
 template <int N, class F> void for_each_run(const Shape& shape, const std::array<const Shape*, N>& strides, F&& f) {

@@ -15,16 +15,6 @@ namespace wengert {
 
 namespace {
 
-// f(lo, hi) over [0, n), in parallel for large n.
-template <class F> void for_elements(std::int64_t n, F&& f) {
-    if (n < detail::kParallelGrain || max_threads() == 1) {
-        f(std::int64_t{0}, n);
-        return;
-    }
-    tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n, detail::kParallelGrain),
-                      [&](const tbb::blocked_range<std::int64_t>& r) { f(r.begin(), r.end()); });
-}
-
 void require(bool ok, const std::string& op, const std::string& detail) {
     if (!ok) throw ShapeError(op, detail);
 }
@@ -268,7 +258,7 @@ void SGD::update(Parameter& p, const Tensor& grad, const Hyper& h, std::map<std:
         T* w = p.value.data<T>();
         const T* g = grad.data<T>();
         T* buf = momentum ? momentum->data<T>() : nullptr;
-        for_elements(p.value.numel(), [&](std::int64_t lo, std::int64_t hi) {
+        detail::for_elements(p.value.numel(), [&](std::int64_t lo, std::int64_t hi) {
             for (std::int64_t i = lo; i < hi; ++i) {
                 double d = g[i] + weight_decay * w[i];
                 if (buf) {
@@ -379,7 +369,7 @@ void Adam::update(Parameter& p, const Tensor& grad, const Hyper& h, std::map<std
         const T* g = grad.data<T>();
         T* m = m_slot.data<T>();
         T* v = v_slot.data<T>();
-        for_elements(p.value.numel(), [&](std::int64_t lo, std::int64_t hi) { adam_update(a, w + lo, g + lo, m + lo, v + lo, hi - lo); });
+        detail::for_elements(p.value.numel(), [&](std::int64_t lo, std::int64_t hi) { adam_update(a, w + lo, g + lo, m + lo, v + lo, hi - lo); });
     });
     m_slot.bump_version();
     v_slot.bump_version();

@@ -13,15 +13,9 @@ template <class Out, class In, class F> Tensor map1(const Tensor& x, F&& f) {
     Out* o = out.data<Out>();
     const In* in = x.data<In>();
     if (x.is_contiguous()) {
-        std::int64_t n = x.numel();
-        if (n < kParallelGrain || max_threads() == 1) {
-            for (std::int64_t i = 0; i < n; ++i) o[i] = f(in[i]);
-        } else {
-            tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n, kParallelGrain),
-                              [&](const tbb::blocked_range<std::int64_t>& r) {
-                                  for (std::int64_t i = r.begin(); i < r.end(); ++i) o[i] = f(in[i]);
-                              });
-        }
+        for_elements(x.numel(), [&](std::int64_t lo, std::int64_t hi) {
+            for (std::int64_t i = lo; i < hi; ++i) o[i] = f(in[i]);
+        });
         return out;
     }
     for_each_run<2>(x.shape(), {&out.strides(), &x.strides()}, [&](std::int64_t n, auto off, auto st) {
@@ -45,16 +39,9 @@ template <class Out, class In, class F> Tensor map2(const Tensor& a, const Tenso
     const In* pa = a.data<In>();
     const In* pb = b.data<In>();
     if (a.shape() == shape && b.shape() == shape && a.is_contiguous() && b.is_contiguous()) {
-        std::int64_t n = out.numel();
-        auto body = [&](std::int64_t lo, std::int64_t hi) {
+        for_elements(out.numel(), [&](std::int64_t lo, std::int64_t hi) {
             for (std::int64_t i = lo; i < hi; ++i) o[i] = f(pa[i], pb[i]);
-        };
-        if (n < kParallelGrain || max_threads() == 1) {
-            body(0, n);
-        } else {
-            tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n, kParallelGrain),
-                              [&](const tbb::blocked_range<std::int64_t>& r) { body(r.begin(), r.end()); });
-        }
+        });
         return out;
     }
     Tensor ea = a.shape() == shape ? a : a.expand(shape);

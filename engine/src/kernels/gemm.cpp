@@ -9,8 +9,8 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
-#include <new>
 #include <iterator>
+#include <new>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -289,16 +289,7 @@ template <class T>
 void packed_gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t rs_a, std::int64_t cs_a,
                  const T* b, std::int64_t rs_b, std::int64_t cs_b, T beta, T* c, std::int64_t rs_c, std::int64_t cs_c) {
     constexpr num_t dt = std::is_same_v<T, float> ? BLIS_FLOAT : BLIS_DOUBLE;
-    cntx_t* cntx = kernels().context ? kernels().context : bli_gks_query_cntx();
-    if (k == 0) {
-        for (std::int64_t i = 0; i < m; ++i) {
-            for (std::int64_t j = 0; j < n; ++j) {
-                T& x = c[i * rs_c + j * cs_c];
-                x = beta == T(0) ? T(0) : beta * x;
-            }
-        }
-        return;
-    }
+    cntx_t* cntx = kernels().context ? kernels().context : bli_gks_query_cntx();   // k > 0: path_of sends k = 0 to the small path
     // a microkernel that stores c by columns runs a row-stored c as c^T = b^T a^T, as BLIS does
     const bool prefers_cols = bli_cntx_l3_nat_ukr_prefers_cols_dt(dt, BLIS_GEMM_UKR, cntx);
     if (prefers_cols ? (cs_c == 1 && rs_c != 1) : (rs_c == 1 && cs_c != 1)) {

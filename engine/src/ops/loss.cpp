@@ -13,8 +13,6 @@
 // so no row overflows, and log_softmax is never rounded to -inf and multiplied by a zero target.
 #include <fmt/format.h>
 
-#include <tbb/parallel_for.h>
-
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -280,10 +278,6 @@ namespace {
 // log1p's identity: log(u) (-p) / (u - 1) for u = 1 - p, and -p where u rounds to 1. f64 keeps
 // std::log and std::log1p.
 
-// log x in double: x = m 2^e with m in [sqrt(1/2), sqrt(2)), log m = 2 atanh(s) for
-// s = (m - 1) / (m + 1), |s| <= 0.172, by its series to s^17 (the next term is below 1e-15 of
-// the sum). For the positive normal doubles bce gives it (every float, every 1 - p); 0 and -0 give
-// -709.1 rather than -inf, which bce's clamp at -100 makes -100 as it does -inf; NaN is NaN.
 // c ? a : b by bit masks: no branch for GCC to keep (it does not if-convert a floating-point
 // select or operation that might trap, so a ?: would keep the loop from vectorising)
 [[gnu::always_inline]] inline double choose(bool c, double a, double b) {
@@ -291,6 +285,10 @@ namespace {
     return std::bit_cast<double>((std::bit_cast<std::uint64_t>(a) & mask) | (std::bit_cast<std::uint64_t>(b) & ~mask));
 }
 
+// log x in double: x = m 2^e with m in [sqrt(1/2), sqrt(2)), log m = 2 atanh(s) for
+// s = (m - 1) / (m + 1), |s| <= 0.172, by its series to s^17 (the next term is below 1e-15 of
+// the sum). For the positive normal doubles bce gives it (every float, every 1 - p); 0 and
+// -0 give -709.1 rather than -inf, which bce's clamp at -100 makes -100 as it does -inf; NaN is NaN.
 [[gnu::always_inline]] inline double bce_log(double x) {
     // the sign bit cleared: -0 (which bce's range check lets through) is 0, as std::log has it
     const std::uint64_t bits = std::bit_cast<std::uint64_t>(x) & 0x7fffffffffffffffull;
@@ -336,15 +334,7 @@ template <class T> Tensor bce_losses(const Tensor& probs, const Tensor& target, 
             Tensor out = Tensor::empty(probs.shape(), DType::f32);
             const float *p = probs.data<float>(), *t = target.data<float>();
             float* o = out.data<float>();
-            const std::int64_t n = out.numel();
-            if (n < detail::kParallelGrain || max_threads() == 1) {
-                bce_f32(p, t, o, n);
-            } else {
-                tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n, detail::kParallelGrain),
-                                  [&](const tbb::blocked_range<std::int64_t>& r) {
-                                      bce_f32(p + r.begin(), t + r.begin(), o + r.begin(), r.end() - r.begin());
-                                  });
-            }
+            detail::for_elements(out.numel(), [&](std::int64_t lo, std::int64_t hi) { bce_f32(p + lo, t + lo, o + lo, hi - lo); });
             return out;
         }
     }

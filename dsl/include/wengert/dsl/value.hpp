@@ -81,7 +81,7 @@ class Interpreter;
 // Every callable value (an engine op, a builtin, a layer constructor, a model's `def` or
 // `layer`) carries its signature: its parameters in order, which are required, each default
 // as text and each kind where one is known (an op's schema kinds, a def's `x: f32[B, 784]`),
-// and one line of what it does (an op's doc, the comment above a def). One binder
+// and what it does (an op's doc, the comment above a def). One binder
 // (dsl/src/binder.hpp) matches a call's arguments to it when the call runs, and checks a call
 // as written before anything runs, with the same words for the same mistake: too many
 // arguments, an unknown keyword (with "did you mean"), an argument given twice, a missing one.
