@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -22,6 +23,7 @@
 #include "../kernels/elementwise.hpp"
 #include "families.hpp"
 #include "../kernels/rows.hpp"
+#include "../kernels/vmath.hpp"
 #include "wengert/kernels.hpp"
 #include "wengert/ops.hpp"
 
@@ -31,6 +33,8 @@ using detail::dispatch_float;
 using detail::for_rows;
 using detail::map2;
 using detail::map3;
+using detail::choose;
+using detail::log_normal;
 
 namespace {
 
@@ -270,48 +274,18 @@ namespace {
 // Note [bce's logarithms]
 // bce's forward takes log p and log(1 - p) of every element: in f32, two libm calls an element
 // (log1pf alone was 9% of the VAE's training step). For f32 both are computed in double by
-// bce_log, a logarithm without branches or calls, so that a loop of it vectorises, and rounded
-// to float: within about 1e-15 relative of the true value, so the float is the correctly rounded
-// logarithm but for values within 1e-15 of a halfway point (glibc's logf is within 1 ulp). The
-// same IEEE operations run in every vector lane, in every clone and in the scalar loop (the
-// engine builds with -ffp-contract=off), so a split over threads changes no bit. log(1 - p) is
-// log1p's identity: log(u) (-p) / (u - 1) for u = 1 - p, and -p where u rounds to 1. f64 keeps
-// std::log and std::log1p.
-
-// c ? a : b by bit masks: no branch for GCC to keep (it does not if-convert a floating-point
-// select or operation that might trap, so a ?: would keep the loop from vectorising)
-[[gnu::always_inline]] inline double choose(bool c, double a, double b) {
-    const std::uint64_t mask = std::uint64_t{0} - static_cast<std::uint64_t>(c);
-    return std::bit_cast<double>((std::bit_cast<std::uint64_t>(a) & mask) | (std::bit_cast<std::uint64_t>(b) & ~mask));
-}
-
-// log x in double: x = m 2^e with m in [sqrt(1/2), sqrt(2)), log m = 2 atanh(s) for
-// s = (m - 1) / (m + 1), |s| <= 0.172, by its series to s^17 (the next term is below 1e-15 of
-// the sum). For the positive normal doubles bce gives it (every float, every 1 - p); 0 and
-// -0 give -709.1 rather than -inf, which bce's clamp at -100 makes -100 as it does -inf; NaN is NaN.
-[[gnu::always_inline]] inline double bce_log(double x) {
-    // the sign bit cleared: -0 (which bce's range check lets through) is 0, as std::log has it
-    const std::uint64_t bits = std::bit_cast<std::uint64_t>(x) & 0x7fffffffffffffffull;
-    // the exponent as a double without an integer conversion: 2^52 + e + 1023, less 2^52 + 1023
-    double e = std::bit_cast<double>((bits >> 52) | 0x4330000000000000ull) - (0x1p52 + 1023.0);
-    double m = std::bit_cast<double>((bits & 0x000fffffffffffffull) | 0x3ff0000000000000ull);   // [1, 2)
-    const bool high = m > 1.4142135623730951;
-    m *= choose(high, 0.5, 1.0);
-    e += choose(high, 1.0, 0.0);
-    const double s = (m - 1.0) / (m + 1.0), w = s * s;
-    const double series =
-        1.0 + w * (1.0 / 3 + w * (1.0 / 5 + w * (1.0 / 7 + w * (1.0 / 9 + w * (1.0 / 11 + w * (1.0 / 13 + w * (1.0 / 15 + w * (1.0 / 17))))))));
-    const double r = e * 0.6931471805599453 + 2.0 * s * series;
-    return choose(x == x, r, x);
-}
+// log_normal (Note [Vector math]) and rounded to float: the same bits on every CPU and at any
+// thread count. log(1 - p) is log1p's identity: log(u) (-p) / (u - 1) for u = 1 - p, and -p
+// where u rounds to 1. 0 gives log -709.1 rather than -inf, which the clamp at -100 makes -100 as
+// it does -inf. f64 keeps std::log and std::log1p.
 
 // One element of bce's loss, (t - 1) max(log(1 - p), -100) - t max(log p, -100), as PyTorch.
 template <class T> [[gnu::always_inline]] inline T bce_element(T p, T t) {
     if constexpr (std::is_same_v<T, float>) {
         const double pd = p, u = 1.0 - pd;
         // both computed, then one chosen; u = 1 makes the quotient NaN, unused
-        const double identity = bce_log(u) * -pd / (u - 1.0);
-        const double log_p = bce_log(pd), log_q = choose(u == 1.0, -pd, identity);
+        const double identity = log_normal(u) * -pd / (u - 1.0);
+        const double log_p = log_normal(pd), log_q = choose(u == 1.0, -pd, identity);
         // max(x, -100) as std::max: -100 only where x < -100, so NaN stays NaN
         const float clamped_p = static_cast<float>(choose(log_p < -100.0, -100.0, log_p));
         const float clamped_q = static_cast<float>(choose(log_q < -100.0, -100.0, log_q));
@@ -322,22 +296,43 @@ template <class T> [[gnu::always_inline]] inline T bce_element(T p, T t) {
 }
 
 // bce_element over contiguous f32, compiled for AVX-512, AVX2 and the baseline (Note [bce's
-// logarithms]: the clones round alike).
-[[gnu::target_clones("avx512f", "avx2", "default")]] void bce_f32(const float* p, const float* t, float* out, std::int64_t n) {
-    for (std::int64_t i = 0; i < n; ++i) out[i] = bce_element(p[i], t[i]);
+// logarithms]: the clones round alike); true when some p lies outside [0, 1], found in the same
+// pass (NaN is not outside).
+[[gnu::target_clones("avx512f", "avx2", "default")]] bool bce_f32(const float* p, const float* t, float* out, std::int64_t n) {
+    int outside = 0;
+    for (std::int64_t i = 0; i < n; ++i) {
+        outside |= (p[i] < 0.0f) | (p[i] > 1.0f);
+        out[i] = bce_element(p[i], t[i]);
+    }
+    return outside != 0;
 }
 
-// Per-element bce losses of probs and target (same shape, checked).
+// Per-element bce losses of probs and target (same shape, checked); probabilities outside
+// [0, 1] are an error that gives their range.
 template <class T> Tensor bce_losses(const Tensor& probs, const Tensor& target, const char* op) {
+    auto check_range = [&] {
+        std::vector<int> all;
+        double lowest = kern::min(probs, all, false).item(), highest = kern::max(probs, all, false).item();
+        if (lowest < 0 || highest > 1) {
+            throw ShapeError(op, fmt::format("probabilities must lie in [0, 1]; probs {} has values in [{}, {}]",
+                                             probs.shape().str(), lowest, highest));
+        }
+    };
     if constexpr (std::is_same_v<T, float>) {
         if (probs.is_contiguous() && target.is_contiguous()) {
             Tensor out = Tensor::empty(probs.shape(), DType::f32);
             const float *p = probs.data<float>(), *t = target.data<float>();
             float* o = out.data<float>();
-            detail::for_elements(out.numel(), [&](std::int64_t lo, std::int64_t hi) { bce_f32(p + lo, t + lo, o + lo, hi - lo); });
+            std::atomic<bool> outside{false};
+            detail::for_elements(out.numel(), [&](std::int64_t lo, std::int64_t hi) {
+                if (bce_f32(p + lo, t + lo, o + lo, hi - lo)) outside.store(true, std::memory_order_relaxed);
+            });
+            // the range, for the message, only when the pass found an element outside it
+            if (outside.load()) check_range();
             return out;
         }
     }
+    if (probs.numel() > 0) check_range();
     return map2<T, T>(probs, target, op, [](T p, T t) { return bce_element(p, t); });
 }
 
@@ -346,14 +341,6 @@ template <class T> Tensor bce_losses(const Tensor& probs, const Tensor& target, 
 Var bce(Var probs, Var target, Reduction reduction) {
     const char* op = "bce";
     check_pair(op, "probs", probs.value(), target.value());
-    if (probs.numel() > 0) {
-        std::vector<int> all;
-        double lowest = kern::min(probs.value(), all, false).item(), highest = kern::max(probs.value(), all, false).item();
-        if (lowest < 0 || highest > 1) {
-            throw ShapeError(op, fmt::format("probabilities must lie in [0, 1]; probs {} has values in [{}, {}]",
-                                             probs.shape().str(), lowest, highest));
-        }
-    }
     Tensor losses = dispatch_float(probs.dtype(), op, [&](auto tag) {
         using T = decltype(tag);
         return bce_losses<T>(probs.value(), target.value(), op);

@@ -256,6 +256,34 @@ TEST_CASE("bce in f32: its logarithms round as the f64 ones do, on every path an
     CHECK(std::abs(with_nan[0] - 0.6931471805599453) < 1e-6);
 }
 
+TEST_CASE("bce in f32 finds a probability outside [0, 1] in the same pass, anywhere in the tensor", "[loss]") {
+    // the contiguous f32 kernel checks the range as it goes, chunk by chunk over threads; the
+    // message gives the whole tensor's range, as the f64 and strided paths do
+    const std::int64_t n = 200000;   // several chunks at any thread count
+    Tensor t = Tensor::zeros(Shape{n}, DType::f32);
+    for (std::int64_t at : {std::int64_t{0}, n / 2 + 3, n - 1}) {
+        for (float bad : {-0.25f, 1.5f}) {
+            INFO("p = " << bad << " at " << at);
+            std::vector<float> ps(static_cast<std::size_t>(n), 0.5f);
+            ps[static_cast<std::size_t>(at)] = bad;
+            Tensor p = Tensor::from(ps, Shape{n});
+            Tape tape;
+            const std::string range = bad < 0 ? "[-0.25, 0.5]" : "[0.5, 1.5]";
+            CHECK_THROWS_WITH(bce(tape.input(p), tape.input(t)),
+                              "bce: probabilities must lie in [0, 1]; probs [200000] has values in " + range);
+            Tensor strided = Tensor::empty(Shape{n, 2}, DType::f32);
+            strided.select(1, 0).copy_from(p);
+            strided.select(1, 1).copy_from(p);
+            CHECK_THROWS_WITH(bce(tape.input(strided.select(1, 1)), tape.input(t)),
+                              "bce: probabilities must lie in [0, 1]; probs [200000] has values in " + range);
+        }
+    }
+    // -0 and both ends are inside
+    Tape tape;
+    Tensor edges = Tensor::from(std::vector<float>{-0.0f, 0.0f, 1.0f, 0.5f}, Shape{4});
+    CHECK_NOTHROW(bce(tape.input(edges), tape.input(Tensor::zeros(Shape{4}, DType::f32))));
+}
+
 TEST_CASE("bce_with_logits and mse match PyTorch", "[loss]") {
     Tape tape;
     Var x = tape.input(f64({-30, -1, 0, 2, 40}, Shape{5}));

@@ -1,7 +1,10 @@
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "cases.hpp"
+#include "wengert/random.hpp"
+#include "wengert/threading.hpp"
 
 namespace wengert::test {
 
@@ -72,6 +75,48 @@ TEST_CASE("sigmoid and softplus stay finite for large |x| in f32", "[unary]") {
     require_close(softplus(x).value(), {0.0, std::exp(-100.0), 100.0, 1e4}, 1e-12);
     // no threshold: log(1 + e^(x)) computed without overflow
     require_close(softplus(x, 1.0, 1e30).value(), {0.0, std::exp(-100.0), 100.0, 1e4}, 1e-12);
+}
+
+TEST_CASE("sigmoid in f32 is the correctly rounded value, with the same bits on every path and thread count", "[unary]") {
+    // Note [sigmoid in f32]: computed in double (exp_clamped) and rounded once to float, so each
+    // element is the f64 sigmoid rounded to float, or one ulp from it at a near-halfway case;
+    // 0, +-inf, NaN, values past the clamp and ones whose sigmoid is a float denormal included; the
+    // contiguous (vectorised) path, the strided one and another thread count give the same bits
+    std::vector<float> xs = {0.0f, -0.0f, 1e-30f, -1e-30f, 1e-7f, 0.5f, -0.5f, 1.0f, -1.0f, 16.6f, 17.0f, -87.0f,
+                             -88.7f, -100.0f, -103.0f, -104.0f, -110.0f, 88.7f, 700.0f, -700.0f, 701.0f, -701.0f,
+                             1e4f, -1e4f, INFINITY, -INFINITY, 3.4e38f, -3.4e38f};
+    Generator gen(11);
+    Tensor spread = Tensor::empty(Shape{100000}, DType::f32);
+    gen.fill_uniform(spread, -30.0, 30.0);
+    for (double v : spread.to_doubles()) xs.push_back(static_cast<float>(v));
+    const std::int64_t n = static_cast<std::int64_t>(xs.size());
+    Tensor x = Tensor::from(xs, Shape{n});
+    Tape tape;
+    const std::vector<double> got = sigmoid(tape.input(x)).value().to_doubles();
+    std::int64_t far = 0;
+    for (std::int64_t i = 0; i < n; ++i) {
+        const double v = xs[static_cast<std::size_t>(i)];
+        const float want = static_cast<float>(v >= 0 ? 1 / (1 + std::exp(-v)) : std::exp(v) / (1 + std::exp(v)));
+        const float g = static_cast<float>(got[static_cast<std::size_t>(i)]);
+        if (g != want && g != std::nextafter(want, 0.0f) && g != std::nextafter(want, 2.0f)) ++far;
+    }
+    CHECK(far == 0);
+    CHECK(got[static_cast<std::size_t>(std::find(xs.begin(), xs.end(), INFINITY) - xs.begin())] == 1.0);
+    CHECK(got[static_cast<std::size_t>(std::find(xs.begin(), xs.end(), -INFINITY) - xs.begin())] == 0.0);
+    Tensor with_nan = Tensor::from(std::vector<float>{0.5f, std::nanf(""), -2.0f}, Shape{3});
+    const std::vector<double> nan_out = sigmoid(tape.input(with_nan)).value().to_doubles();
+    CHECK(std::isnan(nan_out[1]));
+    CHECK(std::abs(nan_out[2] - 0.11920292202211755) < 1e-7);
+    Tensor two = Tensor::empty(Shape{n, 2}, DType::f32);
+    two.select(1, 0).copy_from(x);
+    two.select(1, 1).copy_from(x);
+    const std::vector<double> strided = sigmoid(tape.input(two.select(1, 1))).value().to_doubles();
+    const int threads = max_threads();
+    set_num_threads(threads == 1 ? 2 : 1);
+    const std::vector<double> other_threads = sigmoid(tape.input(x)).value().to_doubles();
+    set_num_threads(threads);
+    CHECK(strided == got);
+    CHECK(other_threads == got);
 }
 
 TEST_CASE("abs and relu send no gradient at exactly 0", "[unary]") {
