@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <numbers>
 
@@ -25,6 +27,36 @@ std::array<std::uint32_t, 4> philox4x32(std::array<std::uint32_t, 4> c, std::arr
 }
 
 namespace {
+
+// philox4x32 of counters {first + b, 0, 0} (64-bit, low word first) for b < count, under key
+// `seed`, into out[4 b .. 4 b + 3]: the same rounds written over scalars, so that the loop over
+// counters vectorises in each clone (a call per block was 2% of the sort model's step, in its
+// dropout masks). Integer arithmetic: every clone gives the same words.
+[[gnu::target_clones("avx512f", "avx2", "default")]] void philox_blocks(std::uint64_t seed, std::uint64_t first,
+                                                                      std::int64_t count, std::uint32_t* out) {
+    constexpr std::uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;
+    constexpr std::uint32_t kWeyl0 = 0x9E3779B9u, kWeyl1 = 0xBB67AE85u;
+    for (std::int64_t b = 0; b < count; ++b) {
+        const std::uint64_t counter = first + static_cast<std::uint64_t>(b);
+        std::uint32_t c0 = static_cast<std::uint32_t>(counter), c1 = static_cast<std::uint32_t>(counter >> 32), c2 = 0, c3 = 0;
+        std::uint32_t k0 = static_cast<std::uint32_t>(seed), k1 = static_cast<std::uint32_t>(seed >> 32);
+#pragma GCC unroll 10
+        for (int round = 0; round < 10; ++round) {
+            const std::uint64_t p0 = static_cast<std::uint64_t>(kMul0) * c0, p1 = static_cast<std::uint64_t>(kMul1) * c2;
+            const std::uint32_t n0 = static_cast<std::uint32_t>(p1 >> 32) ^ c1 ^ k0, n2 = static_cast<std::uint32_t>(p0 >> 32) ^ c3 ^ k1;
+            c1 = static_cast<std::uint32_t>(p1);
+            c3 = static_cast<std::uint32_t>(p0);
+            c0 = n0;
+            c2 = n2;
+            k0 += kWeyl0;
+            k1 += kWeyl1;
+        }
+        out[4 * b] = c0;
+        out[4 * b + 1] = c1;
+        out[4 * b + 2] = c2;
+        out[4 * b + 3] = c3;
+    }
+}
 
 std::array<std::uint32_t, 4> block(std::uint64_t seed, std::uint64_t counter) {
     return philox4x32({static_cast<std::uint32_t>(counter), static_cast<std::uint32_t>(counter >> 32), 0u, 0u},
@@ -63,7 +95,16 @@ template <class F> void for_blocks(Window w, std::int64_t n, std::int64_t per_bl
     if (n == 0) return;
     const std::int64_t lo_block = w.first / per_block, hi_block = (w.first + n - 1) / per_block + 1;
     auto body = [&](std::int64_t lo, std::int64_t hi) {
-        for (std::int64_t b = lo; b < hi; ++b) f(b, block(seed, first + static_cast<std::uint64_t>(b)));
+        constexpr std::int64_t kChunk = 256;   // blocks made at a time, 4 KiB of words
+        std::array<std::uint32_t, 4 * kChunk> words;
+        for (std::int64_t b0 = lo; b0 < hi; b0 += kChunk) {
+            const std::int64_t count = std::min(kChunk, hi - b0);
+            philox_blocks(seed, first + static_cast<std::uint64_t>(b0), count, words.data());
+            for (std::int64_t b = 0; b < count; ++b) {
+                const std::uint32_t* w = words.data() + 4 * b;
+                f(b0 + b, std::array<std::uint32_t, 4>{w[0], w[1], w[2], w[3]});
+            }
+        }
     };
     if (n < detail::kParallelGrain || max_threads() == 1) {
         body(lo_block, hi_block);

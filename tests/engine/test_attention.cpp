@@ -327,6 +327,47 @@ TEST_CASE("a NaN logit makes its attention row NaN and leaves the other rows alo
     }
 }
 
+TEST_CASE("fused pure_attention in f32 matches f64 to float rounding, -inf and NaN logits included", "[attention][nan]") {
+    // f32's softmax takes e^x from exp_clamped in double (Note [Vector math]); values and
+    // gradients stay within float rounding of the f64 op, a -inf logit gets weight exactly 0,
+    // and a NaN logit makes its row NaN
+    const Shape qs{2, 16, 32}, ks{2, 24, 32};
+    Tensor q = random_tensor(qs, 120, -2.0, 2.0), k = random_tensor(ks, 121, -2.0, 2.0), v = random_tensor(ks, 122);
+    Tensor g = random_tensor(qs, 123);
+    Tensor mask = make_mask(MaskKind::padding, 2, 16, 24);
+    auto run = [&](DType dtype) {
+        Tape tape;
+        Var qv = tape.leaf(q.to(dtype)), kv = tape.leaf(k.to(dtype)), vv = tape.leaf(v.to(dtype));
+        Var y = pure_attention(qv, kv, vv, tape.input(mask), 4);
+        tape.backward(y, g.to(dtype));
+        return std::vector<Tensor>{y.value(), qv.grad(), kv.grad(), vv.grad()};
+    };
+    const std::vector<Tensor> f64 = run(DType::f64), f32 = run(DType::f32);
+    for (std::size_t i = 0; i < f64.size(); ++i) {
+        INFO("output " << i);
+        require_close(f32[i], f64[i].to_doubles(), 2e-5);
+    }
+    // bias -inf on the last key of every query: the same as attention over the other keys
+    Tape tape;
+    Tensor q32 = q.to(DType::f32).slice(0, 0, 1), k32 = k.to(DType::f32).slice(0, 0, 1), v32 = v.to(DType::f32).slice(0, 0, 1);
+    std::vector<float> bias(16 * 24, 0.0f);
+    for (int i = 0; i < 16; ++i) bias[static_cast<std::size_t>(i * 24 + 23)] = -INFINITY;
+    Var hidden = pure_attention(tape.input(q32), tape.input(k32), tape.input(v32), std::nullopt, 4, 0.0,
+                                tape.input(Tensor::from(bias, Shape{16, 24})));
+    Var fewer = pure_attention(tape.input(q32), tape.input(k32.slice(1, 0, 23).contiguous()),
+                               tape.input(v32.slice(1, 0, 23).contiguous()), std::nullopt, 4);
+    require_close(hidden.value(), fewer.value().to_doubles(), 1e-6);
+    bias[5 * 24 + 3] = std::nanf("");   // query 5, key 3
+    Var with_nan = pure_attention(tape.input(q32), tape.input(k32), tape.input(v32), std::nullopt, 4, 0.0,
+                                  tape.input(Tensor::from(bias, Shape{16, 24})));
+    const std::vector<double> got = with_nan.value().to_doubles(), plain = hidden.value().to_doubles();
+    for (std::size_t i = 0; i < got.size(); ++i) {
+        INFO("element " << i);
+        if (i / 32 == 5) CHECK(std::isnan(got[i]));
+        else CHECK(got[i] == plain[i]);
+    }
+}
+
 TEST_CASE("distance_penalty equals the seed's band_part sum, built directly", "[attention]") {
     // The seed: sum over i = W - 1 .. L - 2 of (band_part(ones, i, i) - 1), with W the
     // penalty width, is -max(0, |m - n| - (W - 1)).

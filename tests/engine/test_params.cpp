@@ -1,11 +1,13 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 
 #include "wengert/ops.hpp"
 #include "wengert/params.hpp"
 #include "wengert/random.hpp"
+#include "wengert/threading.hpp"
 
 using namespace wengert;
 
@@ -182,3 +184,62 @@ TEST_CASE("draws under a BatchShard equal the same rows of the whole batch's dra
     CHECK(x.to_doubles() == y.to_doubles());
     CHECK_THROWS_WITH(BatchShard(4, 3, 2), Catch::Contains("rows [3, 5) are not inside a batch of 4"));
 }
+
+namespace wengert {
+namespace {
+
+// Random123's known-answer vectors for Philox-4x32-10 (kat_vectors: philox4x32 10)
+TEST_CASE("philox4x32 gives Random123's known answers", "[random]") {
+    using W = std::array<std::uint32_t, 4>;
+    CHECK(philox4x32({0, 0, 0, 0}, {0, 0}) == W{0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu, 0x9b00dbd8u});
+    CHECK(philox4x32({0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}, {0xffffffffu, 0xffffffffu}) ==
+          W{0x408f276du, 0x41c83b0eu, 0xa20bc7c6u, 0x6d5451fdu});
+    CHECK(philox4x32({0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u}, {0xa4093822u, 0x299f31d0u}) ==
+          W{0xd16cfe09u, 0x94fdccebu, 0x5001e420u, 0x24126ea1u});
+}
+
+// The fills make their blocks in vectorised batches; each element is still the word of
+// philox4x32 for its own counter, across a carry into the counter's high word, at any thread count
+TEST_CASE("fills are philox4x32 of consecutive counters, block by block", "[random]") {
+    const std::uint64_t seed = 0x0123456789abcdefull, offset = (std::uint64_t{1} << 32) - 1000;
+    const std::int64_t n = 200003;   // several chunks and tasks, a partial last block
+    auto words = [&](std::uint64_t counter) {
+        return philox4x32({static_cast<std::uint32_t>(counter), static_cast<std::uint32_t>(counter >> 32), 0u, 0u},
+                          {static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)});
+    };
+    const int before = max_threads();
+    for (int threads : {1, 2}) {
+        INFO(threads << " threads");
+        set_num_threads(threads);
+        Generator gen;
+        gen.set_state(seed, offset);
+        Tensor mask = Tensor::zeros(Shape{n}, DType::u8);
+        gen.fill_bernoulli(mask, 0.3);
+        CHECK(gen.offset() == offset + static_cast<std::uint64_t>((n + 3) / 4));
+        std::int64_t wrong = 0;
+        const std::uint8_t* m = mask.data<std::uint8_t>();
+        for (std::int64_t i = 0; i < n; ++i) {
+            const std::uint32_t w = words(offset + static_cast<std::uint64_t>(i / 4))[static_cast<std::size_t>(i % 4)];
+            const bool keep = (static_cast<double>(w) + 1.0) / 4294967296.0 <= 0.3;
+            if (m[i] != (keep ? 1 : 0)) ++wrong;
+        }
+        CHECK(wrong == 0);
+        gen.set_state(seed, offset);
+        Tensor u = Tensor::zeros(Shape{n}, DType::f64);
+        gen.fill_uniform(u, 0.0, 1.0);
+        wrong = 0;
+        const std::vector<double> got = u.to_doubles();
+        for (std::int64_t i = 0; i < n; ++i) {
+            const auto r = words(offset + static_cast<std::uint64_t>(i / 2));
+            const std::size_t j = static_cast<std::size_t>(i % 2);
+            const double want = static_cast<double>((static_cast<std::uint64_t>(r[2 * j]) << 21) ^ (r[2 * j + 1] >> 11)) /
+                                9007199254740992.0;
+            if (got[static_cast<std::size_t>(i)] != want) ++wrong;
+        }
+        CHECK(wrong == 0);
+    }
+    set_num_threads(before);
+}
+
+}  // namespace
+}  // namespace wengert

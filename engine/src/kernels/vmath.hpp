@@ -2,9 +2,10 @@
 //
 // Note [Vector math]
 // A loop that calls std::log or std::exp does not vectorise: each element is a libm call. The
-// f32 kernels that spend their time there (bce's logarithms, sigmoid) take them instead from the
-// functions below: double arithmetic without branches or calls, so that GCC vectorises a loop of
-// them in each target clone, rounded to float by the caller. Each is within about 1e-15
+// f32 kernels that spend their time there (bce's logarithms, sigmoid, fused attention's
+// softmax) take them instead from the functions below: double arithmetic without branches or
+// calls, so that GCC vectorises a loop of them in each target clone, rounded to float by the
+// caller. Each is within about 1e-15
 // relative of the true value, so the float is the correctly rounded one but for values within
 // 1e-15 of a halfway point (glibc's logf and expf are within 1 ulp). The same IEEE operations run
 // in every vector lane, in every clone and in the scalar loop (the engine builds with

@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "../kernels/gemm.hpp"
+#include "../kernels/vmath.hpp"
 #include "families.hpp"
 #include "../kernels/rows.hpp"
 #include "wengert/ops.hpp"
@@ -122,6 +123,16 @@ template <class T> void apply_dropout(const Operands<T>& o, std::int64_t p, cons
     for (std::int64_t e = 0; e < o.dims.map_size(); ++e) out[e] = m[e] ? weights[e] * o.keep_scale : T(0);
 }
 
+// s[j] = exp(s[j] - m) for a row of logits. In f32, e^x comes from exp_clamped in double,
+// rounded to float (Note [Vector math]): a loop that vectorises in each clone, where expf was a
+// libm call per element; every clone rounds alike. f64 keeps std::exp.
+[[gnu::target_clones("avx512f", "avx2", "default")]] void exp_shifted(float* s, std::int64_t n, float m) {
+    for (std::int64_t j = 0; j < n; ++j) s[j] = static_cast<float>(detail::exp_clamped(static_cast<double>(s[j] - m)));
+}
+void exp_shifted(double* s, std::int64_t n, double m) {
+    for (std::int64_t j = 0; j < n; ++j) s[j] = std::exp(s[j] - m);
+}
+
 // One pair's forward: P into `weights` (Lq, Lk), O into its head columns of y.
 template <class T> void forward_pair(const Operands<T>& o, std::int64_t p, T* weights, T* y, int threads) {
     const Dims& n = o.dims;
@@ -142,11 +153,9 @@ template <class T> void forward_pair(const Operands<T>& o, std::int64_t p, T* we
         T m = -INFINITY;
         for (std::int64_t j = 0; j < n.lk; ++j) m = detail::max_keeping_nan(m, s[j]);   // Note [NaN propagates]
         if (!std::isfinite(m)) m = T(0);
+        exp_shifted(s, n.lk, m);
         double total = 0;
-        for (std::int64_t j = 0; j < n.lk; ++j) {
-            s[j] = std::exp(s[j] - m);
-            total += s[j];
-        }
+        for (std::int64_t j = 0; j < n.lk; ++j) total += s[j];
         const T inv = static_cast<T>(1.0 / total);
         for (std::int64_t j = 0; j < n.lk; ++j) s[j] *= inv;
     }
