@@ -350,10 +350,11 @@ void packed_gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const 
             for (std::int64_t ic = 0; ic < m; ic += mc_max) {
                 const std::int64_t mc = std::min(mc_max, m - ic);
                 pack_panels(a + ic * rs_a + pc * cs_a, mc, kc, rs_a, cs_a, mr, pmr, ps_a, pa);
-                for (std::int64_t jr = 0; jr < nc; jr += nr) {
-                    T* panel_b = pb + (jr / nr) * ps_b;
-                    for (std::int64_t ir = 0; ir < mc; ir += mr) {
-                        T* panel_a = pa + (ir / mr) * ps_a;
+                // the panels' addresses stepped along (no division per microkernel call)
+                T* panel_b = pb;
+                for (std::int64_t jr = 0; jr < nc; jr += nr, panel_b += ps_b) {
+                    T* panel_a = pa;
+                    for (std::int64_t ir = 0; ir < mc; ir += mr, panel_a += ps_a) {
                         const bool last_a = ir + mr >= mc;
                         bli_auxinfo_set_next_a(last_a ? pa : panel_a + ps_a, &aux);
                         bli_auxinfo_set_next_b(last_a && jr + nr < nc ? panel_b + ps_b : panel_b, &aux);

@@ -10,9 +10,14 @@
 // The composition mean / var / sub / div / mul / add gives the same values and gradients
 // (tests/engine/ops/cases_nn.cpp checks both against each other) with six tape nodes and
 // five full-size temporaries instead of one node and one.
+// Each row's sums (mu, var; the backward's two means) run in double over kLanes interleaved
+// partial sums, element c into part c % kLanes, combined in lane order: no chain of dependent
+// adds, so the loops vectorise in each clone of the row kernels, and the order is fixed by the
+// source, so every clone and every thread count gives the same bits.
 #include <fmt/format.h>
 
 #include <cmath>
+#include <cstdint>
 
 #include "../kernels/elementwise.hpp"
 #include "families.hpp"
@@ -34,6 +39,80 @@ template <class T> Tensor masked_scale(const Tensor& value, const Tensor& mask, 
     return map3<T, T, std::uint8_t, T>(value, mask, Tensor::scalar(scale, dtype_of<T>()), "dropout",
                                        [](T v, std::uint8_t m, T s) { return m ? v * s : T(0); });
 }
+
+constexpr int kLanes = 8;
+
+// sum of f(c) over c < D in double, by kLanes partial sums combined in order
+template <class F> [[gnu::always_inline]] inline double lane_sum(std::int64_t D, F f) {
+    double part[kLanes] = {};
+    std::int64_t c = 0;
+    for (; c + kLanes <= D; c += kLanes) {
+#pragma GCC unroll 8
+        for (int l = 0; l < kLanes; ++l) part[l] += f(c + l);
+    }
+    double total = 0;
+    for (int l = 0; l < kLanes; ++l) total += part[l];
+    for (; c < D; ++c) total += f(c);
+    return total;
+}
+
+// Rows [lo, hi) of layer norm's forward (Note [Fused layer norm])
+template <class T>
+[[gnu::always_inline]] inline void ln_forward_rows(const T* px, const T* pg, const T* pb, T* ph, T* pr, T* py,
+                                                   std::int64_t lo, std::int64_t hi, std::int64_t D, double eps) {
+    for (std::int64_t r = lo; r < hi; ++r) {
+        const T* xr = px + r * D;
+        const double mu = lane_sum(D, [&](std::int64_t c) { return static_cast<double>(xr[c]); }) / static_cast<double>(D);
+        const double var = lane_sum(D, [&](std::int64_t c) {
+            const double d = xr[c] - mu;
+            return d * d;
+        }) / static_cast<double>(D);
+        const double rs = 1.0 / std::sqrt(var + eps);
+        pr[r] = static_cast<T>(rs);
+        T* hr = ph + r * D;
+        T* yr = py + r * D;
+        for (std::int64_t c = 0; c < D; ++c) {
+            const T h = static_cast<T>((xr[c] - mu) * rs);
+            hr[c] = h;
+            yr[c] = (pg ? h * pg[c] : h) + (pb ? pb[c] : T(0));
+        }
+    }
+}
+
+// Rows [lo, hi) of layer norm's dx: rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat))
+template <class T>
+[[gnu::always_inline]] inline void ln_backward_rows(const T* pdy, const T* ph, const T* pr, const T* pg, T* pdx,
+                                                    std::int64_t lo, std::int64_t hi, std::int64_t D) {
+    for (std::int64_t r = lo; r < hi; ++r) {
+        const T* dyr = pdy + r * D;
+        const T* hr = ph + r * D;
+        auto dh = [&](std::int64_t c) { return static_cast<double>(pg ? dyr[c] * pg[c] : dyr[c]); };
+        const double mean_dh = lane_sum(D, dh) / static_cast<double>(D);
+        const double mean_dh_h = lane_sum(D, [&](std::int64_t c) { return dh(c) * hr[c]; }) / static_cast<double>(D);
+        T* dxr = pdx + r * D;
+        for (std::int64_t c = 0; c < D; ++c) dxr[c] = static_cast<T>(pr[r] * (dh(c) - mean_dh - hr[c] * mean_dh_h));
+    }
+}
+
+// The row kernels compiled for AVX-512, AVX2 and the baseline (no FMA in any: the same bits)
+#define WG_LN_CLONES [[gnu::target_clones("avx512f", "avx2", "default")]]
+WG_LN_CLONES void ln_forward(const float* px, const float* pg, const float* pb, float* ph, float* pr, float* py,
+                             std::int64_t lo, std::int64_t hi, std::int64_t D, double eps) {
+    ln_forward_rows(px, pg, pb, ph, pr, py, lo, hi, D, eps);
+}
+WG_LN_CLONES void ln_forward(const double* px, const double* pg, const double* pb, double* ph, double* pr, double* py,
+                             std::int64_t lo, std::int64_t hi, std::int64_t D, double eps) {
+    ln_forward_rows(px, pg, pb, ph, pr, py, lo, hi, D, eps);
+}
+WG_LN_CLONES void ln_backward(const float* pdy, const float* ph, const float* pr, const float* pg, float* pdx,
+                              std::int64_t lo, std::int64_t hi, std::int64_t D) {
+    ln_backward_rows(pdy, ph, pr, pg, pdx, lo, hi, D);
+}
+WG_LN_CLONES void ln_backward(const double* pdy, const double* ph, const double* pr, const double* pg, double* pdx,
+                              std::int64_t lo, std::int64_t hi, std::int64_t D) {
+    ln_backward_rows(pdy, ph, pr, pg, pdx, lo, hi, D);
+}
+#undef WG_LN_CLONES
 
 }  // namespace
 
@@ -93,23 +172,7 @@ Var layer_norm(Var x, std::optional<Var> gamma, std::optional<Var> beta, double 
         T* ph = xhat.data<T>();
         T* pr = rstd.data<T>();
         T* py = out.data<T>();
-        for_rows(n_rows, D, [&](std::int64_t lo, std::int64_t hi) {
-            for (std::int64_t r = lo; r < hi; ++r) {
-                const T* xr = px + r * D;
-                double mu = 0, var = 0;
-                for (std::int64_t c = 0; c < D; ++c) mu += xr[c];
-                mu /= static_cast<double>(D);
-                for (std::int64_t c = 0; c < D; ++c) var += (xr[c] - mu) * (xr[c] - mu);
-                var /= static_cast<double>(D);
-                double rs = 1.0 / std::sqrt(var + eps);
-                pr[r] = static_cast<T>(rs);
-                for (std::int64_t c = 0; c < D; ++c) {
-                    T h = static_cast<T>((xr[c] - mu) * rs);
-                    ph[r * D + c] = h;
-                    py[r * D + c] = (pg ? h * pg[c] : h) + (pb ? pb[c] : T(0));
-                }
-            }
-        });
+        for_rows(n_rows, D, [&](std::int64_t lo, std::int64_t hi) { ln_forward(px, pg, pb, ph, pr, py, lo, hi, D, eps); });
     });
 
     std::vector<Var> inputs{x};
@@ -138,24 +201,7 @@ Var layer_norm(Var x, std::optional<Var> gamma, std::optional<Var> beta, double 
                 const T* pr = srstd.get(op).data<T>();
                 const T* pg = gamma_k >= 0 ? sgamma.get(op).data<T>() : nullptr;
                 T* pdx = dx.data<T>();
-                for_rows(n_rows, D, [&](std::int64_t lo, std::int64_t hi) {
-                    for (std::int64_t r = lo; r < hi; ++r) {
-                        const T* dyr = pdy + r * D;
-                        const T* hr = ph + r * D;
-                        double mean_dh = 0, mean_dh_h = 0;
-                        for (std::int64_t c = 0; c < D; ++c) {
-                            double dh = pg ? dyr[c] * pg[c] : dyr[c];
-                            mean_dh += dh;
-                            mean_dh_h += dh * hr[c];
-                        }
-                        mean_dh /= static_cast<double>(D);
-                        mean_dh_h /= static_cast<double>(D);
-                        for (std::int64_t c = 0; c < D; ++c) {
-                            double dh = pg ? dyr[c] * pg[c] : dyr[c];
-                            pdx[r * D + c] = static_cast<T>(pr[r] * (dh - mean_dh - hr[c] * mean_dh_h));
-                        }
-                    }
-                });
+                for_rows(n_rows, D, [&](std::int64_t lo, std::int64_t hi) { ln_backward(pdy, ph, pr, pg, pdx, lo, hi, D); });
             });
             ctx.add(0, dx);
         }

@@ -148,6 +148,38 @@ TEST_CASE("fused layer_norm equals the unfused composition in value and gradient
     }
 }
 
+TEST_CASE("layer_norm's lane sums: the composition's values, the same bits at any thread count", "[nn]") {
+    // Note [Fused layer norm]: rows of 64 and 67 features (whole lanes, and a tail) sum over
+    // interleaved partial sums; f64 against the composition, f32 within float rounding of f64,
+    // and 1 thread against 2 bit for bit with rows split over tasks
+    for (std::int64_t D : {64, 67}) {
+        INFO("D " << D);
+        const std::int64_t rows = 1200;   // above the parallel grain
+        Tensor x = random_tensor(Shape{rows, D}, 60, -3.0, 3.0), gamma = random_tensor(Shape{D}, 61),
+               beta = random_tensor(Shape{D}, 62), cotangent = random_tensor(Shape{rows, D}, 63);
+        auto run = [&](bool fused, DType dtype) {
+            Tape tape;
+            Var xv = tape.leaf(x.to(dtype)), gv = tape.leaf(gamma.to(dtype)), bv = tape.leaf(beta.to(dtype));
+            Var y = fused ? layer_norm(xv, gv, bv, 1e-5) : unfused_layer_norm(xv, gv, bv, 1e-5);
+            tape.backward(y, cotangent.to(dtype));
+            return std::vector<Tensor>{y.value(), xv.grad(), gv.grad(), bv.grad()};
+        };
+        const auto fused = run(true, DType::f64), unfused = run(false, DType::f64);
+        const int before = max_threads();
+        set_num_threads(1);
+        const auto one = run(true, DType::f32);
+        set_num_threads(2);
+        const auto two = run(true, DType::f32);
+        set_num_threads(before);
+        for (std::size_t i = 0; i < fused.size(); ++i) {
+            INFO("tensor " << i << " (value, dx, dgamma, dbeta)");
+            require_close(fused[i], unfused[i].to_doubles(), 1e-12);
+            require_close(one[i], fused[i].to_doubles(), 1e-3);
+            CHECK(one[i].to_doubles() == two[i].to_doubles());
+        }
+    }
+}
+
 TEST_CASE("layer_norm errors name the operands", "[nn]") {
     Tape tape;
     Var x = tape.input(Tensor::zeros(Shape{2, 4}, DType::f64));
