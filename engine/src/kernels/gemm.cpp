@@ -58,6 +58,7 @@ namespace {
 struct Kernels {
     cntx_t* context = nullptr;
     const char* name = nullptr;
+    bool avx512 = false;   // AVX-512 kernels: the small path then runs its AVX-512 loop too
 };
 
 bool cpu_has_avx512() {
@@ -75,7 +76,8 @@ bool cpu_has_avx2_fma() {
 const Kernels& blis_kernels() {
     static const Kernels k = [] {
         bli_init();
-        return Kernels{nullptr, bli_arch_string(bli_arch_query_id())};
+        const arch_t arch = bli_arch_query_id();
+        return Kernels{nullptr, bli_arch_string(arch), arch == BLIS_ARCH_SKX};
     }();
     return k;
 }
@@ -87,7 +89,7 @@ template <void (*Init)(cntx_t*)> const Kernels& own_kernels(arch_t arch) {
         blis_kernels();
         static cntx_t context;
         Init(&context);
-        return Kernels{&context, bli_arch_string(arch)};
+        return Kernels{&context, bli_arch_string(arch), arch == BLIS_ARCH_SKX};
     }();
     return k;
 }
@@ -369,27 +371,29 @@ void packed_gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const 
 
 // The loop of Note [Small products] (gemm.hpp): c (m, n) = alpha a (m, k) @ b (k, n) + beta c
 // without BLIS. Columns of c are taken kSmallCols at a time: that block of b is copied into a
-// (k, kSmallCols) buffer padded with zeros, and each group of rows of c sums over p = 0 .. k-1
-// in order, a row's element of a times the buffer's row, in registers. The sums are 32-byte
-// vectors (one AVX2 register: 8 floats or 4 doubles), a row of the block kParts of them, and a
-// group has as many rows as keep its sums in registers: 8 vectors, 16 where AVX-512 gives 32
-// registers. (One 64-byte vector per row, as GCC lowers it for AVX2, kept the sums in memory.)
-// The group does not change any element's sum.
+// (k, kSmallCols) buffer padded with zeros (a row at a time where b's rows are contiguous), and
+// each group of rows of c sums over p = 0 .. k-1 in order, a row's element of a times the
+// buffer's row, in registers. The sums are vectors of VB bytes, a row of the block
+// kSmallCols / lanes of them: 32-byte vectors (one AVX2 register) in the AVX2 and baseline
+// clones, groups of 8 of them; 64-byte vectors in the function compiled for AVX-512 (its 32
+// registers hold 16 rows of a float block). (A 64-byte vector as GCC lowers it for AVX2 kept the
+// sums in memory.) Neither the vector width nor the group changes any element's sum: each is
+// the same multiplies and adds, in the same order, lane by lane.
 constexpr int kSmallCols = 16;
 
-template <class T> struct SmallVecOf;
-template <> struct SmallVecOf<float> { typedef float type __attribute__((vector_size(32))); };
-template <> struct SmallVecOf<double> { typedef double type __attribute__((vector_size(32))); };
-template <class T> using SmallVec = typename SmallVecOf<T>::type;
-template <class T> constexpr int kLanes = static_cast<int>(32 / sizeof(T));
-template <class T> constexpr int kParts = kSmallCols / kLanes<T>;
+template <int VB, class T> struct SmallVecOf {
+    typedef T type __attribute__((vector_size(VB)));
+};
+template <int VB, class T> using SmallVec = typename SmallVecOf<VB, T>::type;
+template <int VB, class T> constexpr int kLanes = static_cast<int>(VB / sizeof(T));
+template <int VB, class T> constexpr int kParts = kSmallCols / kLanes<VB, T>;
 
-template <int Rows, class T>
+template <int Rows, int VB, class T>
 [[gnu::always_inline]] inline void small_rows(std::int64_t k, T alpha, const T* a, std::int64_t rs_a, std::int64_t cs_a,
                                               const T* __restrict packed, std::int64_t cols, T beta, T* c, std::int64_t rs_c,
                                               std::int64_t cs_c) {
-    using Vec = SmallVec<T>;
-    constexpr int lanes = kLanes<T>, parts = kParts<T>;
+    using Vec = SmallVec<VB, T>;
+    constexpr int lanes = kLanes<VB, T>, parts = kParts<VB, T>;
     Vec acc[Rows][parts] = {};
     for (std::int64_t p = 0; p < k; ++p) {
         Vec bp[parts];
@@ -425,52 +429,61 @@ template <int Rows, class T>
     }
 }
 
-template <class T>
+template <int VB, class T>
 [[gnu::always_inline]] inline void small_gemm_body(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a,
                                                    std::int64_t rs_a, std::int64_t cs_a, const T* b, std::int64_t rs_b,
                                                    std::int64_t cs_b, T beta, T* c, std::int64_t rs_c, std::int64_t cs_c) {
     thread_local std::vector<T> packed;   // reused: attention makes thousands of these per step
     packed.resize(static_cast<std::size_t>(k * kSmallCols));
-    constexpr int group = 8 / kParts<T>;
-    static const bool wide = __builtin_cpu_supports("avx512f");
+    // rows of c whose sums fill 8 registers of 32 bytes, or 16 of 64
+    constexpr int group = (VB == 64 ? 16 : 8) / kParts<VB, T>;
     for (std::int64_t j0 = 0; j0 < n; j0 += kSmallCols) {
         const std::int64_t cols = std::min<std::int64_t>(kSmallCols, n - j0);
         for (std::int64_t p = 0; p < k; ++p) {
             T* row = packed.data() + p * kSmallCols;
-            for (std::int64_t j = 0; j < cols; ++j) row[j] = b[p * rs_b + (j0 + j) * cs_b];
+            if (cs_b == 1) {
+                std::memcpy(row, b + p * rs_b + j0, static_cast<std::size_t>(cols) * sizeof(T));
+            } else {
+                for (std::int64_t j = 0; j < cols; ++j) row[j] = b[p * rs_b + (j0 + j) * cs_b];
+            }
             for (std::int64_t j = cols; j < kSmallCols; ++j) row[j] = T(0);
         }
         // No lambda here: its body would be a function of its own, compiled for the baseline
         // (SSE2) rather than for the clone's target, with the sums spilled to memory (10x slower).
         std::int64_t i = 0;
-        if (wide) {
-            for (; i + 2 * group <= m; i += 2 * group) {
-                small_rows<2 * group>(k, alpha, a + i * rs_a, rs_a, cs_a, packed.data(), cols, beta, c + i * rs_c + j0 * cs_c, rs_c, cs_c);
-            }
-        }
         for (; i + group <= m; i += group) {
-            small_rows<group>(k, alpha, a + i * rs_a, rs_a, cs_a, packed.data(), cols, beta, c + i * rs_c + j0 * cs_c, rs_c, cs_c);
+            small_rows<group, VB>(k, alpha, a + i * rs_a, rs_a, cs_a, packed.data(), cols, beta, c + i * rs_c + j0 * cs_c, rs_c, cs_c);
         }
         for (; i < m; ++i) {
-            small_rows<1>(k, alpha, a + i * rs_a, rs_a, cs_a, packed.data(), cols, beta, c + i * rs_c + j0 * cs_c, rs_c, cs_c);
+            small_rows<1, VB>(k, alpha, a + i * rs_a, rs_a, cs_a, packed.data(), cols, beta, c + i * rs_c + j0 * cs_c, rs_c, cs_c);
         }
     }
 }
 
-// Compiled for AVX-512, AVX2 and the baseline, picked by the CPU at load time. None of these
-// targets enables FMA, so each multiply and add is rounded the same way on every CPU.
-[[gnu::target_clones("avx512f", "avx2", "default")]] void small_gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
-                                                                   const float* a, std::int64_t rs_a, std::int64_t cs_a,
-                                                                   const float* b, std::int64_t rs_b, std::int64_t cs_b,
-                                                                   float beta, float* c, std::int64_t rs_c, std::int64_t cs_c) {
-    small_gemm_body(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
-}
+// 32-byte vectors compiled for AVX2 and the baseline, picked by the CPU at load time; 64-byte
+// ones compiled for AVX-512, taken with the AVX-512 kernel set (small_product), so that
+// WENGERT_GEMM_KERNELS and the tests' loop over kernel sets run both on one machine. None of
+// these targets enables FMA, so each multiply and add is rounded the same way on every CPU.
+#define WG_SMALL_GEMM(attributes, name, vb, T)                                                                                \
+    attributes void name(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t rs_a,            \
+                         std::int64_t cs_a, const T* b, std::int64_t rs_b, std::int64_t cs_b, T beta, T* c, std::int64_t rs_c, \
+                         std::int64_t cs_c) {                                                                                 \
+        small_gemm_body<vb>(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);                               \
+    }
+WG_SMALL_GEMM([[gnu::target_clones("avx2", "default")]], small_gemm, 32, float)
+WG_SMALL_GEMM([[gnu::target_clones("avx2", "default")]], small_gemm, 32, double)
+WG_SMALL_GEMM([[gnu::target("avx512f")]], small_gemm_avx512, 64, float)
+WG_SMALL_GEMM([[gnu::target("avx512f")]], small_gemm_avx512, 64, double)
+#undef WG_SMALL_GEMM
 
-[[gnu::target_clones("avx512f", "avx2", "default")]] void small_gemm(std::int64_t m, std::int64_t n, std::int64_t k, double alpha,
-                                                                   const double* a, std::int64_t rs_a, std::int64_t cs_a,
-                                                                   const double* b, std::int64_t rs_b, std::int64_t cs_b,
-                                                                   double beta, double* c, std::int64_t rs_c, std::int64_t cs_c) {
-    small_gemm_body(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
+template <class T>
+void small_product(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t rs_a, std::int64_t cs_a,
+                   const T* b, std::int64_t rs_b, std::int64_t cs_b, T beta, T* c, std::int64_t rs_c, std::int64_t cs_c) {
+    if (kernels().avx512) {
+        small_gemm_avx512(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
+    } else {
+        small_gemm(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
+    }
 }
 
 // Which code path a product runs, chosen on the whole product's shape so that every block of a
@@ -501,9 +514,9 @@ void gemm_one_thread(Path path, std::int64_t m, std::int64_t n, std::int64_t k, 
     } else if (path == Path::blis_sup) {
         blis_gemm(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
     } else if (padded(n) * m <= padded(m) * n) {
-        small_gemm(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
+        small_product(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
     } else {
-        small_gemm(n, m, k, alpha, b, cs_b, rs_b, a, cs_a, rs_a, beta, c, cs_c, rs_c);
+        small_product(n, m, k, alpha, b, cs_b, rs_b, a, cs_a, rs_a, beta, c, cs_c, rs_c);
     }
 }
 

@@ -157,28 +157,50 @@ TEST_CASE("products with at most 16 columns or rows of c (Note [Small products])
 
 TEST_CASE("small products round as a scalar loop does, on every CPU: no multiply-add fused", "[matmul]") {
     // Note [Small products]: each element is the sum over k, in order, of rounded products. The
-    // path runs a clone compiled for AVX-512 where the CPU has it, whose FMA instructions would
-    // round each multiply-add once (the engine builds with -ffp-contract=off), so on such a CPU
-    // this fails when any is fused.
-    for (auto [m, n, k] : {std::array<std::int64_t, 3>{40, 16, 7}, {17, 10, 30}, {10, 50, 30}, {128, 10, 256}, {1, 1, 9}}) {
-        INFO(m << "x" << n << "x" << k);
-        Tensor a = random_tensor(Shape{m, k}, 1, -1.0, 1.0, DType::f32), b = random_tensor(Shape{k, n}, 2, -1.0, 1.0, DType::f32);
-        Tape tape;
-        Tensor c = matmul(tape.input(a), tape.input(b)).value().contiguous();
-        const float *pa = a.data<float>(), *pb = b.data<float>(), *pc = c.data<float>();
-        std::int64_t differing = 0;
-        for (std::int64_t i = 0; i < m; ++i) {
-            for (std::int64_t j = 0; j < n; ++j) {
-                float sum = 0;
-                for (std::int64_t p = 0; p < k; ++p) {
-                    volatile float product = pa[i * k + p] * pb[p * n + j];   // rounded on its own
-                    sum += product;
+    // path runs a loop compiled for AVX-512 with the AVX-512 kernel set (AVX2 or the baseline
+    // with the others), whose FMA instructions would round each multiply-add once (the engine
+    // builds with -ffp-contract=off), so on such a CPU this fails when any is fused. Every
+    // kernel set the CPU can run, f32 and f64, b contiguous and transposed (two ways of
+    // copying its block).
+    const std::string before = kern::gemm_kernels();
+    for (const std::string& set : kern::gemm_kernel_sets()) {
+        kern::set_gemm_kernels(set);
+        for (DType dtype : {DType::f32, DType::f64}) {
+            for (bool transposed : {false, true}) {
+                for (auto [m, n, k] : {std::array<std::int64_t, 3>{40, 16, 7}, {17, 10, 30}, {10, 50, 30}, {128, 10, 256}, {1, 1, 9}}) {
+                    INFO("kernels " << set << ", " << dtype_name(dtype) << (transposed ? ", b transposed, " : ", ") << m << "x"
+                                    << n << "x" << k);
+                    Tensor a = random_tensor(Shape{m, k}, 1, -1.0, 1.0, dtype);
+                    Tensor b = transposed ? random_tensor(Shape{n, k}, 2, -1.0, 1.0, dtype).transpose(0, 1)
+                                          : random_tensor(Shape{k, n}, 2, -1.0, 1.0, dtype);
+                    Tape tape;
+                    const std::vector<double> c = matmul(tape.input(a), tape.input(b)).value().to_doubles();
+                    const std::vector<double> va = a.to_doubles(), vb = b.contiguous().to_doubles();
+                    std::int64_t differing = 0;
+                    for (std::int64_t i = 0; i < m; ++i) {
+                        for (std::int64_t j = 0; j < n; ++j) {
+                            auto sum_in = [&](auto zero) {
+                                decltype(zero) sum = 0;
+                                for (std::int64_t p = 0; p < k; ++p) {
+                                    // rounded on its own
+                                    volatile decltype(zero) product = static_cast<decltype(zero)>(va[static_cast<std::size_t>(i * k + p)]) *
+                                                                      static_cast<decltype(zero)>(vb[static_cast<std::size_t>(p * n + j)]);
+                                    sum += product;
+                                }
+                                return static_cast<double>(sum);
+                            };
+                            const double want = dtype == DType::f32 ? sum_in(0.0f) : sum_in(0.0);
+                            if (std::bit_cast<std::uint64_t>(want) != std::bit_cast<std::uint64_t>(c[static_cast<std::size_t>(i * n + j)])) {
+                                ++differing;
+                            }
+                        }
+                    }
+                    CHECK(differing == 0);
                 }
-                if (std::bit_cast<std::uint32_t>(sum) != std::bit_cast<std::uint32_t>(pc[i * n + j])) ++differing;
             }
         }
-        CHECK(differing == 0);
     }
+    kern::set_gemm_kernels(before);
 }
 
 TEST_CASE("matmul promotes and drops rank-1 operands as NumPy does", "[matmul]") {
