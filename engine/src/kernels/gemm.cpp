@@ -59,6 +59,9 @@ struct Kernels {
     cntx_t* context = nullptr;
     const char* name = nullptr;
     bool avx512 = false;   // AVX-512 kernels: the small path then runs its AVX-512 loop too
+    // the context for products BLIS takes whole (Path::blis_sup): `context`, but for 'skx'
+    // (Note [Mid-size products])
+    cntx_t* whole_context = nullptr;
 };
 
 bool cpu_has_avx512() {
@@ -77,19 +80,37 @@ const Kernels& blis_kernels() {
     static const Kernels k = [] {
         bli_init();
         const arch_t arch = bli_arch_query_id();
-        return Kernels{nullptr, bli_arch_string(arch), arch == BLIS_ARCH_SKX};
+        return Kernels{nullptr, bli_arch_string(arch), arch == BLIS_ARCH_SKX, nullptr};
     }();
     return k;
 }
 
 #if defined(WENGERT_BLIS_ALL_KERNELS)
 // A context built by the engine from a sub-configuration of BLIS's archive, once.
+template <void (*Init)(cntx_t*)> cntx_t* own_context() {
+    static cntx_t* const context = [] {
+        blis_kernels();
+        static cntx_t c;
+        Init(&c);
+        return &c;
+    }();
+    return context;
+}
+
+// Note [Mid-size products]
+// BLIS 0.9's 'skx' context has no small/skinny ("sup") kernels: a product BLIS takes whole
+// (between the small path's 2^15 and the packed path's 2^21 multiply-adds, Path::blis_sup)
+// went down its conventional path, whose packing of the 32-row panels is a reference loop. Its
+// 'haswell' context has them, and they beat both that and the packed path at these sizes: on a
+// Zen 4 core, 128x40x400 took 90 us on skx through BLIS, 77 us on the packed path, 50 us on
+// haswell's sup kernels (128x20x400: 58, 47, 29 us). So the 'skx' set gives those products to
+// the 'haswell' context (every CPU with AVX-512 F/DQ/CD/BW/VL has AVX2 and FMA). They are never
+// split over threads (Note [Matmul threading]), so results stay the same at any thread count.
 template <void (*Init)(cntx_t*)> const Kernels& own_kernels(arch_t arch) {
     static const Kernels k = [arch] {
-        blis_kernels();
-        static cntx_t context;
-        Init(&context);
-        return Kernels{&context, bli_arch_string(arch), arch == BLIS_ARCH_SKX};
+        cntx_t* context = own_context<Init>();
+        cntx_t* whole = arch == BLIS_ARCH_SKX ? own_context<bli_cntx_init_haswell>() : context;
+        return Kernels{context, bli_arch_string(arch), arch == BLIS_ARCH_SKX, whole};
     }();
     return k;
 }
@@ -161,10 +182,10 @@ void blis_gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T*
     T* pb = const_cast<T*>(b);
     if constexpr (std::is_same_v<T, float>) {
         bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &alpha, pa, rs_a, cs_a, pb, rs_b, cs_b, &beta, c,
-                     rs_c, cs_c, kernels().context, &rntm);
+                     rs_c, cs_c, kernels().whole_context, &rntm);
     } else {
         bli_dgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &alpha, pa, rs_a, cs_a, pb, rs_b, cs_b, &beta, c,
-                     rs_c, cs_c, kernels().context, &rntm);
+                     rs_c, cs_c, kernels().whole_context, &rntm);
     }
 }
 
