@@ -60,4 +60,21 @@ namespace wengert::detail {
     return choose(x == x, poly * scale, x);
 }
 
+// The sum of f(c) over c < n in double, by 8 interleaved partial sums (element c into part
+// c % 8) combined in order, then the tail: no chain of dependent adds, so a loop of it
+// vectorises, and the order is the source's, the same in every clone and vector width.
+template <class F> [[gnu::always_inline]] inline double lane_sum(std::int64_t n, F f) {
+    constexpr int kParts = 8;
+    double part[kParts] = {};
+    std::int64_t c = 0;
+    for (; c + kParts <= n; c += kParts) {
+#pragma GCC unroll 8
+        for (int l = 0; l < kParts; ++l) part[l] += f(c + l);
+    }
+    double total = 0;
+    for (int l = 0; l < kParts; ++l) total += part[l];
+    for (; c < n; ++c) total += f(c);
+    return total;
+}
+
 }  // namespace wengert::detail

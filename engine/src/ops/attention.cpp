@@ -21,8 +21,9 @@
 // tensors of that size on the tape (logits, scaled, biased, masked, weights, dropped weights)
 // and its backward allocates as many gradients: at B h = 32, Lq = Lk = 1024 in f32, 210 MB
 // against 827 MB at the peak of a forward and backward with dropout (bench/attention.cpp). The backward rebuilds P' and the gradients in
-// two per-pair buffers. When no input needs a gradient, P too lives in a per-pair buffer and
-// nothing of size (B, h, Lq, Lk) outlives the call. A bias that needs a gradient is the one
+// two (Lq, Lk) buffers of the thread's, kept between pairs and calls (pair_scratch). When no
+// input needs a gradient, P too lives in such a buffer and nothing of size (B, h, Lq, Lk)
+// outlives the call. A bias that needs a gradient is the one
 // exception: dS of every pair is written into a (B, h, Lq, Lk) tensor that ctx.add sums down
 // to the bias's shape.
 //
@@ -32,10 +33,12 @@
 // does not depend on the thread that runs it.
 #include <fmt/format.h>
 #include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
 
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <type_traits>
 #include <variant>
 #include <vector>
 
@@ -94,7 +97,9 @@ template <class F> void for_each_pair(const Dims& dims, F&& body) {
     } else if (dims.n_pairs() >= threads) {
         tbb::parallel_for(std::int64_t{0}, dims.n_pairs(), [&](std::int64_t p) { body(p, 1); });
     } else {
-        for (std::int64_t p = 0; p < dims.n_pairs(); ++p) body(p, threads);
+        // isolated: while its threaded products wait, this thread runs none of the caller's
+        // other tasks, so no other pair starts on it mid-pair (pair_scratch)
+        for (std::int64_t p = 0; p < dims.n_pairs(); ++p) tbb::this_task_arena::isolate([&] { body(p, threads); });
     }
 }
 
@@ -117,20 +122,100 @@ template <class T> struct Operands {
     std::int64_t map_at(std::int64_t p) const { return p * dims.map_size(); }
 };
 
+// A (Lq, Lk) buffer of this thread's, `which` of two, kept between pairs and calls: a pair
+// runs start to end on one thread, and no other pair runs inside it (for_each_pair: pairs
+// over TBB make single-threaded products; one pair at a time with threaded products runs
+// isolated).
+template <class T> T* pair_scratch(int which, std::int64_t size) {
+    thread_local std::vector<T> buffers[2];
+    std::vector<T>& buffer = buffers[which];
+    if (buffer.size() < static_cast<std::size_t>(size)) buffer.resize(static_cast<std::size_t>(size));
+    return buffer.data();
+}
+
 // P' = P M / (1 - p) for pair p, into `out`
 template <class T> void apply_dropout(const Operands<T>& o, std::int64_t p, const T* weights, T* out) {
     const std::uint8_t* m = o.dropped + o.map_at(p);
     for (std::int64_t e = 0; e < o.dims.map_size(); ++e) out[e] = m[e] ? weights[e] * o.keep_scale : T(0);
 }
 
-// s[j] = exp(s[j] - m) for a row of logits. In f32, e^x comes from exp_clamped in double,
-// rounded to float (Note [Vector math]): a loop that vectorises in each clone, where expf was a
+// One pair's P = softmax(where(mask, S + bias, -1e9)) over keys, in place on S (lq, lk); mask
+// and bias (either null) read at (i, j) with their strides. Each row: the bias added, masked
+// logits replaced, the max (NaN kept: Note [NaN propagates]; 0 when not finite), e^(s - max), the
+// sum in double by lane_sum, a scale by its inverse. In f32, e^x comes from exp_clamped in double,
+// rounded to float (Note [Vector math]): the loops vectorise in each clone, where expf was a
 // libm call per element; every clone rounds alike. f64 keeps std::exp.
-[[gnu::target_clones("avx512f", "avx2", "default")]] void exp_shifted(float* s, std::int64_t n, float m) {
-    for (std::int64_t j = 0; j < n; ++j) s[j] = static_cast<float>(detail::exp_clamped(static_cast<double>(s[j] - m)));
+template <class T>
+[[gnu::always_inline]] inline void pair_softmax_body(T* weights, std::int64_t lq, std::int64_t lk, const std::uint8_t* mask,
+                                                     std::int64_t ms_i, std::int64_t ms_j, const T* bias, std::int64_t bs_i,
+                                                     std::int64_t bs_j) {
+    for (std::int64_t i = 0; i < lq; ++i) {
+        T* s = weights + i * lk;
+        if (bias) {
+            for (std::int64_t j = 0; j < lk; ++j) s[j] += bias[i * bs_i + j * bs_j];
+        }
+        if (mask) {
+            for (std::int64_t j = 0; j < lk; ++j) s[j] = mask[i * ms_i + j * ms_j] ? s[j] : T(kMaskedLogit);
+        }
+        T m = -INFINITY;
+        for (std::int64_t j = 0; j < lk; ++j) m = detail::max_keeping_nan(m, s[j]);
+        if (!std::isfinite(m)) m = T(0);
+        for (std::int64_t j = 0; j < lk; ++j) {
+            if constexpr (std::is_same_v<T, float>) {
+                s[j] = static_cast<float>(detail::exp_clamped(static_cast<double>(s[j] - m)));
+            } else {
+                s[j] = std::exp(s[j] - m);
+            }
+        }
+        const T inv = static_cast<T>(1.0 / detail::lane_sum(lk, [&](std::int64_t j) { return static_cast<double>(s[j]); }));
+        for (std::int64_t j = 0; j < lk; ++j) s[j] *= inv;
+    }
 }
-void exp_shifted(double* s, std::int64_t n, double m) {
-    for (std::int64_t j = 0; j < n; ++j) s[j] = std::exp(s[j] - m);
+[[gnu::target_clones("avx512f", "avx2", "default")]] void pair_softmax(float* weights, std::int64_t lq, std::int64_t lk,
+                                                                     const std::uint8_t* mask, std::int64_t ms_i,
+                                                                     std::int64_t ms_j, const float* bias, std::int64_t bs_i,
+                                                                     std::int64_t bs_j) {
+    pair_softmax_body(weights, lq, lk, mask, ms_i, ms_j, bias, bs_i, bs_j);
+}
+void pair_softmax(double* weights, std::int64_t lq, std::int64_t lk, const std::uint8_t* mask, std::int64_t ms_i,
+                  std::int64_t ms_j, const double* bias, std::int64_t bs_i, std::int64_t bs_j) {
+    pair_softmax_body(weights, lq, lk, mask, ms_i, ms_j, bias, bs_i, bs_j);
+}
+
+// One pair's dS from dP' in place (ds, lq x lk) and P (weights): dP = dP' M / (1 - p) where
+// dropped is given; dS = P (dP - sum_keys(dP P)), the sum in double by lane_sum; 0 where
+// masked. Cloned for f32 like pair_softmax.
+template <class T>
+[[gnu::always_inline]] inline void pair_softmax_backward_body(T* ds, const T* weights, std::int64_t lq, std::int64_t lk,
+                                                              const std::uint8_t* dropped, T keep_scale, const std::uint8_t* mask,
+                                                              std::int64_t ms_i, std::int64_t ms_j) {
+    for (std::int64_t i = 0; i < lq; ++i) {
+        T* row = ds + i * lk;
+        const T* w = weights + i * lk;
+        // P' = P M / (1 - p);  dP = dP' M / (1 - p)
+        if (dropped) {
+            const std::uint8_t* kept = dropped + i * lk;
+            for (std::int64_t j = 0; j < lk; ++j) row[j] = kept[j] ? row[j] * keep_scale : T(0);
+        }
+        // P = softmax(S);  dS = P (dP - sum(dP P))
+        const T dot = static_cast<T>(
+            detail::lane_sum(lk, [&](std::int64_t j) { return static_cast<double>(row[j]) * static_cast<double>(w[j]); }));
+        for (std::int64_t j = 0; j < lk; ++j) row[j] = w[j] * (row[j] - dot);
+        // S = where(mask, S, -1e9): no gradient where masked
+        if (mask) {
+            for (std::int64_t j = 0; j < lk; ++j) row[j] = mask[i * ms_i + j * ms_j] ? row[j] : T(0);
+        }
+    }
+}
+[[gnu::target_clones("avx512f", "avx2", "default")]] void pair_softmax_backward(float* ds, const float* weights, std::int64_t lq,
+                                                                              std::int64_t lk, const std::uint8_t* dropped,
+                                                                              float keep_scale, const std::uint8_t* mask,
+                                                                              std::int64_t ms_i, std::int64_t ms_j) {
+    pair_softmax_backward_body(ds, weights, lq, lk, dropped, keep_scale, mask, ms_i, ms_j);
+}
+void pair_softmax_backward(double* ds, const double* weights, std::int64_t lq, std::int64_t lk, const std::uint8_t* dropped,
+                           double keep_scale, const std::uint8_t* mask, std::int64_t ms_i, std::int64_t ms_j) {
+    pair_softmax_backward_body(ds, weights, lq, lk, dropped, keep_scale, mask, ms_i, ms_j);
 }
 
 // One pair's forward: P into `weights` (Lq, Lk), O into its head columns of y.
@@ -142,30 +227,15 @@ template <class T> void forward_pair(const Operands<T>& o, std::int64_t p, T* we
                     T(0), weights, n.lk, 1, threads);
     const std::uint8_t* mask = o.mask ? o.mask.pair(b, h) : nullptr;
     const T* bias = o.bias ? o.bias.pair(b, h) : nullptr;
-    for (std::int64_t i = 0; i < n.lq; ++i) {
-        T* s = weights + i * n.lk;
-        // S += bias; S = where(mask, S, -1e9)
-        for (std::int64_t j = 0; j < n.lk; ++j) {
-            if (bias) s[j] += bias[i * o.bias.stride[2] + j * o.bias.stride[3]];
-            if (mask && !mask[i * o.mask.stride[2] + j * o.mask.stride[3]]) s[j] = T(kMaskedLogit);
-        }
-        // P = exp(S - logsumexp(S))
-        T m = -INFINITY;
-        for (std::int64_t j = 0; j < n.lk; ++j) m = detail::max_keeping_nan(m, s[j]);   // Note [NaN propagates]
-        if (!std::isfinite(m)) m = T(0);
-        exp_shifted(s, n.lk, m);
-        double total = 0;
-        for (std::int64_t j = 0; j < n.lk; ++j) total += s[j];
-        const T inv = static_cast<T>(1.0 / total);
-        for (std::int64_t j = 0; j < n.lk; ++j) s[j] *= inv;
-    }
+    // S += bias; S = where(mask, S, -1e9); P = exp(S - logsumexp(S))
+    pair_softmax(weights, n.lq, n.lk, mask, mask ? o.mask.stride[2] : 0, mask ? o.mask.stride[3] : 0, bias,
+                 bias ? o.bias.stride[2] : 0, bias ? o.bias.stride[3] : 0);
     // O = P' V
     const T* used = weights;
-    std::vector<T> dropped;
     if (o.dropped) {
-        dropped.resize(static_cast<std::size_t>(n.map_size()));
-        apply_dropout(o, p, weights, dropped.data());
-        used = dropped.data();
+        T* dropped = pair_scratch<T>(0, n.map_size());
+        apply_dropout(o, p, weights, dropped);
+        used = dropped;
     }
     detail::gemm<T>(n.lq, n.d_head, n.lk, T(1), used, n.lk, 1, o.v + o.rows_at(p, n.lk), n.d, 1, T(0),
                     y + o.rows_at(p, n.lq), n.d, 1, threads);
@@ -190,42 +260,23 @@ template <class T> void backward_pair(const Operands<T>& o, const T* weights_all
     if (g.v) {
         // O = P' V;  dV = P'^T dO
         const T* used = weights;
-        std::vector<T> dropped;
         if (o.dropped) {
-            dropped.resize(static_cast<std::size_t>(n.map_size()));
-            apply_dropout(o, p, weights, dropped.data());
-            used = dropped.data();
+            T* dropped = pair_scratch<T>(0, n.map_size());
+            apply_dropout(o, p, weights, dropped);
+            used = dropped;
         }
         detail::gemm<T>(n.lk, n.d_head, n.lq, T(1), used, 1, n.lk, grad_out, n.d, 1, T(0), g.v + o.rows_at(p, n.lk),
                         n.d, 1, threads);
     }
     if (!g.q && !g.k && !g.bias) return;
     // dP' = dO V^T
-    std::vector<T> grad_logits(static_cast<std::size_t>(n.map_size()));
-    T* ds = grad_logits.data();
+    T* ds = pair_scratch<T>(1, n.map_size());   // written whole by the product (beta 0)
     detail::gemm<T>(n.lq, n.lk, n.d_head, T(1), grad_out, n.d, 1, o.v + o.rows_at(p, n.lk), 1, n.d, T(0), ds, n.lk,
                     1, threads);
     const std::uint8_t* dropped = o.dropped ? o.dropped + o.map_at(p) : nullptr;
     const std::uint8_t* mask = o.mask ? o.mask.pair(b, h) : nullptr;
-    for (std::int64_t i = 0; i < n.lq; ++i) {
-        T* row = ds + i * n.lk;
-        const T* w = weights + i * n.lk;
-        // P' = P M / (1 - p);  dP = dP' M / (1 - p)
-        if (dropped) {
-            for (std::int64_t j = 0; j < n.lk; ++j) row[j] = dropped[i * n.lk + j] ? row[j] * o.keep_scale : T(0);
-        }
-        // P = softmax(S);  dS = P (dP - sum(dP P))
-        double acc = 0;
-        for (std::int64_t j = 0; j < n.lk; ++j) acc += static_cast<double>(row[j]) * static_cast<double>(w[j]);
-        const T dot = static_cast<T>(acc);
-        for (std::int64_t j = 0; j < n.lk; ++j) row[j] = w[j] * (row[j] - dot);
-        // S = where(mask, S, -1e9): no gradient where masked
-        if (mask) {
-            for (std::int64_t j = 0; j < n.lk; ++j) {
-                if (!mask[i * o.mask.stride[2] + j * o.mask.stride[3]]) row[j] = T(0);
-            }
-        }
-    }
+    pair_softmax_backward(ds, weights, n.lq, n.lk, dropped, o.keep_scale, mask, mask ? o.mask.stride[2] : 0,
+                          mask ? o.mask.stride[3] : 0);
     // S = Q K^T / sqrt(d_head) + bias
     if (g.bias) std::copy(ds, ds + n.map_size(), g.bias + o.map_at(p));
     if (g.q) {
@@ -334,8 +385,8 @@ Var pure_attention(Var q, Var k, Var v, std::optional<Var> mask, std::int64_t n_
             if (recording) {
                 forward_pair(o, p, weights.data<T>() + o.map_at(p), out, threads);
             } else {
-                std::vector<T> scratch(static_cast<std::size_t>(dims.map_size()));
-                forward_pair(o, p, scratch.data(), out, threads);
+                // P in this thread's buffer 1 (forward_pair's dropout uses buffer 0)
+                forward_pair(o, p, pair_scratch<T>(1, dims.map_size()), out, threads);
             }
         });
     });

@@ -10,8 +10,8 @@
 // The composition mean / var / sub / div / mul / add gives the same values and gradients
 // (tests/engine/ops/cases_nn.cpp checks both against each other) with six tape nodes and
 // five full-size temporaries instead of one node and one.
-// Each row's sums (mu, var; the backward's two means) run in double over kLanes interleaved
-// partial sums, element c into part c % kLanes, combined in lane order: no chain of dependent
+// Each row's sums (mu, var; the backward's two means) run in double over 8 interleaved partial
+// sums (lane_sum, kernels/vmath.hpp), element c into part c % 8, combined in lane order: no chain of dependent
 // adds, so the loops vectorise in each clone of the row kernels, and the order is fixed by the
 // source, so every clone and every thread count gives the same bits.
 #include <fmt/format.h>
@@ -22,6 +22,7 @@
 #include "../kernels/elementwise.hpp"
 #include "families.hpp"
 #include "../kernels/rows.hpp"
+#include "../kernels/vmath.hpp"
 #include "wengert/kernels.hpp"
 #include "wengert/ops.hpp"
 #include "wengert/random.hpp"
@@ -30,6 +31,7 @@ namespace wengert {
 
 using detail::dispatch_float;
 using detail::for_rows;
+using detail::lane_sum;
 using detail::map3;
 
 namespace {
@@ -38,22 +40,6 @@ namespace {
 template <class T> Tensor masked_scale(const Tensor& value, const Tensor& mask, double scale) {
     return map3<T, T, std::uint8_t, T>(value, mask, Tensor::scalar(scale, dtype_of<T>()), "dropout",
                                        [](T v, std::uint8_t m, T s) { return m ? v * s : T(0); });
-}
-
-constexpr int kLanes = 8;
-
-// sum of f(c) over c < D in double, by kLanes partial sums combined in order
-template <class F> [[gnu::always_inline]] inline double lane_sum(std::int64_t D, F f) {
-    double part[kLanes] = {};
-    std::int64_t c = 0;
-    for (; c + kLanes <= D; c += kLanes) {
-#pragma GCC unroll 8
-        for (int l = 0; l < kLanes; ++l) part[l] += f(c + l);
-    }
-    double total = 0;
-    for (int l = 0; l < kLanes; ++l) total += part[l];
-    for (; c < D; ++c) total += f(c);
-    return total;
 }
 
 // Rows [lo, hi) of layer norm's forward (Note [Fused layer norm])
