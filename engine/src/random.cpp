@@ -63,8 +63,6 @@ std::array<std::uint32_t, 4> block(std::uint64_t seed, std::uint64_t counter) {
                       {static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)});
 }
 
-// (0, 1]: never 0, so log() is safe.
-inline double to_unit(std::uint32_t x) { return (static_cast<double>(x) + 1.0) / 4294967296.0; }
 // 53-bit [0, 1) from two words.
 inline double to_unit53(std::uint32_t hi, std::uint32_t lo) {
     return static_cast<double>((static_cast<std::uint64_t>(hi) << 21) ^ (lo >> 11)) / 9007199254740992.0;
@@ -88,10 +86,12 @@ Window window_of(const Tensor& t) {
     return {t_shard.first_row * row, t_shard.global_rows * row};
 }
 
-// Calls f(b, block) for the blocks b (counted from the draw's start, `per_block` elements each)
-// that cover elements [w.first, w.first + n) of the draw whose first block is counter `first`;
-// parallel for large n, identical results for any thread count.
-template <class F> void for_blocks(Window w, std::int64_t n, std::int64_t per_block, std::uint64_t seed, std::uint64_t first, F f) {
+// Calls f(b0, count, words) for runs of the blocks b (counted from the draw's start, `per_block`
+// elements each) that cover elements [w.first, w.first + n) of the draw whose first block is
+// counter `first`: blocks b0 .. b0 + count - 1, block b0 + i's four words at words[4 i]. Parallel
+// for large n, identical results for any thread count.
+template <class F>
+void for_block_runs(Window w, std::int64_t n, std::int64_t per_block, std::uint64_t seed, std::uint64_t first, F f) {
     if (n == 0) return;
     const std::int64_t lo_block = w.first / per_block, hi_block = (w.first + n - 1) / per_block + 1;
     auto body = [&](std::int64_t lo, std::int64_t hi) {
@@ -100,10 +100,7 @@ template <class F> void for_blocks(Window w, std::int64_t n, std::int64_t per_bl
         for (std::int64_t b0 = lo; b0 < hi; b0 += kChunk) {
             const std::int64_t count = std::min(kChunk, hi - b0);
             philox_blocks(seed, first + static_cast<std::uint64_t>(b0), count, words.data());
-            for (std::int64_t b = 0; b < count; ++b) {
-                const std::uint32_t* w = words.data() + 4 * b;
-                f(b0 + b, std::array<std::uint32_t, 4>{w[0], w[1], w[2], w[3]});
-            }
+            f(b0, count, static_cast<const std::uint32_t*>(words.data()));
         }
     };
     if (n < detail::kParallelGrain || max_threads() == 1) {
@@ -112,6 +109,16 @@ template <class F> void for_blocks(Window w, std::int64_t n, std::int64_t per_bl
         tbb::parallel_for(tbb::blocked_range<std::int64_t>(lo_block, hi_block, 4096),
                           [&](const tbb::blocked_range<std::int64_t>& r) { body(r.begin(), r.end()); });
     }
+}
+
+// for_block_runs one block at a time: f(b, block)
+template <class F> void for_blocks(Window w, std::int64_t n, std::int64_t per_block, std::uint64_t seed, std::uint64_t first, F f) {
+    for_block_runs(w, n, per_block, seed, first, [&](std::int64_t b0, std::int64_t count, const std::uint32_t* words) {
+        for (std::int64_t b = 0; b < count; ++b) {
+            const std::uint32_t* r = words + 4 * b;
+            f(b0 + b, std::array<std::uint32_t, 4>{r[0], r[1], r[2], r[3]});
+        }
+    });
 }
 
 Tensor& require_contiguous(Tensor& t, const char* op) {
@@ -174,11 +181,16 @@ void Generator::fill_bernoulli(Tensor& t, double keep) {
     const Window w = window_of(t);
     std::uint64_t first = reserve(static_cast<std::uint64_t>((w.total + 3) / 4));
     std::uint8_t* p = t.data<std::uint8_t>();
-    for_blocks(w, n, 4, seed_, first, [&](std::int64_t b, const std::array<std::uint32_t, 4>& r) {
-        for (int j = 0; j < 4; ++j) {
-            std::int64_t g = b * 4 + j;
-            if (g >= w.first && g < w.first + n) p[g - w.first] = to_unit(r[j]) <= keep ? 1 : 0;
-        }
+    // element kept when its word x, as a uniform (x + 1) / 2^32 in (0, 1], is <= keep; exactly,
+    // x + 1 <= keep 2^32 (both sides exact in double), that is x < floor(keep 2^32) for an
+    // integer x: a compare of words that vectorises (keep NaN or <= 0: none kept; >= 1: all)
+    const std::uint64_t below = !(keep > 0.0) ? 0
+                                : keep >= 1.0 ? std::uint64_t{1} << 32
+                                              : static_cast<std::uint64_t>(std::floor(keep * 4294967296.0));
+    for_block_runs(w, n, 4, seed_, first, [&](std::int64_t b0, std::int64_t count, const std::uint32_t* words) {
+        // the run's elements g in [w.first, w.first + n), word g - 4 b0 of the run
+        const std::int64_t g0 = b0 * 4, lo = std::max(g0, w.first), hi = std::min(g0 + 4 * count, w.first + n);
+        for (std::int64_t g = lo; g < hi; ++g) p[g - w.first] = static_cast<std::uint64_t>(words[g - g0]) < below ? 1 : 0;
     });
     t.bump_version();
 }

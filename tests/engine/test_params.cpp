@@ -213,17 +213,23 @@ TEST_CASE("fills are philox4x32 of consecutive counters, block by block", "[rand
         set_num_threads(threads);
         Generator gen;
         gen.set_state(seed, offset);
-        Tensor mask = Tensor::zeros(Shape{n}, DType::u8);
-        gen.fill_bernoulli(mask, 0.3);
-        CHECK(gen.offset() == offset + static_cast<std::uint64_t>((n + 3) / 4));
         std::int64_t wrong = 0;
-        const std::uint8_t* m = mask.data<std::uint8_t>();
-        for (std::int64_t i = 0; i < n; ++i) {
-            const std::uint32_t w = words(offset + static_cast<std::uint64_t>(i / 4))[static_cast<std::size_t>(i % 4)];
-            const bool keep = (static_cast<double>(w) + 1.0) / 4294967296.0 <= 0.3;
-            if (m[i] != (keep ? 1 : 0)) ++wrong;
+        // keep p: the word's uniform (x + 1) / 2^32 at most p; 0 and 1 at the ends
+        for (double p : {0.3, 0.5, 0.0, 1.0, 1e-9}) {
+            INFO("keep " << p);
+            gen.set_state(seed, offset);
+            Tensor mask = Tensor::zeros(Shape{n}, DType::u8);
+            gen.fill_bernoulli(mask, p);
+            CHECK(gen.offset() == offset + static_cast<std::uint64_t>((n + 3) / 4));
+            wrong = 0;
+            const std::uint8_t* m = mask.data<std::uint8_t>();
+            for (std::int64_t i = 0; i < n; ++i) {
+                const std::uint32_t w = words(offset + static_cast<std::uint64_t>(i / 4))[static_cast<std::size_t>(i % 4)];
+                const bool keep = (static_cast<double>(w) + 1.0) / 4294967296.0 <= p;
+                if (m[i] != (keep ? 1 : 0)) ++wrong;
+            }
+            CHECK(wrong == 0);
         }
-        CHECK(wrong == 0);
         gen.set_state(seed, offset);
         Tensor u = Tensor::zeros(Shape{n}, DType::f64);
         gen.fill_uniform(u, 0.0, 1.0);
