@@ -11,46 +11,47 @@
 
 namespace wengert {
 
-// Philox-4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC 2011).
-std::array<std::uint32_t, 4> philox4x32(std::array<std::uint32_t, 4> c, std::array<std::uint32_t, 2> k) {
+namespace {
+
+// The ten rounds of Philox-4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2,
+// 3", SC 2011) on counter words c0..c3 under key k0, k1, in place: written over scalars, so a
+// loop over counters that calls it vectorises (philox_blocks).
+[[gnu::always_inline]] inline void philox_rounds(std::uint32_t& c0, std::uint32_t& c1, std::uint32_t& c2, std::uint32_t& c3,
+                                                 std::uint32_t k0, std::uint32_t k1) {
     constexpr std::uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;
     constexpr std::uint32_t kWeyl0 = 0x9E3779B9u, kWeyl1 = 0xBB67AE85u;
+#pragma GCC unroll 10
     for (int round = 0; round < 10; ++round) {
-        std::uint64_t p0 = static_cast<std::uint64_t>(kMul0) * c[0];
-        std::uint64_t p1 = static_cast<std::uint64_t>(kMul1) * c[2];
-        c = {static_cast<std::uint32_t>(p1 >> 32) ^ c[1] ^ k[0], static_cast<std::uint32_t>(p1),
-             static_cast<std::uint32_t>(p0 >> 32) ^ c[3] ^ k[1], static_cast<std::uint32_t>(p0)};
-        k[0] += kWeyl0;
-        k[1] += kWeyl1;
+        const std::uint64_t p0 = static_cast<std::uint64_t>(kMul0) * c0, p1 = static_cast<std::uint64_t>(kMul1) * c2;
+        const std::uint32_t n0 = static_cast<std::uint32_t>(p1 >> 32) ^ c1 ^ k0, n2 = static_cast<std::uint32_t>(p0 >> 32) ^ c3 ^ k1;
+        c1 = static_cast<std::uint32_t>(p1);
+        c3 = static_cast<std::uint32_t>(p0);
+        c0 = n0;
+        c2 = n2;
+        k0 += kWeyl0;
+        k1 += kWeyl1;
     }
+}
+
+}  // namespace
+
+std::array<std::uint32_t, 4> philox4x32(std::array<std::uint32_t, 4> c, std::array<std::uint32_t, 2> k) {
+    philox_rounds(c[0], c[1], c[2], c[3], k[0], k[1]);
     return c;
 }
 
 namespace {
 
 // philox4x32 of counters {first + b, 0, 0} (64-bit, low word first) for b < count, under key
-// `seed`, into out[4 b .. 4 b + 3]: the same rounds written over scalars, so that the loop over
-// counters vectorises in each clone (a call per block was 2% of the sort model's step, in its
-// dropout masks). Integer arithmetic: every clone gives the same words.
+// `seed`, into out[4 b .. 4 b + 3], a loop that vectorises in each clone (a call per block was
+// 2% of the sort model's step, in its dropout masks). Integer arithmetic: every clone gives the
+// same words.
 [[gnu::target_clones("avx512f", "avx2", "default")]] void philox_blocks(std::uint64_t seed, std::uint64_t first,
                                                                       std::int64_t count, std::uint32_t* out) {
-    constexpr std::uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;
-    constexpr std::uint32_t kWeyl0 = 0x9E3779B9u, kWeyl1 = 0xBB67AE85u;
     for (std::int64_t b = 0; b < count; ++b) {
         const std::uint64_t counter = first + static_cast<std::uint64_t>(b);
         std::uint32_t c0 = static_cast<std::uint32_t>(counter), c1 = static_cast<std::uint32_t>(counter >> 32), c2 = 0, c3 = 0;
-        std::uint32_t k0 = static_cast<std::uint32_t>(seed), k1 = static_cast<std::uint32_t>(seed >> 32);
-#pragma GCC unroll 10
-        for (int round = 0; round < 10; ++round) {
-            const std::uint64_t p0 = static_cast<std::uint64_t>(kMul0) * c0, p1 = static_cast<std::uint64_t>(kMul1) * c2;
-            const std::uint32_t n0 = static_cast<std::uint32_t>(p1 >> 32) ^ c1 ^ k0, n2 = static_cast<std::uint32_t>(p0 >> 32) ^ c3 ^ k1;
-            c1 = static_cast<std::uint32_t>(p1);
-            c3 = static_cast<std::uint32_t>(p0);
-            c0 = n0;
-            c2 = n2;
-            k0 += kWeyl0;
-            k1 += kWeyl1;
-        }
+        philox_rounds(c0, c1, c2, c3, static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32));
         out[4 * b] = c0;
         out[4 * b + 1] = c1;
         out[4 * b + 2] = c2;

@@ -5,15 +5,17 @@
 // f32 kernels that spend their time there (bce's logarithms, sigmoid, fused attention's
 // softmax) take them instead from the functions below: double arithmetic without branches or
 // calls, so that GCC vectorises a loop of them in each target clone, rounded to float by the
-// caller. Each is within about 1e-15
-// relative of the true value, so the float is the correctly rounded one but for values within
-// 1e-15 of a halfway point (glibc's logf and expf are within 1 ulp). The same IEEE operations run
+// caller. Each is within about 1e-15 relative of the true value, so the float is the correctly
+// rounded one but for values within 1e-15 of a halfway point (glibc's logf and expf are within
+// 1 ulp). The same IEEE operations run
 // in every vector lane, in every clone and in the scalar loop (the engine builds with
 // -ffp-contract=off), so neither the CPU's vector width nor a split over threads changes a bit.
 #pragma once
 
+#include <algorithm>
 #include <bit>
 #include <cstdint>
+#include <limits>
 
 namespace wengert::detail {
 
@@ -75,6 +77,24 @@ template <class F> [[gnu::always_inline]] inline double lane_sum(std::int64_t n,
     for (int l = 0; l < kParts; ++l) total += part[l];
     for (; c < n; ++c) total += f(c);
     return total;
+}
+
+// The max of x[0 .. n) as max_keeping_nan folds it from -inf (NaN when any element is NaN), by
+// an integer reduction that vectorises: the keys order floats as their values (a negative
+// float's bits other than the sign flipped), their max mapped back to its float.
+[[gnu::always_inline]] inline float max_keeping_nan_f32(const float* x, std::int64_t n) {
+    auto key = [](std::uint32_t bits) {
+        return bits ^ (static_cast<std::uint32_t>(static_cast<std::int32_t>(bits) >> 31) & 0x7fffffffu);
+    };
+    std::int32_t best = static_cast<std::int32_t>(key(std::bit_cast<std::uint32_t>(-std::numeric_limits<float>::infinity())));
+    std::uint32_t nan = 0;
+    for (std::int64_t j = 0; j < n; ++j) {
+        const std::uint32_t bits = std::bit_cast<std::uint32_t>(x[j]);
+        nan |= static_cast<std::uint32_t>((bits & 0x7fffffffu) > 0x7f800000u);
+        best = std::max(best, static_cast<std::int32_t>(key(bits)));
+    }
+    // the key map is its own inverse
+    return nan ? std::numeric_limits<float>::quiet_NaN() : std::bit_cast<float>(key(static_cast<std::uint32_t>(best)));
 }
 
 }  // namespace wengert::detail

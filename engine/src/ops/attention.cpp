@@ -39,7 +39,6 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
-#include <limits>
 #include <type_traits>
 #include <variant>
 #include <vector>
@@ -161,19 +160,7 @@ template <class T>
         }
         T m = -INFINITY;
         if constexpr (std::is_same_v<T, float>) {
-            // the max over integer keys that order floats as their values (the sign bit flips
-            // the rest), an integer reduction that vectorises; a NaN anywhere makes the row's
-            // max NaN, as max_keeping_nan does
-            std::int32_t best = std::numeric_limits<std::int32_t>::min();
-            std::uint32_t nan = 0;
-            for (std::int64_t j = 0; j < lk; ++j) {
-                const std::uint32_t bits = std::bit_cast<std::uint32_t>(s[j]);
-                nan |= static_cast<std::uint32_t>((bits & 0x7fffffffu) > 0x7f800000u);
-                const std::int32_t key = static_cast<std::int32_t>(bits ^ (static_cast<std::uint32_t>(static_cast<std::int32_t>(bits) >> 31) & 0x7fffffffu));
-                best = std::max(best, key);
-            }
-            const std::uint32_t back = static_cast<std::uint32_t>(best) ^ (static_cast<std::uint32_t>(best >> 31) & 0x7fffffffu);
-            m = nan ? std::numeric_limits<float>::quiet_NaN() : (lk > 0 ? std::bit_cast<float>(back) : m);
+            m = detail::max_keeping_nan_f32(s, lk);
         } else {
             for (std::int64_t j = 0; j < lk; ++j) m = detail::max_keeping_nan(m, s[j]);
         }

@@ -11,9 +11,9 @@
 // (tests/engine/ops/cases_nn.cpp checks both against each other) with six tape nodes and
 // five full-size temporaries instead of one node and one.
 // Each row's sums (mu, var; the backward's two means) run in double over 8 interleaved partial
-// sums (lane_sum, kernels/vmath.hpp), element c into part c % 8, combined in lane order: no chain of dependent
-// adds, so the loops vectorise in each clone of the row kernels, and the order is fixed by the
-// source, so every clone and every thread count gives the same bits.
+// sums (lane_sum, kernels/vmath.hpp), element c into part c % 8, combined in lane order: no
+// chain of dependent adds, so the loops vectorise in each clone of the row kernels, and the
+// order is fixed by the source, so every clone and every thread count gives the same bits.
 #include <fmt/format.h>
 
 #include <cmath>
