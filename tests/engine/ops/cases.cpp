@@ -57,4 +57,6 @@ std::string default_gemm_kernels() {
     return env && *env ? env : "auto";
 }
 
+RestoreGemmKernels::~RestoreGemmKernels() { kern::set_gemm_kernels(default_gemm_kernels()); }
+
 }  // namespace wengert::test

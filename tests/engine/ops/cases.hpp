@@ -66,6 +66,15 @@ Tensor spread_tensor(const Shape& shape, std::uint64_t seed, double offset = 0.0
 // The kernel set this process started with (WENGERT_GEMM_KERNELS, else "auto"), to restore
 // after a test changes it.
 std::string default_gemm_kernels();
+// Restores default_gemm_kernels() when it leaves scope, thrown out of or not. Not
+// kern::gemm_kernels(): that names the sub-configuration ("zen3" where auto keeps BLIS's own
+// choice), which is no name kern::set_gemm_kernels takes.
+struct RestoreGemmKernels {
+    RestoreGemmKernels() = default;
+    RestoreGemmKernels(const RestoreGemmKernels&) = delete;
+    RestoreGemmKernels& operator=(const RestoreGemmKernels&) = delete;
+    ~RestoreGemmKernels();
+};
 
 // Compare element by element, within tolerance; an expected NaN needs a NaN, an expected
 // infinity that infinity.

@@ -162,7 +162,7 @@ TEST_CASE("small products round as a scalar loop does, on every CPU: no multiply
     // builds with -ffp-contract=off), so on such a CPU this fails when any is fused. Every
     // kernel set the CPU can run, f32 and f64, b contiguous and transposed (two ways of
     // copying its block).
-    const std::string before = kern::gemm_kernels();
+    const RestoreGemmKernels restore;
     for (const std::string& set : kern::gemm_kernel_sets()) {
         kern::set_gemm_kernels(set);
         for (DType dtype : {DType::f32, DType::f64}) {
@@ -200,7 +200,6 @@ TEST_CASE("small products round as a scalar loop does, on every CPU: no multiply
             }
         }
     }
-    kern::set_gemm_kernels(before);
 }
 
 TEST_CASE("matmul promotes and drops rank-1 operands as NumPy does", "[matmul]") {
@@ -254,7 +253,7 @@ TEST_CASE("the packed path (Note [Own gemm loops]) matches a naive loop on every
     // products of at least 2^21 multiply-adds: edges in m and n (no multiple of any MR or NR),
     // k over several KC slices, transposed operands (each packing order), c accumulated into
     // with beta, f32 and f64
-    const std::string before = kern::gemm_kernels();
+    const RestoreGemmKernels restore;
     for (const std::string& set : kern::gemm_kernel_sets()) {
         kern::set_gemm_kernels(set);
         for (DType dtype : {DType::f32, DType::f64}) {
@@ -273,7 +272,6 @@ TEST_CASE("the packed path (Note [Own gemm loops]) matches a naive loop on every
             require_close(c, want, tol);
         }
     }
-    kern::set_gemm_kernels(before);
 }
 
 TEST_CASE("matmul gives identical results at 1 and 2 threads on every kernel set", "[matmul][threads]") {
