@@ -56,6 +56,14 @@ int main() {
     products.push_back({"mlp x.T @ g1", 784, 256, 128, true, false});
     products.push_back({"attn x @ Wq", 4096, 256, 256, false, false});
     products.push_back({"attn x.T @ g", 256, 256, 4096, true, false});
+    // the sort model's (batch 64 x 16 tokens = 1024 rows, d 64, feed-forward 256): the
+    // projections and the feed-forward layers, forward, and the weights' gradients
+    products.push_back({"sort x @ Wqkv", 1024, 192, 64, false, false});
+    products.push_back({"sort x @ Wo", 1024, 64, 64, false, false});
+    products.push_back({"sort x @ W1", 1024, 256, 64, false, false});
+    products.push_back({"sort h @ W2", 1024, 64, 256, false, false});
+    products.push_back({"sort g @ W1.T", 1024, 64, 256, false, true});
+    products.push_back({"sort x.T @ g1", 64, 256, 1024, true, false});
     for (int threads : {1, most}) {
         if (threads == 1 && most == 1) continue;
         set_num_threads(threads);
