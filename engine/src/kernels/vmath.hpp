@@ -49,14 +49,21 @@ namespace wengert::detail {
 // every float): x = k log 2 + r, |r| <= log(2) / 2, k = round(x / log 2) by the 1.5 2^52 trick,
 // log 2 in two parts (fdlibm's) so that r is exact to double rounding, e^r by its Taylor series
 // to r^13 (the next term is below 2e-17), times 2^k built in the exponent bits. NaN is NaN.
+// The series is summed by Estrin's scheme (pairs c_2i + c_2i+1 r, then pairs of those in r^2,
+// r^4, r^8) rather than Horner's: a chain of 4 multiply-adds instead of 13, which left a vector
+// loop of it waiting on latency (3.3 ns an element on AMD Zen 3, slower than glibc's expf).
 [[gnu::always_inline]] inline double exp_clamped(double x) {
     const double c = choose(x > 700.0, 700.0, choose(x < -700.0, -700.0, x));
     const double shifted = c * 1.4426950408889634 + 0x1.8p52;
     const double k = shifted - 0x1.8p52;
     const double r = (c - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10;
-    const double poly =
-        1.0 + r * (1.0 + r * (1.0 / 2 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (1.0 / 720 + r * (1.0 / 5040 +
-        r * (1.0 / 40320 + r * (1.0 / 362880 + r * (1.0 / 3628800 + r * (1.0 / 39916800 + r * (1.0 / 479001600 + r * (1.0 / 6227020800.0)))))))))))));
+    const double r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
+    const double q0 = 1.0 + r, q1 = 1.0 / 2 + r * (1.0 / 6), q2 = 1.0 / 24 + r * (1.0 / 120),
+                 q3 = 1.0 / 720 + r * (1.0 / 5040), q4 = 1.0 / 40320 + r * (1.0 / 362880),
+                 q5 = 1.0 / 3628800 + r * (1.0 / 39916800), q6 = 1.0 / 479001600 + r * (1.0 / 6227020800.0);
+    const double u0 = q0 + r2 * q1, u1 = q2 + r2 * q3, u2 = q4 + r2 * q5;
+    const double v0 = u0 + r4 * u1, v1 = u2 + r4 * q6;
+    const double poly = v0 + r8 * v1;
     // k + 1023 in the exponent field: the low bits of `shifted` hold k in two's complement
     const double scale = std::bit_cast<double>((std::bit_cast<std::uint64_t>(shifted) + 1023) << 52);
     return choose(x == x, poly * scale, x);

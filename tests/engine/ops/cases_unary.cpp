@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <vector>
 
@@ -77,14 +78,14 @@ TEST_CASE("sigmoid and softplus stay finite for large |x| in f32", "[unary]") {
     require_close(softplus(x, 1.0, 1e30).value(), {0.0, std::exp(-100.0), 100.0, 1e4}, 1e-12);
 }
 
-TEST_CASE("sigmoid in f32 is the correctly rounded value, with the same bits on every path and thread count", "[unary]") {
-    // Note [sigmoid in f32]: computed in double (exp_clamped) and rounded once to float, so each
-    // element is the f64 sigmoid rounded to float, or one ulp from it at a near-halfway case;
-    // 0, +-inf, NaN, values past the clamp and ones whose sigmoid is a float denormal included; the
-    // contiguous (vectorised) path, the strided one and another thread count give the same bits
-    std::vector<float> xs = {0.0f, -0.0f, 1e-30f, -1e-30f, 1e-7f, 0.5f, -0.5f, 1.0f, -1.0f, 16.6f, 17.0f, -87.0f,
-                             -88.7f, -100.0f, -103.0f, -104.0f, -110.0f, 88.7f, 700.0f, -700.0f, 701.0f, -701.0f,
-                             1e4f, -1e4f, INFINITY, -INFINITY, 3.4e38f, -3.4e38f};
+namespace {
+
+// An f32 op computed in double and rounded once to float (Note [Vector math]): each element of
+// `op` over `xs` and 100000 uniform values in [-30, 30] is `reference` (in double) rounded to
+// float, or one ulp from it at a near-halfway case; the contiguous (vectorised) path, a strided
+// view and another thread count give the same bits. Returns the contiguous path's values, in
+// the order of `xs` first.
+std::vector<double> check_rounded_once(Var (*op)(Var), double (*reference)(double), std::vector<float> xs) {
     Generator gen(11);
     Tensor spread = Tensor::empty(Shape{100000}, DType::f32);
     gen.fill_uniform(spread, -30.0, 30.0);
@@ -92,31 +93,82 @@ TEST_CASE("sigmoid in f32 is the correctly rounded value, with the same bits on 
     const std::int64_t n = static_cast<std::int64_t>(xs.size());
     Tensor x = Tensor::from(xs, Shape{n});
     Tape tape;
-    const std::vector<double> got = sigmoid(tape.input(x)).value().to_doubles();
+    const std::vector<double> got = op(tape.input(x)).value().to_doubles();
     std::int64_t far = 0;
     for (std::int64_t i = 0; i < n; ++i) {
-        const double v = xs[static_cast<std::size_t>(i)];
-        const float want = static_cast<float>(v >= 0 ? 1 / (1 + std::exp(-v)) : std::exp(v) / (1 + std::exp(v)));
+        const float want = static_cast<float>(reference(xs[static_cast<std::size_t>(i)]));
         const float g = static_cast<float>(got[static_cast<std::size_t>(i)]);
-        if (g != want && g != std::nextafter(want, 0.0f) && g != std::nextafter(want, 2.0f)) ++far;
+        const bool same = g == want || (std::isnan(g) && std::isnan(want));
+        if (!same && g != std::nextafter(want, 0.0f) && g != std::nextafter(want, 2 * want)) {
+            ++far;
+            INFO("x = " << xs[static_cast<std::size_t>(i)] << ": got " << g << ", want " << want);
+            CHECK(far == 1);   // the first few, with their values
+        }
     }
     CHECK(far == 0);
-    CHECK(got[static_cast<std::size_t>(std::find(xs.begin(), xs.end(), INFINITY) - xs.begin())] == 1.0);
-    CHECK(got[static_cast<std::size_t>(std::find(xs.begin(), xs.end(), -INFINITY) - xs.begin())] == 0.0);
+    Tensor two = Tensor::empty(Shape{n, 2}, DType::f32);
+    two.select(1, 0).copy_from(x);
+    two.select(1, 1).copy_from(x);
+    const std::vector<double> strided = op(tape.input(two.select(1, 1))).value().to_doubles();
+    const int threads = max_threads();
+    set_num_threads(threads == 1 ? 2 : 1);
+    const std::vector<double> other_threads = op(tape.input(x)).value().to_doubles();
+    set_num_threads(threads);
+    auto same_bits = [](const std::vector<double>& a, const std::vector<double>& b) {
+        if (a.size() != b.size()) return false;
+        for (std::size_t i = 0; i < a.size(); ++i) {
+            if (std::bit_cast<std::uint64_t>(a[i]) != std::bit_cast<std::uint64_t>(b[i])) return false;
+        }
+        return true;
+    };
+    CHECK(same_bits(strided, got));
+    CHECK(same_bits(other_threads, got));
+    return got;
+}
+
+}  // namespace
+
+TEST_CASE("sigmoid in f32 is the correctly rounded value, with the same bits on every path and thread count", "[unary]") {
+    // Note [sigmoid in f32]: 0, +-inf, NaN, values past the clamp and ones whose sigmoid is a
+    // float denormal included
+    std::vector<float> xs = {0.0f, -0.0f, 1e-30f, -1e-30f, 1e-7f, 0.5f, -0.5f, 1.0f, -1.0f, 16.6f, 17.0f, -87.0f,
+                             -88.7f, -100.0f, -103.0f, -104.0f, -110.0f, 88.7f, 700.0f, -700.0f, 701.0f, -701.0f,
+                             1e4f, -1e4f, INFINITY, -INFINITY, 3.4e38f, -3.4e38f, std::nanf("")};
+    auto sigmoid_of = [](double v) { return v >= 0 ? 1 / (1 + std::exp(-v)) : std::exp(v) / (1 + std::exp(v)); };
+    const std::vector<double> got = check_rounded_once(&sigmoid, sigmoid_of, xs);
+    CHECK(got[24] == 1.0);   // inf
+    CHECK(got[25] == 0.0);   // -inf
+    CHECK(std::isnan(got[28]));
+    Tape tape;
     Tensor with_nan = Tensor::from(std::vector<float>{0.5f, std::nanf(""), -2.0f}, Shape{3});
     const std::vector<double> nan_out = sigmoid(tape.input(with_nan)).value().to_doubles();
     CHECK(std::isnan(nan_out[1]));
     CHECK(std::abs(nan_out[2] - 0.11920292202211755) < 1e-7);
-    Tensor two = Tensor::empty(Shape{n, 2}, DType::f32);
-    two.select(1, 0).copy_from(x);
-    two.select(1, 1).copy_from(x);
-    const std::vector<double> strided = sigmoid(tape.input(two.select(1, 1))).value().to_doubles();
-    const int threads = max_threads();
-    set_num_threads(threads == 1 ? 2 : 1);
-    const std::vector<double> other_threads = sigmoid(tape.input(x)).value().to_doubles();
-    set_num_threads(threads);
-    CHECK(strided == got);
-    CHECK(other_threads == got);
+}
+
+TEST_CASE("exp in f32 is the correctly rounded value, overflows and underflows as expf, with the same bits on every path",
+          "[unary]") {
+    // Note [exp in f32]: around the overflow (log(FLT_MAX) = 88.7228) and the subnormal range
+    // (e^-87.34 is FLT_MIN, e^-103.97 the smallest subnormal), past the clamp, signed zeros,
+    // infinities and NaN
+    std::vector<float> xs = {0.0f, -0.0f, 1e-30f, -1e-30f, 1e-7f, 0.5f, -0.5f, 1.0f, -1.0f, 10.0f, 88.72f, 88.7228f,
+                             88.73f, 89.0f, -87.33f, -87.34f, -90.0f, -100.0f, -103.9f, -103.97f, -104.0f, -110.0f,
+                             700.0f, -700.0f, 701.0f, -701.0f, 1e4f, -1e4f, INFINITY, -INFINITY, std::nanf("")};
+    const std::vector<double> got = check_rounded_once(&exp, [](double v) { return std::exp(v); }, xs);
+    CHECK(got[0] == 1.0);
+    CHECK(got[13] == INFINITY);     // 89: past FLT_MAX, as expf
+    CHECK(got[21] == 0.0);          // -110: below the smallest subnormal
+    CHECK(got[18] > 0.0);           // -103.9: a subnormal
+    CHECK(got[28] == INFINITY);
+    CHECK(got[29] == 0.0);
+    CHECK(std::isnan(got[30]));
+    // and glibc's expf agrees to an ulp everywhere on the way
+    for (std::size_t i = 0; i < xs.size(); ++i) {
+        const float libm = std::exp(xs[i]), g = static_cast<float>(got[i]);
+        if (std::isnan(libm)) continue;
+        INFO("x = " << xs[i]);
+        CHECK((g == libm || g == std::nextafter(libm, 0.0f) || g == std::nextafter(libm, INFINITY)));
+    }
 }
 
 TEST_CASE("abs and relu send no gradient at exactly 0", "[unary]") {
