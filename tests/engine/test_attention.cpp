@@ -185,12 +185,16 @@ TEST_CASE("fused pure_attention equals the composition at sizes that run in para
     require_same(many.run(true), many.run(false), 1e-10);
     Problem one = make_problem(1, 1, 96, 128, 32, MaskKind::causal, 0.2, BiasKind::alibi, 91);
     require_same(one.run(true), one.run(false), 1e-10);
+    // the sort model's shape: 64 pairs of 16 x 16 maps, d_head 16, over TBB
+    Problem small_maps = make_problem(16, 4, 16, 16, 64, MaskKind::padding, 0.1, BiasKind::learned, 94);
+    require_same(small_maps.run(true), small_maps.run(false), 1e-10);
 }
 
 TEST_CASE("pure_attention gives identical results at any thread count", "[attention]") {
     const int before = max_threads();
     for (const Problem& problem : {make_problem(2, 4, 48, 64, 64, MaskKind::per_query, 0.1, BiasKind::learned, 92),
-                                   make_problem(1, 1, 96, 128, 32, MaskKind::padding, 0.1, BiasKind::none, 93)}) {
+                                   make_problem(1, 1, 96, 128, 32, MaskKind::padding, 0.1, BiasKind::none, 93),
+                                   make_problem(16, 4, 16, 16, 64, MaskKind::padding, 0.1, BiasKind::learned, 95)}) {
         set_num_threads(1);
         Run one = problem.run(true);
         set_num_threads(2);

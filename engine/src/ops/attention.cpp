@@ -29,8 +29,9 @@
 //
 // Every pair makes its own BLIS calls (detail::gemm on strided head columns, no copies): with
 // at least as many pairs as threads the pairs run over TBB with each call single-threaded,
-// otherwise one after another with BLIS threaded (Note [Matmul threading]). A pair's result
-// does not depend on the thread that runs it.
+// otherwise one after another with BLIS threaded (Note [Matmul threading]); a call too small
+// to share (kParallelPairWork) runs its pairs on the calling thread. A pair's result does not
+// depend on the thread that runs it.
 #include <fmt/format.h>
 #include <tbb/parallel_for.h>
 #include <tbb/task_arena.h>
@@ -89,11 +90,18 @@ bool broadcasts_to(const Shape& s, const Shape& target) {
     return true;
 }
 
+// Pairs run over TBB when one of the call's products, over all pairs, has at least this many
+// multiply-adds. A pair does more than that product (forward two of them and a softmax,
+// backward four and the softmax's backward), so the bar is well below a single product's
+// kThreadedGemmWork: at that bar the sort model's pairs (256 of 16 x 16 x 16 a call) ran on
+// one thread while the other waited, a fifth of the step's time on the calling thread.
+constexpr std::int64_t kParallelPairWork = std::int64_t{1} << 16;
+
 // Runs body(pair, blis_threads) for every (batch, head) pair (Note [Fused attention]).
 template <class F> void for_each_pair(const Dims& dims, F&& body) {
     const int threads = max_threads();
     const std::int64_t work = dims.n_pairs() * dims.map_size() * dims.d_head;
-    if (threads == 1 || work < detail::kThreadedGemmWork) {
+    if (threads == 1 || work < kParallelPairWork) {
         for (std::int64_t p = 0; p < dims.n_pairs(); ++p) body(p, 1);
     } else if (dims.n_pairs() >= threads) {
         tbb::parallel_for(std::int64_t{0}, dims.n_pairs(), [&](std::int64_t p) { body(p, 1); });
