@@ -95,8 +95,9 @@ constexpr std::int64_t kThreadedGemmWork = std::int64_t{1} << 21;
 // long side and does not when one side is short: a 784-256-256-10 MLP step's three products
 // with a side of 10 (128x10x256 and the two in its backward) took 25, 23 and 11 us through
 // BLIS's AVX-512 kernels, 59 us for 1M multiply-adds, where the other five run 25M each at
-// ~170 GFLOP/s. So a product whose c has at most kSmallSide columns (or rows: then it runs as
-// c^T = b^T a^T) runs on a loop of our own (gemm.cpp): blocks of 16 columns of c, b's block
+// ~170 GFLOP/s. So a product whose c has at most kSmallSide columns or rows runs on a loop of
+// our own (gemm.cpp), as c or as c^T = b^T a^T, whichever pads less of c and gathers less of a
+// strided operand (gemm_one_thread's cost): blocks of 16 columns of c, b's block
 // copied once into a zero-padded buffer, and 8 rows of c accumulated in vector registers over k
 // in order: 8 us each for the two with 10 columns. (A short k, 128x256x10, stays with BLIS: the
 // loop writes as much of c and does no better than BLIS's 11 us.) Each element of c is summed
