@@ -7,6 +7,7 @@
 #include "wengert/ops.hpp"
 #include "wengert/params.hpp"
 #include "wengert/random.hpp"
+#include "wengert/threading.hpp"
 
 using namespace wengert;
 
@@ -154,6 +155,22 @@ TEST_CASE("finite checks name the first op that makes a NaN or infinity from fin
     CHECK_FALSE(all_finite(u));
     u.data<double>()[4] = std::numeric_limits<double>::max();
     CHECK(all_finite(u));
+    // a tensor scanned in chunks over threads: one bad element in any chunk, at 1 and 2 threads
+    const int threads = max_threads();
+    for (int n_threads : {1, 2}) {
+        set_num_threads(n_threads);
+        INFO(n_threads << " threads");
+        Tensor big = Tensor::zeros(Shape{1000003}, DType::f32);
+        CHECK(all_finite(big));
+        for (std::int64_t at : {std::int64_t{0}, std::int64_t{32767}, std::int64_t{32768}, std::int64_t{500000}, std::int64_t{1000002}}) {
+            INFO("inf at " << at);
+            big.data<float>()[at] = -std::numeric_limits<float>::infinity();
+            CHECK_FALSE(all_finite(big));
+            big.data<float>()[at] = std::numeric_limits<float>::max();
+            CHECK(all_finite(big));
+        }
+    }
+    set_num_threads(threads);
 }
 
 // Data-parallel training reduces each parameter's gradient as soon as it is final.
