@@ -39,8 +39,11 @@ namespace wengert::detail {
     m *= choose(high, 0.5, 1.0);
     e += choose(high, 1.0, 0.0);
     const double s = (m - 1.0) / (m + 1.0), w = s * s;
-    const double series =
-        1.0 + w * (1.0 / 3 + w * (1.0 / 5 + w * (1.0 / 7 + w * (1.0 / 9 + w * (1.0 / 11 + w * (1.0 / 13 + w * (1.0 / 15 + w * (1.0 / 17))))))));
+    // Estrin's scheme, as exp_clamped's series: a chain of 4 multiply-adds, not 8
+    const double w2 = w * w, w4 = w2 * w2, w8 = w4 * w4;
+    const double p0 = 1.0 + w * (1.0 / 3), p1 = 1.0 / 5 + w * (1.0 / 7), p2 = 1.0 / 9 + w * (1.0 / 11),
+                 p3 = 1.0 / 13 + w * (1.0 / 15);
+    const double series = ((p0 + w2 * p1) + w4 * (p2 + w2 * p3)) + w8 * (1.0 / 17);
     const double r = e * 0.6931471805599453 + 2.0 * s * series;
     return choose(x == x, r, x);
 }

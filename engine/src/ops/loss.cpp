@@ -275,17 +275,18 @@ namespace {
 // bce's forward takes log p and log(1 - p) of every element: in f32, two libm calls an element
 // (log1pf alone was 9% of the VAE's training step). For f32 both are computed in double by
 // log_normal (Note [Vector math]) and rounded to float: the same bits on every CPU and at any
-// thread count. log(1 - p) is log1p's identity: log(u) (-p) / (u - 1) for u = 1 - p, and -p
-// where u rounds to 1. 0 gives log -709.1 rather than -inf, which the clamp at -100 makes -100 as
+// thread count. log(1 - p) is log(u) for u = 1 - p, which is exact in double for every float
+// p >= 2^-30 (p's 24 bits end at or above 2^-53); below that, -p, within p / 2 relative of
+// log(1 - p), so the float is -p rounded. (log1p's identity, log(u) (-p) / (u - 1), gave the
+// same with a third division an element.) 0 gives log -709.1 rather than -inf, which the clamp at -100 makes -100 as
 // it does -inf. f64 keeps std::log and std::log1p.
 
 // One element of bce's loss, (t - 1) max(log(1 - p), -100) - t max(log p, -100), as PyTorch.
 template <class T> [[gnu::always_inline]] inline T bce_element(T p, T t) {
     if constexpr (std::is_same_v<T, float>) {
         const double pd = p, u = 1.0 - pd;
-        // both computed, then one chosen; u = 1 makes the quotient NaN, unused
-        const double identity = log_normal(u) * -pd / (u - 1.0);
-        const double log_p = log_normal(pd), log_q = choose(u == 1.0, -pd, identity);
+        // both computed, then one chosen (NaN: log_normal(NaN), NaN)
+        const double log_p = log_normal(pd), log_q = choose(pd < 0x1p-30, -pd, log_normal(u));
         // max(x, -100) as std::max: -100 only where x < -100, so NaN stays NaN
         const float clamped_p = static_cast<float>(choose(log_p < -100.0, -100.0, log_p));
         const float clamped_q = static_cast<float>(choose(log_q < -100.0, -100.0, log_q));
