@@ -104,8 +104,11 @@ template <void (*Init)(cntx_t*)> cntx_t* own_context() {
 // 'haswell' context has them, and they beat both that and the packed path at these sizes: on a
 // Zen 4 core, 128x40x400 took 90 us on skx through BLIS, 77 us on the packed path, 50 us on
 // haswell's sup kernels (128x20x400: 58, 47, 29 us). So the 'skx' set gives those products to
-// the 'haswell' context (every CPU with AVX-512 F/DQ/CD/BW/VL has AVX2 and FMA). They are never
-// split over threads (Note [Matmul threading]), so results stay the same at any thread count.
+// the 'haswell' context (every CPU with AVX-512 F/DQ/CD/BW/VL has AVX2 and FMA). One of at least
+// kHalvedSupWork multiply-adds (the VAE's 128x20x400 and its backward's, nine a step) runs as two
+// BLIS calls, the halves of c's longer side, side by side on two threads or one after the other
+// on one: the same two calls at every thread count, so results stay the same (Note [Matmul
+// threading]). Below that a product is one call on the calling thread.
 template <void (*Init)(cntx_t*)> const Kernels& own_kernels(arch_t arch) {
     static const Kernels k = [arch] {
         cntx_t* context = own_context<Init>();
@@ -575,6 +578,27 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, s
     // larger one with a side of at most kSmallSide takes it block by block. Only a product of
     // at least kThreadedGemmWork multiply-adds is split (Note [Matmul threading]).
     const Path path = path_of(m, n, k);
+    if (path == Path::blis_sup && m * n * k >= kHalvedSupWork) {
+        // Note [Mid-size products]: two halves along the longer side of c, at any thread count
+        // (one after the other on one thread), so each half's sums are the same everywhere
+        const bool by_rows = m >= n;
+        const std::int64_t extent = by_rows ? m : n, half = extent / 2;
+        auto run_half = [&](std::int64_t i) {
+            const std::int64_t lo = i == 0 ? 0 : half, hi = i == 0 ? half : extent;
+            if (by_rows) {
+                blis_gemm(hi - lo, n, k, alpha, a + lo * rs_a, rs_a, cs_a, b, rs_b, cs_b, beta, c + lo * rs_c, rs_c, cs_c);
+            } else {
+                blis_gemm(m, hi - lo, k, alpha, a, rs_a, cs_a, b + lo * cs_b, rs_b, cs_b, beta, c + lo * cs_c, rs_c, cs_c);
+            }
+        };
+        if (threads <= 1) {
+            run_half(0);
+            run_half(1);
+        } else {
+            tbb::parallel_for(std::int64_t{0}, std::int64_t{2}, run_half);
+        }
+        return;
+    }
     if (threads <= 1 || m * n * k < kThreadedGemmWork) {
         gemm_one_thread(path, m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
         return;
@@ -698,13 +722,15 @@ template <class T> void run(const GemmPlan& p, const T* a, const T* b, T* c, T a
         }
     };
     // Note [Matmul threading]
+    // (the bar is kHalvedSupWork, where a mid-size product's two halves may share threads;
+    // gemm runs smaller work and the small path on one thread whatever it is given)
     int threads = max_threads();
-    if (threads == 1 || work * n_outer * n_summed < kThreadedGemmWork) {
+    if (threads == 1 || work * n_outer * n_summed < kHalvedSupWork) {
         for (std::int64_t i = 0; i < n_outer; ++i) product(i, 1);
     } else if (n_outer >= threads) {
         tbb::parallel_for(std::int64_t{0}, n_outer, [&](std::int64_t i) { product(i, 1); });
     } else {
-        for (std::int64_t i = 0; i < n_outer; ++i) product(i, work >= kThreadedGemmWork ? threads : 1);
+        for (std::int64_t i = 0; i < n_outer; ++i) product(i, work >= kHalvedSupWork ? threads : 1);
     }
 }
 

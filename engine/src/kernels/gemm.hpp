@@ -37,8 +37,9 @@
 //   - no split touches the k loop;
 //   - a product's code path is chosen on the whole product's shape (gemm.cpp's path_of), and
 //     every block of a split product runs it: the small path; BLIS with its small/skinny
-//     ("sup") path allowed, only for products below kThreadedGemmWork, which are never split
-//     at any thread count (the same single call runs at 1 thread and at 64); or, for every
+//     ("sup") path allowed, only for products below kThreadedGemmWork, which run as the same
+//     calls at every thread count (one call, or from kHalvedSupWork two fixed halves that two
+//     threads share: the same two calls at 1 thread and at 64); or, for every
 //     product that may be split, the packed path (Note [Own gemm loops] in gemm.cpp): BLIS's
 //     microkernel under the engine's own loops, with BLIS's conventional blocking. Its sums
 //     do not depend on the block: A and B are packed into zero-padded micro-panels and every
@@ -89,6 +90,10 @@ constexpr std::int64_t kSmallGemmWork = std::int64_t{1} << 15;
 
 // Multiply-adds below which a product (or a batch of them) runs on one thread.
 constexpr std::int64_t kThreadedGemmWork = std::int64_t{1} << 21;
+
+// Multiply-adds from which a product BLIS takes whole (below kThreadedGemmWork) runs as two
+// calls of half its longer side, at every thread count (Note [Mid-size products] in gemm.cpp).
+constexpr std::int64_t kHalvedSupWork = std::int64_t{1} << 19;
 
 // Note [Small products]
 // BLIS packs both operands into panels before its kernel runs, which pays for itself over a

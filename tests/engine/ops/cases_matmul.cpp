@@ -286,6 +286,10 @@ TEST_CASE("matmul gives identical results at 1 and 2 threads on every kernel set
         {r(Shape{12, 1000}, 11), r(Shape{1000, 200}, 12)},               // 12 rows: the small path, split
         {r(Shape{128, 784}, 13), r(Shape{784, 256}, 14)},                // an MLP layer, batch 128
         {r(Shape{300, 40}, 15), r(Shape{40, 250}, 16)},                  // skinny k: BLIS's sup territory
+        {r(Shape{128, 400}, 17), r(Shape{400, 20}, 18)},                 // mid-size (the VAE's): two halves of rows
+        {r(Shape{20, 128}, 19), r(Shape{128, 400}, 20)},                 // and of columns
+        {r(Shape{20, 1500}, 21), r(Shape{1500, 30}, 22)},                // halves whose sums differ from one call's
+        {r(Shape{300, 7}, 23), r(Shape{7, 250}, 24)},
     };
     std::vector<std::string> sets = kern::gemm_kernel_sets();
     REQUIRE(!sets.empty());
