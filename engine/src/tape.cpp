@@ -321,9 +321,9 @@ bool all_finite(const Tensor& t) {
     if (!t.defined() || !is_floating(t.dtype()) || t.numel() == 0) return true;
     Tensor c = t.contiguous();
     // an element is not finite when its exponent bits are all ones: an OR over integers, which
-    // the compiler vectorises (a trainer checks every gradient on every step)
-    // A large tensor is scanned in chunks over threads (a trainer checks a VAE's 650k gradients
-    // and as many updated values each step, 2% of it on one thread).
+    // the compiler vectorises, in chunks over threads for a large tensor (a trainer checks every
+    // gradient and every updated value on every step: a VAE's 650k twice, 2% of its step on
+    // one thread)
     const std::int64_t n = c.numel();   // once: Shape::numel multiplies the extents each call
     auto finite = [n](const auto* bits, auto exponent) {
         std::atomic<bool> bad{false};

@@ -575,47 +575,32 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, s
     settle_unit_strides(k, n, rs_b, cs_b);
     settle_unit_strides(m, n, rs_c, cs_c);
     // Note [Small products]: a tiny product runs on the small path whole, on this thread; a
-    // larger one with a side of at most kSmallSide takes it block by block. Only a product of
-    // at least kThreadedGemmWork multiply-adds is split (Note [Matmul threading]).
+    // larger one with a side of at most kSmallSide takes it block by block. The blocks (Note
+    // [Matmul threading]): rows of C, or columns when C is wide, one single-threaded product
+    // each; a product of at least kThreadedGemmWork one block per thread, a mid-size one on
+    // BLIS's sup path two at every thread count (Note [Mid-size products]), any other one.
     const Path path = path_of(m, n, k);
-    if (path == Path::blis_sup && m * n * k >= kHalvedSupWork) {
-        // Note [Mid-size products]: two halves along the longer side of c, at any thread count
-        // (one after the other on one thread), so each half's sums are the same everywhere
-        const bool by_rows = m >= n;
-        const std::int64_t extent = by_rows ? m : n, half = extent / 2;
-        auto run_half = [&](std::int64_t i) {
-            const std::int64_t lo = i == 0 ? 0 : half, hi = i == 0 ? half : extent;
-            if (by_rows) {
-                blis_gemm(hi - lo, n, k, alpha, a + lo * rs_a, rs_a, cs_a, b, rs_b, cs_b, beta, c + lo * rs_c, rs_c, cs_c);
-            } else {
-                blis_gemm(m, hi - lo, k, alpha, a, rs_a, cs_a, b + lo * cs_b, rs_b, cs_b, beta, c + lo * cs_c, rs_c, cs_c);
-            }
-        };
-        if (threads <= 1) {
-            run_half(0);
-            run_half(1);
-        } else {
-            tbb::parallel_for(std::int64_t{0}, std::int64_t{2}, run_half);
-        }
-        return;
-    }
-    if (threads <= 1 || m * n * k < kThreadedGemmWork) {
+    const bool halved = path == Path::blis_sup && m * n * k >= kHalvedSupWork;
+    if (!halved && (threads <= 1 || m * n * k < kThreadedGemmWork)) {
         gemm_one_thread(path, m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c);
         return;
     }
-    // Note [Matmul threading]: blocks of rows of C (or of columns, when C is wide), one
-    // single-threaded product each.
-    bool by_rows = m >= n;
-    std::int64_t extent = by_rows ? m : n;
-    std::int64_t blocks = std::min<std::int64_t>(threads, extent);
-    tbb::parallel_for(std::int64_t{0}, blocks, [&](std::int64_t i) {
-        std::int64_t lo = extent * i / blocks, hi = extent * (i + 1) / blocks;
+    const bool by_rows = m >= n;
+    const std::int64_t extent = by_rows ? m : n;
+    const std::int64_t blocks = halved ? 2 : std::min<std::int64_t>(threads, extent);
+    auto block = [&](std::int64_t i) {
+        const std::int64_t lo = extent * i / blocks, hi = extent * (i + 1) / blocks;
         if (by_rows) {
             gemm_one_thread(path, hi - lo, n, k, alpha, a + lo * rs_a, rs_a, cs_a, b, rs_b, cs_b, beta, c + lo * rs_c, rs_c, cs_c);
         } else {
             gemm_one_thread(path, m, hi - lo, k, alpha, a, rs_a, cs_a, b + lo * cs_b, rs_b, cs_b, beta, c + lo * cs_c, rs_c, cs_c);
         }
-    });
+    };
+    if (threads <= 1) {
+        for (std::int64_t i = 0; i < blocks; ++i) block(i);
+    } else {
+        tbb::parallel_for(std::int64_t{0}, blocks, block);
+    }
 }
 
 template <class T>

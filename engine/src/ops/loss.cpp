@@ -278,8 +278,8 @@ namespace {
 // thread count. log(1 - p) is log(u) for u = 1 - p, which is exact in double for every float
 // p >= 2^-30 (p's 24 bits end at or above 2^-53); below that, -p, within p / 2 relative of
 // log(1 - p), so the float is -p rounded. (log1p's identity, log(u) (-p) / (u - 1), gave the
-// same with a third division an element.) 0 gives log -709.1 rather than -inf, which the clamp at -100 makes -100 as
-// it does -inf. f64 keeps std::log and std::log1p.
+// same with a third division an element.) 0 gives log -709.1 rather than -inf, which the clamp
+// at -100 makes -100 as it does -inf. f64 keeps std::log and std::log1p.
 
 // One element of bce's loss, (t - 1) max(log(1 - p), -100) - t max(log p, -100), as PyTorch.
 template <class T> [[gnu::always_inline]] inline T bce_element(T p, T t) {

@@ -289,7 +289,7 @@ TEST_CASE("matmul gives identical results at 1 and 2 threads on every kernel set
         {r(Shape{128, 400}, 17), r(Shape{400, 20}, 18)},                 // mid-size (the VAE's): two halves of rows
         {r(Shape{20, 128}, 19), r(Shape{128, 400}, 20)},                 // and of columns
         {r(Shape{20, 1500}, 21), r(Shape{1500, 30}, 22)},                // halves whose sums differ from one call's
-        {r(Shape{300, 7}, 23), r(Shape{7, 250}, 24)},
+        {r(Shape{300, 7}, 23), r(Shape{7, 250}, 24)},                    // mid-size with a short k
     };
     std::vector<std::string> sets = kern::gemm_kernel_sets();
     REQUIRE(!sets.empty());
